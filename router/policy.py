@@ -1,0 +1,394 @@
+"""Routing policy: which backend serves a request. Pure, so a simulator can replay it.
+
+Nothing here does I/O or reads a clock: the router (``router/scheduler.py``) and the
+benchmark's discrete-event simulator (``bench/``) both build a :class:`FleetView` snapshot,
+pass the current time in, and act on the :class:`Decision` that comes back.
+
+API (stable; the simulator depends on it)
+-----------------------------------------
+
+``Policy(params: PolicyParams = PolicyParams())``
+    ``decide(fleet: FleetView, request: Request, now: float,
+    exclude: frozenset[str] = frozenset()) -> Decision``
+
+    ``exclude`` names backends that already failed this request (retry before the first
+    byte goes elsewhere). ``now`` is seconds on any monotonic clock; it is only used to
+    read demand and LRU ages, so a simulator passes its virtual time.
+
+``DemandTracker(half_life_s=300.0)``
+    ``record(model, now)`` on every request, ``rate(model, now)`` / ``rates(now)`` give
+    requests per second with exponential decay. ``FleetView.demand`` takes ``rates(now)``.
+
+Inputs (frozen dataclasses): :class:`FleetView` holds :class:`BackendView` s (each with
+its :class:`Residency` list: models ``loaded`` or ``loading`` there), :class:`HostView` s
+(VRAM shared by every backend on the host), demand, router queue depth, expected load
+time and expected service time per model. A model absent from a backend's ``residents``
+is cold there.
+
+Output: :class:`Decision` with ``action``:
+
+* ``"serve"``: send the request to ``backend`` now (the model is resident, or loading
+  there and the backend will hold the request until the load finishes);
+* ``"load"``: send it to ``backend``, which loads the model on demand, after unloading
+  every ``(backend, model)`` in ``evict`` (all idle, all on the same host);
+* ``"wait"``: keep it in the router's per-model queue and decide again when a slot frees
+  or residency changes (late binding);
+* ``"reject"``: no healthy, undrained backend can ever serve this model.
+
+Decision order (``reason`` says which rule fired):
+
+1. ``resident``: the model is in GPU memory (not spilled to CPU) with a free slot; the
+   least busy such backend wins, recent failures counting as load so a fast-failing
+   backend never looks idle.
+2. ``join-load``: a load of this model is under way; send the request there (if it has a
+   free slot) or wait for it (``wait-load``). One load per model fleet-wide.
+3. The model is resident but every slot is busy: ``scale-out`` to a host that does not
+   hold it yet only when the expected queue wait exceeds the model's load time, else
+   ``wait-slot``.
+4. ``load-fits``: load where it fits in free VRAM (and under ``max_loaded``) without
+   evicting anything.
+5. ``resident-spilled``: a CPU-spilled copy with a free slot (slow, but no load).
+6. ``load-evict``: load where eviction costs least: cost = sum of the evicted models'
+   recent demand (req/s); ties go to fewer evicted MB, then more free VRAM.
+7. ``load-spill``: the model is larger than any host's VRAM; load where most fits.
+8. ``wait-capacity``: every placement is blocked by models with requests in flight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+ResidencyState = Literal["loaded", "loading"]
+Action = Literal["serve", "load", "wait", "reject"]
+Reason = Literal[
+    "resident",
+    "join-load",
+    "scale-out",
+    "load-fits",
+    "resident-spilled",
+    "load-evict",
+    "load-spill",
+    "wait-load",
+    "wait-slot",
+    "wait-capacity",
+    "no-backend",
+]
+
+
+@dataclass(frozen=True)
+class Residency:
+    """One model loaded (or loading) on one backend."""
+
+    model: str
+    state: ResidencyState = "loaded"
+    size_mb: int = 0  # whole footprint (weights + KV cache); 0 = unknown
+    vram_mb: int | None = None  # part of it in GPU memory; None = unknown (assume all)
+    in_flight: int = 0
+    slots: int = 1
+    last_used: float = 0.0
+    pinned: bool = False  # keep_alive < 0: never chosen for eviction
+
+    @property
+    def gpu_mb(self) -> int:
+        return self.size_mb if self.vram_mb is None else self.vram_mb
+
+    @property
+    def spilled(self) -> bool:
+        """Partly in system RAM (Ollama ``size_vram < size``): several times slower."""
+        return self.vram_mb is not None and self.size_mb > 0 and self.vram_mb < self.size_mb
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.slots - self.in_flight)
+
+
+@dataclass(frozen=True)
+class BackendView:
+    name: str
+    host: str
+    serves: frozenset[str] | None = None  # models it can serve; None = any
+    residents: tuple[Residency, ...] = ()
+    healthy: bool = True
+    drained: bool = False
+    can_load: bool = True  # False: serves only what is resident (openai, single-model server)
+    can_unload: bool = True
+    max_loaded: int | None = None
+    slots: int = 1  # slots a newly loaded model gets
+    model_slots: Mapping[str, int] = field(default_factory=dict)  # per-model override
+    error_score: float = 0.0  # recent passive failures; counts as extra load
+    weight: float = 1.0
+
+    def resident(self, model: str) -> Residency | None:
+        for res in self.residents:
+            if res.model == model:
+                return res
+        return None
+
+    def can_serve(self, model: str) -> bool:
+        return self.serves is None or model in self.serves
+
+
+@dataclass(frozen=True)
+class HostView:
+    name: str
+    vram_mb: int = 0  # 0 = unknown: never limits placement
+
+
+@dataclass(frozen=True)
+class FleetView:
+    backends: tuple[BackendView, ...]
+    hosts: Mapping[str, HostView] = field(default_factory=dict)
+    demand: Mapping[str, float] = field(default_factory=dict)  # req/s per model
+    queued: Mapping[str, int] = field(default_factory=dict)  # router queue depth per model
+    load_s: Mapping[str, float] = field(default_factory=dict)  # expected load time
+    service_s: Mapping[str, float] = field(default_factory=dict)  # expected slot hold time
+
+
+@dataclass(frozen=True)
+class Request:
+    model: str
+    size_mb: int = 0  # footprint once loaded (catalog weights + KV); 0 = unknown
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: Reason
+    backend: str | None = None
+    evict: tuple[tuple[str, str], ...] = ()  # (backend, model) to unload first
+    cost: float = 0.0  # demand-weighted eviction cost
+    wait_s: float = 0.0  # expected queue wait (for scale-out and Retry-After)
+
+
+@dataclass(frozen=True)
+class PolicyParams:
+    headroom_mb: int = 0  # VRAM kept free on every host
+    default_load_s: float = 10.0  # load time when none was observed yet
+    default_service_s: float = 5.0  # slot hold time when none was observed yet
+    scale_out: bool = True
+    allow_spill: bool = True
+
+
+@dataclass(frozen=True)
+class _Placement:
+    backend: BackendView
+    evict: tuple[tuple[str, str], ...]
+    cost: float
+    evicted_mb: int
+    free_after_mb: float
+    spill: bool
+
+
+class Policy:
+    """The decision order in the module docstring, as one pure function ``decide``."""
+
+    def __init__(self, params: PolicyParams | None = None) -> None:
+        self.params = params or PolicyParams()
+
+    def decide(
+        self,
+        fleet: FleetView,
+        request: Request,
+        now: float,
+        exclude: frozenset[str] = frozenset(),
+    ) -> Decision:
+        model = request.model
+        candidates = [
+            b
+            for b in fleet.backends
+            if b.name not in exclude and b.healthy and not b.drained and b.can_serve(model)
+        ]
+        if not candidates:
+            return Decision("reject", "no-backend")
+
+        loaded = [(b, r) for b in candidates if (r := b.resident(model)) and r.state == "loaded"]
+        loading = [(b, r) for b in candidates if (r := b.resident(model)) and r.state == "loading"]
+        clean = [(b, r) for b, r in loaded if not r.spilled]
+
+        # 1. resident, in GPU memory, with a free slot
+        free = [(b, r) for b, r in clean if r.free_slots > 0]
+        if free:
+            backend, _ = min(free, key=lambda br: _busy_key(*br))
+            return Decision("serve", "resident", backend.name)
+
+        # 2. join a load already under way (one load per model fleet-wide)
+        if loading:
+            joinable = [(b, r) for b, r in loading if r.free_slots > 0]
+            if joinable:
+                backend, _ = min(joinable, key=lambda br: _busy_key(*br))
+                return Decision("serve", "join-load", backend.name)
+            return Decision("wait", "wait-load", loading[0][0].name)
+
+        loadable = [b for b in candidates if b.can_load and b.resident(model) is None]
+
+        # 3. resident but busy: scale out only when waiting would cost more than a load
+        if clean:
+            wait_s = self._expected_wait(fleet, model, [r for _, r in clean])
+            load_s = fleet.load_s.get(model, self.params.default_load_s)
+            if self.params.scale_out and wait_s > load_s:
+                holding_hosts = {b.host for b, _ in clean}
+                elsewhere = [b for b in loadable if b.host not in holding_hosts]
+                placement = self._best_placement(fleet, request, elsewhere, now, spill=False)
+                if placement is not None:
+                    return _load(placement, "scale-out", wait_s)
+            least_busy = min(clean, key=lambda br: _busy_key(*br))[0]
+            return Decision("wait", "wait-slot", least_busy.name, wait_s=wait_s)
+
+        # 4. load where it fits without evicting
+        placements = [
+            p
+            for b in loadable
+            if (p := self._placement(fleet, request, b, now)) is not None and not p.spill
+        ]
+        fits = [p for p in placements if not p.evict]
+        if fits:
+            return _load(min(fits, key=_placement_key), "load-fits")
+
+        # 5. a CPU-spilled copy with a free slot beats evicting someone
+        spilled_free = [(b, r) for b, r in loaded if r.free_slots > 0]
+        if spilled_free:
+            backend, _ = min(spilled_free, key=lambda br: _busy_key(*br))
+            return Decision("serve", "resident-spilled", backend.name)
+
+        # 6. load where eviction costs least
+        if placements:
+            return _load(min(placements, key=_placement_key), "load-evict")
+
+        if loaded:  # spilled and busy: wait for its slot
+            backend = min(loaded, key=lambda br: _busy_key(*br))[0]
+            wait_s = self._expected_wait(fleet, model, [r for _, r in loaded])
+            return Decision("wait", "wait-slot", backend.name, wait_s=wait_s)
+
+        # 7. too large for any host: load where the most of it fits
+        if self.params.allow_spill:
+            spills = [
+                p
+                for b in loadable
+                if (p := self._placement(fleet, request, b, now)) is not None and p.spill
+            ]
+            if spills:
+                return _load(min(spills, key=_placement_key), "load-spill")
+
+        # 8. every placement is blocked by busy models: wait for one to finish
+        if loadable:
+            return Decision("wait", "wait-capacity", loadable[0].name)
+        return Decision("reject", "no-backend")
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _expected_wait(self, fleet: FleetView, model: str, copies: list[Residency]) -> float:
+        slots = sum(r.slots for r in copies) or 1
+        service = fleet.service_s.get(model, self.params.default_service_s)
+        return (fleet.queued.get(model, 0) + 1) * service / slots
+
+    def _best_placement(
+        self,
+        fleet: FleetView,
+        request: Request,
+        backends: Iterable[BackendView],
+        now: float,
+        spill: bool,
+    ) -> _Placement | None:
+        options = [
+            p
+            for b in backends
+            if (p := self._placement(fleet, request, b, now)) is not None and p.spill == spill
+        ]
+        return min(options, key=_placement_key) if options else None
+
+    def _placement(
+        self, fleet: FleetView, request: Request, backend: BackendView, now: float
+    ) -> _Placement | None:
+        """What loading ``request.model`` on ``backend`` would evict, or None if blocked."""
+        host_vram = fleet.hosts.get(backend.host, HostView(backend.host)).vram_mb
+        on_host = [b for b in fleet.backends if b.host == backend.host]
+        used = sum(r.gpu_mb for b in on_host for r in b.residents)
+        need = request.size_mb
+        usable = host_vram - self.params.headroom_mb
+        spill = bool(host_vram) and need > usable
+        free = math.inf if not host_vram else usable - used
+        over_count = backend.max_loaded is not None and len(backend.residents) >= backend.max_loaded
+        if (spill or need <= free) and not over_count:
+            return _Placement(backend, (), 0.0, 0, free - need, spill)
+
+        # idle, unpinned, fully loaded models on this host, cheapest (demand, then LRU) first
+        victims = sorted(
+            (
+                (b, r)
+                for b in on_host
+                if b.can_unload
+                for r in b.residents
+                if r.state == "loaded" and r.in_flight == 0 and not r.pinned
+            ),
+            key=lambda br: (fleet.demand.get(br[1].model, 0.0), br[1].last_used, br[1].model),
+        )
+        chosen: list[tuple[BackendView, Residency]] = []
+        if over_count:  # the backend's own count cap needs one of its own models gone
+            own = next((v for v in victims if v[0].name == backend.name), None)
+            if own is None:
+                return None
+            chosen.append(own)
+            free += own[1].gpu_mb
+        for victim in victims:
+            if spill or need <= free:
+                break
+            if victim in chosen:
+                continue
+            chosen.append(victim)
+            free += victim[1].gpu_mb
+        if not spill and need > free:
+            return None
+        cost = sum(fleet.demand.get(r.model, 0.0) for _, r in chosen)
+        return _Placement(
+            backend,
+            tuple((b.name, r.model) for b, r in chosen),
+            cost,
+            sum(r.gpu_mb for _, r in chosen),
+            free - need,
+            spill,
+        )
+
+
+def _busy_key(backend: BackendView, res: Residency) -> tuple[float, float, str]:
+    load = (res.in_flight / max(res.slots, 1) + backend.error_score) / backend.weight
+    return (load, -res.free_slots, backend.name)
+
+
+def _placement_key(p: _Placement) -> tuple[float, int, float, float, str]:
+    return (p.cost, p.evicted_mb, -p.free_after_mb, p.backend.error_score, p.backend.name)
+
+
+def _load(p: _Placement, reason: Reason, wait_s: float = 0.0) -> Decision:
+    return Decision("load", reason, p.backend.name, p.evict, p.cost, wait_s)
+
+
+class DemandTracker:
+    """Recent request rate per model, exponentially decayed; time is passed in.
+
+    Example::
+
+        demand = DemandTracker(half_life_s=60)
+        demand.record("llama3:8b", now=0.0)
+        demand.rate("llama3:8b", now=60.0)  # half of the rate seen at t=0
+    """
+
+    def __init__(self, half_life_s: float = 300.0) -> None:
+        self.half_life_s = half_life_s
+        self._value: dict[str, tuple[float, float]] = {}  # model -> (decayed count, at)
+
+    def _decayed(self, model: str, now: float) -> float:
+        value, at = self._value.get(model, (0.0, now))
+        return value * 0.5 ** (max(0.0, now - at) / self.half_life_s)
+
+    def record(self, model: str, now: float, count: float = 1.0) -> None:
+        self._value[model] = (self._decayed(model, now) + count, now)
+
+    def rate(self, model: str, now: float) -> float:
+        """Requests per second (a steady rate r converges to r)."""
+        return self._decayed(model, now) * math.log(2) / self.half_life_s
+
+    def rates(self, now: float) -> dict[str, float]:
+        return {model: self.rate(model, now) for model in self._value}
