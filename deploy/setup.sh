@@ -2,6 +2,8 @@
 # Idempotent set-up on a fresh Debian machine (run as root).
 #   bash deploy/setup.sh            Python environment only (.venv with modelfleet[test])
 #   bash deploy/setup.sh --all      also podman + host image, llama-server build + model, chromium, bench tools
+#   bash deploy/setup.sh --molecule also a separate .venv-molecule with the Molecule stack (role scenarios)
+# Environment: MODELFLEET_CACHE (default ~/.cache/modelfleet) holds the cached image tarball and builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,8 +26,35 @@ setup_python() {
     .venv/bin/pip install -q -e '.[test]'
 }
 
+require_root() {
+    [ "$(id -u)" = 0 ] || { echo "setup: ERROR: $1 needs root (it installs apt packages): sudo bash $0 $1" >&2; exit 1; }
+}
+
+setup_fleet() {
+    # The local container fleet: podman (runc, netavark), debootstrap for the host image,
+    # openssh-client for the fleet's ssh key, dpkg-dev + gnupg for the stand-in apt repository.
+    apt_install podman runc netavark aardvark-dns uidmap debootstrap openssh-client dpkg-dev gnupg iptables
+    bash deploy/hostimage.sh
+}
+
+setup_molecule() {
+    # Separate venv: molecule + ansible-core must not leak into the project's .venv.
+    bash deploy/molecule-venv.sh
+}
+
+ALL=0 MOLECULE=0
+for arg in "$@"; do
+    case "$arg" in
+        --all) require_root "$arg"; ALL=1 ;;
+        --molecule) MOLECULE=1 ;;
+        *) echo "setup: ERROR: unknown option '$arg' (known: --all, --molecule)" >&2; exit 2 ;;
+    esac
+done
+
 setup_python
-if [ "${1:-}" = "--all" ]; then
-    :  # the fleet, llama-server and browser steps are added by their issues
+if [ "$ALL" = 1 ]; then
+    setup_fleet
+    # the llama-server and browser steps are added by their issues
 fi
+if [ "$MOLECULE" = 1 ]; then setup_molecule; fi
 echo "setup: done"
