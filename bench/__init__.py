@@ -1,0 +1,1 @@
+"""Benchmarks: proxy overhead, routing quality (simulator), deploy time. See docs/benchmarks.md."""

@@ -1,0 +1,947 @@
+"""What-if simulator: replay a request trace through a routing policy on a modeled fleet.
+
+A discrete-event simulation with a virtual clock (no sleeping, no threads). The fleet is a
+set of backends (an Ollama, llama-swap or llama-server instance each) on hosts with a VRAM
+budget; a model takes VRAM while loaded, a load takes ``load_fixed_s + size / load_gbps``
+and each generated token ``size / mem_bandwidth_gbps`` (decode is memory-bound).
+
+The policy under test is the router's real code (``router/policy.py``) through
+:class:`RouterPolicy`, or one of the baselines that other routers use: round-robin,
+least-connections and PolyLlama's least-models-per-instance. Baselines are model-blind
+the way those routers are: the backend itself then queues, loads and evicts (LRU among idle
+models, one load at a time, like Ollama's scheduler). :func:`belady_cold_loads` is the
+offline reference: the fewest loads a clairvoyant cache of the whole fleet's VRAM could do.
+
+Example::
+
+    fleet = SimFleet.from_router_config(load_config("router.yaml"))
+    trace = generate_trace(TraceSpec(seed=1, models=fleet.model_names()))
+    result = Simulator(fleet, RoundRobin(), trace).run()
+    print(result.summary()["cold_loads"])
+
+The trace format (JSON lines) is documented in ``docs/simulate.md``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import random
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from router import policy
+from router.config import RouterConfig
+
+MB_PER_GB = 1024
+Evictions = tuple[tuple[str, str], ...]  # (backend, model) pairs
+
+
+class SimulationError(Exception):
+    """Bad simulator input; the message names the file, line, model or backend."""
+
+
+# --------------------------------------------------------------------------- the modeled fleet
+
+
+@dataclass(frozen=True)
+class HardwareModel:
+    """How fast a backend loads and runs a model. Defaults: NVMe, an L40S/A6000-class GPU."""
+
+    load_gbps: float = 2.0  # weights read from disk (page cache: ~9 GB/s)
+    load_fixed_s: float = 1.5  # process start, CUDA context, readiness poll
+    mem_bandwidth_gbps: float = 800.0  # decode reads all weights once per token
+    prefill_speedup: float = 25.0  # prompt tokens/s relative to decode tokens/s
+
+    def load_s(self, size_mb: int) -> float:
+        return self.load_fixed_s + size_mb / MB_PER_GB / self.load_gbps
+
+    def decode_s_per_token(self, size_mb: int) -> float:
+        return max(size_mb, 256) / MB_PER_GB / self.mem_bandwidth_gbps
+
+    def prefill_s_per_token(self, size_mb: int) -> float:
+        return self.decode_s_per_token(size_mb) / self.prefill_speedup
+
+
+@dataclass(frozen=True)
+class SimModel:
+    name: str
+    size_mb: int  # weights + KV cache: what it occupies in VRAM
+
+
+@dataclass
+class Residency:
+    """One model on one backend: ``loading`` until ``ready_at``, then ``resident``."""
+
+    model: str
+    size_mb: int
+    state: str  # "loading" | "resident"
+    ready_at: float
+    in_flight: int = 0
+    last_used: float = 0.0
+    loaded_at: float = 0.0
+
+
+@dataclass
+class SimBackend:
+    name: str
+    host: str
+    vram_mb: int  # 0 = unknown, never limits
+    slots: int
+    models: dict[str, SimModel]
+    max_loaded: int | None = None
+    kind: str = "ollama"
+    residency: dict[str, Residency] = field(default_factory=dict)
+    # Requests sent to this backend that wait for a slot or a load (a model-blind router
+    # leaves the queueing to the backend, as Ollama and llama-swap do).
+    waiting: dict[str, deque[Request]] = field(default_factory=dict)
+    pending_loads: deque[tuple[str, Evictions]] = field(default_factory=deque)
+    loading_now: str | None = None
+
+    def in_flight(self) -> int:
+        return sum(r.in_flight for r in self.residency.values())
+
+    def queued(self, model: str | None = None) -> int:
+        if model is not None:
+            return len(self.waiting.get(model, ()))
+        return sum(len(q) for q in self.waiting.values())
+
+    def free_slots(self, model: str) -> int:
+        res = self.residency.get(model)
+        if res is None or res.state != "resident":
+            return 0
+        return max(self.slots - res.in_flight, 0)
+
+
+@dataclass
+class SimFleet:
+    backends: list[SimBackend]
+    hardware: HardwareModel = field(default_factory=HardwareModel)
+
+    def __post_init__(self) -> None:
+        names = [b.name for b in self.backends]
+        if len(set(names)) != len(names):
+            raise SimulationError(f"duplicate backend names in fleet: {sorted(names)}")
+        self.by_name = {b.name: b for b in self.backends}
+        self.router_queued: dict[str, int] = {}  # requests held in the router, per model
+
+    def model_names(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for backend in self.backends:
+            seen.update(dict.fromkeys(backend.models))
+        return list(seen)
+
+    def model_size(self, model: str) -> int:
+        for backend in self.backends:
+            if model in backend.models:
+                return backend.models[model].size_mb
+        raise SimulationError(f"model {model!r} is in no backend's catalog")
+
+    def host_budget_mb(self, host: str) -> int:
+        """Backends on one host share its GPUs, so the host's budget is the largest of theirs."""
+        budgets = [b.vram_mb for b in self.backends if b.host == host]
+        return 0 if 0 in budgets else max(budgets)
+
+    def host_used_mb(self, host: str) -> int:
+        return sum(r.size_mb for b in self.backends if b.host == host for r in b.residency.values())
+
+    def host_free_mb(self, host: str) -> float:
+        budget = self.host_budget_mb(host)
+        return math.inf if budget == 0 else budget - self.host_used_mb(host)
+
+    def hosts(self) -> list[str]:
+        return list(dict.fromkeys(b.host for b in self.backends))
+
+    @classmethod
+    def from_router_config(
+        cls, config: RouterConfig, hardware: HardwareModel | None = None
+    ) -> SimFleet:
+        """The fleet a ``router.yaml`` describes (what the deploy renders from the plan)."""
+        backends = []
+        for bc in config.backends:
+            if bc.drained:
+                continue
+            if not bc.models:
+                raise SimulationError(
+                    f"backend {bc.name!r} lists no models; the simulator needs each model's "
+                    "size_mb (render router.yaml from an inventory with a catalog)"
+                )
+            models = {}
+            for entry in bc.models:
+                size = entry.size_mb + entry.kv_mb
+                if size <= 0:
+                    raise SimulationError(
+                        f"backend {bc.name!r}, model {entry.name!r}: size_mb + kv_mb is 0"
+                    )
+                if bc.vram_mb and size > bc.vram_mb:
+                    raise SimulationError(
+                        f"backend {bc.name!r}, model {entry.name!r}: {size} MB does not fit "
+                        f"in the backend's {bc.vram_mb} MB"
+                    )
+                models[entry.name] = SimModel(entry.name, size)
+            backends.append(
+                SimBackend(
+                    name=bc.name,
+                    host=bc.host_name,
+                    vram_mb=bc.vram_mb,
+                    slots=bc.slots,
+                    max_loaded=bc.max_loaded,
+                    kind=bc.kind,
+                    models=models,
+                )
+            )
+        if not backends:
+            raise SimulationError("the fleet has no (undrained) backends")
+        return cls(backends, hardware or HardwareModel())
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backends": [
+                {
+                    "name": b.name,
+                    "host": b.host,
+                    "vram_mb": b.vram_mb,
+                    "slots": b.slots,
+                    "models": len(b.models),
+                }
+                for b in self.backends
+            ],
+            "hardware": asdict(self.hardware),
+            "catalog_mb": sum(self.model_size(m) for m in self.model_names()),
+            "vram_mb": sum(self.host_budget_mb(h) for h in self.hosts()),
+        }
+
+
+# --------------------------------------------------------------------------- traces
+
+
+@dataclass(frozen=True)
+class Request:
+    """One trace line. ``t`` is seconds from the start of the trace."""
+
+    t: float
+    model: str
+    prompt_tokens: int = 256
+    output_tokens: int = 128
+    id: str = ""
+
+
+def read_trace(path: str | Path) -> list[Request]:
+    """Read a JSON-lines trace (see docs/simulate.md); errors name the file and line."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise SimulationError(f"{path}: cannot read: {exc.strerror}") from None
+    requests = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        requests.append(_parse_trace_line(line, f"{path}:{number}"))
+    if not requests:
+        raise SimulationError(f"{path}: the trace has no requests")
+    requests.sort(key=lambda r: r.t)
+    return requests
+
+
+def _parse_trace_line(line: str, where: str) -> Request:
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise SimulationError(f"{where}: not JSON: {exc.msg}") from None
+    if not isinstance(raw, dict):
+        raise SimulationError(f"{where}: expected an object, got {type(raw).__name__}")
+    unknown = set(raw) - {"t", "model", "prompt_tokens", "output_tokens", "id"}
+    if unknown:
+        raise SimulationError(f"{where}: unknown key(s) {sorted(unknown)}")
+    model = raw.get("model")
+    if not isinstance(model, str) or not model:
+        raise SimulationError(f"{where}: 'model' must be a non-empty string")
+    t = raw.get("t")
+    if not isinstance(t, int | float) or isinstance(t, bool) or t < 0 or not math.isfinite(t):
+        raise SimulationError(f"{where}: 't' must be a number of seconds >= 0")
+    tokens = {}
+    for key, default in (("prompt_tokens", 256), ("output_tokens", 128)):
+        value = raw.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise SimulationError(f"{where}: {key!r} must be an integer >= 0")
+        tokens[key] = value
+    return Request(float(t), model, id=str(raw.get("id", "")), **tokens)
+
+
+def write_trace(requests: Iterable[Request], path: str | Path) -> None:
+    with Path(path).open("w") as out:
+        for r in requests:
+            line = {"t": round(r.t, 3), "model": r.model}
+            line |= {"prompt_tokens": r.prompt_tokens, "output_tokens": r.output_tokens}
+            if r.id:
+                line["id"] = r.id
+            out.write(json.dumps(line) + "\n")
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    """A synthetic workload: Zipf popularity, Poisson arrivals, bursts and a popularity shift.
+
+    The same spec and seed always give the same trace.
+    """
+
+    models: Sequence[str]
+    seed: int = 1
+    duration_s: float = 3600.0
+    rate_rps: float = 1.0
+    zipf_s: float = 1.1
+    # At this fraction of the trace the ranks are re-dealt: yesterday's tail becomes the head.
+    shift_at: float | None = 0.5
+    bursts: int = 6  # short floods of one model (a batch job, an agent loop)
+    burst_requests: int = 40
+    burst_span_s: float = 30.0
+    mean_prompt_tokens: int = 400
+    mean_output_tokens: int = 200
+
+
+def zipf_weights(n: int, s: float) -> list[float]:
+    raw = [1.0 / (rank**s) for rank in range(1, n + 1)]
+    total = sum(raw)
+    return [w / total for w in raw]
+
+
+def generate_trace(spec: TraceSpec) -> list[Request]:
+    if len(spec.models) < 2:
+        raise SimulationError("a synthetic trace needs at least two models")
+    rng = random.Random(spec.seed)
+    weights = zipf_weights(len(spec.models), spec.zipf_s)
+    ranking = list(spec.models)
+    rng.shuffle(ranking)
+    shifted = list(ranking)
+    rng.shuffle(shifted)
+    shift_t = math.inf if spec.shift_at is None else spec.shift_at * spec.duration_s
+
+    def tokens(mean: int) -> int:
+        # Long-tailed lengths: most requests short, a few long.
+        return max(1, int(rng.lognormvariate(math.log(mean) - 0.5, 1.0)))
+
+    requests = []
+    t = rng.expovariate(spec.rate_rps)
+    while t < spec.duration_s:
+        order = ranking if t < shift_t else shifted
+        model = rng.choices(order, weights)[0]
+        requests.append(
+            Request(t, model, tokens(spec.mean_prompt_tokens), tokens(spec.mean_output_tokens))
+        )
+        t += rng.expovariate(spec.rate_rps)
+    for _ in range(spec.bursts):
+        start = rng.uniform(0, max(spec.duration_s - spec.burst_span_s, 0))
+        model = rng.choice(spec.models)
+        for _ in range(spec.burst_requests):
+            requests.append(
+                Request(
+                    start + rng.uniform(0, spec.burst_span_s),
+                    model,
+                    tokens(spec.mean_prompt_tokens),
+                    tokens(spec.mean_output_tokens),
+                )
+            )
+    requests.sort(key=lambda r: r.t)
+    return [
+        Request(r.t, r.model, r.prompt_tokens, r.output_tokens, f"r{i}")
+        for i, r in enumerate(requests)
+    ]
+
+
+# --------------------------------------------------------------------------- policies
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Send the request to ``backend``. ``evict`` lists ``(backend, model)`` pairs the router
+    unloads first (empty: the backend makes room itself, least recently used first)."""
+
+    backend: str
+    evict: tuple[tuple[str, str], ...] = ()
+    reason: str = ""
+
+
+class Policy(Protocol):
+    """What the simulator asks: where should this request go now? None = hold it in the
+    router's queue; the simulator asks again whenever a slot frees or a load finishes."""
+
+    name: str
+
+    def on_arrival(self, request: Request, now: float) -> None: ...
+
+    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice | None: ...
+
+    def on_finish(self, request: Request, backend: str, service_s: float, now: float) -> None: ...
+
+
+class _Blind:
+    """Shared no-op hooks of the model-blind baselines."""
+
+    def on_arrival(self, request: Request, now: float) -> None:
+        pass
+
+    def on_finish(self, request: Request, backend: str, service_s: float, now: float) -> None:
+        pass
+
+
+def candidates(fleet: SimFleet, model: str) -> list[SimBackend]:
+    found = [b for b in fleet.backends if model in b.models]
+    if not found:
+        raise SimulationError(f"model {model!r} is in no backend's catalog")
+    return found
+
+
+class RoundRobin(_Blind):
+    """nginx / OllamaFlow / GPUStack default: the next backend that lists the model."""
+
+    name = "round-robin"
+
+    def __init__(self) -> None:
+        self._next: dict[str, int] = {}
+
+    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice:
+        options = candidates(fleet, request.model)
+        index = self._next.get(request.model, 0)
+        self._next[request.model] = index + 1
+        return Choice(options[index % len(options)].name, reason="round-robin")
+
+
+class LeastConnections(_Blind):
+    """Olla's default, LiteLLM least-busy: fewest requests in flight through this router
+    (ties: first listed)."""
+
+    name = "least-connections"
+
+    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice:
+        options = candidates(fleet, request.model)
+        best = min(options, key=lambda b: b.in_flight() + b.queued())
+        return Choice(best.name, reason="least-connections")
+
+
+class LeastModelsPerInstance(_Blind):
+    """PolyLlama's rule (model_router.lua): running there → that instance; else the
+    remembered mapping; else the instance with the fewest mapped models."""
+
+    name = "least-models (PolyLlama)"
+
+    def __init__(self) -> None:
+        self.mapping: dict[str, str] = {}
+
+    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice:
+        options = candidates(fleet, request.model)
+        for backend in options:
+            if request.model in backend.residency:  # /api/ps shows it (or a load lock)
+                return Choice(backend.name, reason="running")
+        mapped = self.mapping.get(request.model)
+        if mapped is not None and mapped in {b.name for b in options}:
+            return Choice(mapped, reason="mapped")
+        counts = {b.name: 0 for b in options}
+        for instance in self.mapping.values():
+            if instance in counts:
+                counts[instance] += 1
+        best = min(options, key=lambda b: counts[b.name])
+        self.mapping[request.model] = best.name
+        return Choice(best.name, reason="fewest mapped models")
+
+
+class RouterPolicy:
+    """modelfleet's own policy: ``router.policy.Policy`` itself, fed the snapshot the router
+    would build from its bookkeeping (residency, in-flight, router queue, decayed demand,
+    observed service times). Nothing of the decision logic lives here."""
+
+    name = "modelfleet"
+
+    def __init__(self, params: policy.PolicyParams | None = None, half_life_s: float = 300.0):
+        self.policy = policy.Policy(params)
+        self.demand = policy.DemandTracker(half_life_s=half_life_s)
+        self.service_s: dict[str, float] = {}  # EWMA of slot hold time per model
+
+    def on_arrival(self, request: Request, now: float) -> None:
+        self.demand.record(request.model, now)
+
+    def on_finish(self, request: Request, backend: str, service_s: float, now: float) -> None:
+        previous = self.service_s.get(request.model)
+        self.service_s[request.model] = (
+            service_s if previous is None else 0.8 * previous + 0.2 * service_s
+        )
+
+    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice | None:
+        decision = self.policy.decide(
+            self.view(fleet, now),
+            policy.Request(request.model, fleet.model_size(request.model)),
+            now,
+        )
+        if decision.action == "wait":
+            return None
+        if decision.action == "reject" or decision.backend is None:
+            raise SimulationError(
+                f"the router policy rejected model {request.model!r} ({decision.reason})"
+            )
+        return Choice(decision.backend, decision.evict, decision.reason)
+
+    def view(self, fleet: SimFleet, now: float) -> policy.FleetView:
+        """The router's snapshot: a load the router asked for counts as ``loading`` from the
+        moment it was sent, and requests sent to a backend count as in flight there."""
+        backends = []
+        for b in fleet.backends:
+            residents = [
+                policy.Residency(
+                    model=r.model,
+                    state="loaded" if r.state == "resident" else "loading",
+                    size_mb=r.size_mb,
+                    in_flight=r.in_flight + b.queued(r.model),
+                    slots=b.slots,
+                    last_used=r.last_used,
+                )
+                for r in b.residency.values()
+            ]
+            residents += [
+                policy.Residency(
+                    model=model,
+                    state="loading",
+                    size_mb=b.models[model].size_mb,
+                    in_flight=b.queued(model),
+                    slots=b.slots,
+                    last_used=now,
+                )
+                for model, _ in b.pending_loads
+            ]
+            backends.append(
+                policy.BackendView(
+                    name=b.name,
+                    host=b.host,
+                    serves=frozenset(b.models),
+                    residents=tuple(residents),
+                    max_loaded=b.max_loaded,
+                    slots=b.slots,
+                )
+            )
+        hw = fleet.hardware
+        return policy.FleetView(
+            backends=tuple(backends),
+            hosts={h: policy.HostView(h, fleet.host_budget_mb(h)) for h in fleet.hosts()},
+            demand=self.demand.rates(now),
+            queued=dict(fleet.router_queued),
+            load_s={m: hw.load_s(fleet.model_size(m)) for m in fleet.model_names()},
+            service_s=dict(self.service_s),
+        )
+
+
+# --------------------------------------------------------------------------- the simulator
+
+# Event kinds, in the order they run at one instant: a finished request frees its slot
+# before a load completes, both before a new arrival looks at the fleet, and a keep-alive
+# expiry comes last so that a request arriving at that very instant still finds the model.
+FINISH, LOAD_DONE, ARRIVAL, EXPIRE = 0, 1, 2, 3
+
+
+@dataclass
+class Served:
+    request: Request
+    backend: str
+    first_token_at: float
+    finished_at: float
+    cold: bool  # waited for a load
+
+
+@dataclass
+class SimResult:
+    policy: str
+    served: list[Served]
+    loads: int
+    replica_loads: int  # loads of a model already loaded or loading elsewhere
+    evictions: int
+    load_seconds: float
+    duration_s: float
+    decisions: dict[str, int]
+    events: list[tuple[float, str, str]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        ttft = sorted(s.first_token_at - s.request.t for s in self.served)
+        tokens = sum(s.request.output_tokens for s in self.served)
+        return {
+            "policy": self.policy,
+            "requests": len(self.served),
+            "cold_loads": self.loads,
+            "replica_loads": self.replica_loads,
+            "evictions": self.evictions,
+            "load_seconds": round(self.load_seconds, 1),
+            "cold_requests": sum(s.cold for s in self.served),
+            "ttft_p50_s": round(percentile(ttft, 50), 3),
+            "ttft_p99_s": round(percentile(ttft, 99), 3),
+            "ttft_mean_s": round(sum(ttft) / len(ttft), 3) if ttft else 0.0,
+            "throughput_rps": round(len(self.served) / self.duration_s, 4),
+            "throughput_tokens_s": round(tokens / self.duration_s, 1),
+            "makespan_s": round(self.duration_s, 1),
+            "decisions": dict(sorted(self.decisions.items())),
+        }
+
+
+def percentile(sorted_values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence (0 for an empty one)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(math.ceil(pct / 100 * len(sorted_values)), 1)
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+class Simulator:
+    """Replay ``trace`` through ``policy`` on ``fleet`` (which it mutates: pass a fresh one)."""
+
+    def __init__(
+        self,
+        fleet: SimFleet,
+        policy: Policy,
+        trace: Sequence[Request],
+        *,
+        keep_alive_s: float | None = None,
+        record_events: bool = False,
+    ) -> None:
+        for request in trace:
+            candidates(fleet, request.model)  # fail early, naming the model
+        self.fleet = fleet
+        self.policy = policy
+        self.trace = trace
+        self.keep_alive_s = keep_alive_s
+        self.record_events = record_events
+        self.now = 0.0
+        self._events: list[tuple[float, int, int, Any]] = []
+        self._seq = 0
+        self._router_queue: dict[str, deque[Request]] = {}
+        self._cold: set[str] = set()  # ids of requests that waited for a load
+        self._served: list[Served] = []
+        self._started: dict[str, tuple[str, float, float]] = {}  # id -> backend, ttft, start
+        self._loads = self._replica_loads = self._evictions = 0
+        self._load_seconds = 0.0
+        self._decisions: dict[str, int] = {}
+        self._log: list[tuple[float, str, str]] = []
+
+    # -- event queue
+    def _schedule(self, at: float, kind: int, payload: Any) -> None:
+        heapq.heappush(self._events, (at, kind, self._seq, payload))
+        self._seq += 1
+
+    def run(self) -> SimResult:
+        for request in self.trace:
+            self._schedule(request.t, ARRIVAL, request)
+        while self._events:
+            at, kind, _, payload = heapq.heappop(self._events)
+            self.now = at
+            if kind == ARRIVAL:
+                self._note("arrival", payload.id)
+                self.policy.on_arrival(payload, at)
+                self._route(payload)
+            elif kind == LOAD_DONE:
+                self._load_done(*payload)
+            elif kind == FINISH:
+                self._finish(*payload)
+            else:
+                self._expire(*payload)
+        unserved = sum(len(q) for q in self._router_queue.values()) + sum(
+            b.queued() for b in self.fleet.backends
+        )
+        if unserved:
+            raise SimulationError(
+                f"policy {self.policy.name!r} left {unserved} request(s) unserved at the end "
+                "(it held them in the router queue and never placed them)"
+            )
+        first = self.trace[0].t if self.trace else 0.0
+        last = max((s.finished_at for s in self._served), default=first)
+        return SimResult(
+            policy=self.policy.name,
+            served=self._served,
+            loads=self._loads,
+            replica_loads=self._replica_loads,
+            evictions=self._evictions,
+            load_seconds=self._load_seconds,
+            duration_s=max(last - first, 1e-9),
+            decisions=self._decisions,
+            events=self._log,
+        )
+
+    def _note(self, what: str, detail: str) -> None:
+        if self.record_events:
+            self._log.append((round(self.now, 6), what, detail))
+
+    # -- routing
+    def _route(self, request: Request) -> None:
+        waiting = self._router_queue.get(request.model)
+        if waiting:  # FIFO per model: never overtake an earlier request
+            waiting.append(request)
+            return
+        if not self._try_place(request):
+            self._router_queue.setdefault(request.model, deque()).append(request)
+
+    def _try_place(self, request: Request) -> bool:
+        waiting = self._router_queue.get(request.model, ())
+        self.fleet.router_queued = {m: len(q) for m, q in self._router_queue.items()}
+        if waiting and waiting[0] is request:  # deciding the head: it is not "behind" itself
+            self.fleet.router_queued[request.model] -= 1
+        choice = self.policy.choose(request, self.fleet, self.now)
+        if choice is None:
+            return False
+        backend = self.fleet.by_name.get(choice.backend)
+        if backend is None or request.model not in backend.models:
+            raise SimulationError(
+                f"policy {self.policy.name!r} sent model {request.model!r} to "
+                f"{choice.backend!r}, which does not serve it"
+            )
+        self._decisions[choice.reason or "-"] = self._decisions.get(choice.reason or "-", 0) + 1
+        self._note("route", f"{request.id}->{backend.name} ({choice.reason})")
+        self._dispatch(request, backend, choice.evict)
+        return True
+
+    def _drain_router_queue(self) -> None:
+        for model in list(self._router_queue):
+            waiting = self._router_queue[model]
+            while waiting and self._try_place(waiting[0]):
+                waiting.popleft()
+            if not waiting:
+                del self._router_queue[model]
+
+    # -- one backend, Ollama-like
+    def _dispatch(self, request: Request, backend: SimBackend, evict: Evictions) -> None:
+        res = backend.residency.get(request.model)
+        if res is not None and res.state == "resident" and res.in_flight < backend.slots:
+            self._start(request, backend, res)
+            return
+        backend.waiting.setdefault(request.model, deque()).append(request)
+        if res is None:
+            self._cold.add(request.id)
+            if all(model != request.model for model, _ in backend.pending_loads):
+                backend.pending_loads.append((request.model, evict))
+            else:
+                pass  # a load of it is already queued on this backend: join it
+            self._start_loads(backend.host)
+        elif res.state == "loading":
+            self._cold.add(request.id)
+
+    def _start(self, request: Request, backend: SimBackend, res: Residency) -> None:
+        hw = self.fleet.hardware
+        res.in_flight += 1
+        first = self.now + request.prompt_tokens * hw.prefill_s_per_token(res.size_mb)
+        done = first + request.output_tokens * hw.decode_s_per_token(res.size_mb)
+        self._started[request.id] = (backend.name, first, self.now)
+        self._schedule(done, FINISH, (request, backend.name))
+
+    def _finish(self, request: Request, backend_name: str) -> None:
+        backend = self.fleet.by_name[backend_name]
+        res = backend.residency[request.model]
+        res.in_flight -= 1
+        res.last_used = self.now
+        _, first, started = self._started.pop(request.id)
+        self._served.append(
+            Served(request, backend_name, first, self.now, request.id in self._cold)
+        )
+        self._note("finish", f"{request.id}@{backend_name}")
+        self.policy.on_finish(request, backend_name, self.now - started, self.now)
+        self._fill_slots(backend, res)
+        self._arm_keep_alive(backend, res)
+        self._drain_router_queue()
+        self._start_loads(backend.host)
+
+    def _fill_slots(self, backend: SimBackend, res: Residency) -> None:
+        queue = backend.waiting.get(res.model)
+        while queue and res.in_flight < backend.slots:
+            self._start(queue.popleft(), backend, res)
+        if queue is not None and not queue:
+            del backend.waiting[res.model]
+
+    def _start_loads(self, host: str) -> None:
+        for backend in self.fleet.backends:
+            if backend.host == host and backend.loading_now is None and backend.pending_loads:
+                self._start_next_load(backend)
+
+    def _start_next_load(self, backend: SimBackend) -> None:
+        """Ollama loads one model at a time per server; it makes room by evicting idle
+        models and waits (keeps the load pending) while the room is held by busy ones."""
+        model, evict = backend.pending_loads[0]
+        size = backend.models[model].size_mb
+        if not self._make_room(backend, size, evict):
+            return  # retried when a request finishes on this host
+        backend.pending_loads.popleft()
+        if any(model in b.residency for b in self.fleet.backends if b is not backend):
+            self._replica_loads += 1
+        load_s = self.fleet.hardware.load_s(size)
+        self._loads += 1
+        self._load_seconds += load_s
+        backend.residency[model] = Residency(model, size, "loading", self.now + load_s)
+        backend.loading_now = model
+        self._note("load", f"{model}@{backend.name}")
+        self._schedule(self.now + load_s, LOAD_DONE, (backend.name, model))
+
+    def _make_room(self, backend: SimBackend, size: int, evict: Evictions) -> bool:
+        host_backends = [b for b in self.fleet.backends if b.host == backend.host]
+
+        def fits() -> bool:
+            count_ok = backend.max_loaded is None or len(backend.residency) < backend.max_loaded
+            return count_ok and self.fleet.host_free_mb(backend.host) >= size
+
+        if fits():
+            return True
+        # The router's explicit choice first, then least recently used idle models: this
+        # backend's own, then (the router unloads them) the other backends' on the host.
+        victims: list[tuple[SimBackend, Residency]] = []
+        for owner_name, model in evict:
+            owner = self.fleet.by_name.get(owner_name)
+            res = owner.residency.get(model) if owner is not None else None
+            if owner is not None and res is not None and owner.host == backend.host:
+                victims.append((owner, res))
+        for owner in sorted(host_backends, key=lambda b: b is not backend):
+            idle = [r for r in owner.residency.values() if r.state == "resident"]
+            victims += [(owner, r) for r in sorted(idle, key=lambda r: r.last_used)]
+        for owner, res in victims:
+            if fits():
+                break
+            if res.in_flight or res.state != "resident" or owner.waiting.get(res.model):
+                continue
+            if owner is not backend and self.fleet.host_free_mb(backend.host) >= size:
+                continue  # only this backend's count cap binds: unloading elsewhere won't help
+            if owner.residency.get(res.model) is res:
+                del owner.residency[res.model]
+                self._evictions += 1
+                self._note("evict", f"{res.model}@{owner.name}")
+        return fits()
+
+    def _arm_keep_alive(self, backend: SimBackend, res: Residency) -> None:
+        if self.keep_alive_s is not None and res.in_flight == 0:
+            self._schedule(self.now + self.keep_alive_s, EXPIRE, (backend.name, res, self.now))
+
+    def _expire(self, backend_name: str, res: Residency, idle_since: float) -> None:
+        """Ollama's keep_alive / llama-swap's ttl: unload a model idle for that long."""
+        backend = self.fleet.by_name[backend_name]
+        if backend.residency.get(res.model) is not res or res.in_flight:
+            return
+        if res.last_used != idle_since or backend.waiting.get(res.model):
+            return  # used since: a later expiry event covers it
+        del backend.residency[res.model]
+        self._note("expire", f"{res.model}@{backend_name}")
+        self._drain_router_queue()
+        self._start_loads(backend.host)
+
+    def _load_done(self, backend_name: str, model: str) -> None:
+        backend = self.fleet.by_name[backend_name]
+        res = backend.residency[model]
+        res.state = "resident"
+        res.loaded_at = res.last_used = self.now
+        backend.loading_now = None
+        self._note("load_done", f"{model}@{backend_name}")
+        self._fill_slots(backend, res)
+        self._arm_keep_alive(backend, res)
+        self._drain_router_queue()
+        self._start_loads(backend.host)
+
+
+# --------------------------------------------------------------------------- offline reference
+
+
+def belady_cold_loads(trace: Sequence[Request], fleet: SimFleet) -> dict[str, int]:
+    """Fewest loads a clairvoyant cache could do, two ways.
+
+    ``pooled``: the whole fleet's VRAM as one cache; on a miss, evict the resident models
+    whose next request is furthest away until the new one fits (Belady/MIN with sizes).
+    Pooling ignores which host a model sits on and concurrency, so real fleets cannot beat it
+    in practice; with unequal sizes Belady is a strong heuristic, not a proof.
+
+    ``provable``: Belady with equal-size models and a capacity of K models, where K is the
+    most catalog models that can be co-resident in the fleet (each host packed with the
+    smallest models). No fleet can keep more models loaded than K, so this one is a proven
+    lower bound, but a looser one.
+    """
+    models = [r.model for r in trace]
+    sizes = {m: fleet.model_size(m) for m in set(models)}
+    budget = sum(fleet.host_budget_mb(h) for h in fleet.hosts())
+    smallest = sorted(fleet.model_size(m) for m in fleet.model_names())
+    capacity_k = 0
+    for host in fleet.hosts():
+        host_budget = fleet.host_budget_mb(host)
+        caps = [b.max_loaded for b in fleet.backends if b.host == host]
+        count_cap = math.inf if None in caps else sum(c for c in caps if c is not None)
+        used, count = 0, 0
+        for size in smallest:
+            if count >= count_cap or (host_budget and used + size > host_budget):
+                break
+            used, count = used + size, count + 1
+        capacity_k += count
+    return {
+        "pooled": _belady(models, sizes, budget or math.inf),
+        "provable": _belady(models, dict.fromkeys(sizes, 1), max(capacity_k, 1)),
+        "distinct_models": len(sizes),
+    }
+
+
+def _belady(models: Sequence[str], sizes: dict[str, int], capacity: float) -> int:
+    # next_use[i]: index of the next request for models[i] after i (len = never again).
+    next_use = [0] * len(models)
+    upcoming: dict[str, int] = {}
+    for i in range(len(models) - 1, -1, -1):
+        next_use[i] = upcoming.get(models[i], len(models))
+        upcoming[models[i]] = i
+    resident: dict[str, int] = {}  # model -> index of its next use
+    used = 0
+    loads = 0
+    for i, model in enumerate(models):
+        if model not in resident:
+            loads += 1
+            while used + sizes[model] > capacity and resident:
+                victim = max(resident, key=lambda m: resident[m])
+                used -= sizes[victim]
+                del resident[victim]
+            used += sizes[model]
+        resident[model] = next_use[i]
+    return loads
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+POLICIES = {
+    "modelfleet": RouterPolicy,
+    "round-robin": RoundRobin,
+    "least-connections": LeastConnections,
+    "least-models": LeastModelsPerInstance,
+}
+
+
+def compare(
+    fleet_factory: Any,
+    trace: Sequence[Request],
+    policies: dict[str, Any],
+    *,
+    keep_alive_s: float | None = None,
+) -> dict[str, Any]:
+    """Run every policy on a fresh fleet; add the offline reference. Pure and deterministic."""
+    results: dict[str, Any] = {}
+    for label, make_policy in policies.items():
+        sim = Simulator(fleet_factory(), make_policy(), trace, keep_alive_s=keep_alive_s)
+        results[label] = sim.run().summary()
+    return {
+        "requests": len(trace),
+        "models_in_trace": len({r.model for r in trace}),
+        "lower_bound": belady_cold_loads(trace, fleet_factory()),
+        "policies": results,
+    }
+
+
+def iter_table(comparison: dict[str, Any]) -> Iterator[str]:
+    """A plain-text table of a :func:`compare` result."""
+    bound = comparison["lower_bound"]
+    yield (
+        f"{'policy':<26}{'cold loads':>11}{'x bound':>9}{'evictions':>10}"
+        f"{'ttft p50 s':>11}{'ttft p99 s':>11}{'req/s':>8}"
+    )
+    for label, s in comparison["policies"].items():
+        ratio = s["cold_loads"] / max(bound["pooled"], 1)
+        yield (
+            f"{label:<26}{s['cold_loads']:>11}{ratio:>9.2f}{s['evictions']:>10}"
+            f"{s['ttft_p50_s']:>11.2f}{s['ttft_p99_s']:>11.2f}{s['throughput_rps']:>8.3f}"
+        )
+    yield (
+        f"{'offline bound (Belady)':<26}{bound['pooled']:>11}{1.0:>9.2f}"
+        f"   (provable bound {bound['provable']}, distinct models {bound['distinct_models']})"
+    )
