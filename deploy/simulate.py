@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from router import policy
-from router.config import RouterConfig
+from router.config import BackendConfig, ModelEntry, RouterConfig
+from router.state import FleetState
 
 MB_PER_GB = 1024
 Evictions = tuple[tuple[str, str], ...]  # (backend, model) pairs
@@ -83,7 +84,7 @@ class Residency:
     ready_at: float
     in_flight: int = 0
     last_used: float = 0.0
-    loaded_at: float = 0.0
+    load_started: float = 0.0
 
 
 @dataclass
@@ -99,7 +100,7 @@ class SimBackend:
     # Requests sent to this backend that wait for a slot or a load (a model-blind router
     # leaves the queueing to the backend, as Ollama and llama-swap do).
     waiting: dict[str, deque[Request]] = field(default_factory=dict)
-    pending_loads: deque[tuple[str, Evictions]] = field(default_factory=deque)
+    pending_loads: deque[str] = field(default_factory=deque)  # one load at a time
     loading_now: str | None = None
 
     def in_flight(self) -> int:
@@ -197,6 +198,24 @@ class SimFleet:
         if not backends:
             raise SimulationError("the fleet has no (undrained) backends")
         return cls(backends, hardware or HardwareModel())
+
+    def to_router_config(self) -> RouterConfig:
+        """The router.yaml this fleet corresponds to (for fleets built in code)."""
+        return RouterConfig(
+            backends=[
+                BackendConfig(
+                    name=b.name,
+                    url=f"http://{b.host}.invalid:11434",
+                    kind=b.kind,  # type: ignore[arg-type]
+                    host=b.host,
+                    vram_mb=b.vram_mb,
+                    slots=b.slots,
+                    max_loaded=b.max_loaded,
+                    models=[ModelEntry(name=m.name, size_mb=m.size_mb) for m in b.models.values()],
+                )
+                for b in self.backends
+            ]
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -372,7 +391,11 @@ class Policy(Protocol):
 
     name: str
 
+    def start(self, fleet: SimFleet) -> None: ...
+
     def on_arrival(self, request: Request, now: float) -> None: ...
+
+    def on_load_done(self, model: str, backend: str, seconds: float) -> None: ...
 
     def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice | None: ...
 
@@ -382,7 +405,13 @@ class Policy(Protocol):
 class _Blind:
     """Shared no-op hooks of the model-blind baselines."""
 
+    def start(self, fleet: SimFleet) -> None:
+        pass
+
     def on_arrival(self, request: Request, now: float) -> None:
+        pass
+
+    def on_load_done(self, model: str, backend: str, seconds: float) -> None:
         pass
 
     def on_finish(self, request: Request, backend: str, service_s: float, now: float) -> None:
@@ -450,31 +479,43 @@ class LeastModelsPerInstance(_Blind):
 
 
 class RouterPolicy:
-    """modelfleet's own policy: ``router.policy.Policy`` itself, fed the snapshot the router
-    would build from its bookkeeping (residency, in-flight, router queue, decayed demand,
-    observed service times). Nothing of the decision logic lives here."""
+    """modelfleet's own policy, replayed with the router's own code: ``router.state.FleetState``
+    keeps the bookkeeping and builds the snapshot (``view``), ``router.policy.Policy`` decides.
+    The adapter only copies the simulated residency into that state before each decision,
+    the way the router's refresher and scheduler would have recorded it."""
 
     name = "modelfleet"
 
-    def __init__(self, params: policy.PolicyParams | None = None, half_life_s: float = 300.0):
-        self.policy = policy.Policy(params)
-        self.demand = policy.DemandTracker(half_life_s=half_life_s)
-        self.service_s: dict[str, float] = {}  # EWMA of slot hold time per model
+    def __init__(self, config: RouterConfig | None = None) -> None:
+        self.config = config
+        self.state: FleetState | None = None
+        self.policy: policy.Policy | None = None
+
+    def start(self, fleet: SimFleet) -> None:
+        config = self.config or fleet.to_router_config()
+        knobs = config.policy.model_dump(exclude={"demand_half_life_s"})
+        self.state = FleetState(config)
+        self.policy = policy.Policy(policy.PolicyParams(**knobs))
 
     def on_arrival(self, request: Request, now: float) -> None:
-        self.demand.record(request.model, now)
+        if self.state is not None:
+            self.state.demand.record(request.model, now)
+
+    def on_load_done(self, model: str, backend: str, seconds: float) -> None:
+        if self.state is not None:
+            self.state.observe_load(model, seconds)
 
     def on_finish(self, request: Request, backend: str, service_s: float, now: float) -> None:
-        previous = self.service_s.get(request.model)
-        self.service_s[request.model] = (
-            service_s if previous is None else 0.8 * previous + 0.2 * service_s
-        )
+        if self.state is not None:
+            self.state.observe_service(request.model, service_s)
 
     def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice | None:
-        decision = self.policy.decide(
-            self.view(fleet, now),
-            policy.Request(request.model, fleet.model_size(request.model)),
-            now,
+        state, decider = self.state, self.policy
+        if state is None or decider is None:
+            raise SimulationError("RouterPolicy.start(fleet) was not called")
+        self._sync(state, fleet)
+        decision = decider.decide(
+            state.view(now), policy.Request(request.model, state.size_mb(request.model)), now
         )
         if decision.action == "wait":
             return None
@@ -484,52 +525,23 @@ class RouterPolicy:
             )
         return Choice(decision.backend, decision.evict, decision.reason)
 
-    def view(self, fleet: SimFleet, now: float) -> policy.FleetView:
-        """The router's snapshot: a load the router asked for counts as ``loading`` from the
-        moment it was sent, and requests sent to a backend count as in flight there."""
-        backends = []
+    @staticmethod
+    def _sync(state: FleetState, fleet: SimFleet) -> None:
+        """Residency as the router knows it: a load it asked for is ``loading`` from the
+        moment it was sent; requests sent to a backend are in flight there."""
+        state.queued = dict(fleet.router_queued)
         for b in fleet.backends:
-            residents = [
-                policy.Residency(
-                    model=r.model,
-                    state="loaded" if r.state == "resident" else "loading",
-                    size_mb=r.size_mb,
-                    in_flight=r.in_flight + b.queued(r.model),
-                    slots=b.slots,
-                    last_used=r.last_used,
-                )
-                for r in b.residency.values()
-            ]
-            residents += [
-                policy.Residency(
-                    model=model,
-                    state="loading",
-                    size_mb=b.models[model].size_mb,
-                    in_flight=b.queued(model),
-                    slots=b.slots,
-                    last_used=now,
-                )
-                for model, _ in b.pending_loads
-            ]
-            backends.append(
-                policy.BackendView(
-                    name=b.name,
-                    host=b.host,
-                    serves=frozenset(b.models),
-                    residents=tuple(residents),
-                    max_loaded=b.max_loaded,
-                    slots=b.slots,
-                )
-            )
-        hw = fleet.hardware
-        return policy.FleetView(
-            backends=tuple(backends),
-            hosts={h: policy.HostView(h, fleet.host_budget_mb(h)) for h in fleet.hosts()},
-            demand=self.demand.rates(now),
-            queued=dict(fleet.router_queued),
-            load_s={m: hw.load_s(fleet.model_size(m)) for m in fleet.model_names()},
-            service_s=dict(self.service_s),
-        )
+            backend_state = state.backends[b.name]
+            for ms in backend_state.models.values():
+                ms.status, ms.in_flight = "cold", 0
+            for r in b.residency.values():
+                ms = backend_state.model(r.model)
+                ms.status = "loaded" if r.state == "resident" else "loading"
+                ms.size_mb, ms.in_flight, ms.last_used = r.size_mb, r.in_flight, r.last_used
+                ms.in_flight += b.queued(r.model)
+            for model in b.pending_loads:
+                ms = backend_state.model(model)
+                ms.status, ms.in_flight = "loading", b.queued(model)
 
 
 # --------------------------------------------------------------------------- the simulator
@@ -627,6 +639,7 @@ class Simulator:
         self._seq += 1
 
     def run(self) -> SimResult:
+        self.policy.start(self.fleet)
         for request in self.trace:
             self._schedule(request.t, ARRIVAL, request)
         while self._events:
@@ -678,10 +691,7 @@ class Simulator:
             self._router_queue.setdefault(request.model, deque()).append(request)
 
     def _try_place(self, request: Request) -> bool:
-        waiting = self._router_queue.get(request.model, ())
-        self.fleet.router_queued = {m: len(q) for m, q in self._router_queue.items()}
-        if waiting and waiting[0] is request:  # deciding the head: it is not "behind" itself
-            self.fleet.router_queued[request.model] -= 1
+        self.fleet.router_queued = {m: len(q) for m, q in self._router_queue.items() if q}
         choice = self.policy.choose(request, self.fleet, self.now)
         if choice is None:
             return False
@@ -706,17 +716,18 @@ class Simulator:
 
     # -- one backend, Ollama-like
     def _dispatch(self, request: Request, backend: SimBackend, evict: Evictions) -> None:
+        self._unload(evict)  # the router unloads its victims right away
         res = backend.residency.get(request.model)
+        if res is not None:
+            res.last_used = self.now
         if res is not None and res.state == "resident" and res.in_flight < backend.slots:
             self._start(request, backend, res)
             return
         backend.waiting.setdefault(request.model, deque()).append(request)
         if res is None:
             self._cold.add(request.id)
-            if all(model != request.model for model, _ in backend.pending_loads):
-                backend.pending_loads.append((request.model, evict))
-            else:
-                pass  # a load of it is already queued on this backend: join it
+            if request.model not in backend.pending_loads:  # else: join the queued load
+                backend.pending_loads.append(request.model)
             self._start_loads(backend.host)
         elif res.state == "loading":
             self._cold.add(request.id)
@@ -760,9 +771,9 @@ class Simulator:
     def _start_next_load(self, backend: SimBackend) -> None:
         """Ollama loads one model at a time per server; it makes room by evicting idle
         models and waits (keeps the load pending) while the room is held by busy ones."""
-        model, evict = backend.pending_loads[0]
+        model = backend.pending_loads[0]
         size = backend.models[model].size_mb
-        if not self._make_room(backend, size, evict):
+        if not self._make_room(backend, size):
             return  # retried when a request finishes on this host
         backend.pending_loads.popleft()
         if any(model in b.residency for b in self.fleet.backends if b is not backend):
@@ -770,12 +781,29 @@ class Simulator:
         load_s = self.fleet.hardware.load_s(size)
         self._loads += 1
         self._load_seconds += load_s
-        backend.residency[model] = Residency(model, size, "loading", self.now + load_s)
+        backend.residency[model] = Residency(
+            model, size, "loading", self.now + load_s, load_started=self.now
+        )
         backend.loading_now = model
         self._note("load", f"{model}@{backend.name}")
         self._schedule(self.now + load_s, LOAD_DONE, (backend.name, model))
 
-    def _make_room(self, backend: SimBackend, size: int, evict: Evictions) -> bool:
+    def _unload(self, victims: Evictions) -> None:
+        for owner_name, model in victims:
+            owner = self.fleet.by_name.get(owner_name)
+            res = owner.residency.get(model) if owner is not None else None
+            if owner is None or res is None:
+                continue
+            if res.state != "resident" or res.in_flight or owner.waiting.get(model):
+                raise SimulationError(
+                    f"policy {self.policy.name!r} evicted {model!r} on {owner_name!r} "
+                    "while it was busy or loading"
+                )
+            del owner.residency[model]
+            self._evictions += 1
+            self._note("evict", f"{model}@{owner_name}")
+
+    def _make_room(self, backend: SimBackend, size: int) -> bool:
         host_backends = [b for b in self.fleet.backends if b.host == backend.host]
 
         def fits() -> bool:
@@ -784,14 +812,9 @@ class Simulator:
 
         if fits():
             return True
-        # The router's explicit choice first, then least recently used idle models: this
-        # backend's own, then (the router unloads them) the other backends' on the host.
+        # Least recently used idle models: this backend's own, then (as a router would unload
+        # them) the other backends' on the same host.
         victims: list[tuple[SimBackend, Residency]] = []
-        for owner_name, model in evict:
-            owner = self.fleet.by_name.get(owner_name)
-            res = owner.residency.get(model) if owner is not None else None
-            if owner is not None and res is not None and owner.host == backend.host:
-                victims.append((owner, res))
         for owner in sorted(host_backends, key=lambda b: b is not backend):
             idle = [r for r in owner.residency.values() if r.state == "resident"]
             victims += [(owner, r) for r in sorted(idle, key=lambda r: r.last_used)]
@@ -828,8 +851,9 @@ class Simulator:
         backend = self.fleet.by_name[backend_name]
         res = backend.residency[model]
         res.state = "resident"
-        res.loaded_at = res.last_used = self.now
+        res.last_used = self.now
         backend.loading_now = None
+        self.policy.on_load_done(model, backend_name, self.now - res.load_started)
         self._note("load_done", f"{model}@{backend_name}")
         self._fill_slots(backend, res)
         self._arm_keep_alive(backend, res)
