@@ -1,0 +1,24 @@
+"""Helpers for unit tests: write small inventories (with group_data) into tmp_path."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def write_inventory(tmp_path: Path):
+    """write_inventory(inventory_src, {"all": src, ...}) -> path of the inventory file."""
+
+    def write(source: str, group_data: dict[str, str] | None = None, name: str = "fleet") -> str:
+        folder = tmp_path / "inventory"
+        (folder / "group_data").mkdir(parents=True, exist_ok=True)
+        for group, text in (group_data or {}).items():
+            (folder / "group_data" / f"{group}.py").write_text(textwrap.dedent(text))
+        path = folder / f"{name}.py"
+        path.write_text(textwrap.dedent(source))
+        return str(path)
+
+    return write

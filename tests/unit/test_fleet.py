@@ -1,0 +1,76 @@
+"""Fleet model: loading through pyinfra's inventory loader, and errors naming file/host/key."""
+
+from __future__ import annotations
+
+import pytest
+
+from deploy.fleet import FleetError, load_fleet
+
+CATALOG = """
+model_catalog = {
+    "small": {"ollama": "small:1b", "size_mb": 1000, "kv_mb_per_1k_ctx": 100, "groups": ["gpu"]},
+}
+"""
+
+
+def test_example_inventory_loads() -> None:
+    fleet = load_fleet("inventory/example.py")
+    assert {h.name for h in fleet.hosts} == {
+        "gpu-nv-01",
+        "gpu-amd-01",
+        "gpu-amd-02",
+        "cpu-01",
+        "router-01",
+    }
+    nv = fleet.host("gpu-nv-01")
+    assert nv.backend is not None and nv.backend.kind == "ollama"
+    assert nv.address == "gpu-nv-01.lan"
+    assert nv.gpus is not None and [g.name for g in nv.gpus].count("NVIDIA GeForce RTX 4090") == 2
+    assert fleet.host("gpu-amd-01").backend.kind == "llama-swap"  # type: ignore[union-attr]
+    assert fleet.host("router-01").router and fleet.host("router-01").backend is None
+    assert fleet.catalog["llama3.1-8b"].ollama == "llama3.1:8b"
+
+
+def test_bad_host_key_names_file_host_and_key(write_inventory) -> None:
+    path = write_inventory('gpu = [("g1", {"backend": "olama", "gpus": []})]\n', {"all": CATALOG})
+    with pytest.raises(FleetError) as err:
+        load_fleet(path)
+    assert f"{path}: host g1: key backend:" in str(err.value)
+
+
+def test_bad_group_data_names_the_group_file(write_inventory) -> None:
+    path = write_inventory(
+        'gpu = ["g1"]\n', {"all": CATALOG, "gpu": 'backend = "ollama"\nbackend_port = 70000\n'}
+    )
+    with pytest.raises(FleetError) as err:
+        load_fleet(path)
+    assert "group_data/gpu.py: host g1: key backend_port:" in str(err.value)
+
+
+def test_catalog_errors_name_the_model_and_field(write_inventory) -> None:
+    path = write_inventory(
+        'gpu = [("g1", {"backend": "ollama"})]\n',
+        {"all": 'model_catalog = {"m": {"ollama": "m:1b", "size_mb": 0, "kv_mb_per_1k_ctx": 1}}'},
+    )
+    with pytest.raises(FleetError) as err:
+        load_fleet(path)
+    assert "group_data/all.py: key model_catalog.m.size_mb:" in str(err.value)
+
+
+def test_unknown_model_and_typo_are_reported_together(write_inventory) -> None:
+    path = write_inventory(
+        'gpu = [("g1", {"backend": "ollama", "models": ["smal"], "backend_prot": 1})]\n',
+        {"all": CATALOG},
+    )
+    with pytest.raises(FleetError) as err:
+        load_fleet(path)
+    assert err.value.problems == [
+        f"{path}: host g1: key 'backend_prot': unknown key (did you mean 'backend_port'?)",
+        f"{path}: host g1: key models: 'smal' is not in model_catalog (did you mean 'small'?)",
+    ]
+
+
+def test_llama_swap_host_needs_gguf_source(write_inventory) -> None:
+    path = write_inventory('gpu = [("g1", {"backend": "llama-swap"})]\n', {"all": CATALOG})
+    with pytest.raises(FleetError, match=r"model_catalog\.small: backend llama-swap needs a gguf"):
+        load_fleet(path)

@@ -1,0 +1,124 @@
+"""Planner: grouping by GPU type, ports, device visibility, VRAM fit, the too-big error."""
+
+from __future__ import annotations
+
+import pytest
+
+from deploy.fleet import load_fleet
+from deploy.planner import PlanError, gpu_slug, hardware_from_overrides, plan_fleet
+
+EXAMPLE = "inventory/example.py"
+
+CATALOG = """
+model_catalog = {
+    "small": {"ollama": "small:1b", "size_mb": 1000, "kv_mb_per_1k_ctx": 100, "ctx": 4096,
+              "groups": ["gpu"]},
+    "huge": {"ollama": "huge:405b", "size_mb": 230000, "kv_mb_per_1k_ctx": 500, "ctx": 8192,
+             "groups": ["gpu"]},
+}
+"""
+TWO_HOSTS = """
+gpu = [
+    ("big", {"gpus": [{"name": "NVIDIA H100 80GB HBM3", "vram_mb": 81559, "count": 2}]}),
+    ("small", {"gpus": [{"name": "NVIDIA GeForce RTX 4090", "vram_mb": 24564}]}),
+]
+"""
+
+
+def plan_of(path: str):
+    fleet = load_fleet(path)
+    return plan_fleet(fleet, hardware_from_overrides(fleet))
+
+
+def test_example_groups_identical_gpus_into_instances() -> None:
+    plan = plan_of(EXAMPLE)
+    nv = plan.host("gpu-nv-01")
+    assert [i.name for i in nv.instances] == ["gpu-nv-01-rtx-4090", "gpu-nv-01-rtx-a4000"]
+    big, small = nv.instances
+    assert (big.port, small.port) == (11434, 11435)
+    assert big.env["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert small.env["CUDA_VISIBLE_DEVICES"] == "2"
+    assert big.env["OLLAMA_HOST"] == "0.0.0.0:11434"
+    assert big.vram_mb == 2 * 24564 and big.capacity_mb == 2 * 24564 - 2 * 1024
+    # gemma3-27b needs more than the A4000 offers, so it only lands on the 4090 pair.
+    assert "gemma3-27b" in [m.name for m in big.models]
+    assert "gemma3-27b" not in [m.name for m in small.models]
+    for inst in plan.instances:
+        assert all(m.need_mb <= inst.capacity_mb for m in inst.models)
+
+
+def test_example_amd_visibility_and_cpu_host_plans_against_ram() -> None:
+    plan = plan_of(EXAMPLE)
+    (xtx,) = plan.host("gpu-amd-02").instances
+    assert xtx.accelerator == "rocm" and xtx.install == "container"
+    assert xtx.env["ROCR_VISIBLE_DEVICES"] == "0,1"
+    assert xtx.env["HIP_VISIBLE_DEVICES"] == "0,1"
+    (cpu,) = plan.host("cpu-01").instances
+    assert cpu.accelerator == "cpu" and cpu.kind == "llama-server"
+    assert cpu.capacity_mb == 65536 - 8192
+    assert not plan.host("router-01").instances and plan.host("router-01").router
+
+
+def test_router_config_carries_every_instance() -> None:
+    plan = plan_of(EXAMPLE)
+    config = plan.router_config()
+    assert [b.name for b in config.backends] == [i.name for i in plan.instances]
+    by_name = {b.name: b for b in config.backends}
+    ollama = by_name["gpu-nv-01-rtx-4090"]
+    assert ollama.kind == "ollama" and ollama.url == "http://gpu-nv-01.lan:11434"
+    tags = {m.name: m.upstream_name for m in ollama.models}
+    assert tags["llama3.1-8b"] == "llama3.1:8b"
+
+
+def test_too_big_model_names_model_need_and_largest_host(write_inventory) -> None:
+    path = write_inventory(TWO_HOSTS, {"all": CATALOG, "gpu": 'backend = "ollama"'})
+    with pytest.raises(PlanError) as err:
+        plan_of(path)
+    message = str(err.value)
+    assert "model huge needs" in message
+    assert "largest capacity on offer is 161070 MB on host big" in message
+
+
+def test_instance_per_gpu_and_mig_slices(write_inventory) -> None:
+    path = write_inventory(
+        """
+        gpu = [("mig-host", {
+            "backend": "ollama",
+            "instance_per_gpu": True,
+            "gpus": [
+                {"name": "NVIDIA A100-SXM4-80GB", "vram_mb": 81920, "uuid": "GPU-aaa"},
+                {"name": "NVIDIA A100-SXM4-80GB", "vram_mb": 81920, "uuid": "GPU-bbb",
+                 "mig_enabled": True,
+                 "mig_devices": [
+                     {"index": 0, "profile": "3g.40gb", "uuid": "MIG-1", "vram_mb": 40192},
+                     {"index": 1, "profile": "3g.40gb", "uuid": "MIG-2", "vram_mb": 40192},
+                 ]},
+            ],
+        })]
+        """,
+        {"all": CATALOG},
+    )
+    fleet = load_fleet(path)
+    fleet = fleet.model_copy(update={"catalog": {"small": fleet.catalog["small"]}})
+    plan = plan_fleet(fleet, hardware_from_overrides(fleet))
+    names = [i.name for i in plan.instances]
+    assert names == [
+        "mig-host-a100-sxm4-80gb",
+        "mig-host-a100-sxm4-80gb-mig-3g-40gb",
+        "mig-host-a100-sxm4-80gb-mig-3g-40gb-2",
+    ]
+    assert [i.env["CUDA_VISIBLE_DEVICES"] for i in plan.instances] == ["GPU-aaa", "MIG-1", "MIG-2"]
+    assert [i.port for i in plan.instances] == [11434, 11435, 11436]
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("NVIDIA GeForce RTX 4090", "rtx-4090"),
+        ("NVIDIA RTX A4000", "rtx-a4000"),
+        ("AMD Instinct MI300X", "mi300x"),
+        ("AMD Radeon RX 7900 XTX", "rx-7900-xtx"),
+    ],
+)
+def test_gpu_slug(name: str, slug: str) -> None:
+    assert gpu_slug(name) == slug
