@@ -1,0 +1,275 @@
+"""The discrete-event simulator (deploy/simulate.py): traces, event order, policies, bound."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from deploy.simulate import (
+    HardwareModel,
+    LeastConnections,
+    LeastModelsPerInstance,
+    Request,
+    RoundRobin,
+    RouterPolicy,
+    SimBackend,
+    SimFleet,
+    SimModel,
+    SimulationError,
+    Simulator,
+    TraceSpec,
+    belady_cold_loads,
+    generate_trace,
+    percentile,
+    read_trace,
+    write_trace,
+)
+from router.config import BackendConfig, ModelEntry, RouterConfig
+
+# Round numbers: a 1 GB model loads in 1 s and decodes a token in 1 s; requests carry no
+# prompt tokens, so the times below are exact.
+SIMPLE_HW = HardwareModel(load_gbps=1.0, load_fixed_s=0.0, mem_bandwidth_gbps=1.0)
+
+
+def fleet(*backends: tuple[str, int, int], models: dict[str, int] | None = None) -> SimFleet:
+    """Backends as (name, vram_mb, slots), each on its own host, all serving ``models``."""
+    catalog = {name: SimModel(name, mb) for name, mb in (models or {"a": 1024}).items()}
+    return SimFleet(
+        [SimBackend(name, name, vram, slots, dict(catalog)) for name, vram, slots in backends],
+        SIMPLE_HW,
+    )
+
+
+def req(t: float, model: str = "a", out: int = 1, rid: str = "") -> Request:
+    return Request(t, model, prompt_tokens=0, output_tokens=out, id=rid or f"{model}{t}")
+
+
+# --------------------------------------------------------------------------- traces
+
+
+def test_same_seed_same_trace_and_other_seed_differs():
+    spec = TraceSpec(models=[f"m{i}" for i in range(32)], seed=7, duration_s=600)
+    assert generate_trace(spec) == generate_trace(spec)
+    other = generate_trace(TraceSpec(models=spec.models, seed=8, duration_s=600))
+    assert other != generate_trace(spec)
+
+
+def test_trace_has_zipf_head_and_shift():
+    models = [f"m{i}" for i in range(32)]
+    spec = TraceSpec(models=models, seed=3, duration_s=4000, rate_rps=2.0, bursts=0)
+    trace = generate_trace(spec)
+    before = Counter(r.model for r in trace if r.t < 2000)
+    after = Counter(r.model for r in trace if r.t >= 2000)
+    top_before = before.most_common(1)[0]
+    # Zipf s=1.1 over 32 models: the head model takes ~24 % of requests.
+    assert top_before[1] > 0.15 * sum(before.values())
+    assert before.most_common(3) != after.most_common(3)
+    assert [r.t for r in trace] == sorted(r.t for r in trace)
+    assert len({r.id for r in trace}) == len(trace)
+
+
+def test_bursts_add_requests_for_one_model_in_a_short_span():
+    models = [f"m{i}" for i in range(32)]
+    quiet = generate_trace(TraceSpec(models=models, seed=5, duration_s=600, bursts=0))
+    bursty = generate_trace(
+        TraceSpec(models=models, seed=5, duration_s=600, bursts=1, burst_requests=50)
+    )
+    assert len(bursty) == len(quiet) + 50
+
+
+def test_trace_round_trips_through_jsonl(tmp_path):
+    trace = [Request(0.5, "a", 10, 20, "x"), Request(1.25, "b", 1, 2)]
+    path = tmp_path / "trace.jsonl"
+    write_trace(trace, path)
+    assert read_trace(path) == trace
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "not JSON"),
+        ('{"t": 1}', "'model' must be a non-empty string"),
+        ('{"t": -1, "model": "a"}', "'t' must be a number"),
+        ('{"t": 1, "model": "a", "output_tokens": 1.5}', "'output_tokens' must be an integer"),
+        ('{"t": 1, "model": "a", "colour": "red"}', "unknown key(s) ['colour']"),
+        ("[1, 2]", "expected an object"),
+    ],
+)
+def test_bad_trace_line_names_file_and_line(tmp_path, line, message):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"t": 0, "model": "a"}) + "\n" + line + "\n")
+    with pytest.raises(SimulationError) as err:
+        read_trace(path)
+    assert f"{path}:2" in str(err.value)
+    assert message in str(err.value)
+
+
+def test_empty_trace_is_an_error(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text("# nothing\n\n")
+    with pytest.raises(SimulationError, match="no requests"):
+        read_trace(path)
+
+
+# --------------------------------------------------------------------------- event order
+
+
+def test_one_cold_request_timeline():
+    result = Simulator(fleet(("b1", 4096, 1)), RoundRobin(), [req(0.0, out=3)]).run()
+    (served,) = result.served
+    assert served.first_token_at == 1.0  # the 1 s load
+    assert served.finished_at == 4.0  # + 3 tokens x 1 s
+    assert served.cold
+    assert result.loads == 1
+
+
+def test_slot_freed_at_an_instant_serves_the_arrival_at_that_instant():
+    # Request 1 occupies the only slot from t=1 (after the load) until t=3; request 2
+    # arrives at exactly t=3. The finish runs first, so request 2 starts at once.
+    trace = [req(0.0, out=2, rid="r1"), req(3.0, out=1, rid="r2")]
+    sim = Simulator(fleet(("b1", 4096, 1)), RoundRobin(), trace, record_events=True)
+    result = sim.run()
+    kinds = [(what, detail) for _, what, detail in result.events]
+    assert kinds.index(("finish", "r1@b1")) < kinds.index(("arrival", "r2"))
+    second = next(s for s in result.served if s.request.id == "r2")
+    assert not second.cold
+    assert second.first_token_at == 3.0
+
+
+def test_requests_queue_for_a_busy_slot_in_arrival_order():
+    trace = [req(0.0, out=5, rid="r1"), req(0.1, rid="r2"), req(0.2, rid="r3")]
+    result = Simulator(fleet(("b1", 4096, 1)), RoundRobin(), trace).run()
+    order = [s.request.id for s in sorted(result.served, key=lambda s: s.first_token_at)]
+    assert order == ["r1", "r2", "r3"]
+    assert result.loads == 1  # r2 and r3 joined the one load
+
+
+def test_eviction_makes_room_lru_first():
+    # 2 GB of VRAM, three 1 GB models: c evicts a, the least recently used.
+    f = fleet(("b1", 2048, 1), models={"a": 1024, "b": 1024, "c": 1024})
+    trace = [req(0.0, "a"), req(10.0, "b"), req(20.0, "c"), req(30.0, "b")]
+    sim = Simulator(f, RoundRobin(), trace, record_events=True)
+    result = sim.run()
+    assert [d for _, w, d in result.events if w == "evict"] == ["a@b1"]
+    assert result.loads == 3  # b stayed resident
+
+
+def test_keep_alive_unloads_an_idle_model():
+    trace = [req(0.0), req(100.0)]
+    kept = Simulator(fleet(("b1", 4096, 1)), RoundRobin(), trace).run()
+    expired = Simulator(fleet(("b1", 4096, 1)), RoundRobin(), trace, keep_alive_s=30).run()
+    assert (kept.loads, expired.loads) == (1, 2)
+
+
+def test_unknown_model_in_trace_is_named():
+    with pytest.raises(SimulationError, match="'zzz' is in no backend's catalog"):
+        Simulator(fleet(("b1", 4096, 1)), RoundRobin(), [req(0.0, "zzz")])
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def test_round_robin_loads_the_model_on_every_backend():
+    f = fleet(("b1", 4096, 4), ("b2", 4096, 4))
+    result = Simulator(f, RoundRobin(), [req(t) for t in (0.0, 10.0, 20.0, 30.0)]).run()
+    assert result.loads == 2
+    assert Counter(s.backend for s in result.served) == {"b1": 2, "b2": 2}
+    assert result.replica_loads == 1
+
+
+def test_least_connections_prefers_the_idle_backend():
+    f = fleet(("b1", 4096, 4), ("b2", 4096, 4))
+    result = Simulator(f, LeastConnections(), [req(0.0, out=100), req(1.0), req(500.0)]).run()
+    backends = [s.backend for s in sorted(result.served, key=lambda s: s.request.t)]
+    assert backends == ["b1", "b2", "b1"]  # the third finds both idle: first listed
+
+
+def test_least_models_maps_new_models_to_the_emptiest_instance():
+    f = fleet(("b1", 8192, 1), ("b2", 8192, 1), models={"a": 1024, "b": 1024, "c": 1024})
+    policy = LeastModelsPerInstance()
+    Simulator(f, policy, [req(0.0, "a"), req(10.0, "b"), req(20.0, "c"), req(30.0, "a")]).run()
+    assert policy.mapping == {"a": "b1", "b": "b2", "c": "b1"}
+
+
+def test_router_policy_joins_a_load_instead_of_loading_twice():
+    f = fleet(("b1", 4096, 4), ("b2", 4096, 4))
+    result = Simulator(f, RouterPolicy(), [req(0.0), req(0.1), req(0.2)]).run()
+    assert result.loads == 1
+    assert result.decisions == {"join-load": 2, "load-fits": 1}
+
+
+def test_router_policy_goes_where_the_model_is_resident():
+    f = fleet(("b1", 4096, 1), ("b2", 4096, 1), models={"a": 1024, "b": 1024})
+    trace = [req(0.0, "a"), req(0.5, "b"), req(10.0, "b"), req(11.0, "a")]
+    result = Simulator(f, RouterPolicy(), trace).run()
+    assert result.loads == 2
+    by_model = {s.request.model: s.backend for s in result.served}
+    assert by_model["a"] != by_model["b"]  # the second load went to the empty host
+
+
+# --------------------------------------------------------------------------- offline bound
+
+
+def test_belady_on_a_hand_checked_sequence():
+    # Room for two 1 GB models. A B C A B: C evicts B (next used later than A), then A hits
+    # and B misses: 4 loads. LRU would do 5.
+    f = fleet(("b1", 2048, 1), models={"a": 1024, "b": 1024, "c": 1024})
+    trace = [req(float(i), m) for i, m in enumerate("abcab")]
+    assert belady_cold_loads(trace, f) == {"pooled": 4, "provable": 4, "distinct_models": 3}
+    assert Simulator(f, RoundRobin(), trace).run().loads == 5
+
+
+def test_provable_bound_counts_models_that_fit_together():
+    # 3 GB host, sizes 1, 1, 2 GB: at most two models co-resident (K = 2).
+    f = fleet(("b1", 3072, 1), models={"a": 1024, "b": 1024, "c": 2048})
+    trace = [req(float(i), m) for i, m in enumerate("abcabc")]
+    bound = belady_cold_loads(trace, f)
+    assert bound["provable"] <= bound["pooled"]
+    assert bound["provable"] == 4  # equal-size Belady with K=2 on a b c a b c
+
+
+def test_percentile_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 50), percentile(values, 99), percentile([], 50)) == (50, 99, 0)
+
+
+# --------------------------------------------------------------------------- fleet input
+
+
+def test_fleet_from_router_config_needs_model_sizes():
+    config = RouterConfig(
+        backends=[BackendConfig(name="gpu-01", url="http://10.0.0.1:11434", vram_mb=8192)]
+    )
+    with pytest.raises(SimulationError, match="'gpu-01' lists no models"):
+        SimFleet.from_router_config(config)
+
+
+def test_fleet_from_router_config_rejects_a_model_too_big():
+    config = RouterConfig(
+        backends=[
+            BackendConfig(
+                name="gpu-01",
+                url="http://10.0.0.1:11434",
+                vram_mb=8192,
+                models=[ModelEntry(name="big", size_mb=9000)],
+            )
+        ]
+    )
+    with pytest.raises(SimulationError, match="'gpu-01', model 'big': 9000 MB does not fit"):
+        SimFleet.from_router_config(config)
+
+
+def test_fleet_from_router_config_shares_host_vram():
+    entry = ModelEntry(name="m", size_mb=1000, kv_mb=24)
+    config = RouterConfig(
+        backends=[
+            BackendConfig(name="ollama", url="http://h:1", host="h", vram_mb=8192, models=[entry]),
+            BackendConfig(name="swap", url="http://h:2", host="h", vram_mb=8192, models=[entry]),
+        ]
+    )
+    f = SimFleet.from_router_config(config)
+    assert f.hosts() == ["h"]
+    assert f.host_budget_mb("h") == 8192
+    assert f.model_size("m") == 1024
