@@ -30,9 +30,11 @@ import math
 import random
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
+
+import click
 
 from router import policy
 from router.config import BackendConfig, ModelEntry, RouterConfig
@@ -616,6 +618,8 @@ class Simulator:
     ) -> None:
         for request in trace:
             candidates(fleet, request.model)  # fail early, naming the model
+        if len({r.id for r in trace}) != len(trace):  # ids key the bookkeeping: make them unique
+            trace = [replace(r, id=f"{r.id or 'r'}#{i}") for i, r in enumerate(trace)]
         self.fleet = fleet
         self.policy = policy
         self.trace = trace
@@ -969,3 +973,187 @@ def iter_table(comparison: dict[str, Any]) -> Iterator[str]:
         f"{'offline bound (Belady)':<26}{bound['pooled']:>11}{1.0:>9.2f}"
         f"   (provable bound {bound['provable']}, distinct models {bound['distinct_models']})"
     )
+
+
+# --------------------------------------------------------------------------- access log
+
+
+def trace_from_access_log(path: str | Path) -> list[Request]:
+    """Turn the router's access log (JSON lines, see docs/router.md) into a trace.
+
+    Inference lines carry ``ts`` (wall clock at the end of the request) and ``model``; the
+    arrival is ``ts`` minus the request's duration (``duration_s`` or ``duration_ms``) when
+    logged. Token counts come from ``prompt_tokens`` / ``completion_tokens`` (or the OpenAI
+    ``usage`` object); lines without a model (admin, health, metrics) are skipped.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise SimulationError(f"{path}: cannot read: {exc.strerror}") from None
+    arrivals: list[tuple[float, str, int, int, str]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SimulationError(f"{where}: not JSON: {exc.msg}") from None
+        if not isinstance(raw, dict) or not raw.get("model"):
+            continue
+        ts = raw.get("ts")
+        if not isinstance(ts, int | float) or isinstance(ts, bool):
+            raise SimulationError(f"{where}: access log line without a numeric 'ts'")
+        duration = _number(raw, "duration_s") or _number(raw, "duration_ms") / 1000
+        usage: dict[str, Any] = raw["usage"] if isinstance(raw.get("usage"), dict) else {}
+        prompt = _count(raw, usage, ("prompt_tokens", "prompt_eval_count"), 256)
+        output = _count(raw, usage, ("completion_tokens", "output_tokens", "eval_count"), 128)
+        request_id = str(raw.get("request_id") or raw.get("id") or f"l{number}")
+        arrivals.append((ts - duration, str(raw["model"]), prompt, output, request_id))
+    if not arrivals:
+        raise SimulationError(f"{path}: no inference requests (lines with a 'model') found")
+    arrivals.sort()
+    start = arrivals[0][0]
+    return [Request(t - start, m, p, o, i) for t, m, p, o, i in arrivals]
+
+
+def _number(raw: dict[str, Any], key: str) -> float:
+    value = raw.get(key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def _count(raw: dict[str, Any], usage: dict[str, Any], keys: tuple[str, ...], default: int) -> int:
+    for source in (raw, usage):
+        for key in keys:
+            value = source.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                return value
+    return default
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _fleet_config(inventory: str | None, router_config: str | None) -> RouterConfig:
+    if bool(inventory) == bool(router_config):
+        raise click.UsageError("give exactly one of --inventory or --router-config")
+    if router_config:
+        from router.config import ConfigError, load_config
+
+        try:
+            return load_config(router_config)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+    from deploy.fleet import FleetError, load_fleet
+    from deploy.planner import PlanError, hardware_from_overrides, plan_fleet
+
+    assert inventory is not None
+    try:
+        fleet = load_fleet(inventory)
+        return plan_fleet(fleet, hardware_from_overrides(fleet)).router_config()
+    except (FleetError, PlanError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command("simulate")
+@click.option("--inventory", type=click.Path(dir_okay=False), help="plan this inventory offline")
+@click.option("--router-config", type=click.Path(dir_okay=False), help="or use a router.yaml")
+@click.option("--trace", "trace_file", type=click.Path(dir_okay=False), help="JSONL trace")
+@click.option("--access-log", type=click.Path(dir_okay=False), help="or the router's access log")
+@click.option("--synthetic", is_flag=True, help="or a synthetic Zipf trace over the catalog")
+@click.option("--seed", default=1, show_default=True, help="for --synthetic")
+@click.option("--rate", default=1.0, show_default=True, help="req/s for --synthetic")
+@click.option("--duration", default=3600.0, show_default=True, help="seconds for --synthetic")
+@click.option(
+    "--policy",
+    "policy_names",
+    multiple=True,
+    type=click.Choice(["modelfleet", "round-robin", "least-connections", "least-models", "all"]),
+    default=["all"],
+    show_default=True,
+)
+@click.option("--keep-alive", type=float, help="unload after this many idle seconds")
+@click.option("--load-gbps", default=HardwareModel.load_gbps, show_default=True)
+@click.option("--load-fixed-s", default=HardwareModel.load_fixed_s, show_default=True)
+@click.option("--mem-bandwidth-gbps", default=HardwareModel.mem_bandwidth_gbps, show_default=True)
+@click.option("--save-trace", type=click.Path(dir_okay=False), help="write the trace used")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="write results here")
+def simulate_command(
+    inventory: str | None,
+    router_config: str | None,
+    trace_file: str | None,
+    access_log: str | None,
+    synthetic: bool,
+    seed: int,
+    rate: float,
+    duration: float,
+    policy_names: tuple[str, ...],
+    keep_alive: float | None,
+    load_gbps: float,
+    load_fixed_s: float,
+    mem_bandwidth_gbps: float,
+    save_trace: str | None,
+    json_out: str | None,
+) -> None:
+    """What-if: replay a request trace on your fleet, with the router's policy and others.
+
+    Reports cold loads, evictions, time to first token and throughput per policy, and the
+    offline (Belady) bound on cold loads. See docs/simulate.md for the trace format.
+
+    \b
+    modelfleet simulate --inventory inventory/example.py --trace trace.jsonl
+    modelfleet simulate --router-config /etc/modelfleet/router.yaml \\
+        --access-log /var/log/modelfleet/access.jsonl --policy modelfleet
+    """
+    if sum(map(bool, (trace_file, access_log, synthetic))) != 1:
+        raise click.UsageError("give exactly one of --trace, --access-log or --synthetic")
+    config = _fleet_config(inventory, router_config)
+    hardware = HardwareModel(
+        load_gbps=load_gbps, load_fixed_s=load_fixed_s, mem_bandwidth_gbps=mem_bandwidth_gbps
+    )
+    try:
+        fleet = SimFleet.from_router_config(config, hardware)
+        if trace_file:
+            trace = read_trace(trace_file)
+        elif access_log:
+            trace = trace_from_access_log(access_log)
+        else:
+            spec = TraceSpec(fleet.model_names(), seed=seed, duration_s=duration, rate_rps=rate)
+            trace = generate_trace(spec)
+        unknown = sorted({r.model for r in trace} - set(fleet.model_names()))
+        if unknown:
+            raise SimulationError(
+                f"the trace asks for model(s) the fleet does not serve: {', '.join(unknown)} "
+                f"(catalog: {', '.join(sorted(fleet.model_names()))})"
+            )
+        names = list(POLICIES) if "all" in policy_names else list(dict.fromkeys(policy_names))
+        chosen = {name: POLICIES[name] for name in names}
+        result = compare(
+            lambda: SimFleet.from_router_config(config, hardware),
+            trace,
+            chosen,
+            keep_alive_s=keep_alive,
+        )
+    except SimulationError as exc:
+        raise click.ClickException(str(exc)) from None
+    if save_trace:
+        write_trace(trace, save_trace)
+    click.echo(
+        f"fleet {config.fleet or '-'}: {len(fleet.backends)} backends on "
+        f"{len(fleet.hosts())} hosts, {fleet.describe()['vram_mb'] / 1024:.0f} GB VRAM, "
+        f"{len(fleet.model_names())} models; trace: {len(trace)} requests over "
+        f"{trace[-1].t - trace[0].t:.0f} s"
+    )
+    for line in iter_table(result):
+        click.echo(line)
+    if json_out:
+        result["fleet"] = fleet.describe()
+        Path(json_out).write_text(json.dumps(result, indent=1) + "\n")
+        click.echo(f"wrote {json_out}")
+
+
+main = simulate_command  # `python -m deploy.simulate ...` works before the CLI group does
+
+if __name__ == "__main__":
+    main()

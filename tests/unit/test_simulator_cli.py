@@ -1,0 +1,149 @@
+"""`modelfleet simulate`: fleet from an inventory or router.yaml, traces from files or logs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from deploy.simulate import (
+    Request,
+    SimulationError,
+    simulate_command,
+    trace_from_access_log,
+    write_trace,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = str(REPO / "inventory" / "example.py")
+
+ROUTER_YAML = {
+    "backends": [
+        {
+            "name": "gpu-01",
+            "url": "http://10.0.0.1:11434",
+            "vram_mb": 8192,
+            "slots": 2,
+            "models": [
+                {"name": "small", "size_mb": 2000},
+                {"name": "medium", "size_mb": 5000},
+                {"name": "large", "size_mb": 7000},
+            ],
+        },
+        {
+            "name": "gpu-02",
+            "url": "http://10.0.0.2:11434",
+            "vram_mb": 8192,
+            "slots": 2,
+            "models": [{"name": "small", "size_mb": 2000}, {"name": "large", "size_mb": 7000}],
+        },
+    ]
+}
+
+
+@pytest.fixture
+def router_yaml(tmp_path: Path) -> str:
+    path = tmp_path / "router.yaml"
+    path.write_text(yaml.safe_dump(ROUTER_YAML))
+    return str(path)
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(simulate_command, list(args))
+    return result.exit_code, result.output
+
+
+def test_synthetic_trace_on_the_example_inventory(tmp_path):
+    out = tmp_path / "result.json"
+    code, text = run("--inventory", EXAMPLE, "--synthetic", "--duration", "300", "--json", str(out))
+    assert code == 0, text
+    for label in ("modelfleet", "round-robin", "least-connections", "least-models", "Belady"):
+        assert label in text
+    result = json.loads(out.read_text())
+    assert set(result["policies"]) == {
+        "modelfleet",
+        "round-robin",
+        "least-connections",
+        "least-models",
+    }
+    # every policy served the whole trace
+    assert {p["requests"] for p in result["policies"].values()} == {result["requests"]}
+
+
+def test_trace_file_with_one_policy(tmp_path, router_yaml):
+    trace = tmp_path / "trace.jsonl"
+    write_trace(
+        [Request(float(i), m) for i, m in enumerate(["small", "large", "medium", "small"] * 5)],
+        trace,
+    )
+    code, text = run(
+        "--router-config", router_yaml, "--trace", str(trace), "--policy", "modelfleet"
+    )
+    assert code == 0, text
+    assert "modelfleet" in text and "round-robin" not in text
+    assert "trace: 20 requests" in text
+
+
+def test_unknown_model_in_trace_lists_the_catalog(tmp_path, router_yaml):
+    trace = tmp_path / "trace.jsonl"
+    write_trace([Request(0.0, "small"), Request(1.0, "gigantic")], trace)
+    code, text = run("--router-config", router_yaml, "--trace", str(trace))
+    assert code != 0
+    assert "gigantic" in text and "catalog: large, medium, small" in text
+
+
+def test_bad_trace_line_is_named(tmp_path, router_yaml):
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text('{"t": 0, "model": "small"}\n{"t": "soon", "model": "small"}\n')
+    code, text = run("--router-config", router_yaml, "--trace", str(trace))
+    assert code != 0
+    assert f"{trace}:2" in text and "'t' must be a number" in text
+
+
+def test_needs_exactly_one_fleet_and_one_trace(router_yaml):
+    code, text = run("--synthetic")
+    assert code != 0 and "--inventory or --router-config" in text
+    code, text = run("--router-config", router_yaml)
+    assert code != 0 and "--trace, --access-log or --synthetic" in text
+
+
+def test_bad_router_config_names_the_file(tmp_path):
+    bad = tmp_path / "router.yaml"
+    bad.write_text("backends: [{name: x}]\n")
+    code, text = run("--router-config", str(bad), "--synthetic")
+    assert code != 0 and str(bad) in text and "url" in text
+
+
+def test_access_log_becomes_a_trace(tmp_path, router_yaml):
+    log = tmp_path / "access.jsonl"
+    lines = [
+        {"ts": 1000.5, "method": "GET", "path": "/healthz", "status": 200},
+        {"ts": 1002.0, "model": "small", "duration_s": 1.5, "prompt_tokens": 12,
+         "completion_tokens": 30, "request_id": "a"},
+        {"ts": 1010.0, "model": "large", "duration_ms": 2000,
+         "usage": {"prompt_tokens": 5, "completion_tokens": 7}},
+        {"ts": 1003.0, "model": "small"},
+    ]  # fmt: skip
+    log.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    trace = trace_from_access_log(log)
+    assert trace == [
+        Request(0.0, "small", 12, 30, "a"),
+        Request(2.5, "small", 256, 128, "l4"),
+        Request(7.5, "large", 5, 7, "l3"),
+    ]
+    saved = tmp_path / "trace.jsonl"
+    code, text = run(
+        "--router-config", router_yaml, "--access-log", str(log), "--save-trace", str(saved)
+    )
+    assert code == 0, text
+    assert len(saved.read_text().splitlines()) == 3
+
+
+def test_access_log_without_requests_is_an_error(tmp_path):
+    log = tmp_path / "access.jsonl"
+    log.write_text('{"ts": 1, "path": "/metrics"}\n')
+    with pytest.raises(SimulationError, match="no inference requests"):
+        trace_from_access_log(log)
