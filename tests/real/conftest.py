@@ -1,0 +1,68 @@
+"""Fixtures for the real llama.cpp tier: the cached llama-server build and the gemma3 GGUF.
+
+``bash deploy/llama_build.sh`` (part of ``deploy/setup.sh --all``) produces both. Without them
+these tests skip with the reason, unless MODELFLEET_REQUIRE_REAL is set (CI sets it), in which
+case a missing build fails loudly instead of hiding behind a skip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.standins import llama
+
+REQUIRE_ENV = "MODELFLEET_REQUIRE_REAL"
+
+
+def _missing(what: str) -> None:
+    message = f"{what} not built: run `bash deploy/llama_build.sh` (about 5 min on 2 cores)"
+    if os.environ.get(REQUIRE_ENV, "") not in ("", "0"):
+        pytest.fail(f"{REQUIRE_ENV} is set but the {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def llama_server_bin() -> Path:
+    """Path of the cached llama-server binary."""
+    path = llama.llama_server_bin()
+    if path is None:
+        _missing(f"llama-server ({llama.cache_dir()}/llama-server-*/llama-server)")
+    assert path is not None
+    return path
+
+
+@pytest.fixture(scope="session")
+def gguf_model_path() -> Path:
+    """Path of the assembled gemma3 270M Q4_K_M GGUF (a BASE model: no chat template)."""
+    path = llama.gguf_model_path()
+    if path is None:
+        _missing(f"GGUF model ({llama.cache_dir()}/models/{llama.MODEL_FILE})")
+    assert path is not None
+    return path
+
+
+@pytest.fixture
+def start_llama_server(
+    llama_server_bin: Path, gguf_model_path: Path, tmp_path: Path
+) -> Iterator[Callable[..., llama.LlamaServer]]:
+    """Factory: ``start_llama_server(alias="gemma")`` or ``(models_preset=path, models_max=1)``.
+
+    Each server listens on 127.0.0.1:<free port>, is healthy when returned, and is stopped by
+    PID (its whole process group) at teardown; logs go to tmp_path.
+    """
+    started: list[llama.LlamaServer] = []
+
+    def start(**kwargs: Any) -> llama.LlamaServer:
+        kwargs.setdefault("log_dir", tmp_path)
+        server = llama.start_llama_server(**kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
