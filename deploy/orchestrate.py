@@ -1,0 +1,154 @@
+"""What ``deploy.py`` runs on each host: the whole plan first, then the phases in order.
+
+pyinfra executes ``deploy.py`` once per host during its *prepare* stage, and runs nothing on any
+host until every host is prepared. The first call here therefore builds and validates the plan
+for the **whole** inventory (``--limit`` only narrows where operations run): the fleet model,
+the hardware of every backend host, the placement, every file each host will get and the
+router's config. Any problem stops the deploy right there, listing every problem, with zero
+operations run.
+
+The phases, in the order pyinfra executes them across hosts:
+
+1. gpu detection     facts (before the plan; hosts with a ``gpus:`` override skip them)
+2. drivers/runtime   roles.nvidia / roles.rocm / roles.container_runtime, where the host needs them
+3. backends          roles.ollama / roles.llama_swap / roles.llama_server: binaries, units, configs
+4. models            pulls and verified GGUF downloads; pruning
+5. router rollout    roles.router on hosts of the ``router`` group
+6. health check      every backend instance answers; the router answers /readyz
+
+A host whose operation fails drops out of the run and is reported (``FailureReport``); the
+others carry on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyinfra import host, inventory, state
+from pyinfra.api import BaseStateCallback
+from pyinfra.api.exceptions import PyinfraError
+
+from deploy import orchestrate_phases as phases
+from deploy.fleet import Fleet, FleetError, fleet_from_inventory
+from deploy.gpu import HostHardware
+from deploy.orchestrate_checks import check_role_data, detect_hardware
+from deploy.planner import FleetPlan, PlanError, plan_fleet
+from deploy.render import render_fleet, render_router_yaml
+from roles.router import runtime_token_path
+from roles.router.defaults import DEFAULTS as ROUTER_DEFAULTS
+
+logger = logging.getLogger("modelfleet.deploy")
+
+PHASES = (
+    "gpu detection",
+    "drivers/runtime",
+    "backends",
+    "models",
+    "router rollout",
+    "health check",
+)
+
+
+@dataclass
+class FleetContext:
+    """Everything decided on the controller before any host is touched."""
+
+    inventory_file: str
+    fleet: Fleet
+    plan: FleetPlan
+    hardware: dict[str, HostHardware]
+    router_yaml: str
+    failures: FailureReport = field(default_factory=lambda: FailureReport())
+
+
+# One context per pyinfra State: deploy.py runs once per host in the same process.
+_CONTEXTS: dict[int, FleetContext] = {}
+
+
+def inventory_file() -> str:
+    """The inventory file pyinfra was given (``MODELFLEET_INVENTORY`` overrides it)."""
+    if os.environ.get("MODELFLEET_INVENTORY"):
+        return os.environ["MODELFLEET_INVENTORY"]
+    deploy_files = {"deploy.py"}
+    for arg in sys.argv[1:]:
+        if arg.endswith(".py") and Path(arg).is_file() and Path(arg).name not in deploy_files:
+            return arg
+    return "inventory"
+
+
+def fleet_context() -> FleetContext:
+    """Build (once per run) and validate the whole fleet's plan; raise PyinfraError if bad."""
+    key = id(state)
+    if key not in _CONTEXTS:
+        _CONTEXTS[key] = _build_context()
+    return _CONTEXTS[key]
+
+
+def _build_context() -> FleetContext:
+    source = inventory_file()
+    try:
+        fleet = fleet_from_inventory(inventory, source)
+        hardware = detect_hardware(fleet, inventory)
+        plan = plan_fleet(fleet, hardware)
+        problems = check_role_data(fleet, plan, inventory)
+        if problems:
+            raise FleetError(problems)
+        router_yaml = render_router_yaml(service_plan(plan))
+        # Render every host's files now: a template or value problem stops the deploy here.
+        render_fleet(plan)
+    except (FleetError, PlanError, ValueError) as exc:
+        # Nothing has run on any host yet: stop the whole deploy with every problem listed.
+        raise PyinfraError(f"the deploy was not started, the plan is invalid:\n{exc}") from None
+    context = FleetContext(source, fleet, plan, hardware, router_yaml)
+    state.add_callback_handler(context.failures)
+    return context
+
+
+def deploy_host() -> None:
+    """Run the phases for the current host (called by ``deploy.py``)."""
+    context = fleet_context()
+    host_plan = context.plan.host(host.name)
+    ops = phases.drivers_and_runtime(context, host_plan)
+    instances = phases.host_instances(host_plan)
+    ops += phases.backends(context, instances)
+    ops += phases.models(context, instances)
+    if host_plan.router:
+        ops += phases.router_rollout(context)
+    phases.health_check(context, host_plan, ops)
+
+
+def service_plan(plan: FleetPlan) -> FleetPlan:
+    """The plan as the router service sees it: the fleet's ``admin_token_file`` is the
+    root-only file on the router host; the service reads the copy its unit makes at start."""
+    if not plan.router.admin_token_file:
+        return plan
+    runtime = runtime_token_path(ROUTER_DEFAULTS["router_service"])
+    return plan.model_copy(
+        update={"router": plan.router.model_copy(update={"admin_token_file": runtime})}
+    )
+
+
+class FailureReport(BaseStateCallback):
+    """Logs each host that fails, with the phase and operation, so the others' run goes on."""
+
+    def __init__(self) -> None:
+        self.failed: dict[str, str] = {}
+
+    def operation_host_error(  # type: ignore[override]
+        self, state: Any, host: Any, op_hash: Any, retry_count: int = 0, max_retries: int = 0
+    ) -> None:
+        names = state.get_op_meta(op_hash).names
+        name = ", ".join(sorted(names)) or op_hash
+        if host.name not in self.failed:
+            self.failed[host.name] = name
+            logger.error(
+                "modelfleet: host %s failed at %r; it is left out of the rest of this run, "
+                "the other hosts carry on",
+                host.name,
+                name,
+            )

@@ -1,0 +1,117 @@
+"""The phases of ``deploy.py`` for one host, each a call into the roles (see orchestrate.py).
+
+Every function runs inside pyinfra's prepare stage for the current host and returns the
+operations whose changes matter to the health check at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from pyinfra import host
+from pyinfra.api.operation import OperationMeta
+
+from deploy.planner import BackendInstance, HostPlan
+from deploy.render import RenderedFile, RenderSettings, render_instance
+from roles import health, llama_server, llama_swap, ollama
+from roles import router as router_role
+from roles.llama_server.defaults import DEFAULTS as LLAMA_SERVER_DEFAULTS
+from roles.llama_swap.defaults import DEFAULTS as LLAMA_SWAP_DEFAULTS
+from roles.ollama.defaults import DEFAULTS as OLLAMA_DEFAULTS
+
+if TYPE_CHECKING:
+    from deploy.orchestrate import FleetContext
+
+# Per backend kind: the role, its DEFAULTS, the knob prefix and the URL that says "alive".
+ROLES: dict[str, tuple[Any, dict[str, Any], str, str]] = {
+    "ollama": (ollama, OLLAMA_DEFAULTS, "ollama", "/api/version"),
+    "llama-swap": (llama_swap, LLAMA_SWAP_DEFAULTS, "llama_swap", "/health"),
+    "llama-server": (llama_server, LLAMA_SERVER_DEFAULTS, "llama_server", "/health"),
+}
+DEFAULT_HEALTH_TIMEOUT_S = 120
+
+
+def _knob(kind: str, name: str) -> Any:
+    _, defaults, prefix, _ = ROLES[kind]
+    key = f"{prefix}_{name}"
+    return host.data.get(key, defaults.get(key))
+
+
+def host_instances(host_plan: HostPlan) -> list[BackendInstance]:
+    """The plan's instances with the role's ``<role>_extra_env`` added to their environment."""
+    instances = []
+    for inst in host_plan.instances:
+        extra = _knob(inst.kind, "extra_env") or {}
+        instances.append(inst.model_copy(update={"env": {**inst.env, **extra}}) if extra else inst)
+    return instances
+
+
+def _by_kind(instances: Sequence[BackendInstance]) -> dict[str, list[BackendInstance]]:
+    grouped: dict[str, list[BackendInstance]] = {}
+    for inst in instances:
+        grouped.setdefault(inst.kind, []).append(inst)
+    return grouped
+
+
+def rendered_files(
+    context: FleetContext, instances: Sequence[BackendInstance]
+) -> dict[str, list[RenderedFile]]:
+    """Each instance's files from deploy/render.py, with this host's path overrides."""
+    settings = RenderSettings.from_host_data(host.data.dict())
+    return {inst.name: render_instance(inst, context.plan.versions, settings) for inst in instances}
+
+
+def drivers_and_runtime(context: FleetContext, host_plan: HostPlan) -> list[OperationMeta]:
+    """GPU drivers and the container runtime, where this host needs them."""
+    return []
+
+
+def backends(context: FleetContext, instances: Sequence[BackendInstance]) -> list[OperationMeta]:
+    rendered = rendered_files(context, instances)
+    ops: list[OperationMeta] = []
+    for kind, group in _by_kind(instances).items():
+        role = ROLES[kind][0]
+        ops += role.backend(
+            instances=group,
+            rendered={inst.name: rendered[inst.name] for inst in group},
+            versions=context.plan.versions,
+        )
+    return ops
+
+
+def models(context: FleetContext, instances: Sequence[BackendInstance]) -> list[OperationMeta]:
+    ops: list[OperationMeta] = []
+    for kind, group in _by_kind(instances).items():
+        ops += ROLES[kind][0].models(instances=group)
+    return ops
+
+
+def router_rollout(context: FleetContext) -> list[OperationMeta]:
+    ops = router_role.rollout(router_yaml=context.router_yaml, fleet=context.fleet.name)
+    return cast(list[OperationMeta], ops)
+
+
+def health_check(
+    context: FleetContext, host_plan: HostPlan, changes: Sequence[OperationMeta]
+) -> None:
+    """Every instance answers on its port; the router (if here) answers /readyz."""
+    for inst in host_plan.instances:
+        path = ROLES[inst.kind][3]
+        timeout = _knob(inst.kind, "health_timeout_s") or DEFAULT_HEALTH_TIMEOUT_S
+        health.answers(
+            name=f"Health check {inst.service_name}",
+            url=f"http://127.0.0.1:{inst.port}{path}",
+            what=f"{inst.kind} instance {inst.name}",
+            after=changes,
+            timeout_s=int(timeout),
+        )
+    if host_plan.router:
+        port = context.plan.router.port
+        health.answers(
+            name="Health check: router /readyz",
+            url=f"http://127.0.0.1:{port}/readyz",
+            what="the modelfleet router",
+            after=changes,
+            timeout_s=int(host.data.get("router_health_timeout_s", 60)),
+        )

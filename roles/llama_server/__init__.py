@@ -1,0 +1,152 @@
+"""llama.cpp ``llama-server`` in router mode: one unit per instance, presets from the plan.
+
+The cached build (llama-cpp-python 0.3.36's vendored llama.cpp, ``deploy/llama_build.sh``) has
+router mode (``tools/server/server-models.cpp``): started without ``-m`` and with
+``--models-preset``, llama-server runs a child server per model on demand. A presets change is
+applied with ``GET /models?reload=1``, which unloads only the models whose preset changed;
+the unit restarts only when the unit itself or the binary changed.
+
+The binary comes from ``llama_server_binary_url`` + ``llama_server_binary_sha256`` (the
+executable itself), or from ``llama_server_binary_path`` on the controller (uploaded). The
+llama_swap role installs it the same way: llama-swap starts its models with it.
+
+Example (``deploy.py`` does this through ``deploy/orchestrate.py``)::
+
+    llama_server.backend(instances=host_plan.instances, rendered={...}, versions=plan.versions)
+    llama_server.models(instances=host_plan.instances)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import DeployError, deploy
+from pyinfra.api.operation import OperationMeta
+from pyinfra.operations import files
+from pyinfra.operations.util import any_changed
+
+from deploy.fleet import Versions
+from deploy.planner import BackendInstance
+from deploy.render import RenderedFile, RenderSettings, llama_server_command, render_template
+from roles.artifacts import gguf_files, verified_download
+from roles.llama_server.defaults import DEFAULTS
+from roles.llama_server.operations import presets_reloaded
+from roles.units import managed_unit, system_user
+
+
+@cache
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def binary_source() -> tuple[str, str, str | None]:
+    """(``url`` or ``path``, sha256, the URL or None) from the host's data."""
+    data = host.data
+    if data.llama_server_binary_path:
+        path = str(data.llama_server_binary_path)
+        if not Path(path).is_file():
+            raise DeployError(f"{host.name}: llama_server_binary_path {path} is not a file")
+        return "path", file_sha256(path), None
+    if data.llama_server_binary_url and data.llama_server_binary_sha256:
+        return (
+            "url",
+            str(data.llama_server_binary_sha256).lower(),
+            str(data.llama_server_binary_url),
+        )
+    raise DeployError(
+        f"{host.name}: set llama_server_binary_path, or llama_server_binary_url and "
+        "llama_server_binary_sha256"
+    )
+
+
+def install_binary(version: str) -> tuple[OperationMeta, str]:
+    """Put the binary in ``<root>/releases/<version>-<sha12>/`` and point ``current`` at it."""
+    kind, sha256, url = binary_source()
+    root = host.data.llama_server_root
+    release = f"{root}/releases/{version}-{sha256[:12]}"
+    if kind == "path":
+        files.put(
+            name=f"Upload llama-server {version}",
+            src=str(host.data.llama_server_binary_path),
+            dest=f"{release}/llama-server",
+            mode="0755",
+        )
+    else:
+        verified_download(
+            name=f"Download llama-server {version}",
+            src=str(url),
+            dest=f"{release}/llama-server",
+            sha256=sha256,
+            mode="0755",
+        )
+    current = files.link(
+        name=f"Make llama-server {version} current", path=f"{root}/current", target=release
+    )
+    return current, f"{root}/current/llama-server"
+
+
+@deploy("llama-server backend", data_defaults=DEFAULTS)
+def backend(
+    instances: Sequence[BackendInstance],
+    rendered: Mapping[str, Sequence[RenderedFile]],
+    versions: Versions,
+) -> list[OperationMeta]:
+    """Install the binary and run one router-mode unit per instance.
+
+    ``rendered`` maps each instance name to its files from ``deploy/render.py`` (the presets).
+    """
+    data = host.data
+    user = data.llama_server_user
+    settings = RenderSettings.from_host_data(data.dict())
+    system_user(user, home="/var/lib/llama-server", extra_groups=data.llama_server_extra_groups)
+    current, _ = install_binary(versions.llama_cpp)
+    files.directory(name="Config directory", path=data.llama_server_config_dir, mode="0755")
+    changes: list[OperationMeta] = [current]
+    for inst in instances:
+        files.directory(
+            name=f"Models directory {inst.models_dir}",
+            path=inst.models_dir,
+            user=user,
+            group=user,
+            mode="0755",
+        )
+        presets = rendered[inst.name][0]
+        command = [*llama_server_command(inst, settings), *map(str, data.llama_server_extra_args)]
+        unit_text = render_template(
+            "llama_server/llama-server.service.j2",
+            inst=inst,
+            user=user,
+            command=shlex.join(command),
+        )
+        unit, config_ops = managed_unit(
+            inst.service_name,
+            unit_text,
+            config_files=[(presets.path, presets.content)],
+            config_owner=user,
+            restart_on_config=False,
+            also_restart_when=[current],
+        )
+        presets_reloaded(
+            name=f"Apply the new presets of {inst.service_name} (GET /models?reload=1)",
+            port=inst.port,
+            _if=any_changed(*config_ops),
+        )
+        changes += [unit, *config_ops]
+    return changes
+
+
+@deploy("llama-server models", data_defaults=DEFAULTS)
+def models(instances: Sequence[BackendInstance]) -> list[OperationMeta]:
+    """Download every placed GGUF (sha256-checked); prune unused ones when asked to."""
+    return gguf_files(
+        instances, host.data.llama_server_user, prune=bool(host.data.llama_server_prune_models)
+    )

@@ -1,0 +1,36 @@
+"""Every knob of the Ollama role, with its default. Override any of them in group_data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    # --- native install: a pinned release archive, checked by sha256 -------------------------
+    # URL of the release archive; {version} is the fleet's versions["ollama"].
+    "ollama_release_url": (
+        "https://github.com/ollama/ollama/releases/download/v{version}/ollama-linux-amd64.tgz"
+    ),
+    # sha256 of that archive. Required for native installs: copy it from the release page
+    # (sha256sum.txt); the deploy refuses to start without it.
+    "ollama_release_sha256": None,
+    # Releases unpack to <root>/releases/<version>/; <root>/current points at the live one and
+    # /usr/local/bin/ollama at <root>/current/bin/ollama.
+    "ollama_root": "/opt/ollama",
+    # System user and group the instances run as; added to these groups when they exist
+    # (GPU device access on AMD hosts).
+    "ollama_user": "ollama",
+    "ollama_extra_groups": ["render", "video"],
+    # --- container install: one podman container per instance ----------------------------------
+    # The images come from the fleet's versions["cuda_image"] / versions["rocm_image"].
+    # Extra `podman run` arguments for every instance container.
+    "ollama_container_args": [],
+    # --- every install ----------------------------------------------------------------------------
+    # Extra environment for every instance, on top of the plan's (OLLAMA_HOST, OLLAMA_MODELS,
+    # OLLAMA_KEEP_ALIVE, OLLAMA_MAX_LOADED_MODELS, OLLAMA_NUM_PARALLEL, *_VISIBLE_DEVICES),
+    # e.g. {"OLLAMA_FLASH_ATTENTION": "1"}.
+    "ollama_extra_env": {},
+    # Delete models an instance holds that its model set no longer lists.
+    "ollama_prune_models": False,
+    # Seconds a (re)started instance gets to answer before the pulls give up.
+    "ollama_api_wait_s": 120,
+}

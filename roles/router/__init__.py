@@ -1,0 +1,137 @@
+"""The modelfleet router on router hosts: a versioned venv per release, a safe rollout.
+
+1. The controller builds the project's wheel and every dependency wheel once
+   (``wheelhouse.py``); a router host installs them with ``pip install --no-index`` into
+   ``<root>/releases/<release id>/``. The release id hashes the sources, so a re-run of the same
+   checkout uploads nothing.
+2. ``router.yaml`` is rendered from the whole fleet's plan by the caller (``--limit`` does not
+   shrink it). The admin token stays in a root-only file (0600); the unit hands the service a
+   private copy at start (see ``templates/router/modelfleet-router.service.j2``).
+3. ``router-rollout.py`` tries the new release and config on a side port first; only when the
+   candidate answers ``/readyz`` are ``<root>/current`` and the config switched and the service
+   restarted, and if the restarted service fails ``/readyz`` both are switched back.
+
+Example (``deploy.py`` does this through ``deploy/orchestrate.py``)::
+
+    router.rollout(router_yaml=context.router_yaml, fleet="local")
+"""
+
+from __future__ import annotations
+
+import sys
+from io import StringIO
+
+import yaml
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.api.operation import OperationMeta
+from pyinfra.operations import apt, files, server, systemd
+
+from deploy.render import render_template
+from roles.router import operations as ops
+from roles.router.defaults import DEFAULTS
+from roles.router.wheelhouse import build_wheelhouse, release_id
+
+ROLLOUT_SCRIPT = "/usr/local/lib/modelfleet/router-rollout.py"
+RUNTIME_TOKEN_NAME = "admin-token"
+
+
+def runtime_token_path(service: str) -> str:
+    """Where the service reads its copy of the token (its RuntimeDirectory)."""
+    return f"/run/{service}/{RUNTIME_TOKEN_NAME}"
+
+
+def listen_port(router_yaml: str) -> int:
+    listen = str((yaml.safe_load(router_yaml) or {}).get("listen", "127.0.0.1:11434"))
+    return int(listen.rpartition(":")[2])
+
+
+@deploy("modelfleet router", data_defaults=DEFAULTS)
+def rollout(router_yaml: str, fleet: str) -> list[OperationMeta]:
+    """Install this checkout's release and make it live with ``router_yaml`` (whole fleet)."""
+    data = host.data
+    root, user, service = data.router_root, data.router_user, data.router_service
+    config_dir = data.router_config_dir
+    token_path = f"{config_dir}/admin-token"
+
+    apt.packages(
+        name="Packages for the router venv",
+        packages=list(data.router_packages),
+        update=True,
+        cache_time=data.router_apt_cache_time,
+    )
+    server.group(name=f"Group {user}", group=user, system=True)
+    server.user(
+        name=f"System user {user}",
+        user=user,
+        group=user,
+        system=True,
+        home=f"{root}",
+        shell="/usr/sbin/nologin",
+        create_home=False,
+    )
+    for path, mode in ((root, "0755"), (f"{root}/releases", "0755"), (config_dir, "0755")):
+        files.directory(name=f"Directory {path}", path=path, mode=mode)
+
+    if data.router_admin_token:
+        token = ops.secret_file(
+            name="Admin token (from inventory data)",
+            path=token_path,
+            content=str(data.router_admin_token),
+        )
+    else:
+        token = ops.generated_secret(name="Admin token (made on the host)", path=token_path)
+
+    release_dir = f"{root}/releases/{release_id()}"
+    installed = ops.release(
+        name=f"Router release {release_id()}",
+        tarball=str(build_wheelhouse()),
+        release_dir=release_dir,
+        controller_python=f"{sys.version_info.major}.{sys.version_info.minor}",
+    )
+    files.put(
+        name="Rollout script",
+        src=str(__file__).rsplit("/", 1)[0] + "/files/router-rollout.py",
+        dest=ROLLOUT_SCRIPT,
+        mode="0755",
+    )
+    unit = files.put(
+        name=f"Unit {service}.service",
+        src=StringIO(
+            render_template(
+                "router/modelfleet-router.service.j2",
+                fleet=fleet,
+                user=user,
+                service=service,
+                root=root,
+                token_path=token_path,
+                config_path=f"{config_dir}/router.yaml",
+            )
+        ),
+        dest=f"/etc/systemd/system/{service}.service",
+        mode="0644",
+    )
+    systemd.daemon_reload(name=f"Reload systemd for {service}", _if=unit.did_change)
+    live = ops.rollout(
+        name=f"Roll out release {release_id()} with the fleet's router.yaml",
+        release_dir=release_dir,
+        config=router_yaml,
+        config_path=f"{config_dir}/router.yaml",
+        listen_port=listen_port(router_yaml),
+        service=service,
+        user=user,
+        token_path=token_path,
+        side_port=data.router_side_port,
+        timeout_s=data.router_health_timeout_s,
+        root=root,
+        script=ROLLOUT_SCRIPT,
+        keep_releases=data.router_keep_releases,
+    )
+    # A new unit or token needs a restart even when release and config stay the same.
+    systemd.service(
+        name=f"Restart {service} (unit or token changed)",
+        service=f"{service}.service",
+        restarted=True,
+        _if=lambda: (unit.did_change() or token.did_change()) and not live.did_change(),
+    )
+    return [installed, unit, token, live]

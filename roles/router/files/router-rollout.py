@@ -1,0 +1,196 @@
+"""Roll a router release and config out on this host, keeping the old one if the new one fails.
+
+Run by the router role as root with the *new* release's Python (it has PyYAML):
+
+    /opt/modelfleet/releases/<id>/bin/python /usr/local/lib/modelfleet/router-rollout.py \
+        --release /opt/modelfleet/releases/<id> --root /opt/modelfleet \
+        --config /etc/modelfleet/router.yaml --candidate /etc/modelfleet/router.yaml.next \
+        --service modelfleet-router --user modelfleet --token /etc/modelfleet/admin-token \
+        --side-port 18434
+
+1. The candidate (new release + new config) starts as a transient unit on a side port, with the
+   same user and credentials as the real service, and must answer ``/readyz`` with 200.
+   If it does not, nothing else changes: the running service keeps the old release and config.
+2. The ``current`` symlink and the config are switched (each by an atomic rename) and the service
+   is restarted; ``/readyz`` must answer on the real port. If it does not, both are switched
+   back, the service restarted on the old pair, and the script fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+
+def log(message: str) -> None:
+    print(f"router-rollout: {message}", flush=True)
+
+
+def readyz(port: int, timeout_s: float) -> tuple[bool, str]:
+    """Poll ``/readyz`` until 200 or the timeout; return (ok, last answer)."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                return True, f"HTTP {resp.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}: {exc.read()[:200].decode(errors='replace')}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    return False, last
+
+
+def listen_port(config: dict) -> int:
+    return int(str(config.get("listen", "127.0.0.1:11434")).rpartition(":")[2])
+
+
+def systemctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["systemctl", *args], capture_output=True, text=True, check=check)
+
+
+def journal_tail(unit: str) -> str:
+    done = subprocess.run(
+        ["journalctl", "-u", unit, "-n", "15", "--no-pager", "-o", "cat"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip()
+
+
+def runtime_dir(unit: str) -> str:
+    return f"/run/{unit}/"
+
+
+def prune_releases(root: Path, keep: int) -> None:
+    """Remove the oldest releases beyond ``keep``; never the live one."""
+    live = (root / "current").resolve()
+    releases = sorted(
+        (p for p in (root / "releases").iterdir() if p.is_dir() and not p.name.endswith(".wheels")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for old in releases[keep:]:
+        if old.resolve() != live:
+            shutil.rmtree(old, ignore_errors=True)
+            log(f"removed old release {old.name}")
+
+
+def check_candidate(args: argparse.Namespace, config: dict) -> tuple[bool, str]:
+    unit = f"{args.service}-candidate"
+    side = dict(config)
+    side["listen"] = f"127.0.0.1:{args.side_port}"
+    # The unit copies the root-only token into its RuntimeDirectory (/run/<unit>/) before it
+    # starts; do the same for the candidate, in its own directory.
+    live_run, side_run = runtime_dir(args.service), Path(runtime_dir(unit))
+    shutil.rmtree(side_run, ignore_errors=True)
+    side_run.mkdir(mode=0o700)
+    shutil.chown(side_run, args.user, args.user)
+    token_copy = side_run / "admin-token"
+    shutil.copyfile(args.token, token_copy)
+    token_copy.chmod(0o400)
+    shutil.chown(token_copy, args.user, args.user)
+    token_file = side.get("admin_token_file")
+    if isinstance(token_file, str) and token_file.startswith(live_run):
+        side["admin_token_file"] = str(token_copy)
+    side_path = Path(f"{args.candidate}.side")
+    side_path.write_text(yaml.safe_dump(side, sort_keys=False))
+    side_path.chmod(0o640)
+    shutil.chown(side_path, "root", args.user)
+    systemctl("stop", unit, check=False)
+    systemctl("reset-failed", unit, check=False)
+    start = subprocess.run(
+        [
+            "systemd-run",
+            f"--unit={unit}",
+            f"--property=User={args.user}",
+            "--collect",
+            str(Path(args.release) / "bin" / "modelfleet-router"),
+            "--config",
+            str(side_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if start.returncode != 0:
+        return False, f"could not start the candidate: {start.stderr.strip()}"
+    try:
+        ok, answer = readyz(args.side_port, args.timeout)
+        if not ok:
+            answer = f"{answer}\n{journal_tail(unit)}"
+        return ok, answer
+    finally:
+        systemctl("stop", unit, check=False)
+        side_path.unlink(missing_ok=True)
+        shutil.rmtree(side_run, ignore_errors=True)
+
+
+def switch(link: Path, target: str, config: Path, new_config: Path) -> None:
+    tmp_link = link.with_name(link.name + ".new")
+    tmp_link.unlink(missing_ok=True)
+    tmp_link.symlink_to(target)
+    os.replace(tmp_link, link)
+    os.replace(new_config, config)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    for flag in ("--release", "--root", "--config", "--candidate", "--service", "--user"):
+        parser.add_argument(flag, required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--side-port", type=int, required=True)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--keep", type=int, default=3)
+    args = parser.parse_args()
+
+    candidate = yaml.safe_load(Path(args.candidate).read_text())
+    ok, answer = check_candidate(args, candidate)
+    if not ok:
+        log(f"the candidate failed /readyz on port {args.side_port}: {answer}")
+        log("the service keeps its current release and config")
+        return 1
+    log(f"candidate ready on side port {args.side_port} ({answer})")
+
+    link = Path(args.root) / "current"
+    config = Path(args.config)
+    old_target = os.readlink(link) if link.is_symlink() else None
+    backup = Path(f"{args.config}.previous")
+    if config.exists():
+        shutil.copy2(config, backup)
+    switch(link, args.release, config, Path(args.candidate))
+    systemctl("daemon-reload")
+    systemctl("enable", args.service)
+    systemctl("restart", args.service, check=False)
+    ok, answer = readyz(listen_port(candidate), args.timeout)
+    if ok:
+        log(f"{args.service} serves release {Path(args.release).name} ({answer})")
+        backup.unlink(missing_ok=True)
+        prune_releases(Path(args.root), args.keep)
+        return 0
+
+    log(f"{args.service} failed /readyz after the switch: {answer}\n{journal_tail(args.service)}")
+    if old_target is None or not backup.exists():
+        log("no previous release to go back to")
+        return 1
+    shutil.copy2(backup, args.candidate)
+    switch(link, old_target, config, Path(args.candidate))
+    systemctl("restart", args.service, check=False)
+    back_ok, back_answer = readyz(listen_port(yaml.safe_load(config.read_text())), args.timeout)
+    log(f"rolled back to {Path(old_target).name}: /readyz {back_answer}")
+    return 1 if back_ok else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Building blocks the backend roles share: a system user, a pinned release, a managed unit.
+
+These are plain functions that call pyinfra operations, so they run inside a role's
+``@deploy`` and their operations are named after the role.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api.operation import OperationMeta
+from pyinfra.facts.server import Groups
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from roles.artifacts import unpacked_release, verified_download
+
+
+def system_user(user: str, home: str, extra_groups: Iterable[str] = ()) -> None:
+    """A system user and group with no login shell, in those ``extra_groups`` that exist."""
+    existing = set(host.get_fact(Groups))  # type: ignore[arg-type]
+    server.group(name=f"Group {user}", group=user, system=True)
+    server.user(
+        name=f"System user {user}",
+        user=user,
+        group=user,
+        groups=sorted(g for g in extra_groups if g in existing) or None,
+        append=True,
+        system=True,
+        home=home,
+        shell="/usr/sbin/nologin",
+        create_home=False,
+    )
+    files.directory(name=f"Home of {user}", path=home, user=user, group=user, mode="0750")
+
+
+def pinned_release(
+    what: str,
+    url: str,
+    sha256: str,
+    root: str,
+    version: str,
+    link: str | None = None,
+    binary: str | None = None,
+) -> OperationMeta:
+    """Download ``url`` (checked by sha256), unpack it to ``<root>/releases/<version>`` and
+    point ``<root>/current`` at it; ``link`` (e.g. /usr/local/bin/ollama) -> ``<current>/binary``.
+
+    Returns the ``current`` symlink operation: it changes when the live version changes.
+    """
+    archive = f"{root}/downloads/{posixpath.basename(url.split('?', 1)[0])}"
+    release_dir = f"{root}/releases/{version}"
+    verified_download(name=f"Download {what} {version}", src=url, dest=archive, sha256=sha256)
+    unpacked_release(name=f"Unpack {what} {version}", archive=archive, dest=release_dir)
+    current = files.link(
+        name=f"Make {what} {version} the current release",
+        path=f"{root}/current",
+        target=release_dir,
+    )
+    if link and binary:
+        files.link(name=f"Link {link}", path=link, target=f"{root}/current/{binary}")
+    return current
+
+
+def managed_unit(
+    service: str,
+    unit_text: str,
+    config_files: Iterable[tuple[str, str]] = (),
+    config_owner: str = "root",
+    restart_on_config: bool = True,
+    also_restart_when: Iterable[OperationMeta] = (),
+) -> tuple[OperationMeta, list[OperationMeta]]:
+    """Install ``<service>.service`` and its config files; keep it enabled and running.
+
+    The unit is restarted only when its own unit file changed, or one of its config files
+    changed and ``restart_on_config`` is set, or one of ``also_restart_when`` changed (a new
+    release): never because another instance on the host changed.
+
+    Returns (the unit file operation, the config file operations).
+    """
+    config_ops = [
+        files.put(
+            name=f"Config {path}",
+            src=StringIO(text),
+            dest=path,
+            user="root",
+            group=config_owner,
+            mode="0640",
+        )
+        for path, text in config_files
+    ]
+    unit = files.put(
+        name=f"Unit {service}.service",
+        src=StringIO(unit_text),
+        dest=f"/etc/systemd/system/{service}.service",
+        mode="0644",
+    )
+    systemd.daemon_reload(name=f"Reload systemd for {service}", _if=unit.did_change)
+    triggers = [unit, *list(also_restart_when)]
+    if restart_on_config:
+        triggers += config_ops
+    systemd.service(
+        name=f"Restart {service} (its unit or config changed)",
+        service=f"{service}.service",
+        restarted=True,
+        _if=any_changed(*triggers),
+    )
+    systemd.service(
+        name=f"{service} enabled and running",
+        service=f"{service}.service",
+        running=True,
+        enabled=True,
+    )
+    return unit, config_ops
