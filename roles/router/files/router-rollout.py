@@ -11,9 +11,11 @@ Run by the router role as root with the *new* release's Python (it has PyYAML):
 1. The candidate (new release + new config) starts as a transient unit on a side port, with the
    same user and credentials as the real service, and must answer ``/readyz`` with 200.
    If it does not, nothing else changes: the running service keeps the old release and config.
-2. The ``current`` symlink and the config are switched (each by an atomic rename) and the service
-   is restarted; ``/readyz`` must answer on the real port. If it does not, both are switched
-   back, the service restarted on the old pair, and the script fails.
+2. The ``current`` symlink and the config are switched (each by an atomic rename). A new release
+   restarts the service; a new config alone is re-read by the running router
+   (``POST /admin/reload``), so in-flight requests carry on. ``/readyz`` must then answer on the
+   real port. If it does not, both are switched back, the service restarted on the old pair,
+   and the script fails.
 """
 
 from __future__ import annotations
@@ -49,6 +51,22 @@ def readyz(port: int, timeout_s: float) -> tuple[bool, str]:
             last = str(exc)
         time.sleep(0.5)
     return False, last
+
+
+def admin_reload(port: int, token: str) -> tuple[bool, str]:
+    """Ask the running router to re-read its config file."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/admin/reload",
+        method="POST",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return True, f"reload HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        return False, f"reload HTTP {exc.code}: {exc.read()[:200].decode(errors='replace')}"
+    except OSError as exc:
+        return False, f"reload failed: {exc}"
 
 
 def listen_port(config: dict) -> int:
@@ -169,18 +187,32 @@ def main() -> int:
     backup = Path(f"{args.config}.previous")
     if config.exists():
         shutil.copy2(config, backup)
-    switch(link, args.release, config, Path(args.candidate))
-    systemctl("daemon-reload")
-    systemctl("enable", args.service)
-    systemctl("restart", args.service, check=False)
-    ok, answer = readyz(listen_port(candidate), args.timeout)
+    same_release = old_target == args.release
+    running = systemctl("is-active", "--quiet", args.service, check=False).returncode == 0
+    port = listen_port(candidate)
+    same_port = backup.exists() and listen_port(yaml.safe_load(backup.read_text())) == port
+    if same_release and running and same_port:
+        # Only the config changed: the running router re-reads it (POST /admin/reload) and
+        # keeps its in-flight requests and learned state.
+        switch(link, args.release, config, Path(args.candidate))
+        ok, answer = admin_reload(port, Path(args.token).read_text().strip())
+        if ok:
+            ok, answer = readyz(port, args.timeout)
+        action = "reloaded its config"
+    else:
+        switch(link, args.release, config, Path(args.candidate))
+        systemctl("daemon-reload")
+        systemctl("enable", args.service)
+        systemctl("restart", args.service, check=False)
+        ok, answer = readyz(port, args.timeout)
+        action = f"serves release {Path(args.release).name}"
     if ok:
-        log(f"{args.service} serves release {Path(args.release).name} ({answer})")
+        log(f"{args.service} {action} ({answer})")
         backup.unlink(missing_ok=True)
         prune_releases(Path(args.root), args.keep)
         return 0
 
-    log(f"{args.service} failed /readyz after the switch: {answer}\n{journal_tail(args.service)}")
+    log(f"{args.service} failed after the switch: {answer}\n{journal_tail(args.service)}")
     if old_target is None or not backup.exists():
         log("no previous release to go back to")
         return 1
