@@ -74,6 +74,14 @@ class BackendConfig(_Strict):
     def host_name(self) -> str:
         return self.host or self.name
 
+    def secret(self) -> str | None:
+        """The key sent to this backend as ``Authorization: Bearer``, if any."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        if self.api_key_file is not None:
+            return _read_secret(self.api_key_file, f"backends.{self.name}.api_key_file")
+        return None
+
 
 class QueueConfig(_Strict):
     max_per_model: int = Field(default=64, ge=0)
@@ -90,6 +98,17 @@ class HealthConfig(_Strict):
     max_backoff_s: float = Field(default=60.0, gt=0)
 
 
+class PolicyConfig(_Strict):
+    """Knobs of ``router/policy.py`` (see ``PolicyParams``)."""
+
+    headroom_mb: int = Field(default=0, ge=0, description="VRAM kept free on every host")
+    default_load_s: float = Field(default=10.0, gt=0, description="until a load was observed")
+    default_service_s: float = Field(default=5.0, gt=0, description="until a request was seen")
+    scale_out: bool = True
+    allow_spill: bool = True
+    demand_half_life_s: float = Field(default=300.0, gt=0)
+
+
 class RouterConfig(_Strict):
     listen: str = "127.0.0.1:11434"
     admin_token: SecretStr | None = None
@@ -103,6 +122,14 @@ class RouterConfig(_Strict):
     queue: QueueConfig = Field(default_factory=QueueConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     fleet: str | None = Field(default=None, description="name of the inventory it came from")
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    max_retries: int = Field(default=2, ge=0, description="other backends tried before 1st byte")
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    stall_timeout_s: float = Field(
+        default=120.0, gt=0, description="silence mid-stream before the backend counts as stalled"
+    )
+    access_log: str | None = Field(default=None, description="JSONL file; '-' = stdout")
+    recent_decisions: int = Field(default=200, ge=0, description="kept for admin/dashboard")
 
     @model_validator(mode="after")
     def _unique_backend_names(self) -> RouterConfig:
@@ -117,6 +144,29 @@ class RouterConfig(_Strict):
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]") or "0.0.0.0", int(port)
+
+    def admin_secret(self) -> str | None:
+        """The admin token, from ``admin_token`` or ``admin_token_file``."""
+        if self.admin_token is not None:
+            return self.admin_token.get_secret_value()
+        if self.admin_token_file is not None:
+            return _read_secret(self.admin_token_file, "admin_token_file")
+        return None
+
+    def client_keys(self) -> list[str]:
+        """Client API keys from ``api_keys`` and ``api_keys_file`` (one per line)."""
+        keys = [k.get_secret_value() for k in self.api_keys]
+        if self.api_keys_file is not None:
+            text = _read_secret(self.api_keys_file, "api_keys_file")
+            keys += [line.strip() for line in text.splitlines() if line.strip()]
+        return keys
+
+
+def _read_secret(path: Path, key: str) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
 
 
 class ConfigError(Exception):

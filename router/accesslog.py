@@ -1,0 +1,33 @@
+"""The access log: one JSON object per line, the format docs/router.md describes.
+
+The benchmark's trace converter reads it, so keys only ever get added, never renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import IO, Any
+
+
+class AccessLog:
+    def __init__(self, target: str | None) -> None:
+        self._file: IO[str] | None = None
+        if target == "-":
+            self._file = sys.stdout
+        elif target:
+            self._file = open(target, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self.target = target
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            return
+        record = {"ts": round(time.time(), 6), **record}
+        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None and self._file is not sys.stdout:
+            self._file.close()
+        self._file = None

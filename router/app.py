@@ -1,0 +1,151 @@
+"""The aiohttp app factory: ``create_app(config) -> web.Application``.
+
+Layout (aiohttp's own examples): routes live in ``router/api.py`` (front APIs) and
+``router/admin.py`` (operations); long-lived resources (the upstream ``ClientSession``,
+the health-check and refresh tasks) live in ``cleanup_ctx``; state hangs off the app under
+the typed key ``ROUTER``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from router.admin import setup_admin_routes
+from router.api import ROUTER, setup_routes
+from router.config import RouterConfig
+from router.core import Router
+from router.health import health_loop, refresh_loop, run_forever
+from router.proxy import BACKEND_HEADER, REASON_HEADER, Front, error_body
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PUBLIC_PATHS = {"/healthz", "/readyz", "/dashboard"}
+
+
+def front_of(path: str) -> Front:
+    return "openai" if path.startswith("/v1/") else "ollama"
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return request.headers.get("X-Api-Key")
+
+
+def _matches(given: str | None, secrets: list[str]) -> bool:
+    if given is None:
+        return False
+    # compare against every key, always, so timing says nothing about which one was close
+    found = False
+    for secret in secrets:
+        found |= hmac.compare_digest(given.encode(), secret.encode())
+    return found
+
+
+def _deny(request: web.Request, status: int, message: str) -> web.Response:
+    response = web.json_response(
+        error_body(front_of(request.path), status, message),
+        status=status,
+        headers={BACKEND_HEADER: "none", REASON_HEADER: "unauthorized"},
+    )
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="modelfleet"'
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    router = request.app[ROUTER]
+    path = request.path
+    if path in PUBLIC_PATHS:
+        return await handler(request)
+    if path.startswith("/admin/"):
+        if not router.admin_token:
+            return _deny(request, 403, "admin API disabled: set admin_token in the router config")
+        if not _matches(_bearer(request), [router.admin_token]):
+            return _deny(request, 401, "admin API needs 'Authorization: Bearer <admin token>'")
+        return await handler(request)
+    if router.client_keys:
+        allowed = list(router.client_keys)
+        if path == "/metrics" and router.admin_token:
+            allowed.append(router.admin_token)
+        if not _matches(_bearer(request), allowed):
+            return _deny(request, 401, "missing or wrong API key ('Authorization: Bearer <key>')")
+    return await handler(request)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Router-made errors in the front API's own shape; every answer names backend and reason."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.text or exc.reason
+        if exc.content_type != "application/json" or not message.startswith("{"):
+            if exc.status == 413:
+                message = (
+                    f"request body too large: the limit is "
+                    f"{request.app[ROUTER].config.max_body_mb:g} MB (max_body_mb)"
+                )
+            response = web.json_response(
+                error_body(front_of(request.path), exc.status, message), status=exc.status
+            )
+        else:
+            response = web.Response(
+                text=message, status=exc.status, content_type="application/json"
+            )
+        for key in ("Allow", "Retry-After"):
+            if key in exc.headers:
+                response.headers[key] = exc.headers[key]
+    if not response.prepared:
+        response.headers.setdefault(BACKEND_HEADER, "router")
+        response.headers.setdefault(REASON_HEADER, "local")
+    return response
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    router = app[ROUTER]
+    cfg = router.config
+    router.session = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=cfg.connect_timeout_s),
+        connector=aiohttp.TCPConnector(limit=0),
+        auto_decompress=False,
+    )
+    await router.refresh_all()
+    tasks = [
+        asyncio.create_task(run_forever(lambda: health_loop(router), "health")),
+        asyncio.create_task(run_forever(lambda: refresh_loop(router), "refresh")),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await router.session.close()
+    router.access_log.close()
+
+
+def create_app(config: RouterConfig, config_path: str | Path | None = None) -> web.Application:
+    """Build the router app. ``config_path`` lets ``POST /admin/reload`` re-read the file.
+
+    Example::
+
+        app = create_app(load_config("router.yaml"), "router.yaml")
+        web.run_app(app, host="127.0.0.1", port=11434, handler_cancellation=True)
+    """
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware],
+        client_max_size=int(config.max_body_mb * 1024 * 1024),
+    )
+    app[ROUTER] = Router(config, Path(config_path) if config_path else None)
+    setup_routes(app)
+    setup_admin_routes(app)
+    app.cleanup_ctx.append(_lifecycle)
+    return app

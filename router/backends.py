@@ -1,0 +1,312 @@
+"""What the router learns from each backend kind, and how it loads and unloads models there.
+
+One small adapter per kind (``ollama``, ``llama-swap``, ``llama-server``, ``openai``), each
+with ``refresh`` (poll residency into the backend's ``BackendState``), ``load``, ``unload``
+and the path of its cheap health probe. Endpoints follow docs/router.md and the backends'
+own APIs: Ollama ``/api/ps`` + ``/api/tags``; llama-swap ``/running`` + ``/v1/models``;
+llama-server ``/models`` (router mode) or ``/v1/models`` (one model); openai ``/v1/models``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+
+from router.state import BackendState, ModelState
+
+MIB = 1024 * 1024
+# keep_alive < 0 makes Ollama report an expiry ~292 years out; anything this far is "never"
+PINNED_AFTER_S = 50 * 365 * 86400
+
+
+class BackendError(Exception):
+    """A backend answered an admin/refresh call badly; the message names the backend."""
+
+
+class Adapter:
+    health_path = "/health"
+
+    def __init__(self, state: BackendState, session: aiohttp.ClientSession, timeout_s: float):
+        self.state = state
+        self.session = session
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    @property
+    def base(self) -> str:
+        return self.state.config.url.rstrip("/")
+
+    def headers(self) -> dict[str, str]:
+        secret = self.state.config.secret()
+        return {"Authorization": f"Bearer {secret}"} if secret else {}
+
+    async def _json(self, method: str, path: str, body: Any = None) -> Any:
+        async with self.session.request(
+            method, self.base + path, json=body, headers=self.headers(), timeout=self.timeout
+        ) as resp:
+            if resp.status >= 400:
+                text = (await resp.text())[:200]
+                raise BackendError(f"{self.state.name}: {method} {path} -> {resp.status} {text}")
+            return await resp.json(content_type=None)
+
+    async def probe(self) -> bool:
+        """The active health check: is the backend process answering?"""
+        async with self.session.get(
+            self.base + self.health_path, headers=self.headers(), timeout=self.timeout
+        ) as resp:
+            await resp.read()
+            return resp.status < 500
+
+    async def refresh(self) -> None:
+        raise NotImplementedError
+
+    async def load(self, model: str) -> None:
+        raise BackendError(f"{self.state.name}: {self.state.kind} backends cannot load on request")
+
+    async def unload(self, model: str) -> None:
+        raise BackendError(
+            f"{self.state.name}: {self.state.kind} backends cannot unload on request"
+        )
+
+    # -- shared bookkeeping -----------------------------------------------------------------
+
+    def _mark(self, reported: dict[str, ModelState | None], now: float) -> None:
+        """Models the backend did not report are cold, unless our own bookkeeping knows better."""
+        load_timeout = 600.0
+        for name, ms in self.state.models.items():
+            if name in reported:
+                continue
+            if ms.status == "loading" and ms.load_started and now - ms.load_started < load_timeout:
+                continue  # our load is still under way
+            if ms.in_flight > 0:
+                continue  # a request is running there right now; the next poll will tell
+            ms.status = "cold"
+            ms.vram_mb = None
+            ms.expires_at = None
+
+
+class OllamaAdapter(Adapter):
+    health_path = "/api/version"
+
+    async def refresh(self) -> None:
+        tags = await self._json("GET", "/api/tags")
+        learned: dict[str, str] = {}
+        for item in tags.get("models") or []:
+            name = item.get("name") or item.get("model")
+            if not name:
+                continue
+            client = self.state.client_name(name)
+            learned[client] = name
+            ms = self.state.model(client)
+            ms.details = {k: item[k] for k in ("digest", "details", "modified_at") if k in item}
+            if not ms.size_mb and item.get("size"):
+                ms.size_mb = int(item["size"]) // MIB
+        self.state.learned = learned
+
+        ps = await self._json("GET", "/api/ps")
+        now = time.monotonic()
+        reported: dict[str, ModelState | None] = {}
+        for item in ps.get("models") or []:
+            name = item.get("name") or item.get("model")
+            if not name:
+                continue
+            ms = self.state.model(self.state.client_name(name))
+            reported[ms.model] = ms
+            _loaded(ms, now)
+            ms.size_mb = int(item.get("size") or 0) // MIB or ms.size_mb
+            if item.get("size_vram") is not None:
+                ms.vram_mb = int(item["size_vram"]) // MIB
+            ms.expires_at = parse_time(item.get("expires_at"))
+            ms.pinned = ms.expires_at is not None and ms.expires_at - time.time() > PINNED_AFTER_S
+            ms.context_length = item.get("context_length") or ms.context_length
+        self._mark(reported, now)
+
+    async def load(self, model: str) -> None:
+        body = {"model": self.state.upstream_name(model), "prompt": "", "stream": False}
+        await self._json("POST", "/api/generate", body)
+
+    async def unload(self, model: str) -> None:
+        body = {"model": self.state.upstream_name(model), "keep_alive": 0, "stream": False}
+        await self._json("POST", "/api/generate", body)
+
+
+class LlamaSwapAdapter(Adapter):
+    health_path = "/health"
+
+    async def refresh(self) -> None:
+        listing = await self._json("GET", "/v1/models")
+        learned: dict[str, str] = {}
+        status: dict[str, str] = {}
+        for item in listing.get("data") or []:
+            upstream = item.get("id")
+            if not upstream:
+                continue
+            client = self.state.client_name(upstream)
+            learned[client] = upstream
+            value = (item.get("status") or {}).get("value")
+            if value:
+                status[client] = value
+        self.state.learned = learned
+
+        running = await self._json("GET", "/running")
+        for item in running.get("running") or []:
+            upstream = item.get("model")
+            if upstream:
+                status[self.state.client_name(upstream)] = item.get("state") or "ready"
+        now = time.monotonic()
+        reported: dict[str, ModelState | None] = {}
+        for client, value in status.items():
+            ms = self.state.model(client)
+            if value in ("ready", "loaded"):
+                reported[client] = ms
+                _loaded(ms, now)
+            elif value in ("starting", "loading"):
+                reported[client] = ms
+                ms.status = "loading"
+                ms.load_started = ms.load_started or now
+        self._mark(reported, now)
+
+    async def load(self, model: str) -> None:
+        # any /upstream/<model>/ path makes llama-swap start that model and wait until ready
+        async with self.session.get(
+            f"{self.base}/upstream/{self.state.upstream_name(model)}/health",
+            headers=self.headers(),
+            timeout=self.timeout,
+        ) as resp:
+            await resp.read()
+            if resp.status >= 500:
+                raise BackendError(f"{self.state.name}: load {model} -> {resp.status}")
+
+    async def unload(self, model: str) -> None:
+        await self._json("POST", f"/api/models/unload/{self.state.upstream_name(model)}")
+
+
+class LlamaServerAdapter(Adapter):
+    """llama-server in router mode (``GET /models``) or with one model (``GET /v1/models``)."""
+
+    health_path = "/health"
+
+    async def probe(self) -> bool:
+        async with self.session.get(
+            self.base + self.health_path, headers=self.headers(), timeout=self.timeout
+        ) as resp:
+            await resp.read()
+            return resp.status < 500 or resp.status == 503  # 503 = "Loading model": alive
+
+    async def refresh(self) -> None:
+        if self.state.mode != "single":
+            try:
+                listing = await self._json("GET", "/models")
+            except (BackendError, aiohttp.ContentTypeError, ValueError):
+                listing = None
+            if isinstance(listing, dict) and _has_status(listing.get("data")):
+                self.state.mode = "router"
+                self._apply(listing["data"])
+                return
+        listing = await self._json("GET", "/v1/models")
+        self.state.mode = "single"
+        items = listing.get("data") or listing.get("models") or []
+        self._apply(items, single=True)
+
+    def _apply(self, items: list[dict[str, Any]], single: bool = False) -> None:
+        now = time.monotonic()
+        learned: dict[str, str] = {}
+        reported: dict[str, ModelState | None] = {}
+        for item in items:
+            upstream = item.get("id") or item.get("model") or item.get("name")
+            if not upstream:
+                continue
+            client = self.state.client_name(upstream)
+            learned[client] = upstream
+            ms = self.state.model(client)
+            meta = item.get("meta")
+            if single:
+                value = "loaded" if meta is not None or "meta" not in item else "loading"
+            else:
+                value = (item.get("status") or {}).get("value", "unloaded")
+            if isinstance(meta, dict) and meta.get("size") and not ms.size_mb:
+                ms.size_mb = int(meta["size"]) // MIB
+            if value == "loaded":
+                reported[client] = ms
+                _loaded(ms, now)
+            elif value == "loading":
+                reported[client] = ms
+                ms.status = "loading"
+                ms.load_started = ms.load_started or now
+        self.state.learned = learned
+        self._mark(reported, now)
+
+    async def load(self, model: str) -> None:
+        if self.state.mode != "router":
+            await super().load(model)
+        await self._json("POST", "/models/load", {"model": self.state.upstream_name(model)})
+
+    async def unload(self, model: str) -> None:
+        if self.state.mode != "router":
+            await super().unload(model)
+        await self._json("POST", "/models/unload", {"model": self.state.upstream_name(model)})
+
+
+class OpenAIAdapter(Adapter):
+    """Any OpenAI-compatible server: every model it lists counts as resident."""
+
+    health_path = "/v1/models"
+
+    async def refresh(self) -> None:
+        listing = await self._json("GET", "/v1/models")
+        now = time.monotonic()
+        learned: dict[str, str] = {}
+        reported: dict[str, ModelState | None] = {}
+        for item in listing.get("data") or []:
+            upstream = item.get("id")
+            if upstream:
+                client = self.state.client_name(upstream)
+                learned[client] = upstream
+                reported[client] = ms = self.state.model(client)
+                _loaded(ms, now)
+        for entry in self.state.config.models:
+            reported[entry.name] = ms = self.state.model(entry.name)
+            _loaded(ms, now)
+        self.state.learned = learned
+        self._mark(reported, now)
+
+
+ADAPTERS: dict[str, type[Adapter]] = {
+    "ollama": OllamaAdapter,
+    "llama-swap": LlamaSwapAdapter,
+    "llama-server": LlamaServerAdapter,
+    "openai": OpenAIAdapter,
+}
+
+
+def adapter_for(
+    state: BackendState, session: aiohttp.ClientSession, timeout_s: float = 5.0
+) -> Adapter:
+    return ADAPTERS[state.kind](state, session, timeout_s)
+
+
+def _loaded(ms: ModelState, now: float) -> None:
+    ms.status = "loaded"
+    ms.load_started = None
+
+
+def _has_status(items: Any) -> bool:
+    return isinstance(items, list) and any(isinstance(i, dict) and "status" in i for i in items)
+
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def parse_time(value: Any) -> float | None:
+    """Ollama's RFC 3339 times (nanosecond fractions) as a Unix timestamp."""
+    if not isinstance(value, str) or not value or value.startswith("0001-"):
+        return None
+    try:
+        return datetime.fromisoformat(
+            _FRACTION.sub(r"\1", value.replace("Z", "+00:00"))
+        ).timestamp()
+    except ValueError:
+        return None

@@ -1,0 +1,143 @@
+"""The ``Router``: state, scheduler, adapters and the HTTP session, held by the aiohttp app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from router.accesslog import AccessLog
+from router.backends import Adapter, BackendError, adapter_for
+from router.config import RouterConfig, load_config
+from router.metrics import Metrics
+from router.policy import Decision, Policy, PolicyParams
+from router.scheduler import Scheduler
+from router.state import BackendState, FleetState
+
+log = logging.getLogger("modelfleet.router")
+
+
+def policy_for(config: RouterConfig) -> Policy:
+    p = config.policy
+    return Policy(
+        PolicyParams(
+            headroom_mb=p.headroom_mb,
+            default_load_s=p.default_load_s,
+            default_service_s=p.default_service_s,
+            scale_out=p.scale_out,
+            allow_spill=p.allow_spill,
+        )
+    )
+
+
+class Router:
+    def __init__(self, config: RouterConfig, config_path: Path | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.fleet = FleetState(config)
+        self.metrics = Metrics()
+        self.access_log = AccessLog(config.access_log)
+        self.scheduler = Scheduler(
+            self.fleet, policy_for(config), self.unload, on_decision=self._on_decision
+        )
+        self.session: aiohttp.ClientSession | None = None
+        self.admin_token = config.admin_secret()
+        self.client_keys = config.client_keys()
+        self.started = time.time()
+        self.background: set[asyncio.Future[Any]] = set()
+
+    # -- backends ---------------------------------------------------------------------------
+
+    def http(self) -> aiohttp.ClientSession:
+        if self.session is None:
+            raise RuntimeError("the router's HTTP session is not open (app not started)")
+        return self.session
+
+    def adapter(self, state: BackendState) -> Adapter:
+        return adapter_for(state, self.http(), self.config.health.timeout_s)
+
+    async def unload(self, backend: str, model: str) -> None:
+        state = self.fleet.backends.get(backend)
+        if state is None:
+            return
+        try:
+            await self.adapter(state).unload(model)
+            self.metrics.evictions.labels(backend, model).inc()
+        except (BackendError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("unload of %s on %s failed: %s", model, backend, exc)
+        finally:
+            asyncio.get_running_loop().call_soon(self._schedule_refresh, state)
+
+    def _schedule_refresh(self, state: BackendState) -> None:
+        self.spawn(self.refresh(state))
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run in the background, keeping a reference so the task is not collected early."""
+        task = asyncio.ensure_future(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def refresh(self, state: BackendState) -> bool:
+        """Poll one backend's residency; False when it did not answer."""
+        try:
+            await self.adapter(state).refresh()
+        except (BackendError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            state.last_error = f"refresh: {exc}" if str(exc) else f"refresh: {type(exc).__name__}"
+            return False
+        finally:
+            self.scheduler.kick()
+        return True
+
+    async def refresh_all(self) -> None:
+        await asyncio.gather(*(self.refresh(s) for s in list(self.fleet.backends.values())))
+
+    # -- config reload ----------------------------------------------------------------------
+
+    def reload(self, config: RouterConfig | None = None) -> RouterConfig:
+        """Adopt a new config (re-read from disk when none is given); requests keep running."""
+        if config is None:
+            if self.config_path is None:
+                raise ValueError("the router was started without a config file to re-read")
+            config = load_config(self.config_path)
+        self.config = config
+        self.fleet.apply_config(config)
+        self.scheduler.policy = policy_for(config)
+        self.admin_token = config.admin_secret()
+        self.client_keys = config.client_keys()
+        if config.access_log != self.access_log.target:
+            self.access_log.close()
+            self.access_log = AccessLog(config.access_log)
+        self.scheduler.kick()
+        return config
+
+    # -- metrics hooks ----------------------------------------------------------------------
+
+    def _on_decision(self, model: str, decision: Decision) -> None:
+        backend = decision.backend or ""
+        self.metrics.decisions.labels(backend, model, decision.reason).inc()
+        if decision.action == "load":
+            self.metrics.loads.labels(backend, model).inc()
+
+    def record_failure(self, state: BackendState, kind: str) -> None:
+        """A passive signal: 5xx, connection error or stall. Enough in a row ejects it."""
+        now = time.monotonic()
+        state.record_failure(now, kind)
+        state.consecutive_successes = 0
+        state.consecutive_failures += 1
+        self.metrics.backend_failures.labels(state.name, kind).inc()
+        if state.healthy and state.consecutive_failures >= self.config.health.fail_threshold:
+            state.healthy = False
+            state.backoff_s = self.config.health.interval_s
+            state.next_check = now + state.backoff_s
+            self.metrics.backend_healthy.labels(state.name).set(0)
+            log.warning("backend %s marked unhealthy after %s", state.name, kind)
+
+    def record_success(self, state: BackendState) -> None:
+        state.record_success(time.monotonic())
+        if state.healthy:
+            state.consecutive_failures = 0

@@ -1,0 +1,561 @@
+"""Forward one model request: acquire a slot, send, stream the answer back, release.
+
+The flow for every inference call (OpenAI or Ollama front):
+
+1. ``Scheduler.acquire`` picks the backend (or queues, or refuses with 429/503).
+2. The request is rewritten for that backend (model name; Ollama -> OpenAI translation when
+   the backend does not speak Ollama) and sent.
+3. A connection error, timeout, 5xx or 429 *before the first byte* releases the slot,
+   counts against the backend and retries on another one (``max_retries``). After the first
+   byte reached the client nothing is retried: a failure becomes an error line in the
+   stream, in the front API's own shape.
+4. Bytes are written to the client as they arrive (no buffering). A client that goes away
+   cancels the handler, which closes the upstream connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import aiohttp
+from aiohttp import web
+
+from router import translate
+from router.core import Router
+from router.scheduler import Lease, RoutingError
+from router.state import BackendState
+
+Front = Literal["openai", "ollama"]
+Translation = Literal["raw", "ollama-chat", "ollama-generate", "ollama-embed", "ollama-embeddings"]
+
+BACKEND_HEADER = "X-Modelfleet-Backend"
+REASON_HEADER = "X-Modelfleet-Reason"
+
+
+class Stall(Exception):
+    """The backend went silent mid-answer for longer than ``stall_timeout_s``."""
+
+
+@dataclass
+class Call:
+    """One inference request as the front API received it."""
+
+    front: Front
+    path: str  # front path, e.g. /api/chat or /v1/chat/completions
+    endpoint: str  # chat | generate | embed | embeddings | openai
+    body: dict[str, Any]
+    model: str  # the fleet's name for the model (resolved)
+    stream: bool
+    request_id: str
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Upstream:
+    path: str
+    body: dict[str, Any]
+    translation: Translation
+
+
+@dataclass
+class Outcome:
+    """What the access log and metrics need to know about one request."""
+
+    status: int = 0
+    backend: str | None = None
+    reason: str | None = None
+    ttft_s: float | None = None
+    queue_s: float = 0.0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    attempts: int = 0
+    error: str | None = None
+    loaded: bool = False
+
+
+# -- error shapes ---------------------------------------------------------------------------
+
+_OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_body(front: Front, status: int, message: str) -> dict[str, Any]:
+    if front == "ollama":
+        return {"error": message}
+    kind = _OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "api_error")
+    return {"error": {"message": message, "type": kind, "param": None, "code": status}}
+
+
+def error_response(
+    front: Front,
+    status: int,
+    message: str,
+    reason: str,
+    retry_after: int | None = None,
+    backend: str = "none",
+) -> web.Response:
+    headers = {BACKEND_HEADER: backend, REASON_HEADER: reason}
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return web.json_response(error_body(front, status, message), status=status, headers=headers)
+
+
+def route_headers(lease: Lease, call: Call, attempts: int) -> dict[str, str]:
+    return {
+        BACKEND_HEADER: lease.backend.name,
+        REASON_HEADER: lease.reason,
+        "X-Modelfleet-Host": lease.backend.host,
+        "X-Modelfleet-Queue-Ms": str(round(lease.queued_s * 1000)),
+        "X-Modelfleet-Attempts": str(attempts + 1),
+        "X-Request-Id": call.request_id,
+    }
+
+
+# -- the upstream request -------------------------------------------------------------------
+
+
+def plan(call: Call, backend: BackendState) -> Upstream:
+    upstream_model = backend.upstream_name(call.model)
+    if call.front == "openai" or backend.kind == "ollama":
+        return Upstream(call.path, {**call.body, "model": upstream_model}, "raw")
+    if call.endpoint == "chat":
+        return Upstream(
+            "/v1/chat/completions", translate.chat_request(call.body, upstream_model), "ollama-chat"
+        )
+    if call.endpoint == "generate":
+        path, body = translate.generate_request(call.body, upstream_model)
+        return Upstream(path, body, "ollama-generate")
+    translation: Translation = "ollama-embed" if call.endpoint == "embed" else "ollama-embeddings"
+    return Upstream(
+        "/v1/embeddings", translate.embed_request(call.body, upstream_model), translation
+    )
+
+
+async def proxy(router: Router, request: web.Request, call: Call) -> web.StreamResponse:
+    """Route and forward one call; always answers, always releases what it took."""
+    outcome = Outcome()
+    exclude: set[str] = set()
+    cfg = router.config
+    try:
+        while True:
+            try:
+                lease = await router.scheduler.acquire(call.model, frozenset(exclude), len(exclude))
+            except RoutingError as exc:
+                why = type(exc).__name__
+                router.metrics.rejected.labels(call.model, why).inc()
+                outcome.status, outcome.error, outcome.reason = exc.status, str(exc), why
+                reason = {"QueueFull": "queue-full", "QueueTimeout": "queue-deadline"}.get(
+                    why, "no-backend"
+                )
+                outcome.reason = reason
+                return error_response(call.front, exc.status, str(exc), reason, exc.retry_after)
+            outcome.backend, outcome.reason = lease.backend.name, lease.reason
+            outcome.queue_s, outcome.attempts = lease.queued_s, len(exclude) + 1
+            outcome.loaded = lease.loading
+            router.metrics.queue_wait.labels(call.model).observe(lease.queued_s)
+            answer = await _attempt(router, request, call, lease, outcome)
+            if answer is not None:
+                return answer
+            exclude.add(lease.backend.name)
+            if len(exclude) > cfg.max_retries:
+                outcome.status = outcome.status if outcome.status in (429, 503) else 502
+                message = f"model {call.model!r}: {outcome.error} (tried {', '.join(exclude)})"
+                return error_response(
+                    call.front,
+                    outcome.status,
+                    message,
+                    "backend-failed",
+                    backend=lease.backend.name,
+                )
+            router.metrics.retries.labels(lease.backend.name, call.model).inc()
+    finally:
+        _account(router, call, outcome)
+
+
+async def _attempt(
+    router: Router, request: web.Request, call: Call, lease: Lease, outcome: Outcome
+) -> web.StreamResponse | None:
+    """One try on the leased backend; None means "failed before the first byte, retry"."""
+    backend = lease.backend
+    gauge = router.metrics.in_flight.labels(backend.name, call.model)
+    gauge.inc()
+    ok = False
+    resp: aiohttp.ClientResponse | None = None
+    try:
+        if lease.ready is not None:
+            await lease.ready
+        up = plan(call, backend)
+        adapter = router.adapter(backend)
+        try:
+            resp = await asyncio.wait_for(
+                router.http().post(
+                    adapter.base + up.path,
+                    json=up.body,
+                    headers={**adapter.headers(), "X-Request-Id": call.request_id},
+                ),
+                router.config.load_timeout_s,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            kind = "timeout" if isinstance(exc, TimeoutError) else "connect"
+            router.record_failure(backend, kind)
+            outcome.error = f"backend {backend.name}: {kind} error: {exc or type(exc).__name__}"
+            return None
+        if resp.status >= 500 or resp.status == 429:
+            body = await resp.read()
+            if resp.status >= 500:
+                router.record_failure(backend, "5xx")
+            outcome.status = resp.status
+            outcome.error = (
+                f"backend {backend.name} answered {resp.status}: "
+                f"{translate.openai_error_message(body)}"
+            )
+            return None
+        router.record_success(backend)
+        if resp.status >= 400:
+            body = await resp.read()
+            ok = True
+            outcome.status = resp.status
+            outcome.error = translate.openai_error_message(body)
+            headers = route_headers(lease, call, outcome.attempts - 1)
+            if call.front == "openai" or backend.kind == "ollama":
+                ctype = resp.headers.get("Content-Type", "application/json")
+                return web.Response(
+                    body=body, status=resp.status, headers={**headers, "Content-Type": ctype}
+                )
+            return web.json_response(
+                error_body(call.front, resp.status, outcome.error),
+                status=resp.status,
+                headers=headers,
+            )
+        answer = await _relay(router, request, call, lease, resp, up, outcome)
+        ok = outcome.error is None
+        return answer
+    finally:
+        gauge.dec()
+        if resp is not None:
+            if ok:
+                resp.release()
+            else:
+                resp.close()
+        router.scheduler.release(lease, ok=ok or lease.first_byte_at is not None, served=ok)
+        if ok:
+            _keep_alive(router, call, lease)
+
+
+async def _chunks(resp: aiohttp.ClientResponse, stall_s: float) -> AsyncIterator[bytes]:
+    while True:
+        try:
+            chunk = await asyncio.wait_for(resp.content.readany(), stall_s)
+        except TimeoutError:
+            raise Stall(f"no data for {stall_s:g}s") from None
+        if not chunk:
+            return
+        yield chunk
+
+
+async def _relay(
+    router: Router,
+    request: web.Request,
+    call: Call,
+    lease: Lease,
+    resp: aiohttp.ClientResponse,
+    up: Upstream,
+    outcome: Outcome,
+) -> web.StreamResponse:
+    headers = route_headers(lease, call, outcome.attempts - 1)
+    stall_s = router.config.stall_timeout_s
+    ctype = resp.headers.get("Content-Type", "application/json")
+    streaming = "event-stream" in ctype or "ndjson" in ctype
+    outcome.status = resp.status
+
+    def first_byte() -> None:
+        if lease.first_byte_at is None:
+            router.scheduler.first_byte(lease)
+            outcome.ttft_s = time.monotonic() - call.started
+
+    if not streaming:
+        try:
+            data = b"".join([c async for c in _chunks(resp, stall_s)])
+        except (Stall, aiohttp.ClientError) as exc:
+            return _failed_before_body(router, call, lease, outcome, exc)
+        first_byte()
+        return _whole(call, lease, up, data, headers, outcome)
+
+    out = web.StreamResponse(status=resp.status)
+    out.headers.update(headers)
+    out.headers["Cache-Control"] = "no-cache"
+    out.headers["X-Accel-Buffering"] = "no"
+    if up.translation == "raw":
+        out.content_type = ctype.split(";")[0]
+    else:
+        out.content_type = "application/x-ndjson"
+    sniffer = _Sniffer(outcome)
+    reply = (
+        translate.OllamaReply(
+            model=call.body.get("model", call.model),
+            chat=up.translation == "ollama-chat",
+            timing=translate.Timing(start=call.started, loaded=lease.loading),
+        )
+        if up.translation != "raw"
+        else None
+    )
+    sse = _Lines()
+    try:
+        async for chunk in _chunks(resp, stall_s):
+            if not out.prepared:
+                first_byte()
+                await out.prepare(request)
+            if reply is None:
+                await out.write(chunk)
+                sniffer.feed(chunk)
+                continue
+            for line in sse.feed(chunk):
+                obj = _sse_data(line)
+                if obj is None:
+                    continue
+                reply.chunk(obj)
+                for piece in reply.lines():
+                    await out.write(_ndjson(piece))
+        if not out.prepared:
+            first_byte()
+            await out.prepare(request)
+        if reply is not None:
+            reply.timing.first_byte = lease.first_byte_at
+            reply.timing.end = time.monotonic()
+            tool_line = reply.tool_call_line()
+            if tool_line:
+                await out.write(_ndjson(tool_line))
+            final = reply.final(streamed=True)
+            await out.write(_ndjson(final))
+            outcome.prompt_tokens = final["prompt_eval_count"]
+            outcome.completion_tokens = final["eval_count"]
+    except (Stall, aiohttp.ClientError) as exc:
+        kind = "stall" if isinstance(exc, Stall) else "connect"
+        router.record_failure(lease.backend, kind)
+        outcome.error = f"backend {lease.backend.name} failed mid-answer: {kind}: {exc}"
+        if not out.prepared:
+            await out.prepare(request)
+        await out.write(_stream_error(call.front, up, outcome.error))
+    await out.write_eof()
+    return out
+
+
+def _failed_before_body(
+    router: Router, call: Call, lease: Lease, outcome: Outcome, exc: Exception
+) -> web.Response:
+    kind = "stall" if isinstance(exc, Stall) else "connect"
+    router.record_failure(lease.backend, kind)
+    outcome.status = 502
+    outcome.error = f"backend {lease.backend.name} failed: {kind}: {exc}"
+    return web.json_response(
+        error_body(call.front, 502, outcome.error),
+        status=502,
+        headers=route_headers(lease, call, outcome.attempts - 1),
+    )
+
+
+def _whole(
+    call: Call,
+    lease: Lease,
+    up: Upstream,
+    data: bytes,
+    headers: dict[str, str],
+    outcome: Outcome,
+) -> web.Response:
+    client_model = call.body.get("model", call.model)
+    try:
+        obj = json.loads(data) if data else {}
+    except ValueError:
+        obj = None
+    if up.translation == "raw" or not isinstance(obj, dict):
+        if isinstance(obj, dict):
+            _count_tokens(obj, outcome)
+            if obj.get("model") not in (None, client_model):
+                obj["model"] = client_model
+                return web.json_response(obj, status=outcome.status, headers=headers)
+        return web.Response(
+            body=data,
+            status=outcome.status,
+            headers={**headers, "Content-Type": "application/json"},
+        )
+    elapsed_ns = int((time.monotonic() - call.started) * 1e9)
+    if up.translation in ("ollama-embed", "ollama-embeddings"):
+        _count_tokens(obj, outcome)
+        legacy = up.translation == "ollama-embeddings"
+        return web.json_response(
+            translate.embed_response(obj, client_model, legacy, elapsed_ns), headers=headers
+        )
+    reply = translate.OllamaReply(
+        model=client_model,
+        chat=up.translation == "ollama-chat",
+        timing=translate.Timing(
+            start=call.started, loaded=lease.loading, first_byte=lease.first_byte_at
+        ),
+    )
+    reply.whole(obj)
+    final = reply.final(streamed=False)
+    outcome.prompt_tokens = final["prompt_eval_count"]
+    outcome.completion_tokens = final["eval_count"]
+    return web.json_response(final, headers=headers)
+
+
+def _count_tokens(obj: dict[str, Any], outcome: Outcome) -> None:
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        outcome.prompt_tokens = usage.get("prompt_tokens", outcome.prompt_tokens)
+        outcome.completion_tokens = usage.get("completion_tokens", outcome.completion_tokens)
+    if "eval_count" in obj or "prompt_eval_count" in obj:
+        outcome.prompt_tokens = obj.get("prompt_eval_count", outcome.prompt_tokens)
+        outcome.completion_tokens = obj.get("eval_count", outcome.completion_tokens)
+
+
+class _Lines:
+    """Splits a byte stream into complete lines."""
+
+    def __init__(self) -> None:
+        self.tail = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        data = self.tail + chunk
+        *lines, self.tail = data.split(b"\n")
+        return lines
+
+
+class _Sniffer:
+    """Reads token counts out of a passthrough stream without holding it up."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        self.lines = _Lines()
+
+    def feed(self, chunk: bytes) -> None:
+        for line in self.lines.feed(chunk):
+            if b'"usage"' not in line and b'"done":true' not in line:
+                continue
+            obj = _sse_data(line) if line.startswith(b"data:") else _json_line(line)
+            if obj is not None:
+                _count_tokens(obj, self.outcome)
+
+
+def _json_line(line: bytes) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _sse_data(line: bytes) -> dict[str, Any] | None:
+    line = line.strip()
+    if not line.startswith(b"data:"):
+        return None
+    payload = line[5:].strip()
+    if payload == b"[DONE]":
+        return None
+    return _json_line(payload)
+
+
+def _ndjson(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+def _stream_error(front: Front, up: Upstream, message: str) -> bytes:
+    if front == "ollama":
+        return _ndjson({"error": message})
+    return b"data: " + json.dumps(error_body("openai", 502, message)).encode() + b"\n\n"
+
+
+def _keep_alive(router: Router, call: Call, lease: Lease) -> None:
+    """Honour an Ollama client's ``keep_alive`` on backends that have no such knob."""
+    if call.front != "ollama" or lease.backend.kind == "ollama" or "keep_alive" not in call.body:
+        return
+    seconds = parse_duration(call.body["keep_alive"])
+    if seconds is None or not lease.backend.can_load:
+        return
+    ms = lease.backend.model(call.model)
+    ms.pinned = seconds < 0
+    ms.unload_at = None if seconds < 0 else time.monotonic() + seconds
+    if seconds == 0 and ms.in_flight == 0:
+        ms.unload_at = None
+        ms.status = "cold"
+        router.spawn(router.unload(lease.backend.name, call.model))
+
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> float | None:
+    """Ollama ``keep_alive``: seconds as a number, or a Go duration like ``"1h30m"``, ``"-1"``."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    sign = -1.0 if text.startswith("-") else 1.0
+    text = text.lstrip("+-")
+    total, number = 0.0, ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = next(
+            (u for u in ("ns", "us", "µs", "ms", "s", "m", "h") if text.startswith(u, i)), None
+        )
+        if unit is None or not number:
+            return None
+        total += float(number) * _UNITS[unit]
+        number = ""
+        i += len(unit)
+    if number:
+        return None
+    return sign * total
+
+
+def _account(router: Router, call: Call, outcome: Outcome) -> None:
+    latency = time.monotonic() - call.started
+    backend = outcome.backend or "none"
+    status = outcome.status or 499  # the client went away before any answer
+    m = router.metrics
+    m.requests.labels(backend, call.model, call.front, str(status)).inc()
+    m.latency.labels(backend, call.model).observe(latency)
+    if outcome.ttft_s is not None:
+        m.ttft.labels(backend, call.model).observe(outcome.ttft_s)
+    router.access_log.write(
+        {
+            "request_id": call.request_id,
+            "api": call.front,
+            "path": call.path,
+            "model": call.model,
+            "backend": outcome.backend,
+            "reason": outcome.reason,
+            "status": status,
+            "stream": call.stream,
+            "latency_s": round(latency, 6),
+            "duration_s": round(latency, 6),  # the same; the name the trace converter reads
+            "ttft_s": None if outcome.ttft_s is None else round(outcome.ttft_s, 6),
+            "queue_s": round(outcome.queue_s, 6),
+            "prompt_tokens": outcome.prompt_tokens,
+            "completion_tokens": outcome.completion_tokens,
+            "attempts": outcome.attempts,
+            "loaded": outcome.loaded,
+            "error": outcome.error,
+        }
+    )

@@ -1,0 +1,340 @@
+"""Ollama API <-> OpenAI API, for Ollama clients in front of OpenAI-speaking backends.
+
+llama-server, llama-swap and ``openai`` backends speak only the OpenAI protocol, so an
+Ollama ``/api/chat`` becomes ``/v1/chat/completions`` and the answer comes back the way
+Ollama writes it: NDJSON by default, durations in nanoseconds, ``done_reason``, tool-call
+arguments as objects, errors as ``{"error": "..."}``. Everything here is pure.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+# Ollama option -> OpenAI field (num_ctx has no OpenAI equivalent: the backend's context rules)
+OPTION_FIELDS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "seed": "seed",
+    "stop": "stop",
+    "num_predict": "max_tokens",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+    "repeat_penalty": "repeat_penalty",
+}
+
+FINISH_TO_DONE_REASON = {"stop": "stop", "length": "length", "tool_calls": "stop"}
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _options(body: dict[str, Any], out: dict[str, Any]) -> None:
+    options = body.get("options") or {}
+    if not isinstance(options, dict):
+        return
+    for key, target in OPTION_FIELDS.items():
+        if key in options:
+            value = options[key]
+            if key == "num_predict" and isinstance(value, int) and value < 0:
+                continue  # -1 = unlimited in Ollama; OpenAI: leave max_tokens out
+            out[target] = value
+
+
+def _format(body: dict[str, Any], out: dict[str, Any]) -> None:
+    fmt = body.get("format")
+    if fmt == "json":
+        out["response_format"] = {"type": "json_object"}
+    elif isinstance(fmt, dict):
+        out["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "response", "schema": fmt, "strict": True},
+        }
+
+
+def _think(body: dict[str, Any], out: dict[str, Any]) -> None:
+    think = body.get("think")
+    if isinstance(think, bool):
+        out["chat_template_kwargs"] = {"enable_thinking": think}
+    elif isinstance(think, str):
+        out["chat_template_kwargs"] = {"enable_thinking": True}
+        out["reasoning_effort"] = think if think in ("low", "medium", "high") else "high"
+
+
+def _message_to_openai(msg: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": msg.get("role", "user"), "content": msg.get("content") or ""}
+    images = msg.get("images") or []
+    if images:
+        parts: list[dict[str, Any]] = [{"type": "text", "text": out["content"]}]
+        for image in images:
+            url = image if str(image).startswith("data:") else f"data:image/png;base64,{image}"
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        out["content"] = parts
+    if msg.get("tool_calls"):
+        out["tool_calls"] = [
+            {
+                "id": call.get("id") or f"call_{i}",
+                "type": "function",
+                "function": {
+                    "name": call.get("function", {}).get("name", ""),
+                    "arguments": _args_to_string(call.get("function", {}).get("arguments")),
+                },
+            }
+            for i, call in enumerate(msg["tool_calls"])
+        ]
+    if msg.get("role") == "tool":
+        if msg.get("tool_call_id"):
+            out["tool_call_id"] = msg["tool_call_id"]
+        if msg.get("tool_name"):
+            out["name"] = msg["tool_name"]
+    return out
+
+
+def _args_to_string(args: Any) -> str:
+    return args if isinstance(args, str) else json.dumps(args or {})
+
+
+def _args_to_object(args: Any) -> Any:
+    if isinstance(args, str):
+        try:
+            return json.loads(args) if args.strip() else {}
+        except ValueError:
+            return {"_raw": args}  # keep what the model wrote rather than drop the call
+    return args or {}
+
+
+def chat_request(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
+    """Ollama ``/api/chat`` body -> OpenAI ``/v1/chat/completions`` body."""
+    out: dict[str, Any] = {
+        "model": upstream_model,
+        "messages": [_message_to_openai(m) for m in body.get("messages") or []],
+        "stream": body.get("stream", True) is not False,
+    }
+    if out["stream"]:
+        out["stream_options"] = {"include_usage": True}
+    if body.get("tools"):
+        out["tools"] = body["tools"]
+    _options(body, out)
+    _format(body, out)
+    _think(body, out)
+    return out
+
+
+def generate_request(body: dict[str, Any], upstream_model: str) -> tuple[str, dict[str, Any]]:
+    """Ollama ``/api/generate`` -> (OpenAI path, body).
+
+    Ollama applies the model's template unless ``raw``; the OpenAI chat endpoint does the
+    same, so a plain prompt becomes a one-message chat. ``raw`` and ``suffix`` (fill in the
+    middle) go to ``/v1/completions`` untemplated.
+    """
+    stream = body.get("stream", True) is not False
+    out: dict[str, Any]
+    if body.get("raw") or body.get("suffix"):
+        prompt = body.get("prompt") or ""
+        if body.get("system") and not body.get("raw"):
+            prompt = f"{body['system']}\n\n{prompt}"
+        out = {"model": upstream_model, "prompt": prompt, "stream": stream}
+        if body.get("suffix"):
+            out["suffix"] = body["suffix"]
+        path = "/v1/completions"
+    else:
+        messages = []
+        if body.get("system"):
+            messages.append({"role": "system", "content": body["system"]})
+        user = _message_to_openai(
+            {"role": "user", "content": body.get("prompt") or "", "images": body.get("images")}
+        )
+        messages.append(user)
+        out = {"model": upstream_model, "messages": messages, "stream": stream}
+        path = "/v1/chat/completions"
+    if stream:
+        out["stream_options"] = {"include_usage": True}
+    _options(body, out)
+    _format(body, out)
+    _think(body, out)
+    return path, out
+
+
+def embed_request(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
+    """Ollama ``/api/embed`` (``input``) or ``/api/embeddings`` (``prompt``) -> OpenAI."""
+    text = body.get("input", body.get("prompt", ""))
+    out: dict[str, Any] = {"model": upstream_model, "input": text}
+    if body.get("dimensions"):
+        out["dimensions"] = body["dimensions"]
+    return out
+
+
+def embed_response(
+    resp: dict[str, Any], model: str, legacy: bool, elapsed_ns: int
+) -> dict[str, Any]:
+    vectors = [item.get("embedding", []) for item in resp.get("data") or []]
+    if legacy:
+        return {"embedding": vectors[0] if vectors else []}
+    usage = resp.get("usage") or {}
+    return {
+        "model": model,
+        "embeddings": vectors,
+        "total_duration": elapsed_ns,
+        "load_duration": 0,
+        "prompt_eval_count": usage.get("prompt_tokens", 0),
+    }
+
+
+@dataclass
+class Timing:
+    """Wall-clock marks of one request (``time.monotonic`` seconds)."""
+
+    start: float
+    loaded: bool = False  # this request waited for a load
+    first_byte: float | None = None
+    first_token: float | None = None
+    end: float | None = None
+
+
+@dataclass
+class OllamaReply:
+    """Builds Ollama chat/generate output from OpenAI responses or stream chunks.
+
+    Feed ``chunk(obj)`` with each parsed SSE ``data:`` object (or ``whole(obj)`` with a
+    non-streaming response); ``lines()`` gives what to send so far, ``final()`` the
+    ``done: true`` object with counts and nanosecond durations.
+    """
+
+    model: str
+    chat: bool
+    timing: Timing
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    server_timings: dict[str, Any] = field(default_factory=dict)
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)
+    thinking: list[str] = field(default_factory=list)
+
+    def _piece(self, content: str, thinking: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model, "created_at": now_rfc3339()}
+        if self.chat:
+            message: dict[str, Any] = {"role": "assistant", "content": content}
+            if thinking:
+                message["thinking"] = thinking
+            out["message"] = message
+        else:
+            out["response"] = content
+            if thinking:
+                out["thinking"] = thinking
+        out["done"] = False
+        return out
+
+    def _usage(self, obj: dict[str, Any]) -> None:
+        usage = obj.get("usage") or {}
+        self.prompt_tokens = usage.get("prompt_tokens") or self.prompt_tokens
+        self.completion_tokens = usage.get("completion_tokens") or self.completion_tokens
+        if isinstance(obj.get("timings"), dict):
+            self.server_timings = obj["timings"]
+
+    def chunk(self, obj: dict[str, Any]) -> None:
+        self._usage(obj)
+        for choice in obj.get("choices") or []:
+            delta = choice.get("delta") or {}
+            content = delta.get("content") or choice.get("text") or ""
+            thinking = delta.get("reasoning_content") or ""
+            if content or thinking:
+                self.timing.first_token = self.timing.first_token or time.monotonic()
+                self.pending.append(self._piece(content, thinking))
+                self.text.append(content)
+            for call in delta.get("tool_calls") or []:
+                index = call.get("index", len(self.tool_calls))
+                slot = self.tool_calls.setdefault(index, {"name": "", "arguments": ""})
+                function = call.get("function") or {}
+                slot["name"] += function.get("name") or ""
+                slot["arguments"] += function.get("arguments") or ""
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+
+    def whole(self, obj: dict[str, Any]) -> None:
+        self._usage(obj)
+        choice = (obj.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+        self.text.append(message.get("content") or choice.get("text") or "")
+        self.thinking.append(message.get("reasoning_content") or "")
+        for i, call in enumerate(message.get("tool_calls") or []):
+            function = call.get("function") or {}
+            self.tool_calls[i] = {
+                "name": function.get("name", ""),
+                "arguments": function.get("arguments", ""),
+            }
+        self.finish_reason = choice.get("finish_reason")
+
+    def lines(self) -> list[dict[str, Any]]:
+        out, self.pending = self.pending, []
+        return out
+
+    def _ollama_tool_calls(self) -> list[dict[str, Any]]:
+        return [
+            {"function": {"name": c["name"], "arguments": _args_to_object(c["arguments"])}}
+            for _, c in sorted(self.tool_calls.items())
+        ]
+
+    def tool_call_line(self) -> dict[str, Any] | None:
+        """Streamed tool calls are buffered and sent as one chunk before the final one."""
+        if not self.tool_calls or not self.chat:
+            return None
+        line = self._piece("")
+        line["message"]["tool_calls"] = self._ollama_tool_calls()
+        return line
+
+    def final(self, streamed: bool) -> dict[str, Any]:
+        end = self.timing.end or time.monotonic()
+        start = self.timing.start
+        first_byte = self.timing.first_byte or end
+        first_token = self.timing.first_token or first_byte
+        st = self.server_timings
+        prompt_ns = int(st["prompt_ms"] * 1e6) if "prompt_ms" in st else _ns(first_token - start)
+        eval_ns = int(st["predicted_ms"] * 1e6) if "predicted_ms" in st else _ns(end - first_token)
+        load_ns = _ns(first_byte - start) - prompt_ns if self.timing.loaded else 0
+        out: dict[str, Any] = (streamed and self._piece("")) or self._piece(
+            "".join(self.text), "".join(self.thinking)
+        )
+        if not streamed and self.chat and self.tool_calls:
+            out["message"]["tool_calls"] = self._ollama_tool_calls()
+        out.update(
+            done=True,
+            done_reason=FINISH_TO_DONE_REASON.get(self.finish_reason or "stop", "stop"),
+            total_duration=_ns(end - start),
+            load_duration=max(0, load_ns),
+            prompt_eval_count=self.prompt_tokens or st.get("prompt_n", 0),
+            prompt_eval_duration=prompt_ns,
+            eval_count=self.completion_tokens or st.get("predicted_n", 0),
+            eval_duration=eval_ns,
+        )
+        if not self.chat:
+            out["context"] = []
+        return out
+
+
+def _ns(seconds: float) -> int:
+    return max(0, int(seconds * 1e9))
+
+
+def openai_error_message(body: bytes) -> str:
+    """The message inside an OpenAI (or llama-server) error body, for Ollama's shape."""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace")[:500] or "backend error"
+    if isinstance(obj, dict):
+        err = obj.get("error")
+        if isinstance(err, dict):
+            return str(err.get("message") or err)
+        if err:
+            return str(err)
+        if obj.get("message"):
+            return str(obj["message"])
+    return str(obj)[:500]
