@@ -37,10 +37,8 @@ from deploy import orchestrate_phases as phases
 from deploy.fleet import Fleet, FleetError, fleet_from_inventory
 from deploy.gpu import HostHardware
 from deploy.orchestrate_checks import check_role_data, detect_hardware
+from deploy.orchestrate_files import host_files, router_yaml, with_role_env
 from deploy.planner import FleetPlan, PlanError, plan_fleet
-from deploy.render import render_fleet, render_router_yaml
-from roles.router import runtime_token_path
-from roles.router.defaults import DEFAULTS as ROUTER_DEFAULTS
 
 logger = logging.getLogger("modelfleet.deploy")
 
@@ -98,13 +96,15 @@ def _build_context() -> FleetContext:
         problems = check_role_data(fleet, plan, inventory)
         if problems:
             raise FleetError(problems)
-        router_yaml = render_router_yaml(service_plan(plan))
         # Render every host's files now: a template or value problem stops the deploy here.
-        render_fleet(plan)
+        for host_plan in plan.hosts:
+            data = inventory.get_host(host_plan.inventory_name).data.dict()
+            host_files(plan, host_plan, data)
+        yaml_text = router_yaml(plan)
     except (FleetError, PlanError, ValueError) as exc:
         # Nothing has run on any host yet: stop the whole deploy with every problem listed.
         raise PyinfraError(f"the deploy was not started, the plan is invalid:\n{exc}") from None
-    context = FleetContext(source, fleet, plan, hardware, router_yaml)
+    context = FleetContext(source, fleet, plan, hardware, yaml_text)
     state.add_callback_handler(context.failures)
     return context
 
@@ -114,23 +114,12 @@ def deploy_host() -> None:
     context = fleet_context()
     host_plan = context.plan.host(host.name)
     ops = phases.drivers_and_runtime(context, host_plan)
-    instances = phases.host_instances(host_plan)
+    instances = [with_role_env(inst, host.data.dict()) for inst in host_plan.instances]
     ops += phases.backends(context, instances)
     ops += phases.models(context, instances)
     if host_plan.router:
         ops += phases.router_rollout(context)
     phases.health_check(context, host_plan, ops)
-
-
-def service_plan(plan: FleetPlan) -> FleetPlan:
-    """The plan as the router service sees it: the fleet's ``admin_token_file`` is the
-    root-only file on the router host; the service reads the copy its unit makes at start."""
-    if not plan.router.admin_token_file:
-        return plan
-    runtime = runtime_token_path(ROUTER_DEFAULTS["router_service"])
-    return plan.model_copy(
-        update={"router": plan.router.model_copy(update={"admin_token_file": runtime})}
-    )
 
 
 class FailureReport(BaseStateCallback):

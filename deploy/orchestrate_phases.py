@@ -12,39 +12,26 @@ from typing import TYPE_CHECKING, Any, cast
 from pyinfra import host
 from pyinfra.api.operation import OperationMeta
 
+from deploy.orchestrate_files import role_knob
 from deploy.planner import BackendInstance, HostPlan
 from deploy.render import RenderedFile, RenderSettings, render_instance
 from roles import health, llama_server, llama_swap, ollama
 from roles import router as router_role
-from roles.llama_server.defaults import DEFAULTS as LLAMA_SERVER_DEFAULTS
-from roles.llama_swap.defaults import DEFAULTS as LLAMA_SWAP_DEFAULTS
-from roles.ollama.defaults import DEFAULTS as OLLAMA_DEFAULTS
 
 if TYPE_CHECKING:
     from deploy.orchestrate import FleetContext
 
-# Per backend kind: the role, its DEFAULTS, the knob prefix and the URL that says "alive".
-ROLES: dict[str, tuple[Any, dict[str, Any], str, str]] = {
-    "ollama": (ollama, OLLAMA_DEFAULTS, "ollama", "/api/version"),
-    "llama-swap": (llama_swap, LLAMA_SWAP_DEFAULTS, "llama_swap", "/health"),
-    "llama-server": (llama_server, LLAMA_SERVER_DEFAULTS, "llama_server", "/health"),
+# Per backend kind: the role and the path that says "alive".
+ROLES: dict[str, tuple[Any, str]] = {
+    "ollama": (ollama, "/api/version"),
+    "llama-swap": (llama_swap, "/health"),
+    "llama-server": (llama_server, "/health"),
 }
 DEFAULT_HEALTH_TIMEOUT_S = 120
 
 
 def _knob(kind: str, name: str) -> Any:
-    _, defaults, prefix, _ = ROLES[kind]
-    key = f"{prefix}_{name}"
-    return host.data.get(key, defaults.get(key))
-
-
-def host_instances(host_plan: HostPlan) -> list[BackendInstance]:
-    """The plan's instances with the role's ``<role>_extra_env`` added to their environment."""
-    instances = []
-    for inst in host_plan.instances:
-        extra = _knob(inst.kind, "extra_env") or {}
-        instances.append(inst.model_copy(update={"env": {**inst.env, **extra}}) if extra else inst)
-    return instances
+    return role_knob(kind, name, host.data.dict())
 
 
 def _by_kind(instances: Sequence[BackendInstance]) -> dict[str, list[BackendInstance]]:
@@ -97,7 +84,7 @@ def health_check(
 ) -> None:
     """Every instance answers on its port; the router (if here) answers /readyz."""
     for inst in host_plan.instances:
-        path = ROLES[inst.kind][3]
+        path = ROLES[inst.kind][1]
         timeout = _knob(inst.kind, "health_timeout_s") or DEFAULT_HEALTH_TIMEOUT_S
         health.answers(
             name=f"Health check {inst.service_name}",
