@@ -30,7 +30,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deploy.fleet import BackendSpec, Fleet, GgufSource, HostSpec, ModelSpec, RouterSettings
+from deploy.fleet import (
+    BackendSpec,
+    Fleet,
+    GgufSource,
+    HostSpec,
+    ModelSpec,
+    RouterSettings,
+    Versions,
+)
 from deploy.gpu import Gpu, HostHardware
 from router.config import BackendConfig, ModelEntry, RouterConfig
 
@@ -76,6 +84,7 @@ class BackendInstance(_Frozen):
 
     name: str = Field(description="router backend name: <host>-<slug>")
     host: str = Field(description="node name of the host it runs on")
+    index: int = Field(default=0, ge=0, description="position among the host's instances")
     vram_domain: str = Field(description="router 'host': backends here share this VRAM")
     kind: Literal["ollama", "llama-swap", "llama-server"]
     install: Literal["native", "container"]
@@ -135,6 +144,7 @@ class FleetPlan(_Frozen):
     fleet: str
     hosts: tuple[HostPlan, ...]
     router: RouterSettings
+    versions: Versions = Field(default_factory=Versions)
     skipped: tuple[Misfit, ...] = ()
 
     @property
@@ -352,6 +362,7 @@ def _plan_host(
             BackendInstance(
                 name=f"{spec.name}-{slug}",
                 host=spec.name,
+                index=n,
                 vram_domain=f"{spec.name}/{slug}" if multi else spec.name,
                 kind=backend.kind,
                 install=backend.install,
@@ -488,7 +499,11 @@ def plan_fleet(fleet: Fleet, gpus_by_host: Mapping[str, HostHardware]) -> FleetP
             )
         )
     return FleetPlan(
-        fleet=fleet.name, hosts=tuple(hosts), router=fleet.router, skipped=tuple(skipped)
+        fleet=fleet.name,
+        hosts=tuple(hosts),
+        router=fleet.router,
+        versions=fleet.versions,
+        skipped=tuple(skipped),
     )
 
 
