@@ -128,10 +128,11 @@ class _Yaml:
             if not rest or rest.startswith("#"):
                 self.i += 1
                 items.append(self._nested_or_none(indent))
-            elif self._split_key(rest, strict=False) is not None:
-                column = indent + len(content) - len(rest)  # "- key: v" opens a mapping there
+            elif self._is_item(rest) or self._split_key(rest, strict=False) is not None:
+                # "- key: v" opens a mapping (and "- - x" a list) at the column of its content
+                column = indent + len(content) - len(rest)
                 self.lines[self.i] = " " * column + rest
-                items.append(self._mapping(column))
+                items.append(self._block(column))
             else:
                 self.i += 1
                 items.append(self._value(rest, indent))
@@ -217,7 +218,12 @@ class _Yaml:
             and not self.lines[self.i].strip().startswith("#")
             and self._indent(self.i) > indent
         ):
-            text += " " + self._strip_comment(self.lines[self.i].strip())
+            more = self._strip_comment(self.lines[self.i].strip())
+            if re.search(r":(\s|$)", more):
+                raise self.error(
+                    "a 'key: value' nested under a plain value (check the indentation)"
+                )
+            text += " " + more
             self.i += 1
         return self._scalar(text)
 
@@ -583,10 +589,10 @@ def parse_config(data: Any, source: str = "config.yaml") -> Config:
         if "${PORT}" in cmd_text:
             local["PORT"] = str(next_port)
             next_port += 1
+        cmd = split_cmd(_substitute(cmd_text, local, f"{where}.cmd", ()))
         proxy_text = str(raw.get("proxy") or "http://localhost:${PORT}")
         if "${PORT}" in proxy_text and "PORT" not in local:
-            raise ConfigError(f"{where}.proxy uses ${{PORT}} but cmd does not")
-        cmd = split_cmd(_substitute(cmd_text, local, f"{where}.cmd", ()))
+            raise ConfigError(f"{where}.proxy uses ${{PORT}} (the default) but cmd does not")
         if not cmd:
             raise ConfigError(f"{where}.cmd is empty")
         ttl = _typed(raw.get("ttl", -1), int, f"{where}.ttl")
