@@ -109,3 +109,37 @@ def test_router_mode_loads_on_demand_and_evicts_lru(
     assert states() == {"gemma-a": "loaded", "gemma-b": "unloaded"}
     post(router.url + "/v1/chat/completions", chat_body("gemma-b"))
     assert states() == {"gemma-a": "unloaded", "gemma-b": "loaded"}  # --models-max 1: LRU out
+
+
+def test_llama_swap_standin_execs_and_swaps_real_llama_servers(
+    llama_server_bin: Path, gguf_model_path: Path
+) -> None:
+    """The llama-swap stand-in in exec mode: real processes, real readiness, real inference."""
+    from tests.standins import llama_swap
+
+    cmd = (
+        f"{llama_server_bin} --host 127.0.0.1 --port ${{PORT}} -m {gguf_model_path}"
+        " --no-jinja --chat-template gemma -c 1024 -np 1 -t 1"
+    )
+    config = {
+        "startPort": llama.free_port(),
+        "models": {
+            "gemma-a": {"cmd": cmd, "proxy": "http://127.0.0.1:${PORT}"},
+            "gemma-b": {"cmd": cmd, "proxy": "http://127.0.0.1:${PORT}"},
+        },
+    }
+    with llama_swap.start_in_thread(config, mode="exec") as swap:
+        status, _, raw = post(swap.url + "/v1/chat/completions", chat_body("gemma-a"))
+        reply = json.loads(raw)
+        assert status == 200
+        assert 0 < reply["usage"]["completion_tokens"] <= 8
+        first = swap.app.scheduler.models["gemma-a"].upstream
+        assert isinstance(first, llama_swap.CommandUpstream)
+        process = first.process
+        assert process is not None
+
+        status, _, raw = post(swap.url + "/v1/chat/completions", chat_body("gemma-b", stream=True))
+        assert raw.decode().rstrip().endswith("data: [DONE]")
+        running = get_json(swap.url + "/running")["running"]
+        assert [(r["model"], r["state"]) for r in running] == [("gemma-b", "ready")]
+        assert process.poll() is not None  # the swap stopped gemma-a's llama-server
