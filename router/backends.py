@@ -9,6 +9,7 @@ llama-server ``/models`` (router mode) or ``/v1/models`` (one model); openai ``/
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import datetime
@@ -31,6 +32,7 @@ class Adapter:
     health_path = "/health"
 
     def __init__(self, state: BackendState, session: aiohttp.ClientSession, timeout_s: float):
+        self.since = time.monotonic()  # when the current refresh started asking
         self.state = state
         self.session = session
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -50,7 +52,11 @@ class Adapter:
             if resp.status >= 400:
                 text = (await resp.text())[:200]
                 raise BackendError(f"{self.state.name}: {method} {path} -> {resp.status} {text}")
-            return await resp.json(content_type=None)
+            text = await resp.text()
+            try:
+                return json.loads(text) if text.strip() else None
+            except ValueError:
+                return text  # llama-swap answers some calls with plain "OK"
 
     async def probe(self) -> bool:
         """The active health check: is the backend process answering?"""
@@ -61,6 +67,11 @@ class Adapter:
             return resp.status < 500
 
     async def refresh(self) -> None:
+        """Ask the backend what it holds; reports older than our own bookkeeping lose."""
+        self.since = time.monotonic()
+        await self._refresh()
+
+    async def _refresh(self) -> None:
         raise NotImplementedError
 
     async def load(self, model: str) -> None:
@@ -83,15 +94,15 @@ class Adapter:
                 continue  # our load is still under way
             if ms.in_flight > 0:
                 continue  # a request is running there right now; the next poll will tell
-            ms.status = "cold"
-            ms.vram_mb = None
-            ms.expires_at = None
+            if ms.observe("cold", self.since):
+                ms.vram_mb = None
+                ms.expires_at = None
 
 
 class OllamaAdapter(Adapter):
     health_path = "/api/version"
 
-    async def refresh(self) -> None:
+    async def _refresh(self) -> None:
         tags = await self._json("GET", "/api/tags")
         learned: dict[str, str] = {}
         for item in tags.get("models") or []:
@@ -115,7 +126,8 @@ class OllamaAdapter(Adapter):
                 continue
             ms = self.state.model(self.state.client_name(name))
             reported[ms.model] = ms
-            _loaded(ms, now)
+            if not ms.observe("loaded", self.since):
+                continue
             ms.size_mb = int(item.get("size") or 0) // MIB or ms.size_mb
             if item.get("size_vram") is not None:
                 ms.vram_mb = int(item["size_vram"]) // MIB
@@ -136,7 +148,7 @@ class OllamaAdapter(Adapter):
 class LlamaSwapAdapter(Adapter):
     health_path = "/health"
 
-    async def refresh(self) -> None:
+    async def _refresh(self) -> None:
         listing = await self._json("GET", "/v1/models")
         learned: dict[str, str] = {}
         status: dict[str, str] = {}
@@ -162,11 +174,11 @@ class LlamaSwapAdapter(Adapter):
             ms = self.state.model(client)
             if value in ("ready", "loaded"):
                 reported[client] = ms
-                _loaded(ms, now)
+                ms.observe("loaded", self.since)
             elif value in ("starting", "loading"):
                 reported[client] = ms
-                ms.status = "loading"
-                ms.load_started = ms.load_started or now
+                if ms.observe("loading", self.since):
+                    ms.load_started = ms.load_started or now
         self._mark(reported, now)
 
     async def load(self, model: str) -> None:
@@ -196,7 +208,7 @@ class LlamaServerAdapter(Adapter):
             await resp.read()
             return resp.status < 500 or resp.status == 503  # 503 = "Loading model": alive
 
-    async def refresh(self) -> None:
+    async def _refresh(self) -> None:
         if self.state.mode != "single":
             try:
                 listing = await self._json("GET", "/models")
@@ -231,11 +243,11 @@ class LlamaServerAdapter(Adapter):
                 ms.size_mb = int(meta["size"]) // MIB
             if value == "loaded":
                 reported[client] = ms
-                _loaded(ms, now)
+                ms.observe("loaded", self.since)
             elif value == "loading":
                 reported[client] = ms
-                ms.status = "loading"
-                ms.load_started = ms.load_started or now
+                if ms.observe("loading", self.since):
+                    ms.load_started = ms.load_started or now
         self.state.learned = learned
         self._mark(reported, now)
 
@@ -255,7 +267,7 @@ class OpenAIAdapter(Adapter):
 
     health_path = "/v1/models"
 
-    async def refresh(self) -> None:
+    async def _refresh(self) -> None:
         listing = await self._json("GET", "/v1/models")
         now = time.monotonic()
         learned: dict[str, str] = {}
@@ -266,10 +278,10 @@ class OpenAIAdapter(Adapter):
                 client = self.state.client_name(upstream)
                 learned[client] = upstream
                 reported[client] = ms = self.state.model(client)
-                _loaded(ms, now)
+                ms.observe("loaded", self.since)
         for entry in self.state.config.models:
             reported[entry.name] = ms = self.state.model(entry.name)
-            _loaded(ms, now)
+            ms.observe("loaded", self.since)
         self.state.learned = learned
         self._mark(reported, now)
 
@@ -286,11 +298,6 @@ def adapter_for(
     state: BackendState, session: aiohttp.ClientSession, timeout_s: float = 5.0
 ) -> Adapter:
     return ADAPTERS[state.kind](state, session, timeout_s)
-
-
-def _loaded(ms: ModelState, now: float) -> None:
-    ms.status = "loaded"
-    ms.load_started = None
 
 
 def _has_status(items: Any) -> bool:

@@ -68,7 +68,7 @@ class Router:
         try:
             await self.adapter(state).unload(model)
             self.metrics.evictions.labels(backend, model).inc()
-        except (BackendError, aiohttp.ClientError, TimeoutError) as exc:
+        except (BackendError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.warning("unload of %s on %s failed: %s", model, backend, exc)
         finally:
             asyncio.get_running_loop().call_soon(self._schedule_refresh, state)

@@ -37,6 +37,23 @@ class ModelState:
     context_length: int | None = None
     unload_at: float | None = None  # router-kept keep_alive for backends without one (monotonic)
     details: dict[str, Any] = field(default_factory=dict)  # /api/tags details, digest
+    changed_at: float = 0.0  # monotonic; when the router's own bookkeeping last set status
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # the router's own decisions are newer than a backend report that was already in
+        # flight when they were made; refreshers use observe() and skip stale reports
+        if name == "status":
+            object.__setattr__(self, "changed_at", time.monotonic())
+        object.__setattr__(self, name, value)
+
+    def observe(self, status: ModelStatus, report_started: float) -> bool:
+        """Apply a backend's report unless the router changed this model since it was asked."""
+        if self.changed_at > report_started:
+            return False
+        object.__setattr__(self, "status", status)
+        if status != "loading":
+            self.load_started = None
+        return True
 
 
 @dataclass

@@ -1,0 +1,155 @@
+"""The Ollama front API over Ollama stand-ins: passthrough, streaming, fleet-wide views."""
+
+from __future__ import annotations
+
+from tests.router.conftest import ndjson, router_of, wait_for
+
+MODEL = "qwen2.5:0.5b"
+
+
+async def test_root_version_and_head(ollama, make_router):
+    server = ollama(models=[MODEL])
+    client = await make_router([{"name": "o1", "url": server.url}])
+    resp = await client.get("/")
+    assert resp.status == 200 and await resp.text() == "Ollama is running"
+    assert (await client.head("/")).status == 200
+    version = await (await client.get("/api/version")).json()
+    assert version["version"].count(".") == 2
+
+
+async def test_chat_streams_ndjson_by_default(ollama, make_router):
+    server = ollama(models=[MODEL])
+    client = await make_router([{"name": "o1", "url": server.url}])
+    resp = await client.post(
+        "/api/chat", json={"model": MODEL, "messages": [{"role": "user", "content": "hi there"}]}
+    )
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("application/x-ndjson")
+    assert resp.headers["X-Modelfleet-Backend"] == "o1"
+    assert resp.headers["X-Modelfleet-Reason"] == "load-fits"
+    lines = await ndjson(resp)
+    assert len(lines) > 1
+    assert all(line["done"] is False for line in lines[:-1])
+    final = lines[-1]
+    assert final["done"] is True and final["done_reason"] == "stop"
+    assert final["load_duration"] > 0  # it was a cold load on the stand-in
+
+
+async def test_second_request_goes_where_the_model_is_resident(ollama, make_router):
+    a, b = ollama(models=[MODEL]), ollama(models=[MODEL])
+    client = await make_router([{"name": "a", "url": a.url}, {"name": "b", "url": b.url}])
+    first = await client.post(
+        "/api/generate", json={"model": MODEL, "prompt": "x", "stream": False}
+    )
+    assert first.status == 200
+    loaded_on = first.headers["X-Modelfleet-Backend"]
+    assert first.headers["X-Modelfleet-Reason"] == "load-fits"
+    for _ in range(3):
+        again = await client.post(
+            "/api/generate", json={"model": MODEL, "prompt": "y", "stream": False}
+        )
+        assert again.headers["X-Modelfleet-Backend"] == loaded_on
+        assert again.headers["X-Modelfleet-Reason"] == "resident"
+        body = await again.json()
+        assert body["done"] is True and body["load_duration"] < body["total_duration"]
+    assert (
+        a.app.scheduler.load_counts.get(MODEL, 0) + b.app.scheduler.load_counts.get(MODEL, 0) == 1
+    )
+
+
+async def test_ps_is_fleet_wide_and_names_the_backend(ollama, make_router):
+    a, b = ollama(models=[MODEL, "llama3.2:1b"]), ollama(models=[MODEL, "llama3.2:1b"])
+    client = await make_router(
+        [
+            {"name": "a", "url": a.url, "host": "h1"},
+            {"name": "b", "url": b.url, "host": "h2"},
+        ]
+    )
+    await client.post("/api/generate", json={"model": MODEL, "prompt": "x", "stream": False})
+    await client.post(
+        "/api/generate", json={"model": "llama3.2:1b", "prompt": "x", "stream": False}
+    )
+    router = router_of(client)
+    await router.refresh_all()
+    ps = await (await client.get("/api/ps")).json()
+    where = {(m["name"], m["backend"]) for m in ps["models"]}
+    assert len(where) == 2
+    for entry in ps["models"]:
+        assert entry["size"] > 0 and entry["size_vram"] == entry["size"]
+        assert entry["host"] in ("h1", "h2")
+        assert entry["expires_at"].endswith("Z") or "+" in entry["expires_at"]
+
+
+async def test_tags_merges_every_backend(ollama, make_router):
+    a, b = ollama(models=[MODEL]), ollama(models=["llama3.2:1b"])
+    client = await make_router([{"name": "a", "url": a.url}, {"name": "b", "url": b.url}])
+    tags = await (await client.get("/api/tags")).json()
+    by_name = {m["name"]: m for m in tags["models"]}
+    assert by_name[MODEL]["backends"] == ["a"]
+    assert by_name["llama3.2:1b"]["backends"] == ["b"]
+    assert by_name[MODEL]["details"]["family"] == "qwen2"
+    assert by_name[MODEL]["digest"]
+
+
+async def test_show_forwards_to_a_backend_with_the_model(ollama, make_router):
+    server = ollama(models=[MODEL])
+    client = await make_router([{"name": "o1", "url": server.url}])
+    resp = await client.post("/api/show", json={"model": MODEL})
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["details"]["family"] == "qwen2"
+    assert resp.headers["X-Modelfleet-Backend"] == "o1"
+
+
+async def test_embed_and_legacy_embeddings(ollama, make_router):
+    embed_model = "nomic-embed-text:latest"
+    server = ollama(models=[embed_model])
+    client = await make_router([{"name": "o1", "url": server.url}])
+    resp = await client.post("/api/embed", json={"model": "nomic-embed-text", "input": ["a", "b"]})
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert len(body["embeddings"]) == 2 and len(body["embeddings"][0]) == 768
+    legacy = await client.post("/api/embeddings", json={"model": embed_model, "prompt": "a"})
+    assert len((await legacy.json())["embedding"]) == 768
+
+
+async def test_pull_to_one_backend_and_to_all_streams_progress(ollama, make_router):
+    a, b = ollama(models=[]), ollama(models=[])
+    client = await make_router([{"name": "a", "url": a.url}, {"name": "b", "url": b.url}])
+    resp = await client.post("/api/pull", json={"model": MODEL, "backend": "a"})
+    lines = await ndjson(resp)
+    assert {line.get("backend") for line in lines[:-1]} == {"a"}
+    assert any(line.get("status", "").startswith("pulling") for line in lines)
+    assert lines[-1] == {"status": "success", "backends": ["a"]}
+    router = router_of(client)
+    await wait_for(lambda: MODEL in router.fleet.backends["a"].catalog())
+    assert MODEL not in router.fleet.backends["b"].catalog()
+
+    resp = await client.post("/api/pull", json={"model": "llama3.2:1b"})
+    lines = await ndjson(resp)
+    assert {line.get("backend") for line in lines[:-1]} == {"a", "b"}
+    assert lines[-1]["status"] == "success"
+
+
+async def test_pull_of_unknown_model_reports_the_backend_error(ollama, make_router):
+    server = ollama(models=[])
+    client = await make_router([{"name": "a", "url": server.url}])
+    lines = await ndjson(await client.post("/api/pull", json={"model": "nope:1b"}))
+    assert "error" in lines[-1] and "a" in lines[-1]["error"]
+
+
+async def test_load_and_unload_with_empty_prompt(ollama, make_router):
+    server = ollama(models=[MODEL])
+    client = await make_router([{"name": "o1", "url": server.url}])
+    resp = await client.post("/api/generate", json={"model": MODEL})
+    body = await resp.json()
+    assert body["done_reason"] == "load"
+    router = router_of(client)
+    assert router.fleet.backends["o1"].models[MODEL].status == "loaded"
+    resp = await client.post("/api/chat", json={"model": MODEL, "messages": [], "keep_alive": 0})
+    body = await resp.json()
+    assert body["done_reason"] == "unload"
+    await router.refresh_all()
+    assert router.fleet.backends["o1"].models[MODEL].status == "cold"
+    ps = await (await client.get("/api/ps")).json()
+    assert ps["models"] == []
