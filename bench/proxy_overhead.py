@@ -46,7 +46,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-LITELLM_VENV = Path.home() / ".cache" / "modelfleet" / "litellm-venv"
+CACHE = Path(os.environ.get("MODELFLEET_CACHE", Path.home() / ".cache" / "modelfleet"))
+LITELLM_VENV = CACHE / "litellm-venv"
 MODEL = "bench-model"
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}]}
 STREAM_BODY = {**BODY, "stream": True}
