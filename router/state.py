@@ -76,6 +76,9 @@ class BackendState:
 
     def __post_init__(self) -> None:
         self.drained = self.config.drained
+        if self.kind == "openai":  # a hosted API: what it declares is always "resident"
+            for entry in self.config.models:
+                self.model(entry.name).status = "loaded"
 
     @property
     def name(self) -> str:

@@ -1,0 +1,225 @@
+"""Bounded per-model queue with deadline, late binding, retries and health."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from tests.router.conftest import router_of, sse, wait_for
+
+
+def chat(model: str = "m", stream: bool = False) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": "x"}], "stream": stream}
+
+
+def gen(model: str, prompt: str = "x") -> dict:
+    return {"model": model, "prompt": prompt, "stream": False}
+
+
+async def _busy(router, model: str, count: int = 1) -> None:
+    await wait_for(
+        lambda: (
+            sum(
+                s.models[model].in_flight
+                for s in router.fleet.backends.values()
+                if model in s.models
+            )
+            >= count
+        )
+    )
+
+
+async def test_full_queue_answers_429_with_retry_after(ollama, make_router):
+    server = ollama(models=["qwen2.5:0.5b"], tokens_per_s=20)
+    client = await make_router(
+        [{"name": "o", "url": server.url}],
+        queue={"max_per_model": 1, "retry_after_s": 3},
+    )
+    router = router_of(client)
+    running = asyncio.ensure_future(client.post("/api/generate", json=gen("qwen2.5:0.5b", "1")))
+    await _busy(router, "qwen2.5:0.5b")
+    queued = asyncio.ensure_future(client.post("/api/generate", json=gen("qwen2.5:0.5b", "2")))
+    await wait_for(lambda: router.fleet.queued.get("qwen2.5:0.5b") == 1)
+    refused = await client.post("/api/generate", json=gen("qwen2.5:0.5b", "3"))
+    assert refused.status == 429
+    assert int(refused.headers["Retry-After"]) >= 3
+    assert "queue" in (await refused.json())["error"]
+    assert refused.headers["X-Modelfleet-Reason"] == "queue-full"
+    first, second = await running, await queued
+    assert first.status == second.status == 200
+    # the queued request bound late, to the slot the first one freed
+    assert second.headers["X-Modelfleet-Reason"] == "resident"
+    assert int(second.headers["X-Modelfleet-Queue-Ms"]) > 0
+    openai_refused = await client.post("/v1/chat/completions", json=chat("qwen2.5:0.5b"))
+    assert openai_refused.status == 200  # nothing running any more
+
+
+async def test_full_queue_status_can_be_503(ollama, make_router):
+    server = ollama(models=["qwen2.5:0.5b"], tokens_per_s=20)
+    client = await make_router(
+        [{"name": "o", "url": server.url}], queue={"max_per_model": 0, "full_status": 503}
+    )
+    router = router_of(client)
+    running = asyncio.ensure_future(client.post("/v1/chat/completions", json=chat("qwen2.5:0.5b")))
+    await _busy(router, "qwen2.5:0.5b")
+    refused = await client.post("/v1/chat/completions", json=chat("qwen2.5:0.5b"))
+    assert refused.status == 503 and "Retry-After" in refused.headers
+    body = await refused.json()
+    assert body["error"]["type"] == "server_error" and "queue" in body["error"]["message"]
+    assert (await running).status == 200
+
+
+async def test_queue_deadline_gives_503(ollama, make_router):
+    server = ollama(models=["qwen2.5:0.5b"], tokens_per_s=10)
+    client = await make_router(
+        [{"name": "o", "url": server.url}], queue={"deadline_s": 0.2, "max_per_model": 5}
+    )
+    router = router_of(client)
+    running = asyncio.ensure_future(client.post("/api/generate", json=gen("qwen2.5:0.5b", "1")))
+    await _busy(router, "qwen2.5:0.5b")
+    late = await client.post("/api/generate", json=gen("qwen2.5:0.5b", "2"))
+    assert late.status == 503 and "Retry-After" in late.headers
+    assert "waited" in (await late.json())["error"]
+    assert late.headers["X-Modelfleet-Reason"] == "queue-deadline"
+    assert (await running).status == 200
+    assert router.fleet.queued.get("qwen2.5:0.5b", 0) == 0
+
+
+async def test_failing_backend_is_retried_elsewhere_before_the_first_byte(
+    faulty_backend, make_router
+):
+    bad, good = await faulty_backend("500"), await faulty_backend("ok")
+    client = await make_router(
+        [
+            {"name": "bad", "url": bad.url, "kind": "openai"},
+            {"name": "good", "url": good.url, "kind": "openai"},
+        ],
+        health={"interval_s": 30.0, "fail_threshold": 1},  # passive signals only
+    )
+    router = router_of(client)  # both idle: "bad" wins the tie on name, then fails
+    replies = []
+    for _ in range(6):
+        resp = await client.post("/v1/chat/completions", json=chat(stream=True))
+        replies.append(resp)
+        assert resp.status == 200
+        assert resp.headers["X-Modelfleet-Backend"] == "good"
+        assert (await sse(resp))[-1] == "[DONE]"
+    assert bad.requests == 1  # fail_threshold 1: ejected after its first 5xx
+    assert router.fleet.backends["bad"].healthy is False
+    assert any(r.headers["X-Modelfleet-Attempts"] == "2" for r in replies)
+    metrics = await (await client.get("/metrics")).text()
+    assert 'modelfleet_backend_failures_total{backend="bad",kind="5xx"}' in metrics
+
+
+async def test_fast_failing_backend_does_not_look_idle(faulty_backend, make_router):
+    """Its health probe passes, so only the passive error score keeps traffic away."""
+    bad, good = await faulty_backend("500"), await faulty_backend("ok")
+    client = await make_router(
+        [
+            {"name": "bad", "url": bad.url, "kind": "openai"},
+            {"name": "good", "url": good.url, "kind": "openai"},
+        ],
+        health={"interval_s": 0.05, "fail_threshold": 100},
+    )
+    for _ in range(8):
+        resp = await client.post("/v1/chat/completions", json=chat())
+        assert resp.status == 200
+    assert bad.requests == 1
+    assert (
+        router_of(client).fleet.backends["bad"].error_score(asyncio.get_running_loop().time()) >= 0
+    )
+
+
+async def test_connection_refused_is_retried(faulty_backend, make_router):
+    good = await faulty_backend("ok")
+    client = await make_router(
+        [
+            {
+                "name": "gone",
+                "url": "http://127.0.0.1:9",
+                "kind": "openai",
+                "models": [{"name": "m"}],
+            },
+            {"name": "good", "url": good.url, "kind": "openai"},
+        ],
+        health={"interval_s": 30.0},
+    )
+    router = router_of(client)
+    for _ in range(3):
+        resp = await client.post("/v1/chat/completions", json=chat())
+        assert resp.status == 200 and resp.headers["X-Modelfleet-Backend"] == "good"
+    assert router.fleet.backends["gone"].counters.get("connect", 0) >= 1
+
+
+async def test_no_retry_after_the_first_byte(faulty_backend, make_router):
+    stalling, good = await faulty_backend("stall"), await faulty_backend("ok")
+    client = await make_router(
+        [
+            {"name": "stalling", "url": stalling.url, "kind": "openai"},
+            {"name": "good", "url": good.url, "kind": "openai"},
+        ],
+        stall_timeout_s=0.3,
+    )
+    router = router_of(client)
+    router.fleet.backends["good"].drained = True
+    resp = await client.post("/v1/chat/completions", json=chat(stream=True))
+    events = await sse(resp)
+    assert events[0]["choices"][0]["delta"]["content"] == "hi"
+    assert "error" in events[-1] and "stall" in events[-1]["error"]["message"]
+    assert good.requests == 0 and stalling.requests == 1
+    assert router.fleet.backends["stalling"].counters["stall"] == 1
+    ollama_resp = await client.post("/api/chat", json=chat())
+    assert ollama_resp.status == 200
+    lines = (await ollama_resp.text()).splitlines()
+    assert '"error"' in lines[-1] and "stall" in lines[-1]
+
+
+async def test_client_disconnect_cancels_the_upstream_request(faulty_backend, make_router):
+    hanging = await faulty_backend("hang")
+    client = await make_router([{"name": "h", "url": hanging.url, "kind": "openai"}])
+    router = router_of(client)
+    try:
+        await client.post(
+            "/v1/chat/completions", json=chat(), timeout=aiohttp.ClientTimeout(total=0.3)
+        )
+    except TimeoutError:
+        pass
+    await wait_for(lambda: hanging.cancelled == 1)
+    await wait_for(lambda: router.fleet.backends["h"].in_flight() == 0)
+
+
+async def test_active_health_checks_eject_and_restore(faulty_backend, make_router):
+    backend = await faulty_backend("ok")
+    client = await make_router(
+        [{"name": "b", "url": backend.url, "kind": "openai"}],
+        health={"interval_s": 0.05, "fail_threshold": 2, "success_threshold": 2},
+    )
+    router = router_of(client)
+    assert (await client.get("/readyz")).status == 200
+    backend.health_status = 500
+    await wait_for(lambda: not router.fleet.backends["b"].healthy)
+    assert router.fleet.backends["b"].consecutive_failures >= 2
+    assert (await client.get("/readyz")).status == 503
+    refused = await client.post("/v1/chat/completions", json=chat())
+    assert refused.status == 503
+    backend.health_status = 200
+    await wait_for(lambda: router.fleet.backends["b"].healthy, timeout=15)
+    assert (await client.post("/v1/chat/completions", json=chat())).status == 200
+
+
+async def test_unhealthy_backend_is_probed_with_backoff(make_router):
+    client = await make_router(
+        [
+            {
+                "name": "gone",
+                "url": "http://127.0.0.1:9",
+                "kind": "openai",
+                "models": [{"name": "m"}],
+            }
+        ],
+        health={"interval_s": 0.05, "fail_threshold": 1, "max_backoff_s": 0.4},
+    )
+    state = router_of(client).fleet.backends["gone"]
+    await wait_for(lambda: state.backoff_s >= 0.4)
+    assert not state.healthy and state.backoff_s == 0.4
