@@ -592,7 +592,10 @@ def parse_config(data: Any, source: str = "config.yaml") -> Config:
         cmd = split_cmd(_substitute(cmd_text, local, f"{where}.cmd", ()))
         proxy_text = str(raw.get("proxy") or "http://localhost:${PORT}")
         if "${PORT}" in proxy_text and "PORT" not in local:
-            raise ConfigError(f"{where}.proxy uses ${{PORT}} (the default) but cmd does not")
+            raise ConfigError(
+                f"{where}.proxy: proxy uses ${{PORT}} but cmd does not - ${{PORT}} is only "
+                "available when used in cmd (the default proxy is http://localhost:${PORT})"
+            )
         if not cmd:
             raise ConfigError(f"{where}.cmd is empty")
         ttl = _typed(raw.get("ttl", -1), int, f"{where}.ttl")

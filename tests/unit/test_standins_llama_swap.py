@@ -188,7 +188,7 @@ def test_config_ports_macros_env_and_ttl(monkeypatch: pytest.MonkeyPatch) -> Non
         ("logLevel: info\n", "'models' is required"),
         ("models:\n  a:\n    ttl: 5\n", "models.a.cmd is required"),
         ("models:\n  a:\n    cmd: x ${nope}\n", r"models.a.cmd: unknown macro '\$\{nope\}'"),
-        ("models:\n  a:\n    cmd: x\n", r"models.a.proxy uses \$\{PORT\} \(the default\)"),
+        ("models:\n  a:\n    cmd: x\n", r"models.a.proxy: proxy uses \$\{PORT\} but cmd does not"),
         ("models:\n  a:\n    cmd: x ${PORT}\n    ttl: soon\n", "models.a.ttl: expected int"),
         ("models:\n  a:\n    cmd: x ${PORT}\n    env: [NOEQUALS]\n", r"models.a.env\[0\]"),
         (
