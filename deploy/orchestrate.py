@@ -22,14 +22,13 @@ others carry on.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyinfra import host, inventory, state
+from pyinfra import host, inventory, logger, state
 from pyinfra.api import BaseStateCallback
 from pyinfra.api.exceptions import PyinfraError
 
@@ -39,8 +38,6 @@ from deploy.gpu import HostHardware
 from deploy.orchestrate_checks import check_role_data, detect_hardware
 from deploy.orchestrate_files import host_files, router_yaml, with_role_env
 from deploy.planner import FleetPlan, PlanError, plan_fleet
-
-logger = logging.getLogger("modelfleet.deploy")
 
 PHASES = (
     "gpu detection",

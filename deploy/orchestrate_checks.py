@@ -1,8 +1,8 @@
 """Before any host is touched: the hardware of every backend host, and the roles' own data.
 
-``detect_hardware`` is the GPU-detection phase: a ``gpus:`` override wins, otherwise the GPU
-facts run on the host (``roles/gpu/facts.py``) - on every backend host of the inventory, also
-those outside ``--limit``, because the router's config covers the whole fleet.
+``detect_hardware`` is the GPU-detection phase: ``roles/gpu/facts.py``'s ``HostGpus`` (a
+``gpus:`` override wins, otherwise the tools run on the host) on every backend host of the
+inventory, also those outside ``--limit``, because the router's config covers the whole fleet.
 
 ``check_role_data`` finds what the plan cannot: a native Ollama host without the release
 sha256, a llama-swap host without its release, a llama.cpp host with no binary source. Each
@@ -18,6 +18,7 @@ from typing import Any
 from deploy.fleet import Fleet
 from deploy.gpu import HostHardware
 from deploy.planner import FleetPlan
+from roles.gpu.facts import HostGpus
 from roles.llama_server.defaults import DEFAULTS as LLAMA_SERVER_DEFAULTS
 from roles.llama_swap.defaults import DEFAULTS as LLAMA_SWAP_DEFAULTS
 from roles.ollama.defaults import DEFAULTS as OLLAMA_DEFAULTS
@@ -26,25 +27,11 @@ SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 def detect_hardware(fleet: Fleet, inventory: Any) -> dict[str, HostHardware]:
-    """Hardware per node name for every backend host (override, else facts on the host)."""
-    from roles.gpu.facts import HostHardwareFact
-
-    hardware: dict[str, HostHardware] = {}
-    for spec in fleet.backend_hosts:
-        pyinfra_host = inventory.get_host(spec.inventory_name)
-        if spec.gpus is not None:
-            detected = None
-            if not (spec.cpu_cores and spec.ram_mb):
-                detected = pyinfra_host.get_fact(HostHardwareFact)
-            hardware[spec.name] = HostHardware(
-                gpus=spec.gpus,
-                cpu_cores=spec.cpu_cores or (detected.cpu_cores if detected else 1),
-                ram_mb=spec.ram_mb or (detected.ram_mb if detected else 0),
-                source="override",
-            )
-        else:
-            hardware[spec.name] = pyinfra_host.get_fact(HostHardwareFact)
-    return hardware
+    """Hardware per node name for every backend host (``gpus:`` override, else detected)."""
+    return {
+        spec.name: inventory.get_host(spec.inventory_name).get_fact(HostGpus)
+        for spec in fleet.backend_hosts
+    }
 
 
 def _value(data: dict[str, Any], defaults: dict[str, Any], key: str) -> Any:

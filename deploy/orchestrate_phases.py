@@ -17,6 +17,7 @@ from deploy.planner import BackendInstance, HostPlan
 from deploy.render import RenderedFile, RenderSettings, render_instance
 from roles import health, llama_server, llama_swap, ollama
 from roles import router as router_role
+from roles.units import retired_units
 
 if TYPE_CHECKING:
     from deploy.orchestrate import FleetContext
@@ -56,7 +57,14 @@ def drivers_and_runtime(context: FleetContext, host_plan: HostPlan) -> list[Oper
 
 def backends(context: FleetContext, instances: Sequence[BackendInstance]) -> list[OperationMeta]:
     rendered = rendered_files(context, instances)
-    ops: list[OperationMeta] = []
+    # Instances the plan dropped (other GPUs, another backend kind) go first: they hold ports.
+    ops: list[OperationMeta] = [
+        retired_units(
+            name="Retire backend units the plan no longer has",
+            prefixes=[f"{kind}-" for kind in ROLES],
+            keep=[inst.service_name for inst in instances],
+        )
+    ]
     for kind, group in _by_kind(instances).items():
         role = ROLES[kind][0]
         ops += role.backend(

@@ -27,6 +27,11 @@ class HttpOk(FactBase[bool]):
         return bool(output) and output[-1].strip() == "200"
 
 
+def _changes(op: OperationMeta) -> bool:
+    """Did (at execute time) or will (at prepare time) ``op`` change anything?"""
+    return op.did_change() if op.is_complete() else op.will_change
+
+
 @operation()
 def answers(url: str, what: str, after: Sequence[OperationMeta] = (), timeout_s: int = 60):
     """
@@ -46,7 +51,7 @@ def answers(url: str, what: str, after: Sequence[OperationMeta] = (), timeout_s:
 
         answers(url="http://127.0.0.1:8080/health", what="llama-swap gpu0", after=changes)
     """
-    if host.get_fact(HttpOk, url=url) and not any(op.will_change for op in after):
+    if host.get_fact(HttpOk, url=url) and not any(_changes(op) for op in after):
         host.noop(f"{what} answers {url}")
         return
     quoted = shlex.quote(url)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from io import StringIO
 
 from pyinfra import host
+from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.server import Groups
 from pyinfra.operations import files, server, systemd
@@ -115,3 +116,50 @@ def managed_unit(
         enabled=True,
     )
     return unit, config_ops
+
+
+class ManagedUnits(FactBase[list[str]]):
+    """Unit names (without ``.service``) in /etc/systemd/system that a modelfleet role wrote,
+    i.e. whose first line says ``Managed by modelfleet``, sorted."""
+
+    def command(self) -> str:
+        return (
+            "for f in /etc/systemd/system/*.service; do "
+            '[ -f "$f" ] && head -n1 "$f" | grep -q "Managed by modelfleet" '
+            '&& basename "$f" .service; done; true'
+        )
+
+    @staticmethod
+    def default() -> list[str]:
+        return []
+
+    def process(self, output: list[str]) -> list[str]:
+        return sorted(line.strip() for line in output if line.strip())
+
+
+@operation()
+def retired_units(prefixes: list[str], keep: list[str]):
+    """
+    Stop, disable and delete backend units the plan no longer has (e.g. after a GPU change).
+
+    + prefixes: unit name prefixes the backend roles use (``ollama-``, ``llama-swap-`` ...)
+    + keep: the plan's unit names on this host
+
+    **Example:**
+
+    .. code:: python
+
+        retired_units(prefixes=["ollama-"], keep=["ollama-rtx-4090"])
+    """
+    gone = [
+        unit
+        for unit in host.get_fact(ManagedUnits)
+        if unit.startswith(tuple(prefixes)) and unit not in keep
+    ]
+    if not gone:
+        host.noop("no retired backend units")
+        return
+    for unit in gone:
+        yield StringCommand("systemctl", "disable", "--now", f"{unit}.service")
+        yield StringCommand("rm", "-f", f"/etc/systemd/system/{unit}.service")
+    yield "systemctl daemon-reload"

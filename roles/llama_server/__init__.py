@@ -27,7 +27,7 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import DeployError, deploy
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import files
+from pyinfra.operations import apt, files
 from pyinfra.operations.util import any_changed
 
 from deploy.fleet import Versions
@@ -72,6 +72,12 @@ def install_binary(version: str) -> tuple[OperationMeta, str]:
     """Put the binary in ``<root>/releases/<version>-<sha12>/`` and point ``current`` at it."""
     kind, sha256, url = binary_source()
     root = host.data.llama_server_root
+    apt.packages(
+        name="Run-time libraries of llama-server",
+        packages=list(host.data.llama_server_packages),
+        update=True,
+        cache_time=host.data.llama_server_apt_cache_time,
+    )
     release = f"{root}/releases/{version}-{sha256[:12]}"
     if kind == "path":
         files.put(
@@ -135,10 +141,15 @@ def backend(
             restart_on_config=False,
             also_restart_when=[current],
         )
+        # A (re)started server reads the presets anyway; a running one is told to re-read.
         presets_reloaded(
             name=f"Apply the new presets of {inst.service_name} (GET /models?reload=1)",
             port=inst.port,
-            _if=any_changed(*config_ops),
+            _if=[
+                any_changed(*config_ops),
+                unit.did_not_change,
+                current.did_not_change,
+            ],
         )
         changes += [unit, *config_ops]
     return changes

@@ -15,6 +15,9 @@ DEFAULTS: dict[str, Any] = {
     # <version> is the fleet's versions["llama_cpp"] (plus the sha256 prefix, so a rebuilt
     # binary gets a directory of its own).
     "llama_server_root": "/opt/llama-server",
+    # Debian packages the binary needs at run time (the cached build links libgomp).
+    "llama_server_packages": ["libgomp1"],
+    "llama_server_apt_cache_time": 86400,
     # Config directory: the presets file of each instance.
     "llama_server_config_dir": "/etc/llama-server",
     "llama_server_user": "llama-server",

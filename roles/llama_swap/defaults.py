@@ -11,7 +11,15 @@ from roles.llama_server.defaults import DEFAULTS as LLAMA_SERVER_DEFAULTS
 BINARY_KEYS = ("llama_server_binary_url", "llama_server_binary_sha256", "llama_server_binary_path")
 
 DEFAULTS: dict[str, Any] = {
-    **{key: LLAMA_SERVER_DEFAULTS[key] for key in (*BINARY_KEYS, "llama_server_root")},
+    **{
+        key: LLAMA_SERVER_DEFAULTS[key]
+        for key in (
+            *BINARY_KEYS,
+            "llama_server_root",
+            "llama_server_packages",
+            "llama_server_apt_cache_time",
+        )
+    },
     # URL of the pinned release archive; {version} is the fleet's versions["llama_swap"]
     # (e.g. "v172"), {number} the same without the leading "v".
     "llama_swap_release_url": (
