@@ -137,6 +137,7 @@ class Settings:
     max_loaded_models: int = 0  # 0 = 3 per GPU (3 on CPU)
     num_parallel: int = 1
     max_queue: int = 512
+    context_length: int = 4096  # default num_ctx, clipped to the model's trained length
     gpu_vram_mb: list[int] = field(default_factory=list)  # after *_VISIBLE_DEVICES filtering
     load_ms_per_gb: float = 200.0
     tokens_per_s: float = 50.0
@@ -163,6 +164,7 @@ class Settings:
             max_loaded_models=_env_int(env, "OLLAMA_MAX_LOADED_MODELS", 0),
             num_parallel=max(1, _env_int(env, "OLLAMA_NUM_PARALLEL", 1)),
             max_queue=_env_int(env, "OLLAMA_MAX_QUEUE", 512),
+            context_length=_env_int(env, "OLLAMA_CONTEXT_LENGTH", 4096),
             gpu_vram_mb=gpus,
             load_ms_per_gb=_env_float(env, "STANDIN_LOAD_MS_PER_GB", 200.0),
             tokens_per_s=_env_float(env, "STANDIN_TOKENS_PER_S", 50.0),
@@ -439,7 +441,8 @@ class Scheduler:
             self.pending += 1
             self.stats["requests"] += 1
         try:
-            return self._acquire(model, keep_alive_s, num_ctx or model.context_length)
+            default_ctx = min(self.settings.context_length, model.context_length)
+            return self._acquire(model, keep_alive_s, num_ctx or default_ctx)
         finally:
             with self.cond:
                 self.pending -= 1
@@ -1333,6 +1336,7 @@ def start_in_thread(
     max_loaded_models: int = 0,
     num_parallel: int = 1,
     max_queue: int = 512,
+    context_length: int = 4096,
     load_ms_per_gb: float = 50.0,
     tokens_per_s: float = 0.0,
     pull_mb_per_s: float = 0.0,
@@ -1360,6 +1364,7 @@ def start_in_thread(
         max_loaded_models=max_loaded_models,
         num_parallel=num_parallel,
         max_queue=max_queue,
+        context_length=context_length,
         gpu_vram_mb=gpus,
         load_ms_per_gb=load_ms_per_gb,
         tokens_per_s=tokens_per_s,

@@ -333,6 +333,8 @@ def test_changed_num_ctx_reloads_the_model(standin: Callable[..., RunningStandin
     chat(url, "big", options={"num_ctx": 8192})
     assert stats(url)["load_counts"] == {"big:latest": 2}
     assert call(url, "/api/ps")[1]["models"][0]["context_length"] == 8192
+    chat(url, "big")  # no num_ctx: the default 4096 differs again
+    assert call(url, "/api/ps")[1]["models"][0]["context_length"] == 4096
 
 
 # --------------------------------------------------------------------------- keep_alive
@@ -450,6 +452,7 @@ def test_settings_from_env_reads_ollama_variables(tmp_path: Path) -> None:
             "OLLAMA_MAX_LOADED_MODELS": "2",
             "OLLAMA_NUM_PARALLEL": "4",
             "OLLAMA_MAX_QUEUE": "8",
+            "OLLAMA_CONTEXT_LENGTH": "8192",
             "STANDIN_VRAM_MB": "24576,24576,81920",
             "CUDA_VISIBLE_DEVICES": "0,2",
         }
@@ -458,6 +461,7 @@ def test_settings_from_env_reads_ollama_variables(tmp_path: Path) -> None:
     assert settings.models_dir == tmp_path
     assert settings.keep_alive_s == ollama.FOREVER_S
     assert (settings.max_loaded_models, settings.num_parallel, settings.max_queue) == (2, 4, 8)
+    assert settings.context_length == 8192
     assert settings.gpu_vram_mb == [24576, 81920]
 
 
