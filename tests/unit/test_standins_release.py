@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.error
@@ -133,3 +134,14 @@ def test_missing_file_is_404(tmp_path: Path) -> None:
     with serve_releases(tmp_path) as server, pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(server.url_for("nope.tgz"), timeout=10)
     assert exc.value.code == 404
+
+
+@pytest.mark.parametrize("module", ["ollama.py", "llama_swap.py", "release.py"])
+def test_standins_need_only_the_standard_library(module: str) -> None:
+    """Container hosts have a bare python3: -I -S hides site-packages (pydantic, yaml ...)."""
+    path = Path(__file__).parents[1] / "standins" / module
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", str(path), "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
