@@ -6,8 +6,7 @@ the plan's instances with the role knobs applied (``<role>_extra_env``), rendere
 
 Example::
 
-    inventory = load_inventory("inventory/local.py")
-    fleet = fleet_from_inventory(inventory, "inventory/local.py")
+    fleet, plan, inventory = plan_from_inventory("inventory/local.py")
     files = host_files(plan, plan.host("gpu-nv1"), inventory.get_host("gpu-nv1").data.dict())
 """
 
@@ -18,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deploy.fleet import FleetError
+from deploy.fleet import Fleet, FleetError
 from deploy.planner import BackendInstance, FleetPlan, HostPlan
 from deploy.render import RenderedFile, RenderSettings, render_instance, render_router_yaml
 from roles.llama_server.defaults import DEFAULTS as LLAMA_SERVER_DEFAULTS
@@ -78,14 +77,32 @@ def host_files(plan: FleetPlan, host_plan: HostPlan, data: Mapping[str, Any]) ->
     return files
 
 
-def load_inventory(inventory_file: str | os.PathLike[str]) -> Any:
-    """A pyinfra Inventory with its group_data, loaded as ``pyinfra INVENTORY deploy.py`` does."""
-    from pyinfra.api import State
-    from pyinfra.context import ctx_state
+def plan_from_inventory(inventory_file: str) -> tuple[Fleet, FleetPlan, Any]:
+    """Fleet, plan and inventory exactly as ``deploy.py`` computes them, from the controller.
+
+    Connects to the backend hosts for GPU detection (the ``gpus:`` override wins), like the
+    deploy's first phase. Used by ``tests/infra`` to know what a deployed fleet should hold.
+    """
+    from pyinfra.api import Config, State
+    from pyinfra.context import ctx_inventory, ctx_state
     from pyinfra_cli.inventory import make_inventory
 
-    path = str(inventory_file)
-    if not Path(path).is_file():
-        raise FleetError([f"{path}: no such inventory file"])
-    with ctx_state.use(State()):
-        return make_inventory(path, cwd=os.getcwd())
+    from deploy.fleet import fleet_from_inventory
+    from deploy.orchestrate_checks import detect_hardware
+    from deploy.planner import plan_fleet
+
+    if not Path(inventory_file).is_file():
+        raise FleetError([f"{inventory_file}: no such inventory file"])
+    state = State()
+    with ctx_state.use(state):
+        inventory = make_inventory(inventory_file, cwd=os.getcwd())
+    state.init(inventory, Config())
+    try:
+        with ctx_state.use(state), ctx_inventory.use(inventory):
+            fleet = fleet_from_inventory(inventory, inventory_file)
+            plan = plan_fleet(fleet, detect_hardware(fleet, inventory))
+    finally:
+        for pyinfra_host in inventory:
+            if pyinfra_host.connected:
+                pyinfra_host.disconnect()
+    return fleet, plan, inventory

@@ -1,0 +1,155 @@
+"""What every deployed host must show: services, ports, files as planned, models, the router.
+
+Each test runs once per ``--hosts`` entry and checks what the plan puts on that host; a host
+the plan gives nothing of the kind skips that test.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+import pytest
+
+from deploy.orchestrate_files import host_files
+from deploy.planner import BackendInstance, HostPlan
+from roles.ollama.facts import normalize_tag
+from roles.router.defaults import DEFAULTS as ROUTER_DEFAULTS
+
+ALIVE_PATH = {"ollama": "/api/version", "llama-swap": "/health", "llama-server": "/health"}
+
+
+def instances(node: HostPlan) -> tuple[BackendInstance, ...]:
+    if not node.instances:
+        pytest.skip(f"{node.name} runs no backend")
+    return node.instances
+
+
+def router_only(node: HostPlan) -> None:
+    if not node.router:
+        pytest.skip(f"{node.name} is not a router host")
+
+
+def http(host: Any, method: str, url: str, body: Any = None, token: str | None = None) -> Any:
+    """curl on the host itself: (status, headers dict, parsed JSON body or text)."""
+    parts = ["curl", "-s", "-m", "120", "-X", method, "-D", "/dev/stderr", url]
+    if body is not None:
+        parts += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    if token:
+        parts += ["-H", f"Authorization: Bearer {token}"]
+    # The header goes through a variable, never the command line or a log.
+    result = host.run(" ".join(shlex.quote(p) for p in parts))
+    status_line, *header_lines = result.stderr.strip().splitlines() or ["HTTP/1.1 000"]
+    status = int(status_line.split()[1])
+    headers = {}
+    for line in header_lines:
+        key, _, value = line.partition(":")
+        headers[key.strip().lower()] = value.strip()
+    try:
+        payload = json.loads(result.stdout)
+    except ValueError:
+        payload = result.stdout
+    return status, headers, payload
+
+
+def test_backend_services_active(host: Any, node: HostPlan) -> None:
+    for inst in instances(node):
+        service = host.service(inst.service_name)
+        assert service.is_running, f"{inst.service_name} is not running on {node.name}"
+        assert service.is_enabled, f"{inst.service_name} is not enabled on {node.name}"
+
+
+def test_backend_ports_listening_and_alive(host: Any, node: HostPlan) -> None:
+    for inst in instances(node):
+        assert host.socket(f"tcp://{inst.bind}:{inst.port}").is_listening
+        status, _, _ = http(host, "GET", f"http://127.0.0.1:{inst.port}{ALIVE_PATH[inst.kind]}")
+        assert status == 200, f"{inst.name}: {ALIVE_PATH[inst.kind]} answered {status}"
+
+
+def test_files_as_planned(host: Any, node: HostPlan, deployed: Any) -> None:
+    files = host_files(deployed.plan, node, deployed.data(node))
+    if not files:
+        pytest.skip(f"{node.name} holds no rendered files")
+    for planned in files:
+        on_host = host.file(planned.path)
+        assert on_host.exists, f"{planned.path} is missing on {node.name}"
+        assert on_host.content_string == planned.content, (
+            f"{planned.path} on {node.name} differs from a fresh render of the plan"
+        )
+
+
+def test_models_present(host: Any, node: HostPlan) -> None:
+    for inst in instances(node):
+        if inst.kind == "ollama":
+            status, _, tags = http(host, "GET", f"http://127.0.0.1:{inst.port}/api/tags")
+            assert status == 200
+            have = {normalize_tag(m["name"]) for m in tags["models"]}
+            for model in inst.models:
+                assert model.ollama and normalize_tag(model.ollama) in have, (
+                    f"{inst.name}: {model.ollama} not pulled (has {sorted(have)})"
+                )
+        else:
+            for model in inst.models:
+                assert model.gguf and model.gguf_path
+                gguf = host.file(model.gguf_path)
+                assert gguf.exists, f"{inst.name}: {model.gguf_path} is missing"
+                assert gguf.sha256sum == model.gguf.sha256, f"{model.gguf_path}: wrong sha256"
+
+
+def test_router_ready(host: Any, node: HostPlan, deployed: Any) -> None:
+    router_only(node)
+    status, _, body = http(host, "GET", f"http://127.0.0.1:{deployed.plan.router.port}/readyz")
+    assert status == 200, body
+    planned = {inst.name for inst in deployed.plan.instances}
+    assert set(body["backends"]) <= planned and body["backends"], body
+
+
+def test_admin_token_root_only(host: Any, node: HostPlan, deployed: Any) -> None:
+    router_only(node)
+    token_file = host.file(deployed.plan.router.admin_token_file)
+    assert token_file.exists
+    assert (token_file.user, token_file.group, token_file.mode) == ("root", "root", 0o600)
+    token = token_file.content_string.strip()
+    assert len(token) >= 32
+    config = host.file("/etc/modelfleet/router.yaml").content_string
+    journal = host.run(f"journalctl -u {ROUTER_DEFAULTS['router_service']} --no-pager").stdout
+    assert token not in config and token not in journal
+
+
+def test_router_routes_a_real_request_to_llama_server(
+    host: Any, node: HostPlan, deployed: Any
+) -> None:
+    """Drain every other backend of a llama-server model, ask the router, undrain."""
+    router_only(node)
+    plan = deployed.plan
+    servers = [inst for inst in plan.instances if inst.kind == "llama-server" and inst.models]
+    if not servers:
+        pytest.skip("the fleet has no llama-server instance with models")
+    target, model = servers[0], servers[0].models[0]
+    others = [
+        inst.name
+        for inst in plan.instances
+        if inst.name != target.name and any(m.name == model.name for m in inst.models)
+    ]
+    base = f"http://127.0.0.1:{plan.router.port}"
+    token = host.file(plan.router.admin_token_file).content_string.strip()
+    try:
+        for name in others:
+            assert http(host, "POST", f"{base}/admin/backends/{name}/drain", token=token)[0] == 200
+        request = {
+            "model": model.name,
+            "messages": [{"role": "user", "content": "Say hello."}],
+            "max_tokens": 8,
+            "temperature": 0,
+        }
+        status, headers, body = http(host, "POST", f"{base}/v1/chat/completions", request)
+    finally:
+        for name in others:
+            http(host, "POST", f"{base}/admin/backends/{name}/undrain", token=token)
+    assert status == 200, body
+    assert headers.get("x-modelfleet-backend") == target.name
+    assert body["choices"][0]["message"]["role"] == "assistant"
+    assert body["usage"]["completion_tokens"] > 0
+    # llama.cpp's own fingerprint (b<build>-<commit>), not a stand-in's.
+    assert "standin" not in str(body.get("system_fingerprint", ""))
