@@ -2,7 +2,8 @@
 
     pytest tests/infra --inventory inventory/local.py \
         --hosts=podman://modelfleet-gpu-nv1,podman://modelfleet-gpu-amd1,podman://modelfleet-cpu-llama1
-    pytest tests/infra --inventory inventory/prod.py --hosts=ssh://ops@gpu-01,ssh://ops@router-01 --sudo
+    pytest tests/infra --inventory inventory/prod.py \
+        --hosts=ssh://ops@gpu-01,ssh://ops@router-01 --sudo
 
 ``--inventory`` (or ``MODELFLEET_INVENTORY``) names the inventory the fleet was deployed from;
 the plan is computed exactly as ``deploy.py`` does (``deploy/orchestrate_files.py``), GPU
