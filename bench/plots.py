@@ -1,0 +1,159 @@
+"""PNG plots for docs/benchmarks.md from the committed results in bench/results/*.json.
+
+    .venv/bin/python -m bench.plots            # writes bench/results/*.png
+
+Needs matplotlib (the ``bench`` extra). A missing results file skips its plots.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # after choosing the file-only backend
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COLORS = {
+    "modelfleet": "#1f77b4",
+    "modelfleet router": "#1f77b4",
+    "round-robin": "#d62728",
+    "least-connections": "#ff7f0e",
+    "least-models (PolyLlama)": "#2ca02c",
+    "direct": "#7f7f7f",
+    "nginx": "#2ca02c",
+    "LiteLLM proxy": "#9467bd",
+}
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _save(fig: Any, name: str) -> None:
+    fig.tight_layout()
+    fig.savefig(RESULTS / name, dpi=110)
+    plt.close(fig)
+    print(f"wrote {RESULTS / name}")
+
+
+def routing_plots(report: dict[str, Any]) -> None:
+    main = [
+        s
+        for s in report["scenarios"]
+        if s["keep_alive_s"] is None and "diagnosis" in s  # the main case, one per seed
+    ]
+    policies = list(main[0]["policies"])
+    seeds = [s["seed"] for s in main]
+    width = 0.8 / (len(policies) + 2)
+
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    for i, label in enumerate(policies):
+        values = [s["policies"][label]["cold_loads"] for s in main]
+        xs = [k + i * width for k in range(len(seeds))]
+        ax.bar(xs, values, width, label=label, color=COLORS.get(label))
+    refs = [
+        ("online pooled cache, router's eviction rule", "#17becf", "pooled_demand"),
+        ("offline bound (Belady)", "black", None),
+    ]
+    for j, (label, color, key) in enumerate(refs):
+        values = [
+            s["diagnosis"]["online_references"][key] if key else s["lower_bound"]["pooled"]
+            for s in main
+        ]
+        xs = [k + (len(policies) + j) * width for k in range(len(seeds))]
+        ax.bar(xs, values, width, label=label, color=color, alpha=0.8)
+    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(seeds))])
+    ax.set_xticklabels([f"seed {s}" for s in seeds])
+    ax.set_ylabel("cold loads in 1 h (fewer is better)")
+    ax.set_title("Cold loads: 32 models, 6 hosts, 1 req/s + bursts + popularity shift")
+    ax.legend(fontsize=8, ncol=2)
+    _save(fig, "routing_cold_loads.png")
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=False)
+    for ax, key, title in (
+        (axes[0], "ttft_p50_s", "TTFT p50"),
+        (axes[1], "ttft_p99_s", "TTFT p99"),
+    ):
+        for i, label in enumerate(policies):
+            values = [max(s["policies"][label][key], 1e-3) for s in main]
+            xs = [k + i * 0.2 for k in range(len(seeds))]
+            ax.bar(xs, values, 0.2, label=label, color=COLORS.get(label))
+        ax.set_yscale("log")
+        ax.set_xticks([k + 0.3 for k in range(len(seeds))])
+        ax.set_xticklabels([f"seed {s}" for s in seeds])
+        ax.set_ylabel("seconds (log)")
+        ax.set_title(title)
+    axes[0].legend(fontsize=7)
+    _save(fig, "routing_ttft.png")
+
+    timeline = report["timeline"]
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    for label in policies:
+        times = timeline[label]
+        ax.plot(times, range(1, len(times) + 1), label=label, color=COLORS.get(label))
+    ax.axvline(1800, color="grey", linestyle=":", label="popular set shifts")
+    ax.set_xlabel("trace time (s)")
+    ax.set_ylabel("cumulative cold loads")
+    ax.set_title(f"Cold loads over time (seed {timeline['seed']}, {timeline['rate_rps']} req/s)")
+    ax.legend(fontsize=8)
+    _save(fig, "routing_timeline.png")
+
+
+def proxy_plots(report: dict[str, Any]) -> None:
+    results = report["results"]
+    names = list(results)
+    colors = [COLORS.get(n, "#333333") for n in names]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
+    panels = [
+        (axes[0][0], "latency_p50_ms", "latency p50, concurrency 1 (ms)", True),
+        (axes[0][1], "rps_c32_mean", "requests/s, concurrency 32", False),
+        (axes[1][0], "stream_ttft_p50_ms", "streaming TTFT p50, concurrency 16 (ms)", True),
+        (axes[1][1], "stream_chunks_per_s_mean", "streaming chunks/s, concurrency 16", False),
+    ]
+    for ax, key, title, log in panels:
+        values = [results[n][key] for n in names]
+        ax.bar(range(len(names)), values, color=colors)
+        for x, v in enumerate(values):
+            ax.text(x, v, f"{v:.3g}", ha="center", va="bottom", fontsize=8)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, fontsize=8)
+        ax.set_title(title, fontsize=10)
+    _save(fig, "proxy_overhead.png")
+
+
+def deploy_plots(report: dict[str, Any]) -> None:
+    runs = report["runs"]
+    hosts = [r["hosts"] for r in runs]
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    ax.plot(hosts, [r["first_s"] for r in runs], "o-", label="first deploy")
+    ax.plot(hosts, [r["noop_s"] for r in runs], "s-", label="no-op re-run")
+    ax.set_xlabel("container hosts")
+    ax.set_ylabel("wall time (s)")
+    ax.set_xticks(hosts)
+    ax.set_title("pyinfra deploy time vs fleet size")
+    ax.legend()
+    _save(fig, "deploy_time.png")
+
+
+def main() -> None:
+    for name, plot in (
+        ("routing_quality.json", routing_plots),
+        ("proxy_overhead.json", proxy_plots),
+        ("deploy_time.json", deploy_plots),
+    ):
+        report = _load(name)
+        if report is None:
+            print(f"skip {name}: not there")
+        else:
+            plot(report)
+
+
+if __name__ == "__main__":
+    main()
