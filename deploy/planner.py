@@ -258,11 +258,18 @@ def _visibility_env(accelerator: Accelerator, ids: list[str], install: str) -> d
 
 
 def _max_loaded(backend: BackendSpec, needs: list[int], capacity: int) -> int:
-    """``max_loaded_models`` if set, else the largest k such that any k of the models fit."""
+    """How many models may be resident at once: ``max_loaded_models`` if set, else derived.
+
+    Ollama checks VRAM itself before loading and evicts to make room, so its cap only needs to
+    allow the most models that can ever fit together (the k smallest). llama-swap and
+    llama-server count models without looking at memory, so there any k of them must fit (the
+    k largest).
+    """
     if backend.max_loaded_models:
         return backend.max_loaded_models
+    order = sorted(needs) if backend.kind == "ollama" else sorted(needs, reverse=True)
     total, k = 0, 0
-    for need in sorted(needs, reverse=True):
+    for need in order:
         if total + need > capacity:
             break
         total, k = total + need, k + 1
@@ -507,10 +514,11 @@ def plan_fleet(fleet: Fleet, gpus_by_host: Mapping[str, HostHardware]) -> FleetP
     )
 
 
-def hardware_from_overrides(fleet: Fleet) -> dict[str, HostHardware]:
+def hardware_from_overrides(fleet: Fleet, missing_ok: bool = False) -> dict[str, HostHardware]:
     """Hardware of every backend host from its ``gpus:``/``ram_mb:``/``cpu_cores:`` data.
 
-    For offline planning (``modelfleet plan``); raises PlanError naming the hosts without it.
+    For offline planning (``modelfleet plan``); raises PlanError naming the hosts without it,
+    unless ``missing_ok`` (then those hosts are simply left out).
     """
     hardware: dict[str, HostHardware] = {}
     missing = []
@@ -521,11 +529,12 @@ def hardware_from_overrides(fleet: Fleet) -> dict[str, HostHardware]:
         hardware[spec.name] = HostHardware(
             gpus=spec.gpus, cpu_cores=spec.cpu_cores or 1, ram_mb=spec.ram_mb or 0
         )
-    if missing:
+    if missing and not missing_ok:
         raise PlanError(
             [
                 f"{fleet.source}: host {name}: key gpus: not set; offline planning needs the "
-                "gpus: override (gpus: [] and ram_mb: for CPU-only hosts), or use detection"
+                "gpus: override (gpus: [] and ram_mb: for CPU-only hosts), or ask the host: "
+                "modelfleet plan --detect"
                 for name in missing
             ]
         )
