@@ -32,10 +32,10 @@ def main(config_path: str, listen: str | None, log_level: str) -> None:
         if listen:
             config = config.model_copy(update={"listen": listen})
         host, port = config.host_port
+        app = create_app(config, config_path)  # reads admin_token_file / api_keys_file
     except (ConfigError, ValueError) as exc:
         click.echo(f"modelfleet-router: {exc}", err=True)
         sys.exit(2)
-    app = create_app(config, config_path)
     # handler_cancellation: a client that disconnects cancels its handler, and with it the
     # upstream request (aiohttp leaves handlers running by default)
     web.run_app(app, host=host, port=port, handler_cancellation=True, access_log=None, print=None)
