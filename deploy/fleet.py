@@ -35,7 +35,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deploy.gpu import Gpu, expand_gpu_overrides
-from router.config import HealthConfig, QueueConfig
 
 BackendKindName = Literal["ollama", "llama-swap", "llama-server"]
 InstallMode = Literal["native", "container"]
@@ -174,17 +173,41 @@ class Versions(_Strict):
 
 
 class RouterSettings(_Strict):
-    """The router's own settings (the backends come from the plan). Secrets only as files."""
+    """The router's own settings (the backends come from the plan). Secrets only as files.
+
+    ``port``/``bind`` make ``listen``; ``options`` holds any other ``RouterConfig`` key
+    (``queue``, ``health``, ``policy``, ``max_retries`` ...), checked against RouterConfig when
+    the fleet is loaded.
+    """
 
     port: int = Field(default=11434, gt=0, lt=65536)
     bind: str = "0.0.0.0"
     admin_token_file: str | None = "/etc/modelfleet/admin-token"
     api_keys_file: str | None = None
-    refresh_interval_s: float = Field(default=2.0, gt=0)
-    load_timeout_s: float = Field(default=300.0, gt=0)
-    max_body_mb: float = Field(default=32.0, gt=0)
-    queue: QueueConfig = Field(default_factory=QueueConfig)
-    health: HealthConfig = Field(default_factory=HealthConfig)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_data(cls, raw: dict[str, Any]) -> RouterSettings:
+        """From the ``router`` key; raises ValueError naming a key that may not be set there."""
+        from router.config import RouterConfig
+
+        own = {k: raw[k] for k in ("port", "bind", "admin_token_file", "api_keys_file") if k in raw}
+        options = {k: v for k, v in raw.items() if k not in own}
+        for key, why in ROUTER_FORBIDDEN.items():
+            if key in options:
+                raise ValueError(f"router.{key}: {why}")
+        settings = cls.model_validate({**own, "options": options})
+        RouterConfig.model_validate(options)  # unknown keys and bad values fail here
+        return settings
+
+
+ROUTER_FORBIDDEN = {
+    "listen": "set router.port and router.bind instead",
+    "backends": "the backends come from the plan",
+    "fleet": "the fleet name comes from fleet_name",
+    "admin_token": "secrets never go in inventory data; use admin_token_file",
+    "api_keys": "secrets never go in inventory data; use api_keys_file",
+}
 
 
 class Fleet(_Strict):
@@ -448,11 +471,19 @@ def fleet_from_inventory(
     catalog = _load_catalog(fleet_value("model_catalog"), catalog_file, problems)
 
     settings: dict[str, Any] = {}
-    for key, model in (("versions", Versions), ("router", RouterSettings)):
-        try:
-            settings[key] = model.model_validate(fleet_value(key) or {})
-        except ValidationError as exc:
-            problems.extend(_errors(exc, f"{_all_file(sources, key)}: key {key}"))
+    try:
+        settings["versions"] = Versions.model_validate(fleet_value("versions") or {})
+    except ValidationError as exc:
+        problems.extend(_errors(exc, f"{_all_file(sources, 'versions')}: key versions"))
+    raw_router = fleet_value("router") or {}
+    try:
+        if not isinstance(raw_router, dict):
+            raise ValueError("router: expected a mapping")
+        settings["router"] = RouterSettings.from_data(raw_router)
+    except ValidationError as exc:
+        problems.extend(_errors(exc, f"{_all_file(sources, 'router')}: key router"))
+    except ValueError as exc:
+        problems.append(f"{_all_file(sources, 'router')}: key {exc}")
 
     _check_names(hosts, catalog, inventory, sources, problems)
     if problems:
@@ -572,6 +603,9 @@ def load_fleet(
     from pyinfra.context import ctx_state
 
     make_inventory = _pyinfra_make_inventory()
+    # pyinfra caches compiled inventory/group_data files by name for the life of the process;
+    # a long-lived caller (tests, tools) must see edits made since the last load.
+    sys.modules["pyinfra_cli.util"].PYTHON_CODES.clear()
     path = str(inventory_file)
     if not Path(path).is_file():
         raise FleetError([f"{path}: no such inventory file"])

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -184,17 +183,15 @@ class FleetPlan(_Frozen):
             )
             for inst in self.instances
         ]
-        return RouterConfig(
-            listen=f"{settings.bind}:{settings.port}",
-            admin_token_file=Path(settings.admin_token_file) if settings.admin_token_file else None,
-            api_keys_file=Path(settings.api_keys_file) if settings.api_keys_file else None,
-            backends=backends,
-            refresh_interval_s=settings.refresh_interval_s,
-            load_timeout_s=settings.load_timeout_s,
-            max_body_mb=settings.max_body_mb,
-            queue=settings.queue,
-            health=settings.health,
-            fleet=self.fleet,
+        return RouterConfig.model_validate(
+            {
+                **settings.options,
+                "listen": f"{settings.bind}:{settings.port}",
+                "admin_token_file": settings.admin_token_file,
+                "api_keys_file": settings.api_keys_file,
+                "backends": backends,
+                "fleet": self.fleet,
+            }
         )
 
 

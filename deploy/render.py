@@ -287,7 +287,13 @@ def _seconds(duration: str) -> int:
 def render_router_yaml(plan: FleetPlan) -> str:
     """``router.yaml`` with the whole fleet's truth; validates against RouterConfig."""
     config = plan.router_config()
-    return render_template("router/router.yaml.j2", config=config, plan=plan)
+    # Every non-default setting but the backends, generically (new RouterConfig keys need no
+    # template change); secrets are excluded (the plan only ever carries their file paths).
+    settings = config.model_dump(
+        mode="json", exclude={"backends", "admin_token", "api_keys"}, exclude_defaults=True
+    )
+    settings_yaml = yaml.safe_dump(settings, sort_keys=False, default_flow_style=False)
+    return render_template("router/router.yaml.j2", config=config, settings_yaml=settings_yaml)
 
 
 # --------------------------------------------------------------------------- per host

@@ -74,3 +74,35 @@ def test_llama_swap_host_needs_gguf_source(write_inventory) -> None:
     path = write_inventory('gpu = [("g1", {"backend": "llama-swap"})]\n', {"all": CATALOG})
     with pytest.raises(FleetError, match=r"model_catalog\.small: backend llama-swap needs a gguf"):
         load_fleet(path)
+
+
+def test_router_settings_pass_through_and_secrets_are_refused(write_inventory, tmp_path) -> None:
+    from deploy.planner import hardware_from_overrides, plan_fleet
+    from deploy.render import render_router_yaml
+    from router.config import load_config
+
+    router = 'router = {"port": 8000, "policy": {"headroom_mb": 2048}, "max_retries": 1}\n'
+    path = write_inventory(
+        'gpu = [("g1", {"backend": "ollama", "gpus": [], "ram_mb": 65536})]\n',
+        {"all": CATALOG + router},
+    )
+    fleet = load_fleet(path)
+    target = tmp_path / "router.yaml"
+    target.write_text(render_router_yaml(plan_fleet(fleet, hardware_from_overrides(fleet))))
+    config = load_config(target)
+    assert (config.listen, config.policy.headroom_mb, config.max_retries) == (
+        "0.0.0.0:8000",
+        2048,
+        1,
+    )
+
+    for bad, message in (
+        ('router = {"admin_token": "hunter2"}\n', "key router.admin_token: secrets never go"),
+        ('router = {"queue": {"max_per_model": -1}}\n', "key router.queue.max_per_model:"),
+        ('router = {"colour": "blue"}\n', "key router.colour: Extra inputs are not permitted"),
+    ):
+        path = write_inventory('gpu = [("g1", {"backend": "ollama"})]\n', {"all": CATALOG + bad})
+        with pytest.raises(FleetError) as err:
+            load_fleet(path)
+        assert f"group_data/all.py: {message}" in str(err.value)
+        assert "hunter2" not in str(err.value)
