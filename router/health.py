@@ -87,8 +87,8 @@ async def expire_keep_alive(router: Router) -> None:
             if ms.unload_at is not None and ms.unload_at <= now and ms.in_flight == 0:
                 ms.unload_at = None
                 if ms.status == "loaded":
+                    ms.status = "cold"  # first, so no request is routed to it meanwhile
                     await router.unload(state.name, ms.model)
-                    ms.status = "cold"
 
 
 async def run_forever(loop: Callable[[], Awaitable[None]], name: str) -> None:

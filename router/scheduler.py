@@ -114,6 +114,8 @@ class Scheduler:
         waiter = _Waiter(model, exclude, asyncio.get_running_loop().create_future(), now)
         queue.append(waiter)
         self._count_queue(model)
+        if decision.action in ("serve", "load"):
+            self.kick()  # capacity is free but others were first in line: serve them in order
         try:
             lease = await asyncio.wait_for(asyncio.shield(waiter.future), cfg.deadline_s)
         except BaseException as exc:

@@ -1,0 +1,170 @@
+"""Backend adapters on the edge cases, CPU-spill avoidance, and the command-line entry point."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from router.backends import parse_time
+from tests.router.conftest import ndjson, router_of
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def test_single_model_llama_server_loading_then_loaded(make_router, aiohttp_server):
+    """llama-server with one model: ``meta: null`` in /v1/models while it loads."""
+    state = {"meta": None}
+
+    async def models(request: web.Request) -> web.Response:
+        if request.path == "/models":
+            return web.json_response({"error": {"code": 404}}, status=404)
+        item = {"id": "gemma", "object": "model", "meta": state["meta"]}
+        return web.json_response({"object": "list", "data": [item]})
+
+    async def health(request: web.Request) -> web.Response:
+        if state["meta"] is None:
+            return web.json_response({"error": {"message": "Loading model"}}, status=503)
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/models", models)
+    app.router.add_get("/health", health)
+    server: TestServer = await aiohttp_server(app)
+    client = await make_router(
+        [{"name": "ls", "url": str(server.make_url("")).rstrip("/"), "kind": "llama-server"}]
+    )
+    router = router_of(client)
+    backend = router.fleet.backends["ls"]
+    await router.refresh_all()
+    assert backend.mode == "single" and backend.models["gemma"].status == "loading"
+    assert backend.healthy  # 503 "Loading model" means alive
+    state["meta"] = {"size": 253 * 1024 * 1024, "n_ctx_train": 32768}
+    await router.refresh_all()
+    assert backend.models["gemma"].status == "loaded" and backend.models["gemma"].size_mb == 253
+    # one model, loaded by its own command line: the router cannot load or unload there
+    resp = await client.post(
+        "/admin/backends/ls/unload",
+        json={"model": "gemma"},
+        headers={"Authorization": "Bearer test-admin-token"},
+    )
+    assert resp.status == 502 and "cannot unload" in (await resp.json())["error"]
+
+
+async def test_backend_4xx_reaches_an_ollama_client_in_ollama_shape(make_router, aiohttp_server):
+    async def chat(request: web.Request) -> web.Response:
+        error = {"error": {"message": "context too long", "type": "invalid_request_error"}}
+        return web.json_response(error, status=400)
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"data": [{"id": "m"}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/v1/models", models)
+    server: TestServer = await aiohttp_server(app)
+    client = await make_router(
+        [{"name": "oa", "url": str(server.make_url("")).rstrip("/"), "kind": "openai"}]
+    )
+    resp = await client.post("/api/chat", json={"model": "m", "messages": [{"role": "user"}]})
+    assert resp.status == 400
+    assert await resp.json() == {"error": "context too long"}
+    assert resp.headers["X-Modelfleet-Backend"] == "oa"
+    passthrough = await client.post(
+        "/v1/chat/completions", json={"model": "m", "messages": [{"role": "user"}]}
+    )
+    assert (await passthrough.json())["error"]["message"] == "context too long"
+
+
+async def test_cpu_spilled_copy_loses_to_a_clean_load(ollama, make_router):
+    catalog = [{"name": "big:1b", "size_mb": 3000}]
+    small = ollama(catalog=catalog, models=["big:1b"], vram_mb=2000)
+    large = ollama(catalog=catalog, models=["big:1b"], vram_mb=8000)
+    client = await make_router(
+        [
+            {"name": "small", "url": small.url, "vram_mb": 2000},
+            {"name": "large", "url": large.url, "vram_mb": 8000},
+        ]
+    )
+    router = router_of(client)
+    auth = {"Authorization": "Bearer test-admin-token"}
+    await client.post("/admin/backends/small/load", json={"model": "big:1b"}, headers=auth)
+    ps = await (await client.get("/api/ps")).json()
+    [entry] = ps["models"]
+    assert entry["backend"] == "small" and entry["size_vram"] < entry["size"]  # spilled
+    resp = await client.post("/api/generate", json={"model": "big:1b", "prompt": "x"})
+    lines = await ndjson(resp)
+    assert lines[-1]["done"] is True
+    assert resp.headers["X-Modelfleet-Backend"] == "large"
+    assert resp.headers["X-Modelfleet-Reason"] == "load-fits"
+    assert router.fleet.backends["small"].models["big:1b"].vram_mb < 3000
+
+
+def test_parse_time_handles_nanoseconds_and_zero():
+    assert parse_time("2024-06-04T14:38:31.837530123-07:00") == parse_time(
+        "2024-06-04T21:38:31.83753Z"
+    )
+    assert parse_time("0001-01-01T00:00:00Z") is None and parse_time(None) is None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_cli_rejects_a_bad_config_with_the_file_and_key(tmp_path):
+    path = tmp_path / "router.yaml"
+    path.write_text("backends:\n  - name: a\n    url: ftp://x\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "router", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert str(path) in proc.stderr and "backends.0.url" in proc.stderr
+
+
+def test_cli_serves_from_a_ten_line_file(tmp_path, ollama):
+    server = ollama(models=["qwen2.5:0.5b"])
+    port = _free_port()
+    path = tmp_path / "router.yaml"
+    path.write_text(
+        f"listen: 127.0.0.1:{port}\nadmin_token: change-me\nbackends:\n"
+        f"  - name: gpu-01\n    url: {server.url}\n    kind: ollama\n"
+        "    host: gpu-01\n    vram_mb: 24576\n    slots: 2\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "router", "--config", str(path)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        body = json.dumps({"model": "qwen2.5:0.5b", "prompt": "x", "stream": False}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/generate", data=body)
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.headers["X-Modelfleet-Backend"] == "gpu-01"
+            assert json.loads(resp.read())["done"] is True
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
