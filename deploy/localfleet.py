@@ -303,13 +303,20 @@ def _run_container(
 
 
 def _wait_for_systemd(spec: ContainerHost, container: str) -> None:
-    out = _podman(
-        "exec", container, "timeout", str(int(SYSTEMD_TIMEOUT_S)),
-        "systemctl", "is-system-running", "--wait",
-        check=False, timeout=SYSTEMD_TIMEOUT_S + 10,
-    ).strip()  # fmt: skip
-    if out == "running":
-        return
+    # Right after `podman run`, systemctl may not reach PID 1 yet (no output): ask again.
+    deadline = time.monotonic() + SYSTEMD_TIMEOUT_S
+    out = ""
+    while time.monotonic() < deadline:
+        out = _podman(
+            "exec", container, "timeout", str(int(SYSTEMD_TIMEOUT_S)),
+            "systemctl", "is-system-running", "--wait",
+            check=False, timeout=SYSTEMD_TIMEOUT_S + 10,
+        ).strip()  # fmt: skip
+        if out == "running":
+            return
+        if out in ("degraded", "maintenance", "stopping"):
+            break
+        time.sleep(0.3)
     failed = _podman(
         "exec", container, "systemctl", "list-units", "--failed", "--plain", "--no-legend",
         check=False,

@@ -1,0 +1,19 @@
+"""Every knob of the container_runtime role, with its default. Override in group_data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    # "podman" or "docker"; the role does nothing for hosts without this key set.
+    "container_runtime_engine": "podman",
+    # Packages per engine (Debian's own: podman, docker.io). Pin with "pkg=version".
+    "container_runtime_packages": {"podman": ["podman"], "docker": ["docker.io"]},
+    # Start and enable docker.service (podman has no daemon).
+    "container_runtime_manage_service": True,
+    # GPU access for containers: "auto" (nvidia when the host is in gpu_nvidia or has
+    # nvidia-ctk, amd when in gpu_amd or /dev/kfd exists), "nvidia", "amd" or "none".
+    "container_runtime_gpu": "auto",
+    # Users allowed to run docker without sudo (docker group); podman runs rootful here.
+    "container_runtime_users": [],
+}
