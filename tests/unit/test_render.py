@@ -130,6 +130,23 @@ def test_llama_swap_config_parses_back() -> None:
     assert group["swap"] is (inst.max_loaded < len(inst.models))
 
 
+def test_llama_swap_standin_accepts_the_config(tmp_path: Path) -> None:
+    """The project's llama-swap stand-in validates configs like llama-swap does."""
+    from tests.standins.llama_swap import load_config as load_llama_swap_config
+
+    plan = example_plan()
+    (inst,) = (i for i in plan.instances if i.kind == "llama-swap")
+    (file,) = files_by_role(plan)["llama_swap"]
+    path = tmp_path / "config.yaml"
+    path.write_text(file.content)
+    config = load_llama_swap_config(path)
+    assert set(config.models) == {m.name for m in inst.models}
+    gemma = config.models["gemma3-270m"]
+    assert gemma.cmd[:3] == ["/opt/llama-server/current/llama-server", "--host", "127.0.0.1"]
+    assert gemma.proxy == f"http://127.0.0.1:{gemma.cmd[gemma.cmd.index('--port') + 1]}"
+    assert gemma.aliases == ["tiny"] and gemma.ttl == 1800
+
+
 def test_llama_server_presets_parse_back() -> None:
     plan = example_plan()
     (inst,) = (i for i in plan.instances if i.kind == "llama-server")
