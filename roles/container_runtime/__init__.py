@@ -71,7 +71,7 @@ def engine() -> None:
     if gpu_vendor() == "nvidia":
         if "gpu_nvidia" not in host.groups:  # the driver role did not install the toolkit
             nvidia.toolkit()
-        nvidia.container_access(name)
+        nvidia.container_access(engine=name)
 
 
 __all__ = ["DEFAULTS", "engine", "gpu_vendor"]

@@ -34,7 +34,8 @@ def cdi_spec(output: str = "/etc/cdi/nvidia.yaml"):
         cdi_spec(name="CDI spec for podman", output="/etc/cdi/nvidia.yaml")
     """
     wanted = expected_cdi_devices(host.get_fact(NvidiaGpuIds))
-    have = set(host.get_fact(CdiDevices))
+    devices: list[str] = host.get_fact(CdiDevices)
+    have = set(devices)
     if host.get_fact(File, path=output) and len(wanted) > 1 and have == wanted:
         host.noop(f"{output} lists the {len(wanted) - 1} GPU names and all")
         return
