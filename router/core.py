@@ -20,6 +20,7 @@ from router.scheduler import Scheduler
 from router.state import BackendState, FleetState
 
 log = logging.getLogger("modelfleet.router")
+AFTER_REQUEST_S = 0.25  # debounce: one after-request refresh per backend per this interval
 
 
 def policy_for(config: RouterConfig) -> Policy:
@@ -50,6 +51,7 @@ class Router:
         self.client_keys = config.client_keys()
         self.started = time.time()
         self.background: set[asyncio.Future[Any]] = set()
+        self._refreshing: set[str] = set()
 
     # -- backends ---------------------------------------------------------------------------
 
@@ -84,6 +86,7 @@ class Router:
 
     async def refresh(self, state: BackendState) -> bool:
         """Poll one backend's residency; False when it did not answer."""
+        state.last_refresh = time.monotonic()
         try:
             await self.adapter(state).refresh()
         except (BackendError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
@@ -92,6 +95,22 @@ class Router:
         finally:
             self.scheduler.kick()
         return True
+
+    def refresh_soon(self, state: BackendState) -> None:
+        """Re-read a backend's residency after a request, at most every ``AFTER_REQUEST_S``."""
+        now = time.monotonic()
+        if state.name in self._refreshing or now - state.last_refresh < AFTER_REQUEST_S:
+            return
+        state.last_refresh = now
+        self._refreshing.add(state.name)
+
+        async def run() -> None:
+            try:
+                await self.refresh(state)
+            finally:
+                self._refreshing.discard(state.name)
+
+        self.spawn(run())
 
     async def refresh_all(self) -> None:
         await asyncio.gather(*(self.refresh(s) for s in list(self.fleet.backends.values())))

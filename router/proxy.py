@@ -250,6 +250,7 @@ async def _attempt(
         router.scheduler.release(lease, ok=ok or lease.first_byte_at is not None, served=ok)
         if ok:
             _keep_alive(router, call, lease)
+        router.refresh_soon(backend)  # learn what the request changed (loads, evictions)
 
 
 async def _chunks(resp: aiohttp.ClientResponse, stall_s: float) -> AsyncIterator[bytes]:
@@ -311,14 +312,21 @@ async def _relay(
         else None
     )
     sse = _Lines()
+    client_model = call.body.get("model", call.model)
+    upstream_model = up.body.get("model")
+    renamer = (
+        _Renamer(upstream_model, client_model)
+        if up.translation == "raw" and upstream_model and upstream_model != client_model
+        else None
+    )
     try:
         async for chunk in _chunks(resp, stall_s):
             if not out.prepared:
                 first_byte()
                 await out.prepare(request)
             if reply is None:
-                await out.write(chunk)
                 sniffer.feed(chunk)
+                await out.write(renamer.feed(chunk) if renamer else chunk)
                 continue
             for line in sse.feed(chunk):
                 obj = _sse_data(line)
@@ -430,6 +438,32 @@ class _Lines:
         data = self.tail + chunk
         *lines, self.tail = data.split(b"\n")
         return lines
+
+
+class _Renamer:
+    """Puts the client's model name back into passthrough NDJSON/SSE lines (whole lines only)."""
+
+    def __init__(self, upstream: str, client: str) -> None:
+        self.upstream, self.client = upstream, client
+        self.lines = _Lines()
+
+    def feed(self, chunk: bytes) -> bytes:
+        out = []
+        for line in self.lines.feed(chunk):
+            prefix, payload = (
+                (b"data: ", line[5:].strip())
+                if line.startswith(b"data:")
+                else (
+                    b"",
+                    line,
+                )
+            )
+            obj = _json_line(payload) if payload.startswith(b"{") else None
+            if obj is not None and obj.get("model") == self.upstream:
+                obj["model"] = self.client
+                line = prefix + json.dumps(obj, separators=(",", ":")).encode()
+            out.append(line + b"\n")
+        return b"".join(out)
 
 
 class _Sniffer:

@@ -68,6 +68,7 @@ class BackendState:
     drained: bool = False
     removing: bool = False  # dropped by a config reload; goes once idle
     mode: str = ""  # llama-server: "router" or "single"
+    last_refresh: float = 0.0  # monotonic
     models: dict[str, ModelState] = field(default_factory=dict)  # client name -> state
     learned: dict[str, str] = field(default_factory=dict)  # client name -> upstream name
     failures: deque[tuple[float, str]] = field(default_factory=deque)  # passive signals

@@ -153,3 +153,27 @@ async def test_load_and_unload_with_empty_prompt(ollama, make_router):
     assert router.fleet.backends["o1"].models[MODEL].status == "cold"
     ps = await (await client.get("/api/ps")).json()
     assert ps["models"] == []
+
+
+async def test_catalog_names_map_to_backend_names_both_ways(ollama, make_router):
+    server = ollama(models=[MODEL])
+    client = await make_router(
+        [{"name": "o1", "url": server.url, "models": [{"name": "fast", "backend_model": MODEL}]}]
+    )
+    resp = await client.post(
+        "/api/chat", json={"model": "fast", "messages": [{"role": "user", "content": "x"}]}
+    )
+    lines = await ndjson(resp)
+    assert {line["model"] for line in lines} == {"fast"}
+    stream = await client.post(
+        "/v1/chat/completions",
+        json={"model": "fast", "messages": [{"role": "user", "content": "x"}], "stream": True},
+    )
+    text = await stream.text()
+    assert '"model":"fast"' in text and MODEL not in text
+    whole = await client.post(
+        "/api/generate", json={"model": "fast", "prompt": "x", "stream": False}
+    )
+    assert (await whole.json())["model"] == "fast"
+    ps = await (await client.get("/api/ps")).json()
+    assert [m["name"] for m in ps["models"]] == ["fast"]
