@@ -106,3 +106,31 @@ def test_router_settings_pass_through_and_secrets_are_refused(write_inventory, t
             load_fleet(path)
         assert f"group_data/all.py: {message}" in str(err.value)
         assert "hunter2" not in str(err.value)
+
+
+def test_fleet_sees_what_the_pyinfra_cli_sees() -> None:
+    """load_fleet reads the same host data as `pyinfra INVENTORY debug-inventory`."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pyinfra = Path(sys.executable).parent / "pyinfra"
+    result = subprocess.run(
+        [str(pyinfra), "inventory/example.py", "debug-inventory", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    seen = {host["name"]: host for host in json.loads(result.stdout)}
+    fleet = load_fleet("inventory/example.py")
+    assert set(seen) == {h.inventory_name for h in fleet.hosts}
+    for spec in fleet.hosts:
+        data = seen[spec.inventory_name]["data"]
+        assert set(spec.groups) == set(seen[spec.inventory_name]["groups"])
+        assert (spec.backend.kind if spec.backend else None) == data.get("backend")
+        assert spec.models == tuple(data.get("models", ()))
+        assert set(fleet.catalog) == set(data["model_catalog"])
+        if spec.backend:
+            assert spec.backend.keep_alive == data["keep_alive"]
