@@ -1,0 +1,40 @@
+"""The nvidia role's facts and operations as data (pyinfra's own fixture format).
+
+One folder per fact or operation under ``facts/`` and ``operations/``; a new case is a new
+JSON file. Operation cases name our facts as the fake host keys them: ``facts.CdiDevices``.
+"""
+
+from pathlib import Path
+
+from pyinfra_testing.facts import make_fact_tests
+from pyinfra_testing.operations import make_operation_tests
+
+from roles.aptsource import source_line
+from roles.rocm import version_path
+
+HERE = Path(__file__).parent
+
+for folder in sorted((HERE / "facts").iterdir()):
+    locals()[f"TestFact_{folder.name}"] = make_fact_tests("roles", folder.name, folder)
+for folder in sorted((HERE / "operations").iterdir()):
+    locals()[f"TestOp_{folder.name}"] = make_operation_tests("roles", folder.name, folder)
+
+
+def test_rocm_version_path_drops_a_trailing_zero():
+    assert [version_path(v) for v in ("6.4.1", "7.1.0", "6.4", "7.0.10")] == [
+        "6.4.1",
+        "7.1",
+        "6.4",
+        "7.0.10",
+    ]
+
+
+def test_source_lines_flat_and_suite():
+    assert (
+        source_line("https://example.test/cuda/", "/etc/apt/keyrings/c.asc")
+        == "deb [signed-by=/etc/apt/keyrings/c.asc] https://example.test/cuda/ /"
+    )
+    assert (
+        source_line("https://example.test/rocm", "/k.asc", suite="jammy", components="main")
+        == "deb [signed-by=/k.asc] https://example.test/rocm jammy main"
+    )
