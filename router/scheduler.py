@@ -100,7 +100,8 @@ class Scheduler:
         if attempt == 0:
             self.fleet.demand.record(model, now)
         decision = self._decide(model, exclude, now)
-        if not queue and decision.action in ("serve", "load"):
+        # FIFO: a newcomer binds at once only when nobody is waiting; a retry already waited
+        if (not queue or attempt > 0) and decision.action in ("serve", "load"):
             return self._bind(model, decision, exclude, now, since=now, attempt=attempt)
         if decision.action == "reject":
             raise NoBackend(f"no healthy backend can serve model {model!r}")
@@ -112,7 +113,10 @@ class Scheduler:
             error.status = cfg.full_status
             raise error
         waiter = _Waiter(model, exclude, asyncio.get_running_loop().create_future(), now)
-        queue.append(waiter)
+        if attempt > 0:
+            queue.appendleft(waiter)  # a retry keeps its place at the front
+        else:
+            queue.append(waiter)
         self._count_queue(model)
         if decision.action in ("serve", "load"):
             self.kick()  # capacity is free but others were first in line: serve them in order

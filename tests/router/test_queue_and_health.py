@@ -222,3 +222,30 @@ async def test_unhealthy_backend_is_probed_with_backoff(make_router):
     state = router_of(client).fleet.backends["gone"]
     await wait_for(lambda: state.backoff_s >= 0.4)
     assert not state.healthy and state.backoff_s == 0.4
+
+
+async def test_queued_request_binds_to_the_first_backend_that_frees_a_slot(ollama, make_router):
+    slow = ollama(models=["qwen2.5:0.5b"], tokens_per_s=4)
+    quick = ollama(models=["qwen2.5:0.5b"], tokens_per_s=40)
+    client = await make_router(
+        [{"name": "a-slow", "url": slow.url}, {"name": "b-quick", "url": quick.url}],
+        policy={"scale_out": False},
+    )
+    router = router_of(client)
+    auth = {"Authorization": "Bearer test-admin-token"}
+    for name in ("a-slow", "b-quick"):
+        await client.post(
+            f"/admin/backends/{name}/load", json={"model": "qwen2.5:0.5b"}, headers=auth
+        )
+    first = asyncio.ensure_future(client.post("/api/generate", json=gen("qwen2.5:0.5b", "1")))
+    await _busy(router, "qwen2.5:0.5b", 1)
+    second = asyncio.ensure_future(client.post("/api/generate", json=gen("qwen2.5:0.5b", "2")))
+    await _busy(router, "qwen2.5:0.5b", 2)
+    third = await client.post("/api/generate", json=gen("qwen2.5:0.5b", "3"))
+    replies = [await first, await second]
+    assert {r.headers["X-Modelfleet-Backend"] for r in replies} == {"a-slow", "b-quick"}
+    # it waited at the router, then took the slot the quick backend freed first
+    assert third.headers["X-Modelfleet-Backend"] == "b-quick"
+    assert third.headers["X-Modelfleet-Reason"] == "resident"
+    assert int(third.headers["X-Modelfleet-Queue-Ms"]) > 0
+    assert any(d.reason == "wait-slot" for d in router.fleet.decisions)
