@@ -32,7 +32,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from deploy.gpu import Gpu, expand_gpu_overrides
 
@@ -141,6 +148,21 @@ class BackendSpec(_Strict):
     vram_headroom_mb: int = Field(default=1024, ge=0, description="kept free per GPU")
     ram_headroom_mb: int = Field(default=4096, ge=0, description="kept free on CPU-only hosts")
     instance_per_gpu: bool = False
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not re.fullmatch(r"-?\d+(\.\d+)?[smh]?", value.strip()):
+            raise ValueError(f"{value!r} is not a duration like 30m, 1h, 90s, 600 or -1")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _container_only_for_ollama(self) -> BackendSpec:
+        if self.install == "container" and self.kind != "ollama":
+            raise ValueError(
+                f"install: container is rendered for ollama only; {self.kind} installs natively"
+            )
+        return self
 
 
 class HostSpec(_Strict):
@@ -309,11 +331,15 @@ def _node_name(host: Any, data: dict[str, Any]) -> str:
     return str(host.name).rsplit("/", 1)[-1]
 
 
+def _msg(message: str) -> str:
+    return message.removeprefix("Value error, ")
+
+
 def _errors(exc: ValidationError, prefix: str) -> list[str]:
     lines = []
     for err in exc.errors(include_input=False):
         loc = ".".join(str(p) for p in err["loc"])
-        lines.append(f"{prefix}{'.' + loc if loc else ''}: {err['msg']}")
+        lines.append(f"{prefix}{'.' + loc if loc else ''}: {_msg(err['msg'])}")
     return lines
 
 
@@ -395,8 +421,9 @@ def _host_spec(
             backend = BackendSpec.model_validate(raw_backend)
         except ValidationError as exc:
             for err in exc.errors(include_input=False):
-                field = str(err["loc"][0]) if err["loc"] else "backend"
-                problems.append(f"{where(key_of.get(field, field))}: {err['msg']}")
+                # The only whole-model check is about the install mode.
+                field = str(err["loc"][0]) if err["loc"] else "install"
+                problems.append(f"{where(key_of.get(field, field))}: {_msg(err['msg'])}")
 
     address = value["address"] or data.get("ssh_hostname") or str(host.name).rsplit("/", 1)[-1]
     try:

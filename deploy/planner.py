@@ -417,6 +417,14 @@ def plan_fleet(fleet: Fleet, gpus_by_host: Mapping[str, HostHardware]) -> FleetP
             fleet, spec, hardware, problems
         )
 
+    for spec in fleet.router_hosts:
+        for inst in host_instances.get(spec.name, []):
+            if inst.port == fleet.router.port:
+                problems.append(
+                    f"host {spec.name}: the router (key router.port) and instance {inst.name} "
+                    f"(key backend_port) both want port {inst.port}; move one of them"
+                )
+
     everywhere = [inst for insts in host_instances.values() for inst in insts]
     largest = max(everywhere, key=lambda i: i.capacity_mb, default=None)
 

@@ -134,3 +134,22 @@ def test_fleet_sees_what_the_pyinfra_cli_sees() -> None:
         assert set(fleet.catalog) == set(data["model_catalog"])
         if spec.backend:
             assert spec.backend.keep_alive == data["keep_alive"]
+
+
+def test_backend_settings_are_checked_at_load(write_inventory) -> None:
+    cases = [
+        (
+            '"backend": "ollama", "keep_alive": "forever"',
+            "key keep_alive: 'forever' is not a duration like 30m, 1h, 90s, 600 or -1",
+        ),
+        (
+            '"backend": "llama-swap", "backend_install": "container"',
+            "key backend_install: install: container is rendered for ollama only; llama-swap "
+            "installs natively",
+        ),
+    ]
+    for data, message in cases:
+        path = write_inventory(f'gpu = [("g1", {{{data}, "gpus": []}})]\n', {"all": "x = 1\n"})
+        with pytest.raises(FleetError) as err:
+            load_fleet(path)
+        assert err.value.problems == [f"{path}: host g1: {message}"]

@@ -17,6 +17,11 @@ model_catalog = {
              "groups": ["gpu"]},
 }
 """
+SMALL_ONLY = """
+model_catalog = {
+    "small": {"ollama": "small:1b", "size_mb": 1000, "kv_mb_per_1k_ctx": 100, "groups": ["gpu"]},
+}
+"""
 TWO_HOSTS = """
 gpu = [
     ("big", {"gpus": [{"name": "NVIDIA H100 80GB HBM3", "vram_mb": 81559, "count": 2}]}),
@@ -122,3 +127,16 @@ def test_instance_per_gpu_and_mig_slices(write_inventory) -> None:
 )
 def test_gpu_slug(name: str, slug: str) -> None:
     assert gpu_slug(name) == slug
+
+
+def test_router_and_backend_on_one_port_is_an_error(write_inventory) -> None:
+    path = write_inventory(
+        """
+        gpu = [("box", {"gpus": [{"name": "NVIDIA L4", "vram_mb": 23034}]})]
+        router = ["box"]
+        """,
+        {"all": SMALL_ONLY, "gpu": 'backend = "ollama"'},
+    )
+    fleet = load_fleet(path)
+    with pytest.raises(PlanError, match=r"host box: the router \(key router.port\) and instance"):
+        plan_fleet(fleet, hardware_from_overrides(fleet))
