@@ -163,6 +163,7 @@ async def proxy(router: Router, request: web.Request, call: Call) -> web.StreamR
             outcome.backend, outcome.reason = lease.backend.name, lease.reason
             outcome.queue_s, outcome.attempts = lease.queued_s, len(exclude) + 1
             outcome.loaded = lease.loading
+            outcome.error, outcome.status = None, 0  # a retry starts clean
             router.metrics.queue_wait.labels(call.model).observe(lease.queued_s)
             answer = await _attempt(router, request, call, lease, outcome)
             if answer is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 
 import aiohttp
 
@@ -88,7 +89,7 @@ async def test_queue_deadline_gives_503(ollama, make_router):
 
 
 async def test_failing_backend_is_retried_elsewhere_before_the_first_byte(
-    faulty_backend, make_router
+    faulty_backend, make_router, tmp_path
 ):
     bad, good = await faulty_backend("500"), await faulty_backend("ok")
     client = await make_router(
@@ -97,6 +98,7 @@ async def test_failing_backend_is_retried_elsewhere_before_the_first_byte(
             {"name": "good", "url": good.url, "kind": "openai"},
         ],
         health={"interval_s": 30.0, "fail_threshold": 1},  # passive signals only
+        access_log=str(tmp_path / "access.jsonl"),
     )
     router = router_of(client)  # both idle: "bad" wins the tie on name, then fails
     replies = []
@@ -111,6 +113,10 @@ async def test_failing_backend_is_retried_elsewhere_before_the_first_byte(
     assert any(r.headers["X-Modelfleet-Attempts"] == "2" for r in replies)
     metrics = await (await client.get("/metrics")).text()
     assert 'modelfleet_backend_failures_total{backend="bad",kind="5xx"}' in metrics
+    assert 'modelfleet_retries_total{backend="bad",model="m"} 1.0' in metrics
+    records = [json.loads(line) for line in (tmp_path / "access.jsonl").read_text().splitlines()]
+    assert records[0]["attempts"] == 2 and records[0]["error"] is None
+    assert all(r["backend"] == "good" and r["status"] == 200 for r in records)
 
 
 async def test_fast_failing_backend_does_not_look_idle(faulty_backend, make_router):
