@@ -1,0 +1,222 @@
+"""The issue's "Done when", end to end on a fresh local container fleet (marker ``fleet``).
+
+1. three podman systemd hosts: gpu-nv1 (2x RTX 4090 emulated, Ollama stand-in), gpu-amd1
+   (MI300X emulated, llama-swap stand-in), cpu-llama1 (the real llama-server + the router);
+2. ``pyinfra -y --json inventory/local.py deploy.py`` converges them; the stand-in releases and
+   the real GGUF come from a file server on the podman bridge, checked by sha256 like real
+   downloads; the real llama-server binary is uploaded from the controller's build cache;
+3. ``pytest tests/infra`` verifies them (services, ports, files, models, router, a real
+   request routed to llama-server);
+4. a second run changes nothing (``results.totals.success == 0``);
+5. a new model set converges: only the affected host and the router change, and the router
+   serves the new catalog; a further run changes nothing;
+6. the fleet is torn down (also when a step fails).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy import localfleet
+from tests.fleet.conftest import REPO, new_fleet_name, run_pyinfra
+from tests.standins.llama import gguf_model_path, llama_server_bin
+from tests.standins.release import build_releases, serve_releases
+
+GEMMA = "gemma3-270m"
+GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
+GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+# Models the Ollama stand-in's "registry" can pull (the real one would be ollama.com).
+STANDIN_OLLAMA_CATALOG = [
+    {"name": "gemma3:270m", "size_mb": 242, "family": "gemma3", "parameter_size": "268M"},
+    {"name": "qwen2.5:0.5b", "size_mb": 379, "family": "qwen2", "parameter_size": "494M"},
+]
+
+
+def catalog(files_url: str, gemma_groups: list[str], extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        GEMMA: {
+            "ollama": "gemma3:270m",
+            "gguf": {
+                "url": f"{files_url}/{GEMMA_FILE}",
+                "sha256": GEMMA_SHA256,
+                "file": GEMMA_FILE,
+            },
+            "size_mb": 242,
+            "kv_mb_per_1k_ctx": 18,
+            "ctx": 2048,
+            "slots": 1,
+            "groups": gemma_groups,
+            # A base model without a chat template (see tests/standins/llama.py).
+            "llama_args": ["--no-jinja", "--chat-template", "gemma"],
+        },
+        **extra,
+    }
+
+
+QWEN = {
+    "qwen2.5-0.5b": {
+        "ollama": "qwen2.5:0.5b",
+        "size_mb": 379,
+        "kv_mb_per_1k_ctx": 12,
+        "ctx": 2048,
+        "slots": 1,
+        "groups": ["gpu_nvidia"],
+    }
+}
+
+
+@dataclass
+class Fleet:
+    name: str
+    hosts: list[localfleet.RunningHost]
+    env: dict[str, str]
+    data_file: Path
+    base_data: dict[str, Any]
+    files_url: str
+
+    def write_data(self, **overrides: Any) -> None:
+        self.data_file.write_text(json.dumps({**self.base_data, **overrides}, indent=1))
+
+    def deploy(self) -> dict[str, Any]:
+        return run_pyinfra("inventory/local.py", "deploy.py", env=self.env)
+
+    def container(self, host: str) -> str:
+        return next(h.container for h in self.hosts if h.name == host)
+
+    def address(self, host: str) -> str:
+        return next(h.address for h in self.hosts if h.name == host)
+
+
+def changed_hosts(result: dict[str, Any]) -> dict[str, list[str]]:
+    """Operation names that changed something, per host."""
+    changed: dict[str, list[str]] = {}
+    for op in result["results"]["operations"]:
+        for host in op["success"]:
+            changed.setdefault(host, []).append(op["name"])
+    return changed
+
+
+@pytest.fixture(scope="module")
+def fleet(fleet_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    server_bin, model = llama_server_bin(), gguf_model_path()
+    if server_bin is None or model is None:
+        pytest.skip(
+            "the real llama-server build or the GGUF is missing: bash deploy/llama_build.sh"
+        )
+    name = new_fleet_name()
+    files = tmp_path_factory.mktemp("files")
+    try:
+        hosts = localfleet.up(localfleet.LOCAL_HOSTS, fleet=name)
+        # The fleet's versions (deploy/fleet.py Versions defaults) name the releases to build.
+        releases = build_releases(files, ollama_version="0.12.6", llama_swap_version="v172")
+        (files / GEMMA_FILE).symlink_to(model)
+        # Containers reach this machine only through the podman bridge's host side.
+        with serve_releases(files, host=localfleet.BRIDGE_GATEWAY) as server:
+            data_file = tmp_path_factory.mktemp("data") / "data.json"
+            base_data = {
+                "ollama_release_url": server.url_for(releases["ollama"]),
+                "ollama_release_sha256": releases["ollama"].sha256,
+                "ollama_extra_env": {
+                    "STANDIN_CATALOG": json.dumps(STANDIN_OLLAMA_CATALOG, separators=(",", ":")),
+                    "STANDIN_TOKENS_PER_S": "0",
+                },
+                "ollama_prune_models": True,
+                "llama_swap_release_url": (server.url + "/llama-swap_{number}_linux_amd64.tar.gz"),
+                "llama_swap_release_sha256": releases["llama-swap"].sha256,
+                "llama_swap_prune_models": True,
+                "llama_server_binary_path": str(server_bin),
+                "llama_server_extra_args": ["--threads", "1"],
+                "model_catalog": catalog(server.url, ["gpu_nvidia", "gpu_amd", "cpu"], {}),
+                # The driver roles have their own fleet test (tests/fleet/deploys/system_roles.py).
+                "manage_gpu_drivers": False,
+            }
+            env = {
+                **os.environ,
+                "MODELFLEET_FLEET": name,
+                "MODELFLEET_LOCAL_DATA": str(data_file),
+                "MODELFLEET_FILES_URL": server.url,
+            }
+            result = Fleet(name, hosts, env, data_file, base_data, server.url)
+            result.write_data()
+            yield result
+    finally:
+        localfleet.down(name)
+
+
+def run_infra_checks(fleet: Fleet) -> subprocess.CompletedProcess[str]:
+    hosts = ",".join(f"podman://{h.container}" for h in fleet.hosts)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "tests/infra",
+            "--inventory",
+            "inventory/local.py",
+            f"--hosts={hosts}",
+        ],
+        cwd=REPO,
+        env=fleet.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def router_models(fleet: Fleet) -> set[str]:
+    url = f"http://{fleet.address('cpu-llama1')}:11434/v1/models"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return {entry["id"] for entry in json.load(resp)["data"]}
+
+
+def test_deploy_verify_rerun_change_converge(fleet: Fleet) -> None:
+    first = fleet.deploy()
+    totals = first["results"]["totals"]
+    assert totals["error"] == 0 and not first["results"]["failed_hosts"], first["stderr"][-3000:]
+    assert set(changed_hosts(first)) == {"gpu-nv1", "gpu-amd1", "cpu-llama1"}
+
+    checks = run_infra_checks(fleet)
+    assert checks.returncode == 0, checks.stdout[-4000:] + checks.stderr[-2000:]
+    assert " passed" in checks.stdout and "failed" not in checks.stdout
+
+    second = fleet.deploy()
+    assert second["results"]["totals"]["success"] == 0, changed_hosts(second)
+    assert second["results"]["totals"]["error"] == 0
+
+    # New model set: gemma leaves the NVIDIA group, qwen2.5 joins it.
+    assert "qwen2.5-0.5b" not in router_models(fleet)
+    fleet.write_data(
+        model_catalog=catalog(fleet.files_url, ["gpu_amd", "cpu"], QWEN),
+    )
+    third = fleet.deploy()
+    assert third["results"]["totals"]["error"] == 0, third["stderr"][-3000:]
+    changed = changed_hosts(third)
+    # Only the host whose models changed, and the router (new catalog); the llama-swap host and
+    # the llama-server backend are untouched.
+    assert set(changed) == {"gpu-nv1", "cpu-llama1"}, changed
+    assert all(name.startswith("modelfleet router") for name in changed["cpu-llama1"]), changed
+    assert any("Models of" in name for name in changed["gpu-nv1"]), changed
+    tags = subprocess.run(
+        ["podman", "exec", fleet.container("gpu-nv1"), "curl", "-s", "127.0.0.1:11434/api/tags"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert [m["name"] for m in json.loads(tags)["models"]] == ["qwen2.5:0.5b"]  # gemma pruned
+    assert "qwen2.5-0.5b" in router_models(fleet)
+
+    fourth = fleet.deploy()
+    assert fourth["results"]["totals"]["success"] == 0, changed_hosts(fourth)
