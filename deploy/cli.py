@@ -227,29 +227,39 @@ def plan(inventory: str, as_json: bool, group_data: tuple[str, ...], detect: boo
 @group_data_option
 @detect_option
 def render(inventory: str, out_dir: str, group_data: tuple[str, ...], detect: bool) -> None:
-    """Write every per-host file (and router.yaml) for review or GitOps; each is parsed back."""
-    from deploy.render import RenderSettings, parse_back, render_fleet, render_router_yaml
+    """Write every per-host file (and router.yaml) for review or GitOps; each is parsed back.
+
+    The files are exactly what a deploy writes (``deploy/orchestrate_files.py``: role knobs
+    from host data included).
+    """
+    from deploy.fleet import load_inventory
+    from deploy.orchestrate_files import host_files, router_yaml
+    from deploy.render import parse_back
 
     fleet_plan = _plan(inventory, group_data, detect)
-    files = render_fleet(fleet_plan, RenderSettings())
+    loaded = load_inventory(inventory, group_data)
+    files = {
+        host.name: host_files(fleet_plan, host, loaded.get_host(host.inventory_name).data.dict())
+        for host in fleet_plan.hosts
+    }
     problems = []
-    for host, host_files in files.items():
-        for file in host_files:
+    for host_name, host_files_ in files.items():
+        for file in host_files_:
             try:
                 parse_back(file)
             except Exception as exc:
-                problems.append(f"{host}: {file.path}: does not parse back: {exc}")
+                problems.append(f"{host_name}: {file.path}: does not parse back: {exc}")
     if problems:
         raise click.ClickException("\n".join(problems))
     out = Path(out_dir)
-    for host, host_files in files.items():
-        for file in host_files:
-            target = out / host / file.path.lstrip("/")
+    for host_name, host_files_ in files.items():
+        for file in host_files_:
+            target = out / host_name / file.path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(file.content)
-        click.echo(f"{host}: {len(host_files)} files")
+        click.echo(f"{host_name}: {len(host_files_)} files")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "router.yaml").write_text(render_router_yaml(fleet_plan))
+    (out / "router.yaml").write_text(router_yaml(fleet_plan))
     click.echo(f"router.yaml: {len(fleet_plan.instances)} backends -> {out / 'router.yaml'}")
 
 

@@ -626,6 +626,15 @@ def load_fleet(
     Mirrors ``pyinfra INVENTORY deploy.py``: group data comes from ``./group_data``, then
     ``<inventory dir>/group_data``, then ``group_data_dirs`` (later wins).
     """
+    path = str(inventory_file)
+    extra_dirs = [str(d) for d in group_data_dirs]
+    inventory = load_inventory(path, extra_dirs)
+    dirs = _default_group_data_dirs(path) + extra_dirs
+    return fleet_from_inventory(inventory, path, dirs)
+
+
+def load_inventory(inventory_file: str, group_data_dirs: Iterable[str] = ()) -> Any:
+    """The ``pyinfra.api.Inventory`` pyinfra's CLI would build (hosts, groups, data)."""
     from pyinfra.api import State
     from pyinfra.context import ctx_state
 
@@ -633,16 +642,13 @@ def load_fleet(
     # pyinfra caches compiled inventory/group_data files by name for the life of the process;
     # a long-lived caller (tests, tools) must see edits made since the last load.
     sys.modules["pyinfra_cli.util"].PYTHON_CODES.clear()
-    path = str(inventory_file)
-    if not Path(path).is_file():
-        raise FleetError([f"{path}: no such inventory file"])
+    if not Path(inventory_file).is_file():
+        raise FleetError([f"{inventory_file}: no such inventory file"])
     extra_dirs = [str(d) for d in group_data_dirs]
     try:
         with ctx_state.use(State()):
-            inventory = make_inventory(
-                path, cwd=os.getcwd(), group_data_directories=extra_dirs or None
+            return make_inventory(
+                inventory_file, cwd=os.getcwd(), group_data_directories=extra_dirs or None
             )
     except Exception as exc:  # pyinfra wraps errors in user files; keep its message
-        raise FleetError([f"{path}: cannot load inventory: {exc}"]) from None
-    dirs = _default_group_data_dirs(path) + extra_dirs
-    return fleet_from_inventory(inventory, path, dirs)
+        raise FleetError([f"{inventory_file}: cannot load inventory: {exc}"]) from None
