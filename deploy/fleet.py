@@ -13,7 +13,7 @@ Example::
 
     fleet = load_fleet("inventory/example.py")
     fleet.host("gpu-nv-01").backend.kind      # "ollama"
-    fleet.catalog["llama3.1-8b"].ollama       # "llama3.1:8b-instruct-q4_K_M"
+    fleet.catalog["llama3.1-8b"].ollama       # "llama3.1:8b"
 
 Keys a host can carry (from its own data, its groups' data, or ``group_data/all.py``) are
 listed in ``HOST_KEYS`` and ``FLEET_KEYS``; ``docs/inventory.md`` explains each one.

@@ -234,9 +234,11 @@ def _units(host: str, gpus: tuple[Gpu, ...], problems: list[str]) -> list[tuple[
 
 
 def _group_units(units: list[tuple[Gpu, str]], per_gpu: bool) -> list[list[tuple[Gpu, str]]]:
+    """Identical GPUs together; every MIG slice alone (a CUDA process uses one MIG device)."""
     groups: dict[tuple[str, str, int] | int, list[tuple[Gpu, str]]] = {}
     for n, (gpu, vis) in enumerate(units):
-        key: tuple[str, str, int] | int = n if per_gpu else (gpu.vendor, gpu.name, gpu.vram_mb)
+        alone = per_gpu or vis.startswith("MIG-")
+        key: tuple[str, str, int] | int = n if alone else (gpu.vendor, gpu.name, gpu.vram_mb)
         groups.setdefault(key, []).append((gpu, vis))
     return list(groups.values())
 

@@ -84,12 +84,11 @@ def test_too_big_model_names_model_need_and_largest_host(write_inventory) -> Non
     assert "largest capacity on offer is 161070 MB on host big" in message
 
 
-def test_instance_per_gpu_and_mig_slices(write_inventory) -> None:
+def test_mig_slices_are_instances_of_their_own(write_inventory) -> None:
     path = write_inventory(
         """
         gpu = [("mig-host", {
             "backend": "ollama",
-            "instance_per_gpu": True,
             "gpus": [
                 {"name": "NVIDIA A100-SXM4-80GB", "vram_mb": 81920, "uuid": "GPU-aaa"},
                 {"name": "NVIDIA A100-SXM4-80GB", "vram_mb": 81920, "uuid": "GPU-bbb",
@@ -140,3 +139,59 @@ def test_router_and_backend_on_one_port_is_an_error(write_inventory) -> None:
     fleet = load_fleet(path)
     with pytest.raises(PlanError, match=r"host box: the router \(key router.port\) and instance"):
         plan_fleet(fleet, hardware_from_overrides(fleet))
+
+
+def test_instance_per_gpu(write_inventory) -> None:
+    path = write_inventory(
+        """
+        gpu = [("box", {"instance_per_gpu": True,
+                        "gpus": [{"name": "NVIDIA L4", "vram_mb": 23034, "count": 2}]})]
+        """,
+        {"all": SMALL_ONLY, "gpu": 'backend = "ollama"'},
+    )
+    plan = plan_of(path)
+    assert [(i.name, i.port, i.env["CUDA_VISIBLE_DEVICES"]) for i in plan.instances] == [
+        ("box-l4", 11434, "0"),
+        ("box-l4-2", 11435, "1"),
+    ]
+    assert [i.vram_domain for i in plan.instances] == ["box/l4", "box/l4-2"]
+
+
+MIXED = """
+gpu = [
+    ("big", {"gpus": [{"name": "NVIDIA H100 80GB HBM3", "vram_mb": 81559}]}),
+    ("small", {"gpus": [{"name": "NVIDIA GeForce RTX 4090", "vram_mb": 24564}]}),
+]
+"""
+MID_MODEL = """
+model_catalog = {
+    "mid": {"ollama": "mid:32b", "size_mb": 30000, "kv_mb_per_1k_ctx": 100, "groups": ["gpu"]},
+}
+"""
+
+
+def test_a_model_too_big_for_one_of_its_hosts_is_an_error(write_inventory) -> None:
+    path = write_inventory(MIXED, {"all": MID_MODEL, "gpu": 'backend = "ollama"'})
+    with pytest.raises(PlanError) as err:
+        plan_of(path)
+    assert str(err.value) == (
+        "model mid needs 30400 MB (weights 30000 MB + KV cache 400 MB for ctx 4096 x 1 slot), "
+        "more than host small offers (largest instance small-rtx-4090: 23540 MB); it is placed "
+        "on big. Take it off this host's groups/models, or set placement_strict = False"
+    )
+
+
+def test_placement_not_strict_skips_and_lists_the_misfit(write_inventory) -> None:
+    path = write_inventory(
+        MIXED, {"all": MID_MODEL + "placement_strict = False\n", "gpu": 'backend = "ollama"'}
+    )
+    plan = plan_of(path)
+    assert [m.name for m in plan.host("big").instances[0].models] == ["mid"]
+    assert plan.host("small").instances[0].models == ()
+    (misfit,) = plan.skipped
+    assert (misfit.model, misfit.host, misfit.need_mb, misfit.largest_mb) == (
+        "mid",
+        "small",
+        30400,
+        23540,
+    )
