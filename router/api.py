@@ -392,19 +392,26 @@ async def _load_or_unload(router: Router, call: Call) -> web.Response:
     except RoutingError as exc:
         return error_response("ollama", exc.status, str(exc), "no-backend", exc.retry_after)
     start = time.monotonic()
+    record = {"kind": "load", "request_id": call.request_id, "api": "ollama", "path": call.path}
+    record |= {"model": call.model, "backend": lease.backend.name, "reason": lease.reason}
+    ok = False
     try:
         if lease.ready is not None:
             await lease.ready
-        if lease.backend.model(call.model).status != "loaded":
-            await router.adapter(lease.backend).load(call.model)
+        # Ollama: always ask, so a keep_alive given with a resident model still applies
+        if lease.backend.kind == "ollama" or lease.backend.model(call.model).status != "loaded":
+            await router.adapter(lease.backend).load(call.model, call.body.get("keep_alive"))
             router.scheduler.first_byte(lease)
+        ok = True
     except (BackendError, aiohttp.ClientError, TimeoutError) as exc:
         router.record_failure(lease.backend, "load")
-        router.scheduler.release(lease, ok=False, served=False)
+        router.access_log.write({**record, "status": 502, "error": f"load failed: {exc}"})
         return error_response(
             "ollama", 502, f"load failed: {exc}", "load-failed", backend=lease.backend.name
         )
-    router.scheduler.release(lease, ok=True, served=False)
+    finally:
+        router.scheduler.release(lease, ok=ok, served=False)
+    router.access_log.write({**record, "status": 200, "loaded": True, "error": None})
     if keep_alive is not None and lease.backend.kind != "ollama":
         ms = lease.backend.model(call.model)
         ms.pinned = keep_alive < 0

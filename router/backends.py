@@ -31,11 +31,18 @@ class BackendError(Exception):
 class Adapter:
     health_path = "/health"
 
-    def __init__(self, state: BackendState, session: aiohttp.ClientSession, timeout_s: float):
+    def __init__(
+        self,
+        state: BackendState,
+        session: aiohttp.ClientSession,
+        timeout_s: float,
+        load_timeout_s: float = 300.0,
+    ):
         self.since = time.monotonic()  # when the current refresh started asking
         self.state = state
         self.session = session
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.load_timeout = aiohttp.ClientTimeout(total=load_timeout_s)  # loads take long
 
     @property
     def base(self) -> str:
@@ -45,9 +52,15 @@ class Adapter:
         secret = self.state.config.secret()
         return {"Authorization": f"Bearer {secret}"} if secret else {}
 
-    async def _json(self, method: str, path: str, body: Any = None) -> Any:
+    async def _json(
+        self, method: str, path: str, body: Any = None, timeout: aiohttp.ClientTimeout | None = None
+    ) -> Any:
         async with self.session.request(
-            method, self.base + path, json=body, headers=self.headers(), timeout=self.timeout
+            method,
+            self.base + path,
+            json=body,
+            headers=self.headers(),
+            timeout=timeout or self.timeout,
         ) as resp:
             if resp.status >= 400:
                 text = (await resp.text())[:200]
@@ -74,7 +87,7 @@ class Adapter:
     async def _refresh(self) -> None:
         raise NotImplementedError
 
-    async def load(self, model: str) -> None:
+    async def load(self, model: str, keep_alive: Any = None) -> None:
         raise BackendError(f"{self.state.name}: {self.state.kind} backends cannot load on request")
 
     async def unload(self, model: str) -> None:
@@ -136,9 +149,11 @@ class OllamaAdapter(Adapter):
             ms.context_length = item.get("context_length") or ms.context_length
         self._mark(reported, now)
 
-    async def load(self, model: str) -> None:
+    async def load(self, model: str, keep_alive: Any = None) -> None:
         body = {"model": self.state.upstream_name(model), "prompt": "", "stream": False}
-        await self._json("POST", "/api/generate", body)
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
+        await self._json("POST", "/api/generate", body, self.load_timeout)
 
     async def unload(self, model: str) -> None:
         body = {"model": self.state.upstream_name(model), "keep_alive": 0, "stream": False}
@@ -181,12 +196,12 @@ class LlamaSwapAdapter(Adapter):
                     ms.load_started = ms.load_started or now
         self._mark(reported, now)
 
-    async def load(self, model: str) -> None:
+    async def load(self, model: str, keep_alive: Any = None) -> None:
         # any /upstream/<model>/ path makes llama-swap start that model and wait until ready
         async with self.session.get(
             f"{self.base}/upstream/{self.state.upstream_name(model)}/health",
             headers=self.headers(),
-            timeout=self.timeout,
+            timeout=self.load_timeout,
         ) as resp:
             await resp.read()
             if resp.status >= 500:
@@ -251,10 +266,11 @@ class LlamaServerAdapter(Adapter):
         self.state.learned = learned
         self._mark(reported, now)
 
-    async def load(self, model: str) -> None:
+    async def load(self, model: str, keep_alive: Any = None) -> None:
         if self.state.mode != "router":
             await super().load(model)
-        await self._json("POST", "/models/load", {"model": self.state.upstream_name(model)})
+        body = {"model": self.state.upstream_name(model)}
+        await self._json("POST", "/models/load", body, self.load_timeout)
 
     async def unload(self, model: str) -> None:
         if self.state.mode != "router":
@@ -295,9 +311,12 @@ ADAPTERS: dict[str, type[Adapter]] = {
 
 
 def adapter_for(
-    state: BackendState, session: aiohttp.ClientSession, timeout_s: float = 5.0
+    state: BackendState,
+    session: aiohttp.ClientSession,
+    timeout_s: float = 5.0,
+    load_timeout_s: float = 300.0,
 ) -> Adapter:
-    return ADAPTERS[state.kind](state, session, timeout_s)
+    return ADAPTERS[state.kind](state, session, timeout_s, load_timeout_s)
 
 
 def _has_status(items: Any) -> bool:

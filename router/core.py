@@ -61,7 +61,8 @@ class Router:
         return self.session
 
     def adapter(self, state: BackendState) -> Adapter:
-        return adapter_for(state, self.http(), self.config.health.timeout_s)
+        cfg = self.config
+        return adapter_for(state, self.http(), cfg.health.timeout_s, cfg.load_timeout_s)
 
     async def unload(self, backend: str, model: str) -> None:
         state = self.fleet.backends.get(backend)

@@ -575,6 +575,7 @@ def _account(router: Router, call: Call, outcome: Outcome) -> None:
         m.ttft.labels(backend, call.model).observe(outcome.ttft_s)
     router.access_log.write(
         {
+            "kind": "inference",
             "request_id": call.request_id,
             "api": call.front,
             "path": call.path,
