@@ -59,8 +59,12 @@ class RenderSettings(BaseModel):
     ollama_user: str = "ollama"
     ollama_env_dir: str = "/etc/ollama"
     ollama_container_args: tuple[str, ...] = ()
-    # Supplementary groups for ROCm containers (names must exist in the image, or use GIDs).
-    ollama_rocm_groups: tuple[str, ...] = ("video", "render")
+    # Supplementary groups for ROCm containers. None by default: the container runs as root,
+    # which podman leaves CAP_DAC_OVERRIDE, so /dev/kfd and /dev/dri/renderD* (root:render 660)
+    # open without them, and `--group-add render` fails outright on images without a render
+    # group (the Ollama image has none). For an image that runs as a non-root user, give the
+    # host's numeric GIDs (getent group render video).
+    ollama_rocm_groups: tuple[str, ...] = ()
     podman_binary: str = "/usr/bin/podman"
     systemd_dir: str = "/etc/systemd/system"
     llama_server_binary: str = "/opt/llama-server/current/llama-server"

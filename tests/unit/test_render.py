@@ -85,10 +85,22 @@ def test_ollama_files_parse_back() -> None:
         else:
             assert env["OLLAMA_MODELS"] == "/root/.ollama/models"
             assert f"--env-file /etc/ollama/{inst.service_name}.env" in exec_start
-            assert f"--volume {inst.models_dir}:/root/.ollama/models:Z" in exec_start
+            assert f"--volume {inst.models_dir}:/root/.ollama/models:z" in exec_start
             assert "--device /dev/kfd" in exec_start and "--device /dev/dri" in exec_start
-            assert "--group-add render" in exec_start and "--group-add video" in exec_start
+            assert "--group-add" not in exec_start  # root in the container; see RenderSettings
             assert env["ROCR_VISIBLE_DEVICES"] == "0,1" and env["HIP_VISIBLE_DEVICES"] == "0,1"
+
+
+def test_rocm_container_groups_when_asked() -> None:
+    from deploy.render import RenderSettings, render_instance
+
+    plan = example_plan()
+    (inst,) = plan.host("gpu-amd-02").instances
+    settings = RenderSettings(ollama_rocm_groups=("44", "992"))
+    unit = next(
+        f for f in render_instance(inst, plan.versions, settings) if f.path.endswith(".service")
+    )
+    assert "--group-add 44" in unit.content and "--group-add 992" in unit.content
 
 
 def test_cuda_container_unit_uses_cdi_devices() -> None:
