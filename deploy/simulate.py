@@ -984,7 +984,8 @@ def trace_from_access_log(path: str | Path) -> list[Request]:
     Inference lines carry ``ts`` (wall clock at the end of the request) and ``model``; the
     arrival is ``ts`` minus the request's duration (``duration_s`` or ``duration_ms``) when
     logged. Token counts come from ``prompt_tokens`` / ``completion_tokens`` (or the OpenAI
-    ``usage`` object); lines without a model (admin, health, metrics) are skipped.
+    ``usage`` object); lines without a model (admin, health, metrics) and ``kind: load``
+    lines (an Ollama load-only request) are skipped.
     """
     path = Path(path)
     try:
@@ -1002,6 +1003,8 @@ def trace_from_access_log(path: str | Path) -> list[Request]:
             raise SimulationError(f"{where}: not JSON: {exc.msg}") from None
         if not isinstance(raw, dict) or not raw.get("model"):
             continue
+        if raw.get("kind", "inference") != "inference":
+            continue  # "load": an Ollama load-only request, not traffic to replay
         ts = raw.get("ts")
         if not isinstance(ts, int | float) or isinstance(ts, bool):
             raise SimulationError(f"{where}: access log line without a numeric 'ts'")

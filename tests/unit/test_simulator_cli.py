@@ -142,6 +142,27 @@ def test_access_log_becomes_a_trace(tmp_path, router_yaml):
     assert len(saved.read_text().splitlines()) == 3
 
 
+def test_router_access_log_lines_as_docs_router_md_shows_them(tmp_path):
+    # The example line of docs/router.md, a load-only line and a refusal without token counts.
+    log = tmp_path / "access.jsonl"
+    log.write_text(
+        '{"ts":1795318368.0457,"kind":"inference","request_id":"9bbdbb7d2911417e","api":"ollama",'
+        '"path":"/api/generate","model":"qwen2.5:0.5b","backend":"o","reason":"load-fits",'
+        '"status":200,"stream":false,"latency_s":0.061,"duration_s":0.061,"ttft_s":0.061,'
+        '"queue_s":0.0,"prompt_tokens":1,"completion_tokens":11,"attempts":1,"loaded":true,'
+        '"error":null}\n'
+        '{"ts":1795318369.0,"kind":"load","request_id":"x","model":"qwen2.5:0.5b","status":200}\n'
+        '{"ts":1795318370.5,"kind":"inference","request_id":"r2","model":"qwen2.5:0.5b",'
+        '"status":429,"duration_s":0.5,"prompt_tokens":null,"completion_tokens":null}\n'
+    )
+    trace = trace_from_access_log(log)
+    assert [(r.id, r.prompt_tokens, r.output_tokens) for r in trace] == [
+        ("9bbdbb7d2911417e", 1, 11),
+        ("r2", 256, 128),
+    ]
+    assert trace[1].t == pytest.approx(1795318370.0 - (1795318368.0457 - 0.061))
+
+
 def test_access_log_without_requests_is_an_error(tmp_path):
     log = tmp_path / "access.jsonl"
     log.write_text('{"ts": 1, "path": "/metrics"}\n')
