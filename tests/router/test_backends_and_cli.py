@@ -10,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -168,3 +169,55 @@ def test_cli_serves_from_a_ten_line_file(tmp_path, ollama):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+async def test_secrets_from_files_and_backend_key_forwarded(make_router, aiohttp_server, tmp_path):
+    seen: list[str | None] = []
+
+    async def chat(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        reply = {"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}]}
+        return web.json_response(reply)
+
+    async def models(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response({"data": [{"id": "m"}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/v1/models", models)
+    server: TestServer = await aiohttp_server(app)
+    (tmp_path / "admin").write_text("from-file\n")
+    (tmp_path / "keys").write_text("client-a\n\nclient-b\n")
+    (tmp_path / "backend").write_text("upstream-secret\n")
+    url = str(server.make_url("")).rstrip("/")
+    backend = {
+        "name": "oa",
+        "url": url,
+        "kind": "openai",
+        "api_key_file": str(tmp_path / "backend"),
+    }
+    client = await make_router(
+        [backend],
+        admin_token=None,
+        admin_token_file=str(tmp_path / "admin"),
+        api_keys_file=str(tmp_path / "keys"),
+    )
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    resp = await client.post(
+        "/v1/chat/completions", json=body, headers={"Authorization": "Bearer client-b"}
+    )
+    assert resp.status == 200
+    assert seen and set(seen) == {"Bearer upstream-secret"}  # the client's key is not passed on
+    state = await client.get("/admin/state", headers={"Authorization": "Bearer from-file"})
+    assert state.status == 200
+    assert "upstream-secret" not in await state.text()
+
+
+def test_missing_secret_file_names_the_key(tmp_path):
+    from router.config import ConfigError, RouterConfig
+
+    config = RouterConfig.model_validate({"admin_token_file": str(tmp_path / "nope")})
+    with pytest.raises(ConfigError, match="admin_token_file: cannot read .*nope"):
+        config.admin_secret()
+    assert "change-me" not in repr(RouterConfig.model_validate({"admin_token": "change-me"}))
