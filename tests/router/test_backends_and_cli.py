@@ -218,6 +218,6 @@ def test_missing_secret_file_names_the_key(tmp_path):
     from router.config import ConfigError, RouterConfig
 
     config = RouterConfig.model_validate({"admin_token_file": str(tmp_path / "nope")})
-    with pytest.raises(ConfigError, match="admin_token_file: cannot read .*nope"):
+    with pytest.raises(ConfigError, match=r"admin_token_file: cannot read .*nope"):
         config.admin_secret()
     assert "change-me" not in repr(RouterConfig.model_validate({"admin_token": "change-me"}))
