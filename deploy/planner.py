@@ -427,80 +427,17 @@ def plan_fleet(fleet: Fleet, gpus_by_host: Mapping[str, HostHardware]) -> FleetP
                     f"(key backend_port) both want port {inst.port}; move one of them"
                 )
 
-    everywhere = [inst for insts in host_instances.values() for inst in insts]
-    largest = max(everywhere, key=lambda i: i.capacity_mb, default=None)
-
-    # Place models: every instance of the host where the model fits.
-    placed: dict[str, list[tuple[ModelSpec, PlacedModel]]] = {i.name: [] for i in everywhere}
-    misfits: list[tuple[ModelSpec, HostSpec, int, BackendInstance]] = []
-    hosts_of_model: dict[str, list[str]] = {}
-    for spec in fleet.backend_hosts:
-        instances = host_instances.get(spec.name, [])
-        for model in host_models.get(spec.name, {}).values():
-            fitted = False
-            for inst in instances:
-                slots = _slots_on(inst, model, spec.backend)
-                if model.need_mb(slots) <= inst.capacity_mb:
-                    placed[inst.name].append(
-                        (model, _placed(model, inst.kind, slots, inst.models_dir))
-                    )
-                    fitted = True
-            if fitted:
-                hosts_of_model.setdefault(model.name, []).append(spec.name)
-            elif instances:
-                best = max(instances, key=lambda i: i.capacity_mb)
-                misfits.append((model, spec, _slots_on(best, model, spec.backend), best))
-
-    skipped: list[Misfit] = []
-    unplaceable_reported: set[str] = set()
-    for model, spec, slots, best in misfits:
-        if model.name not in hosts_of_model:
-            # Fits on none of its hosts: compare with the largest instance in the whole fleet.
-            if model.name not in unplaceable_reported and largest is not None:
-                unplaceable_reported.add(model.name)
-                problems.append(
-                    f"model {model.name} {_need_text(model, slots)}, more than any host offers: "
-                    f"the largest capacity on offer is {largest.capacity_mb} MB on host "
-                    f"{largest.host} (instance {largest.name}: {largest.gpu_summary})"
-                )
-        elif fleet.placement_strict:
-            problems.append(
-                f"model {model.name} {_need_text(model, slots)}, more than host {spec.name} "
-                f"offers (largest instance {best.name}: {best.capacity_mb} MB); it is placed "
-                f"on {', '.join(hosts_of_model[model.name])}. Take it off this host's "
-                "groups/models, or set placement_strict = False"
-            )
-        skipped.append(
-            Misfit(
-                model=model.name,
-                host=spec.name,
-                need_mb=model.need_mb(slots),
-                largest_mb=best.capacity_mb,
-                largest_instance=best.name,
-            )
-        )
+    placed, misfits = _place_models(fleet, host_instances, host_models)
+    skipped = _misfit_problems(fleet, host_instances, placed, misfits, problems)
     if problems:
         raise PlanError(problems)
 
-    hosts: list[HostPlan] = []
+    hosts = []
     for spec in fleet.hosts:
-        instances = []
-        for inst in host_instances.get(spec.name, []):
-            models = placed[inst.name]
-            assert spec.backend is not None
-            max_loaded = _max_loaded(spec.backend, [p.need_mb for _, p in models], inst.capacity_mb)
-            env = dict(inst.env)
-            if inst.kind == "ollama":
-                env["OLLAMA_MAX_LOADED_MODELS"] = str(max_loaded)
-            instances.append(
-                inst.model_copy(
-                    update={
-                        "models": tuple(p for _, p in models),
-                        "max_loaded": max_loaded,
-                        "env": env,
-                    }
-                )
-            )
+        instances = [
+            _with_models(inst, placed[inst.name], spec.backend)
+            for inst in host_instances.get(spec.name, [])
+        ]
         hosts.append(
             HostPlan(
                 name=spec.name,
@@ -519,6 +456,94 @@ def plan_fleet(fleet: Fleet, gpus_by_host: Mapping[str, HostHardware]) -> FleetP
         versions=fleet.versions,
         skipped=tuple(skipped),
     )
+
+
+# A model that fits on no instance of one of its hosts: (model, host, slots, largest instance).
+_Misfit = tuple[ModelSpec, HostSpec, int, BackendInstance]
+
+
+def _place_models(
+    fleet: Fleet,
+    host_instances: dict[str, list[BackendInstance]],
+    host_models: dict[str, dict[str, ModelSpec]],
+) -> tuple[dict[str, list[PlacedModel]], list[_Misfit]]:
+    """Every model of a host's set goes to every instance of that host where it fits."""
+    placed: dict[str, list[PlacedModel]] = {
+        inst.name: [] for insts in host_instances.values() for inst in insts
+    }
+    misfits: list[_Misfit] = []
+    for spec in fleet.backend_hosts:
+        instances = host_instances.get(spec.name, [])
+        for model in host_models.get(spec.name, {}).values():
+            fitted = False
+            for inst in instances:
+                slots = _slots_on(inst, model, spec.backend)
+                if model.need_mb(slots) <= inst.capacity_mb:
+                    placed[inst.name].append(_placed(model, inst.kind, slots, inst.models_dir))
+                    fitted = True
+            if not fitted and instances:
+                best = max(instances, key=lambda i: i.capacity_mb)
+                misfits.append((model, spec, _slots_on(best, model, spec.backend), best))
+    return placed, misfits
+
+
+def _misfit_problems(
+    fleet: Fleet,
+    host_instances: dict[str, list[BackendInstance]],
+    placed: dict[str, list[PlacedModel]],
+    misfits: list[_Misfit],
+    problems: list[str],
+) -> list[Misfit]:
+    """Turn misfits into problems (or, with placement_strict off, into skipped entries)."""
+    everywhere = [inst for insts in host_instances.values() for inst in insts]
+    largest = max(everywhere, key=lambda i: i.capacity_mb, default=None)
+    hosts_of: dict[str, list[str]] = {}
+    for inst in everywhere:
+        for placed_model in placed[inst.name]:
+            if inst.host not in hosts_of.setdefault(placed_model.name, []):
+                hosts_of[placed_model.name].append(inst.host)
+
+    skipped: list[Misfit] = []
+    reported: set[str] = set()
+    for model, spec, slots, best in misfits:
+        if model.name not in hosts_of:
+            # Fits on none of its hosts: compare with the largest instance in the whole fleet.
+            if model.name not in reported and largest is not None:
+                reported.add(model.name)
+                problems.append(
+                    f"model {model.name} {_need_text(model, slots)}, more than any host offers: "
+                    f"the largest capacity on offer is {largest.capacity_mb} MB on host "
+                    f"{largest.host} (instance {largest.name}: {largest.gpu_summary})"
+                )
+        elif fleet.placement_strict:
+            problems.append(
+                f"model {model.name} {_need_text(model, slots)}, more than host {spec.name} "
+                f"offers (largest instance {best.name}: {best.capacity_mb} MB); it is placed "
+                f"on {', '.join(hosts_of[model.name])}. Take it off this host's "
+                "groups/models, or set placement_strict = False"
+            )
+        skipped.append(
+            Misfit(
+                model=model.name,
+                host=spec.name,
+                need_mb=model.need_mb(slots),
+                largest_mb=best.capacity_mb,
+                largest_instance=best.name,
+            )
+        )
+    return skipped
+
+
+def _with_models(
+    inst: BackendInstance, models: list[PlacedModel], backend: BackendSpec | None
+) -> BackendInstance:
+    """The instance with its models, and the resident-model cap that follows from them."""
+    assert backend is not None  # only backend hosts have instances
+    max_loaded = _max_loaded(backend, [m.need_mb for m in models], inst.capacity_mb)
+    env = dict(inst.env)
+    if inst.kind == "ollama":
+        env["OLLAMA_MAX_LOADED_MODELS"] = str(max_loaded)
+    return inst.model_copy(update={"models": tuple(models), "max_loaded": max_loaded, "env": env})
 
 
 def hardware_from_overrides(fleet: Fleet, missing_ok: bool = False) -> dict[str, HostHardware]:
