@@ -255,3 +255,38 @@ async def test_queued_request_binds_to_the_first_backend_that_frees_a_slot(ollam
     assert third.headers["X-Modelfleet-Reason"] == "resident"
     assert int(third.headers["X-Modelfleet-Queue-Ms"]) > 0
     assert any(d.reason == "wait-slot" for d in router.fleet.decisions)
+
+
+async def test_bookkeeping_returns_to_zero_after_a_burst_with_cancellations(ollama, make_router):
+    a = ollama(models=["qwen2.5:0.5b", "llama3.2:1b"], tokens_per_s=100, num_parallel=2)
+    b = ollama(models=["qwen2.5:0.5b", "llama3.2:1b"], tokens_per_s=100, num_parallel=2)
+    client = await make_router(
+        [{"name": "a", "url": a.url, "slots": 2}, {"name": "b", "url": b.url, "slots": 2}],
+        queue={"max_per_model": 100},
+    )
+    router = router_of(client)
+
+    async def one(i: int) -> int:
+        model = ("qwen2.5:0.5b", "llama3.2:1b")[i % 2]
+        timeout = aiohttp.ClientTimeout(total=0.05 if i % 5 == 0 else 60)
+        try:
+            resp = await client.post("/api/generate", json=gen(model, str(i)), timeout=timeout)
+            await resp.read()
+            return resp.status
+        except TimeoutError:
+            return 499
+
+    statuses = await asyncio.gather(*(one(i) for i in range(30)))
+    assert set(statuses) <= {200, 499} and statuses.count(200) >= 24
+    await wait_for(
+        lambda: (
+            all(s.in_flight() == 0 for s in router.fleet.backends.values())
+            and not router.fleet.queued
+        )
+    )
+    assert all(not q for q in router.scheduler.waiters.values())
+    metrics = await (await client.get("/metrics")).text()
+    assert "modelfleet_in_flight" in metrics
+    for line in metrics.splitlines():
+        if line.startswith("modelfleet_in_flight{"):
+            assert line.endswith(" 0.0"), line
