@@ -9,8 +9,8 @@ The fixture harness is a few lines instead of ``pyinfra_testing.facts`` because 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
+import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,9 @@ def _standin_tools(tmp_path: Path, profile: str) -> dict[str, str]:
     bin_dir.mkdir()
     for tool in ("nvidia-smi", "amd-smi", "rocm-smi", "lspci"):
         wrapper = bin_dir / tool
-        wrapper.write_text(f'#!/bin/sh\nexec python3 {FAKEGPU / "fakegpu.py"} {tool} "$@"\n')
+        wrapper.write_text(
+            f'#!/bin/sh\nexec {sys.executable} {FAKEGPU / "fakegpu.py"} {tool} "$@"\n'
+        )
         wrapper.chmod(0o755)
     profiles = json.loads((FAKEGPU / "profiles.json").read_text())
     config = tmp_path / "fakegpu.json"
@@ -74,8 +76,6 @@ def test_detect_script_against_standin_tools(
     tmp_path: Path, profile: str, names: list[str]
 ) -> None:
     env = _standin_tools(tmp_path, profile)
-    # python3 stays reachable (the tools are Python); pynvml is not, so NVML answers "missing".
-    env["PATH"] += f":{os.path.dirname(os.path.realpath('/usr/bin/python3'))}"
     result = subprocess.run(
         ["sh", "-c", gpu_facts.DETECT_SCRIPT],
         env=env,
