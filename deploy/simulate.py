@@ -643,6 +643,11 @@ class Simulator:
         self._seq += 1
 
     def run(self) -> SimResult:
+        for backend in self.fleet.backends:
+            if backend.kind == "openai":  # any OpenAI server: serves what it lists, no loads
+                for model in backend.models.values():
+                    res = Residency(model.name, model.size_mb, "resident", 0.0)
+                    backend.residency.setdefault(model.name, res)
         self.policy.start(self.fleet)
         for request in self.trace:
             self._schedule(request.t, ARRIVAL, request)
@@ -820,6 +825,8 @@ class Simulator:
         # them) the other backends' on the same host.
         victims: list[tuple[SimBackend, Residency]] = []
         for owner in sorted(host_backends, key=lambda b: b is not backend):
+            if owner.kind == "openai":
+                continue  # the router cannot unload from a plain OpenAI server
             idle = [r for r in owner.residency.values() if r.state == "resident"]
             victims += [(owner, r) for r in sorted(idle, key=lambda r: r.last_used)]
         for owner, res in victims:
