@@ -421,12 +421,14 @@ def summarize(samples: dict[str, Samples]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- profile
 
 
-def profile_router(router: Target, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """py-spy samples the router process while a throughput block runs against it."""
+def profile_router(
+    router: Target, args: argparse.Namespace, work: Path, concurrency: int
+) -> dict[str, Any]:
+    """py-spy samples the router process while requests run against it at ``concurrency``."""
     py_spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
     if not Path(py_spy).exists() or router.pid is None:
         return {"error": "py-spy not installed"}
-    raw = work / "router-profile.txt"
+    raw = work / f"router-profile-c{concurrency}.txt"
     duration = args.profile_s
     spy = subprocess.Popen(
         [py_spy, "record", "--pid", str(router.pid), "--duration", str(duration),
@@ -441,7 +443,7 @@ def profile_router(router: Target, args: argparse.Namespace, work: Path) -> dict
         async with aiohttp.ClientSession() as session:
             deadline = time.monotonic() + duration - 1.5
             while time.monotonic() < deadline:
-                await throughput_block(session, url, 32, 500, Samples())
+                await throughput_block(session, url, concurrency, 200, Samples())
 
     asyncio.run(load())
     _, err = spy.communicate(timeout=duration + 30)
@@ -607,13 +609,19 @@ def main() -> None:
         report["results"] = summarize(samples)
         router = next((t for t in targets if t.name == "modelfleet router"), None)
         if args.profile and router is not None:
-            print("profiling the router ...")
-            report["router_profile"] = profile_router(router, args, work)
+            for concurrency in (1, 32):
+                print(f"profiling the router at concurrency {concurrency} ...")
+                report[f"router_profile_c{concurrency}"] = profile_router(
+                    router, args, work, concurrency
+                )
         report["machine_after"] = machine()
     print_table(report["results"])
-    profile = report.get("router_profile")
-    if profile:
-        print(f"\nrouter profile: {profile.get('error') or str(profile['samples']) + ' samples'}")
+    for concurrency in (1, 32):
+        profile: dict[str, Any] | None = report.get(f"router_profile_c{concurrency}")
+        if not profile:
+            continue
+        what = profile.get("error") or f"{profile['samples']} samples"
+        print(f"\nrouter profile at concurrency {concurrency}: {what}")
         for title, key in (
             ("self time by area", "self_by_area_pct"),
             ("self time, top functions", "self_top"),

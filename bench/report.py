@@ -126,9 +126,14 @@ def proxy_tables(report: dict[str, Any]) -> list[str]:
     out.append(
         "\nVersions: " + "; ".join(f"{n}: {t['version']}" for n, t in report["targets"].items())
     )
-    profile = report.get("router_profile")
-    if profile and "self_by_area_pct" in profile:
-        out.append(f"\n**Router profile** (py-spy, {profile['samples']} samples at c=32):\n")
+    for concurrency in (1, 32):
+        profile = report.get(f"router_profile_c{concurrency}")
+        if not profile or "self_by_area_pct" not in profile:
+            continue
+        out.append(
+            f"\n**Router profile at concurrency {concurrency}** "
+            f"(py-spy, {profile['samples']} samples):\n"
+        )
         out.append("| where (leaf frame) | % of samples |")
         out.append("|---|---:|")
         for area, share in profile["self_by_area_pct"].items():
