@@ -25,6 +25,7 @@ Vendor = Literal["nvidia", "amd"]
 # PCI vendor ids and display-controller classes (VGA, 3D, "display controller"), plus
 # "processing accelerator" (1200): what AMD Instinct cards (MI210, MI300X) report.
 PCI_VENDORS: dict[str, Vendor] = {"10de": "nvidia", "1002": "amd"}
+PCI_VENDORS_BY_NAME: dict[str, str] = {name: pci for pci, name in PCI_VENDORS.items()}
 PCI_GPU_CLASSES = ("0300", "0302", "0380", "1200")
 
 # The query ``roles/gpu/facts.py`` asks nvidia-smi; the parser expects exactly these columns.
@@ -645,6 +646,3 @@ def hardware_from_sections(sections: dict[str, Section]) -> HostHardware:
         device_nodes=nodes,
         notes=tuple(notes),
     )
-
-
-PCI_VENDORS_BY_NAME: dict[str, str] = {name: pci for pci, name in PCI_VENDORS.items()}
