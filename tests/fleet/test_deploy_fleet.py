@@ -207,7 +207,11 @@ def test_deploy_verify_rerun_change_converge(fleet: Fleet) -> None:
     # Only the host whose models changed, and the router (new catalog); the llama-swap host and
     # the llama-server backend are untouched.
     assert set(changed) == {"gpu-nv1", "cpu-llama1"}, changed
-    assert all(name.startswith("modelfleet router") for name in changed["cpu-llama1"]), changed
+    # On the router host: the rollout, and the health checks that follow any change.
+    assert all(
+        name.startswith(("modelfleet router", "Health check")) for name in changed["cpu-llama1"]
+    ), changed
+    assert any(name.startswith("modelfleet router | Roll out") for name in changed["cpu-llama1"])
     assert any("Models of" in name for name in changed["gpu-nv1"]), changed
     tags = subprocess.run(
         ["podman", "exec", fleet.container("gpu-nv1"), "curl", "-s", "127.0.0.1:11434/api/tags"],
