@@ -91,25 +91,30 @@ async def openai_chat(request: web.Request) -> web.StreamResponse:
     return await _model_call(request, "openai", "openai")
 
 
+def _openai_model(router: Router, model: str) -> dict[str, Any]:
+    return {
+        "id": model,
+        "object": "model",
+        "created": int(router.started),
+        "owned_by": "modelfleet",
+        "backends": [s.name for s in router.fleet.backends.values() if model in s.catalog()],
+        "loaded_on": [s.name for s, _ in _holders(router, model)],
+    }
+
+
 async def openai_models(request: web.Request) -> web.Response:
     router = router_of(request)
-    created = int(router.started)
-    data = []
-    for model in sorted(router.fleet.known_models()):
-        holders = _holders(router, model)
-        data.append(
-            {
-                "id": model,
-                "object": "model",
-                "created": created,
-                "owned_by": "modelfleet",
-                "backends": [
-                    s.name for s in router.fleet.backends.values() if model in s.catalog()
-                ],
-                "loaded_on": [s.name for s, _ in holders],
-            }
-        )
+    data = [_openai_model(router, m) for m in sorted(router.fleet.known_models())]
     return web.json_response({"object": "list", "data": data})
+
+
+async def openai_model(request: web.Request) -> web.Response:
+    router = router_of(request)
+    name = request.match_info["model"]
+    model = router.fleet.resolve(name)
+    if model is None:
+        return error_response("openai", 404, f"model {name!r} not found", "unknown-model")
+    return web.json_response(_openai_model(router, model))
 
 
 # -- Ollama front ---------------------------------------------------------------------------
@@ -436,6 +441,7 @@ def setup_routes(app: web.Application) -> None:
             web.post("/v1/completions", openai_chat),
             web.post("/v1/embeddings", openai_chat),
             web.get("/v1/models", openai_models),
+            web.get("/v1/models/{model:.+}", openai_model),
             web.get("/", ollama_root),  # GET also answers HEAD
             web.get("/api/version", ollama_version),
             web.get("/api/tags", ollama_tags),

@@ -134,6 +134,10 @@ async def test_v1_models_lists_the_fleet(ollama, llama_swap, make_router):
     data = (await (await client.get("/v1/models")).json())["data"]
     assert {m["id"] for m in data} == {"qwen2.5:0.5b", "small", "other"}
     assert all(m["object"] == "model" for m in data)
+    one = await (await client.get("/v1/models/small")).json()
+    assert one["id"] == "small" and one["backends"] == ["s"]
+    missing = await client.get("/v1/models/nope")
+    assert missing.status == 404 and (await missing.json())["error"]["type"] == "not_found_error"
 
 
 async def test_tool_calls_become_objects_for_ollama_clients(make_router, aiohttp_server):
