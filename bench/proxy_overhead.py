@@ -429,7 +429,7 @@ def profile_router(
     if not Path(py_spy).exists() or router.pid is None:
         return {"error": "py-spy not installed"}
     raw = work / f"router-profile-c{concurrency}.txt"
-    duration = args.profile_s
+    duration = max(3, round(args.profile_s))  # py-spy takes whole seconds
     spy = subprocess.Popen(
         [py_spy, "record", "--pid", str(router.pid), "--duration", str(duration),
          "--rate", "250", "--format", "raw", "--output", str(raw), "--nonblocking"],
@@ -577,7 +577,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--litellm-venv", type=Path, default=LITELLM_VENV)
     parser.add_argument("--profile", action="store_true", help="py-spy the router afterwards")
-    parser.add_argument("--profile-s", type=float, default=12.0)
+    parser.add_argument("--profile-s", type=int, default=12)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
