@@ -44,6 +44,8 @@ from typing import Any
 import aiohttp
 import yaml
 
+from deploy.simulate import percentile
+
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 CACHE = Path(os.environ.get("MODELFLEET_CACHE", Path.home() / ".cache" / "modelfleet"))
@@ -351,10 +353,8 @@ async def streaming_block(
 
 
 def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
+    """Nearest-rank percentile (NaN when there are no values)."""
+    return percentile(sorted(values), p) if values else float("nan")
 
 
 async def measure(targets: list[Target], args: argparse.Namespace) -> dict[str, Samples]:
