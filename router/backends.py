@@ -99,7 +99,7 @@ class Adapter:
 
     def _mark(self, reported: dict[str, ModelState | None], now: float) -> None:
         """Models the backend did not report are cold, unless our own bookkeeping knows better."""
-        load_timeout = 600.0
+        load_timeout = self.load_timeout.total or 300.0
         for name, ms in self.state.models.items():
             if name in reported:
                 continue
