@@ -72,7 +72,11 @@ _fleet_data = {
             "aliases": ["tiny"],
         },
     },
-    # Containers cannot load kernel modules or reboot: the driver roles install only.
+    # The GPUs are emulated with their driver "installed" (the stand-in tools): the driver
+    # roles have nothing to do here. tests/fleet/test_system_roles.py covers them, from
+    # stand-in apt repositories, on hosts emulating a GPU without its driver.
+    "nvidia_manage_driver": False,
+    "rocm_manage_driver": False,
     "nvidia_allow_reboot": False,
 }
 if _data_file.is_file():

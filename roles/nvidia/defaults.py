@@ -11,6 +11,8 @@ from typing import Any
 
 DEFAULTS: dict[str, Any] = {
     # --- driver -------------------------------------------------------------------------
+    # False: the driver is managed elsewhere; roles/system.py then skips this role.
+    "nvidia_manage_driver": True,
     # Driver branch; "{branch}" in the package names below is replaced by it.
     "nvidia_driver_branch": "550",
     # "cuda": NVIDIA's CUDA apt repository (below); "distribution": packages from the apt

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 DEFAULTS: dict[str, Any] = {
+    # False: ROCm is managed elsewhere; roles/system.py then skips this role.
+    "rocm_manage_driver": True,
     # ROCm release. In URLs "{version}" is it as written and "{version_path}" as AMD's paths
     # spell it (a trailing ".0" dropped: 7.1.0 -> 7.1).
     "rocm_version": "6.4.1",

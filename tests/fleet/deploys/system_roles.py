@@ -5,7 +5,7 @@ pyinfra -y --json INVENTORY tests/fleet/deploys/system_roles.py
 
 from pyinfra import host
 
-from roles import container_runtime, nvidia, rocm
+from roles import system
 from roles.aptsource import signed_repo
 
 # Tests only: the stand-in "distribution" repository that has the running kernel's headers
@@ -13,9 +13,4 @@ from roles.aptsource import signed_repo
 if host.data.get("standin_distribution_repo_url"):
     url = host.data.standin_distribution_repo_url
     signed_repo("standin-distribution", url=url, key_url=f"{url}/key.asc")
-if "gpu_nvidia" in host.groups:
-    nvidia.driver()
-if "gpu_amd" in host.groups:
-    rocm.driver()
-if host.data.get("container_runtime_engine"):
-    container_runtime.engine()
+system.drivers_and_runtime()

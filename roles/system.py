@@ -1,0 +1,33 @@
+"""Phase 2 of a deploy: GPU drivers, then the container runtime, where a host wants them.
+
+- ``nvidia.driver()`` on hosts in ``gpu_nvidia``, unless ``nvidia_manage_driver`` is false;
+- ``rocm.driver()`` on hosts in ``gpu_amd``, unless ``rocm_manage_driver`` is false;
+- ``container_runtime.engine()`` on hosts with ``container_runtime_engine`` set, or that run a
+  backend in a container (``needs_container_engine``; the engine then defaults to podman).
+
+Set ``*_manage_driver: False`` for hosts whose driver is managed elsewhere (or emulated, as
+in ``inventory/local.py``).
+
+Example (``deploy/orchestrate_phases.py``)::
+
+    from roles import system
+    system.drivers_and_runtime(needs_container_engine=any(
+        inst.install == "container" for inst in host_plan.instances))
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+
+from roles import container_runtime, nvidia, rocm
+
+
+def drivers_and_runtime(needs_container_engine: bool = False) -> None:
+    """Run the system roles this host needs, in order (drivers before the runtime)."""
+    data = host.data
+    if "gpu_nvidia" in host.groups and data.get("nvidia_manage_driver", True):
+        nvidia.driver()
+    if "gpu_amd" in host.groups and data.get("rocm_manage_driver", True):
+        rocm.driver()
+    if data.get("container_runtime_engine") or needs_container_engine:
+        container_runtime.engine()
