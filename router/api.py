@@ -24,6 +24,7 @@ from router.proxy import (
     parse_duration,
     proxy,
 )
+from router.scheduler import RoutingError
 from router.state import BackendState
 
 ROUTER = web.AppKey("router", Router)
@@ -382,16 +383,14 @@ async def _load_or_unload(router: Router, call: Call) -> web.Response:
     keep_alive = parse_duration(call.body.get("keep_alive"))
     if keep_alive == 0:
         holders = _holders(router, call.model)
-        await asyncio.gather(*(router.unload(s.name, call.model) for s, _ in holders))
         for _, ms in holders:
-            ms.status = "cold"
+            ms.status = "cold"  # first, so nothing new is routed there meanwhile
+        await asyncio.gather(*(router.unload(s.name, call.model) for s, _ in holders))
         names = ",".join(s.name for s, _ in holders) or "none"
         return web.json_response(
             {**done, "done": True, "done_reason": "unload"},
             headers={BACKEND_HEADER: names, REASON_HEADER: "unload"},
         )
-    from router.scheduler import RoutingError
-
     try:
         lease = await router.scheduler.acquire(call.model)
     except RoutingError as exc:
