@@ -383,7 +383,7 @@ class Choice:
     unloads first (empty: the backend makes room itself, least recently used first)."""
 
     backend: str
-    evict: tuple[tuple[str, str], ...] = ()
+    evict: Evictions = ()
     reason: str = ""
 
 
@@ -672,7 +672,7 @@ class Simulator:
                 f"policy {self.policy.name!r} left {unserved} request(s) unserved at the end "
                 "(it held them in the router queue and never placed them)"
             )
-        first = self.trace[0].t if self.trace else 0.0
+        first = min((r.t for r in self.trace), default=0.0)
         last = max((s.finished_at for s in self._served), default=first)
         return SimResult(
             policy=self.policy.name,
