@@ -74,6 +74,8 @@ class BackendState:
     failures: deque[tuple[float, str]] = field(default_factory=deque)  # passive signals
     successes: deque[float] = field(default_factory=deque)
     counters: dict[str, int] = field(default_factory=dict)  # passive signal totals
+    _catalog: dict[str, str] | None = field(default=None, init=False, repr=False)
+    _serves: frozenset[str] = field(default=frozenset(), init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.drained = self.config.drained
@@ -93,14 +95,28 @@ class BackendState:
     def host(self) -> str:
         return self.config.host_name
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("learned", "config"):
+            object.__setattr__(self, "_catalog", None)  # rebuilt on next use
+        object.__setattr__(self, name, value)
+
     def catalog(self) -> dict[str, str]:
-        """Models this backend serves: client name -> upstream name."""
-        names = dict(self.learned)
-        for entry in self.config.models:
-            names[entry.name] = entry.upstream_name
-            for alias in entry.aliases:
-                names[alias] = entry.upstream_name
-        return names
+        """Models this backend serves: client name -> upstream name (do not modify)."""
+        cached = self._catalog
+        if cached is None:
+            cached = dict(self.learned)
+            for entry in self.config.models:
+                cached[entry.name] = entry.upstream_name
+                for alias in entry.aliases:
+                    cached[alias] = entry.upstream_name
+            object.__setattr__(self, "_catalog", cached)
+            object.__setattr__(self, "_serves", frozenset(cached))
+        return cached
+
+    def serves(self) -> frozenset[str]:
+        """The catalog's client names, as a set (cached with it)."""
+        self.catalog()
+        return self._serves
 
     def upstream_name(self, model: str) -> str:
         return self.catalog().get(model, model)
@@ -226,13 +242,14 @@ class FleetState:
 
     def resolve(self, model: str) -> str | None:
         """The fleet's name for what a client asked (``llama3`` finds ``llama3:latest``)."""
-        known = self.known_models()
-        if model in known:
-            return model
-        if ":" not in model and f"{model}:latest" in known:
-            return f"{model}:latest"
-        if model.endswith(":latest") and model.removesuffix(":latest") in known:
-            return model.removesuffix(":latest")
+        candidates = [model]
+        if ":" not in model:
+            candidates.append(f"{model}:latest")
+        elif model.endswith(":latest"):
+            candidates.append(model.removesuffix(":latest"))
+        for name in candidates:
+            if any(name in state.catalog() for state in self.backends.values()):
+                return name
         return None
 
     def size_mb(self, model: str) -> int:
@@ -281,11 +298,11 @@ class FleetState:
             for m in state.models.values()
             if m.status != "cold"
         )
-        catalog = state.catalog()
+        serves = state.serves()
         return BackendView(
             name=state.name,
             host=state.host,
-            serves=frozenset(catalog) if catalog or state.kind != "openai" else None,
+            serves=serves if serves or state.kind != "openai" else None,
             residents=residents,
             healthy=state.healthy,
             drained=state.drained,
