@@ -62,23 +62,30 @@ fetch_sdist() {
     say "downloading $SDIST_NAME (77 MB, about 10 s)..."
     mkdir -p "$(dirname "$SDIST")"
     "$PYTHON" - "$SDIST_NAME" "$SDIST_SHA256" "$SDIST" <<'PY'
-import hashlib, json, os, sys, urllib.request
+import hashlib, json, os, re, sys, urllib.parse, urllib.request
 
 name, want_sha, dest = sys.argv[1:4]
 index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
-req = urllib.request.Request(
-    f"{index}/llama-cpp-python/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
-)
+page = f"{index}/llama-cpp-python/"
+accept = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
+req = urllib.request.Request(page, headers={"Accept": accept})
 with urllib.request.urlopen(req, timeout=60) as resp:
-    files = json.load(resp)["files"]
-entry = next((f for f in files if f["filename"] == name), None)
-if entry is None:
-    sys.exit(f"llama_build: {name} not found in {index}/llama-cpp-python/")
-if entry["hashes"].get("sha256") != want_sha:
-    sys.exit(f"llama_build: index sha256 for {name} is {entry['hashes']}, expected {want_sha}")
+    kind, body = resp.headers.get("Content-Type", ""), resp.read().decode()
+if "json" in kind:  # PEP 691
+    links = {f["filename"]: (f["url"], f["hashes"].get("sha256")) for f in json.loads(body)["files"]}
+else:  # PEP 503 HTML: <a href="...#sha256=...">
+    links = {}
+    for href in re.findall(r'href="([^"]+)"', body):
+        url, _, frag = href.partition("#sha256=")
+        links[urllib.parse.unquote(url.rsplit("/", 1)[-1])] = (urllib.parse.urljoin(page, url), frag)
+if name not in links:
+    sys.exit(f"llama_build: {name} not found in {page}")
+url, index_sha = links[name]
+if index_sha != want_sha:
+    sys.exit(f"llama_build: the index lists sha256 {index_sha} for {name}, expected {want_sha}")
 tmp = dest + ".part"
 digest = hashlib.sha256()
-with urllib.request.urlopen(entry["url"], timeout=300) as resp, open(tmp, "wb") as out:
+with urllib.request.urlopen(url, timeout=300) as resp, open(tmp, "wb") as out:
     while chunk := resp.read(1 << 20):
         digest.update(chunk)
         out.write(chunk)
@@ -94,9 +101,17 @@ build_llama_server() {
         say "llama-server already cached"
         return
     fi
+    mkdir -p "$CACHE"
+    # One build at a time per cache; whoever waited finds the binary and stops here.
+    exec 9>"$CACHE/.llama-build.lock"
+    flock 9
+    if [ -x "$BIN" ]; then
+        say "llama-server already cached (built by a concurrent run)"
+        return
+    fi
+    rm -rf "$CACHE"/.llama-build-*  # left by a run that was killed mid-build
     apt_install_missing cmake ninja-build g++
     fetch_sdist
-    mkdir -p "$CACHE"
     local work
     work=$(mktemp -d "$CACHE/.llama-build-XXXXXX")
     # shellcheck disable=SC2064  # expand $work now: it is local
@@ -109,8 +124,14 @@ build_llama_server() {
         || { tail -n 40 "$work/configure.log"; say "cmake configure failed"; exit 1; }
     say "building llama-server (about 5 min on 2 cores)..."
     local started=$SECONDS
-    cmake --build "$work/build" --target llama-server -j2 >"$work/build.log" 2>&1 \
-        || { tail -n 40 "$work/build.log"; say "build failed"; exit 1; }
+    # In its own process group, so an interrupted run stops the compilers too.
+    setsid cmake --build "$work/build" --target llama-server -j2 >"$work/build.log" 2>&1 &
+    local build_pid=$!
+    # shellcheck disable=SC2064
+    trap "kill -- -$build_pid 2>/dev/null; rm -rf '$work'" EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    wait "$build_pid" || { tail -n 40 "$work/build.log"; say "build failed"; exit 1; }
     say "built in $((SECONDS - started)) s"
     mkdir -p "$work/out"
     cp "$work/build/bin/llama-server" "$work/out/llama-server"
@@ -122,7 +143,7 @@ build_llama_server() {
     # rename is atomic; if a concurrent run won the race, keep its copy.
     mv -T "$work/out" "$BIN_DIR" 2>/dev/null || [ -x "$BIN" ]
     rm -rf "$work"
-    trap - EXIT
+    trap - EXIT INT TERM
 }
 
 assemble_model() {
