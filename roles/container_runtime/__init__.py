@@ -20,12 +20,14 @@ from pyinfra import host
 from pyinfra.api import DeployError, deploy
 from pyinfra.facts.files import File
 from pyinfra.facts.server import Which
-from pyinfra.operations import apt, server, systemd
+from pyinfra.operations import apt, files, server, systemd
 
 from roles import nvidia
 from roles.container_runtime.defaults import DEFAULTS
 
 ENGINES = ("podman", "docker")
+DOCKERD = "/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock"
+DOCKER_DROP_IN = "/etc/systemd/system/docker.service.d/modelfleet.conf"
 
 
 def gpu_vendor() -> str | None:
@@ -58,12 +60,21 @@ def engine() -> None:
     packages = dict(data.container_runtime_packages).get(name)
     if not packages:
         raise DeployError(f"{host.name}: container_runtime_packages has no entry for {name!r}")
+    # The drop-in goes first, so docker's first start (by its package) already uses it.
+    drop_in = _docker_drop_in() if name == "docker" else None
     apt.packages(name=f"{name} packages", packages=list(packages), no_recommends=True)
 
-    if name == "docker":
+    if drop_in is not None:  # docker
         if data.container_runtime_manage_service:
+            systemd.daemon_reload(name="Reload systemd for dockerd's flags", _if=drop_in.did_change)
             systemd.service(
                 name="docker service", service="docker.service", running=True, enabled=True
+            )
+            systemd.service(
+                name="Restart docker for its new flags",
+                service="docker.service",
+                restarted=True,
+                _if=drop_in.did_change,
             )
         for user in data.container_runtime_users:
             server.user(name=f"{user} in docker group", user=user, groups=["docker"], append=True)
@@ -72,6 +83,19 @@ def engine() -> None:
         if "gpu_nvidia" not in host.groups:  # the driver role did not install the toolkit
             nvidia.toolkit()
         nvidia.container_access(engine=name)
+
+
+def _docker_drop_in():
+    args = [str(arg) for arg in host.data.container_runtime_docker_extra_args]
+    if not args:
+        return files.file(name="No dockerd flags drop-in", path=DOCKER_DROP_IN, present=False)
+    return files.template(
+        name="dockerd flags (systemd drop-in)",
+        src="templates/container_runtime/docker-override.conf.j2",
+        dest=DOCKER_DROP_IN,
+        mode="0644",
+        command=" ".join([DOCKERD, *args]),
+    )
 
 
 __all__ = ["DEFAULTS", "engine", "gpu_vendor"]

@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# Bump when package contents change: cached builds (tests/fakegpu/converge.py) are rebuilt.
+RECIPE = 2
 BRIDGE_GATEWAY = "10.88.0.1"
 
 
@@ -111,6 +113,11 @@ ExecStopPost=/usr/bin/nvidia-smi -pm 0
 
 [Install]
 WantedBy=multi-user.target
+"""
+
+RUNTIME = """#!/bin/sh
+# STAND-IN for nvidia-container-runtime: plain runc (no GPU hook to run here).
+exec runc "$@"
 """
 
 AMD_TOOL = """#!/bin/sh
@@ -273,6 +280,7 @@ def build_repos(
              files={"/usr/bin/nvidia-ctk": (ctk, 0o755)},
              description="NVIDIA Container Toolkit base (nvidia-ctk)")  # fmt: skip
         _deb(toolkit, "nvidia-container-toolkit", toolkit_version, arch,
+             files={"/usr/bin/nvidia-container-runtime": (RUNTIME, 0o755)},
              depends=f"nvidia-container-toolkit-base (= {toolkit_version})",
              description="NVIDIA Container Toolkit")  # fmt: skip
         _write(root / "libnvidia-container" / "gpgkey", public_key)

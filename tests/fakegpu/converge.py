@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy import localfleet
-from tests.fakegpu.aptrepo import build_repos, serve
+from tests.fakegpu.aptrepo import RECIPE, build_repos, serve
 
 REPO = Path(__file__).resolve().parents[2]
 ROLES: dict[str, dict[str, Any]] = {
@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
         localfleet._install_fakegpu(spec, container, profiles)
 
     # Built once and kept: the same signing key and packages on every converge.
-    root = localfleet.CACHE / "standin-apt"
+    root = localfleet.CACHE / f"standin-apt-r{RECIPE}"
     if not (root / "cuda" / "InRelease").exists():
         build_repos(root, kernel=os.uname().release)
     with serve(root, port=role["port"]) as url, tempfile.TemporaryDirectory() as tmp:

@@ -177,3 +177,32 @@ def test_secure_boot_stops_before_touching_the_host_unless_modules_are_signed(
     assert result["results"]["totals"]["error"] == 0
     assert sh(host, f"dpkg -s linux-modules-nvidia-550-server-{KERNEL}").returncode == 0
     assert sh(host, f"dpkg -s linux-headers-{KERNEL}").returncode != 0
+
+
+def test_docker_gets_the_nvidia_runtime_once(fleet_factory, repos, run_pyinfra, tmp_path):
+    fleet = fleet_factory([ContainerHost("dk", gpu="rtx4090x2", gpu_driver=False)])
+    host = fleet.by_name["dk"]
+    data = {
+        **role_data(repos["url"], repos["full"], "full"),
+        "container_runtime_engine": "docker",
+        # dockerd inside a podman container: no overlay mounts, no iptables.
+        "container_runtime_docker_extra_args": [
+            "--storage-driver=vfs",
+            "--iptables=false",
+            "--ip6tables=false",
+            "--bridge=none",
+        ],
+    }
+    inventory = write_inventory(tmp_path / "inventory.py", {"gpu_nvidia": [(host, data)]})
+
+    first = run_pyinfra(inventory, DEPLOY)
+    assert first["results"]["totals"]["error"] == 0
+    assert "Container runtime | NVIDIA GPU access for containers | nvidia runtime for docker" in (
+        changed_ops(first)
+    )
+    runtimes = sh(host, "docker info --format '{{json .Runtimes}}'").stdout
+    assert '"nvidia"' in runtimes
+    assert sh(host, "systemctl is-active docker").stdout.strip() == "active"
+
+    second = run_pyinfra(inventory, DEPLOY)
+    assert second["results"]["totals"]["success"] == 0, changed_ops(second)
