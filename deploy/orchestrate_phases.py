@@ -15,7 +15,7 @@ from pyinfra.api.operation import OperationMeta
 from deploy.orchestrate_files import role_knob
 from deploy.planner import BackendInstance, HostPlan
 from deploy.render import RenderedFile, RenderSettings, render_instance
-from roles import health, llama_server, llama_swap, ollama
+from roles import health, llama_server, llama_swap, ollama, system
 from roles import router as router_role
 from roles.units import retired_units
 
@@ -51,7 +51,10 @@ def rendered_files(
 
 
 def drivers_and_runtime(context: FleetContext, host_plan: HostPlan) -> list[OperationMeta]:
-    """GPU drivers and the container runtime, where this host needs them."""
+    """GPU drivers and the container runtime, where this host needs them (roles/system.py)."""
+    system.drivers_and_runtime(
+        needs_container_engine=any(inst.install == "container" for inst in host_plan.instances)
+    )
     return []
 
 

@@ -10,13 +10,18 @@
 4. a second run changes nothing (``results.totals.success == 0``);
 5. a new model set converges: only the affected host and the router change, and the router
    serves the new catalog; a further run changes nothing;
-6. the fleet is torn down (also when a step fails).
+6. bad inventory data stops the deploy before any operation, naming the host and the key;
+7. a router release that fails its health check is reported for that host, the other hosts
+   carry on, and the previous release stays in service; ``--limit gpu_amd`` touches that
+   group only;
+8. the fleet is torn down (also when a step fails).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -137,8 +142,6 @@ def fleet(fleet_available: None, tmp_path_factory: pytest.TempPathFactory) -> It
                 "llama_server_binary_path": str(server_bin),
                 "llama_server_extra_args": ["--threads", "1"],
                 "model_catalog": catalog(server.url, ["gpu_nvidia", "gpu_amd", "cpu"], {}),
-                # The driver roles have their own fleet test (tests/fleet/deploys/system_roles.py).
-                "manage_gpu_drivers": False,
             }
             env = {
                 **os.environ,
@@ -224,3 +227,71 @@ def test_deploy_verify_rerun_change_converge(fleet: Fleet) -> None:
 
     fourth = fleet.deploy()
     assert fourth["results"]["totals"]["success"] == 0, changed_hosts(fourth)
+
+
+def router_release(fleet: Fleet) -> str:
+    return subprocess.run(
+        ["podman", "exec", fleet.container("cpu-llama1"), "readlink", "/opt/modelfleet/current"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def test_bad_inventory_stops_before_any_operation(fleet: Fleet) -> None:
+    fleet.write_data(llama_swap_release_sha256="not-a-sha256")
+    try:
+        result = run_pyinfra("inventory/local.py", "deploy.py", env=fleet.env, check=False)
+    finally:
+        fleet.write_data()
+    assert result["returncode"] != 0
+    assert "the deploy was not started" in result["stderr"]
+    assert "host gpu-amd1: key llama_swap_release_sha256" in result["stderr"]
+    assert not result.get("results"), "operations ran although the plan was invalid"
+
+
+def test_failing_router_release_keeps_the_previous_one(fleet: Fleet, tmp_path: Path) -> None:
+    live = router_release(fleet)
+    # A copy of the project whose router cannot start: a new release id, and a broken one.
+    broken = tmp_path / "broken"
+    for part in ("deploy", "roles", "router", "templates", "inventory"):
+        shutil.copytree(REPO / part, broken / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("deploy.py", "pyproject.toml", "README.md"):
+        if (REPO / part).exists():
+            shutil.copy2(REPO / part, broken / part)
+    main = broken / "router" / "__main__.py"
+    main.write_text(
+        main.read_text().replace("def main(", "def main_ok(")
+        + ("\n\ndef main() -> None:\n    raise SystemExit('broken release (rollback test)')\n")
+    )
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("pyinfra")),
+            "-y",
+            "--json",
+            "inventory/local.py",
+            "deploy.py",
+        ],
+        cwd=broken,
+        env=fleet.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    result = json.loads(done.stdout)["results"]
+    assert done.returncode != 0
+    assert result["failed_hosts"] == ["cpu-llama1"]
+    assert "modelfleet: host cpu-llama1 failed at" in done.stderr
+    assert "the service keeps its current release and config" in done.stderr
+    # The other hosts ran every operation without an error.
+    for op in result["operations"]:
+        assert set(op["error"]) <= {"cpu-llama1"}, op
+    assert router_release(fleet) == live
+    assert "gemma3-270m" in router_models(fleet)
+
+    limited = run_pyinfra(
+        "inventory/local.py", "deploy.py", env=fleet.env, extra_args=["--limit", "gpu_amd"]
+    )
+    assert limited["results"]["totals"]["success"] == 0
+    touched = {h for op in limited["results"]["operations"] for h in op["no_change"]}
+    assert touched == {"gpu-amd1"}
