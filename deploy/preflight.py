@@ -71,14 +71,16 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def check_port(host: str, port: int, owner: str, ours: bool = False) -> Problem | None:
+def check_port(
+    host: str, port: int, owner: str, ours: bool = False, flag: str = "--port"
+) -> Problem | None:
     """The port the demo publishes is free (or already held by the demo itself)."""
     if ours or not port_in_use(host, port):
         return None
     return Problem(
         f"port {host}:{port} is already in use (needed for {owner})",
         f"stop whatever listens there (`ss -ltnp 'sport = :{port}'` shows it), "
-        f"or choose another port with --port",
+        f"or choose another port with {flag}",
     )
 
 
