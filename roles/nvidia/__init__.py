@@ -103,8 +103,13 @@ def driver() -> None:
         toolkit()
 
 
+def may_reboot(allow_reboot: bool, connector_cls: type) -> bool:
+    """A reboot only when asked for, and never of the controller itself (``@local``)."""
+    return bool(allow_reboot) and not issubclass(connector_cls, LocalConnector)
+
+
 def _reboot_if_needed(installed) -> None:
-    if host.data.nvidia_allow_reboot and not issubclass(host.connector_cls, LocalConnector):
+    if may_reboot(host.data.nvidia_allow_reboot, host.connector_cls):
         server.reboot(
             name="Reboot into the new NVIDIA driver",
             reboot_timeout=int(host.data.nvidia_reboot_timeout_s),
@@ -155,4 +160,4 @@ def container_access(engine: str) -> None:
         raise DeployError(f"{host.name}: container engine {engine!r}: use 'podman' or 'docker'")
 
 
-__all__ = ["DEFAULTS", "container_access", "driver", "toolkit"]
+__all__ = ["DEFAULTS", "container_access", "driver", "may_reboot", "toolkit"]

@@ -117,3 +117,20 @@ def test_pyinfra_reaches_every_host_over_ssh(local_fleet, run_pyinfra):
     operation = result["results"]["operations"][0]
     assert sorted(operation["success"]) == ["cpu-llama1", "gpu-amd1", "gpu-nv1"]
     assert result["results"]["failed_hosts"] == []
+
+
+def test_gpu_detection_reads_the_emulated_gpus(local_fleet):
+    """The planner's own detection fact (roles/gpu) sees what the profiles describe."""
+    from roles.gpu.facts import HostHardwareFact
+
+    detected = {}
+    for host in local_fleet.hosts:
+        fact = HostHardwareFact()
+        output = sh(host.container, fact.command()).stdout.splitlines()
+        hardware = fact.process(output)
+        detected[host.name] = [(gpu.vendor, gpu.name, gpu.vram_mb) for gpu in hardware.gpus]
+    assert detected == {
+        "gpu-nv1": [("nvidia", "NVIDIA GeForce RTX 4090", 24564)] * 2,
+        "gpu-amd1": [("amd", "AMD Instinct MI300X", 196592)],
+        "cpu-llama1": [],
+    }

@@ -6,10 +6,14 @@ JSON file. Operation cases name our facts as the fake host keys them: ``facts.Cd
 
 from pathlib import Path
 
+from pyinfra.connectors.docker import PodmanConnector
+from pyinfra.connectors.local import LocalConnector
+from pyinfra.connectors.ssh import SSHConnector
 from pyinfra_testing.facts import make_fact_tests
 from pyinfra_testing.operations import make_operation_tests
 
 from roles.aptsource import source_line
+from roles.nvidia import may_reboot
 from roles.rocm import version_path
 
 HERE = Path(__file__).parent
@@ -38,3 +42,10 @@ def test_source_lines_flat_and_suite():
         source_line("https://example.test/rocm", "/k.asc", suite="jammy", components="main")
         == "deb [signed-by=/k.asc] https://example.test/rocm jammy main"
     )
+
+
+def test_reboot_only_when_allowed_and_never_on_local():
+    assert may_reboot(True, SSHConnector)
+    assert may_reboot(True, PodmanConnector)
+    assert not may_reboot(False, SSHConnector)
+    assert not may_reboot(True, LocalConnector)
