@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser import run_chromium
 from tests.router.conftest import ADMIN_TOKEN
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MODEL = "qwen2.5:0.5b"
 
 pytestmark = pytest.mark.browser
@@ -19,33 +18,7 @@ pytestmark = pytest.mark.browser
 
 async def dump_dom(url: str, profile: Path) -> str:
     """Load ``url`` in headless chromium, let its polling run, return the final DOM."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (bash deploy/setup.sh --all)")
-    proc = await asyncio.create_subprocess_exec(
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=4000",
-        "--dump-dom",
-        url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 90)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
-    return out.decode()
+    return await asyncio.to_thread(run_chromium, url, profile, "--dump-dom")
 
 
 async def test_dashboard_shows_hosts_models_and_decisions(

@@ -1,0 +1,128 @@
+"""``modelfleet demo`` end to end (marker ``fleet``): the newcomer's first command.
+
+1. ``demo up`` on a fresh fleet ends with a real llama.cpp answer through the router and
+   prints the next steps;
+2. the printed curl commands work as printed (OpenAI and Ollama APIs);
+3. the dashboard, in headless Debian chromium, shows the hosts and the model the demo loaded;
+   its screenshot is saved (``MODELFLEET_SCREENSHOT=path`` keeps a copy, for the README);
+4. a second ``up`` changes nothing;
+5. a busy port stops ``up`` before it touches anything, with the fix in the message;
+6. ``down`` leaves no container, no state directory and no file server behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy import demo, localfleet, preflight
+from tests.browser import run_chromium
+from tests.fleet.conftest import REPO, new_fleet_name
+from tests.standins.llama import free_port
+
+MODELFLEET = str(Path(sys.executable).with_name("modelfleet"))
+
+
+def modelfleet(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MODELFLEET, *args], cwd=REPO, capture_output=True, text=True, timeout=1500, check=False
+    )
+
+
+class DemoRun:
+    def __init__(self, fleet: str, files_port: int) -> None:
+        self.fleet, self.files_port = fleet, files_port
+
+    def up(self) -> str:
+        proc = modelfleet("demo", "up", "--fleet", self.fleet, "--files-port", str(self.files_port))
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    def down(self) -> str:
+        proc = modelfleet("demo", "down", "--fleet", self.fleet)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def demo_run(fleet_available: None) -> Iterator[DemoRun]:
+    run = DemoRun(new_fleet_name(), free_port())
+    try:
+        yield run
+    finally:
+        localfleet.down(run.fleet)
+        shutil.rmtree(demo.state_dir(run.fleet), ignore_errors=True)
+
+
+def printed_commands(output: str) -> list[str]:
+    return [line.strip() for line in output.splitlines() if line.strip().startswith("curl ")]
+
+
+def test_demo_up_rerun_and_down(demo_run: DemoRun, tmp_path: Path) -> None:
+    first = demo_run.up()
+    # The demo's own first request was answered by real llama.cpp on the llama-server host.
+    served = re.search(r"answered in [\d.]+ s by backend (\S+) on host (\S+)\n\s+why: (\S+)", first)
+    assert served, first
+    assert served.group(2) == demo.ROUTER_HOST and served.group(3) in {"load-fits", "resident"}
+
+    # The printed commands work as printed.
+    commands = printed_commands(first)
+    assert len(commands) == 3, first
+    openai = json.loads(subprocess.check_output(commands[0], shell=True, text=True))
+    assert openai["choices"][0]["message"]["role"] == "assistant"
+    assert openai["model"] == demo.DEMO_MODEL
+    ollama_lines = subprocess.check_output(commands[1], shell=True, text=True).splitlines()
+    chunks = [json.loads(line) for line in ollama_lines if line.strip()]
+    assert chunks[-1]["done"] is True and chunks[-1]["eval_count"] > 0
+    assert chunks[-1]["total_duration"] > 0  # nanoseconds, as Ollama reports them
+    ps = json.loads(subprocess.check_output(commands[2], shell=True, text=True))
+    assert demo.DEMO_MODEL in {entry["name"] for entry in ps["models"]}
+
+    # The dashboard shows the hosts and the model the demo request loaded.
+    url = re.search(r"Dashboard: (\S+)", first)
+    token_command = re.search(r"admin token: (.+)", first)
+    assert url and token_command, first
+    token = subprocess.check_output(token_command.group(1), shell=True, text=True).strip()
+    page = f"{url.group(1)}#token={token}"
+    dom = run_chromium(page, tmp_path / "profile", "--dump-dom")
+    for expected in ("gpu-nv1", "gpu-amd1", "cpu-llama1", demo.DEMO_MODEL):
+        assert expected in dom, f"{expected} not on the dashboard"
+    assert token not in dom  # the token moves to sessionStorage and out of the page
+    shot = tmp_path / "dashboard.png"
+    run_chromium(page, tmp_path / "profile2", f"--screenshot={shot}", "--window-size=1280,900")
+    assert shot.stat().st_size > 10_000
+    if keep := os.environ.get("MODELFLEET_SCREENSHOT"):
+        shutil.copyfile(shot, keep)
+
+    # A port in use stops another `up` before it touches anything (the bridge exists now).
+    with socket.socket() as busy:
+        busy.bind((localfleet.BRIDGE_GATEWAY, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        other = new_fleet_name()
+        refused = modelfleet("demo", "up", "--fleet", other, "--files-port", str(port))
+    assert refused.returncode != 0
+    assert f"port {localfleet.BRIDGE_GATEWAY}:{port} is already in use" in refused.stderr
+    assert "--files-port" in refused.stderr
+    assert localfleet.status(other) == []
+
+    # A second up changes nothing.
+    second = demo_run.up()
+    assert "0 operations changed something" in second, second
+    assert "why: resident" in second
+
+    # Down leaves nothing behind.
+    removed = demo_run.down()
+    assert "removed 3 containers" in removed
+    assert localfleet.status(demo_run.fleet) == []
+    assert not demo.state_dir(demo_run.fleet).exists()
+    assert not preflight.port_in_use(localfleet.BRIDGE_GATEWAY, demo_run.files_port)
