@@ -120,7 +120,8 @@ smoke_test() {
 main() {
     if [ "${1:-}" = "--rebuild" ]; then
         check_prerequisites
-        podman rmi -f "$IMAGE" >/dev/null 2>&1 || true
+        # Untag, never `rmi -f`: that would also remove the containers running the image.
+        podman untag "$IMAGE" >/dev/null 2>&1 || true
         rm -f "$TARBALL"
     fi
     check_prerequisites
