@@ -57,7 +57,6 @@ if [ "$ALL" = 1 ]; then
     bash deploy/llama_build.sh  # real llama-server + gemma3 270M GGUF, cached in $MODELFLEET_CACHE
     bash bench/setup-tools.sh  # nginx-light, LiteLLM venv, matplotlib/py-spy for bench/
     apt_install chromium  # headless browser for the router dashboard test (-m browser)
-    # the llama-server and browser steps are added by their issues
 fi
 if [ "$MOLECULE" = 1 ]; then setup_molecule; fi
 echo "setup: done"
