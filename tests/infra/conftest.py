@@ -54,7 +54,10 @@ class Deployed:
 
 @pytest.fixture(scope="session")
 def deployed(request: pytest.FixtureRequest) -> Deployed:
-    inventory_file = request.config.getoption("inventory")
+    # The option is missing when these fixtures are imported elsewhere (Molecule's verify).
+    inventory_file = request.config.getoption("inventory", None) or os.environ.get(
+        "MODELFLEET_INVENTORY"
+    )
     if not inventory_file:
         pytest.fail("tests/infra needs --inventory INVENTORY (or MODELFLEET_INVENTORY)")
     fleet, plan, inventory = plan_from_inventory(str(inventory_file))
