@@ -1,7 +1,8 @@
 """Fixtures for the container-fleet tier (marker ``fleet``): podman hosts, pyinfra runs.
 
 Needs root, podman and the host image (``sudo bash deploy/setup.sh --all``); without them the
-tests are skipped with that instruction. Every fleet a test brings up has its own name
+tests are skipped with that instruction (they fail instead when ``MODELFLEET_REQUIRE_REAL`` is
+set, as in CI). Every fleet a test brings up has its own name
 (``mft<random>``), so parallel sessions and a running demo fleet are never touched, and it is
 torn down at the end even when a test fails.
 
@@ -59,6 +60,8 @@ def _skip_reason() -> str | None:
 @pytest.fixture(scope="session")
 def fleet_available() -> None:
     reason = _skip_reason()
+    if reason and os.environ.get("MODELFLEET_REQUIRE_REAL"):
+        pytest.fail(f"MODELFLEET_REQUIRE_REAL is set (CI) but {reason}")
     if reason:
         pytest.skip(reason)
 
