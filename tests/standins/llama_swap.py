@@ -34,9 +34,11 @@ import json
 import logging
 import os
 import re
+import select
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -1037,7 +1039,13 @@ class Scheduler:
         self.config = config
         self.models = {mid: ModelState(m, make_upstream(m)) for mid, m in config.models.items()}
         self.cond = threading.Condition()
-        self.stats: dict[str, Any] = {"swaps": 0, "unloads": 0, "rejected": 0, "starts": {}}
+        self.stats: dict[str, Any] = {
+            "swaps": 0,
+            "unloads": 0,
+            "rejected": 0,
+            "cancelled": 0,
+            "starts": {},
+        }
 
     def evict_set(self, model_id: str) -> list[str]:
         """Running models that must stop before ``model_id`` may start (group rules)."""
@@ -1063,23 +1071,33 @@ class Scheduler:
             st.admitted += 1
             return st
 
-    def acquire(self, st: ModelState) -> None:
-        """Block until ``st`` is ready and count one request in flight on it."""
+    def acquire(self, st: ModelState, cancelled: Callable[[], bool] | None = None) -> None:
+        """Block until ``st`` is ready and count one request in flight on it.
+
+        ``cancelled`` is polled while queued: a client that went away leaves the queue
+        (llama-swap's OnCancel)."""
         joined: int | None = None
+        waited = False
         with self.cond:
             while True:
+                if waited and cancelled is not None and cancelled():
+                    self.stats["cancelled"] += 1
+                    raise ClientGone(st.config.id)
                 if st.state == "ready":
                     st.active += 1
                     return
-                if joined is not None and st.attempt == joined and st.state == "stopped":
+                if joined == st.attempt and st.state == "stopped" and st.error:
                     raise UpstreamError(st.error)  # the swap we joined failed
                 if st.state in ("starting", "stopping"):
                     joined = st.attempt if st.state == "starting" else None
-                    self.cond.wait()
+                    self.cond.wait(0.05 if cancelled else None)
+                    waited = True
                     continue
                 evict = [self.models[m] for m in self.evict_set(st.config.id)]
                 if any(e.state in ("starting", "stopping") or e.active for e in evict):
-                    self.cond.wait()  # collides with a swap in flight, or must drain first
+                    # collides with a swap in flight, or must drain first
+                    self.cond.wait(0.05 if cancelled else None)
+                    waited = True
                     continue
                 for other in evict:
                     other.state = "stopping"
@@ -1165,6 +1183,16 @@ class ClientGone(Exception):
     """The client closed the connection mid-stream."""
 
 
+class HttpServer(http.server.ThreadingHTTPServer):
+    """One thread per connection; a client that hangs up is not an error worth a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     """HTTP/1.1 plumbing plus route dispatch to the LlamaSwapStandin."""
 
@@ -1185,6 +1213,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.rfile.readline()
             return raw
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def client_gone(self) -> bool:
+        """True once the client closed its connection (readable, and reading gives EOF)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def send_json(self, status: int, obj: Any) -> None:
         self.send_bytes(status, json.dumps(obj).encode(), "application/json; charset=utf-8")
@@ -1304,7 +1340,7 @@ class LlamaSwapStandin:
         self.scheduler = self._scheduler(config)
         self._stop = threading.Event()
         handler = type("BoundHandler", (Handler,), {"app": self})
-        self.httpd = http.server.ThreadingHTTPServer((host, port), handler)
+        self.httpd = HttpServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.port = int(self.httpd.server_address[1])
         self.get_routes: dict[str, Callable[[Handler], None]] = {
@@ -1412,7 +1448,7 @@ class LlamaSwapStandin:
         st = scheduler.admit(model_id)
         served = False
         try:
-            scheduler.acquire(st)
+            scheduler.acquire(st, h.client_gone)
             served = True
             st.upstream.serve(h, path, body)
         finally:

@@ -44,6 +44,8 @@ import json
 import logging
 import os
 import re
+import select
+import socket
 import sys
 import tempfile
 import threading
@@ -366,6 +368,15 @@ class ServerBusyError(Exception):
     """OLLAMA_MAX_QUEUE pending requests already wait: answered with 503."""
 
 
+class RequestCancelled(Exception):
+    """The client went away while its request waited: it leaves the queue (like a cancelled
+    request context in Ollama)."""
+
+
+def never_cancelled() -> bool:
+    return False
+
+
 @dataclass
 class Runner:
     """One loaded (or loading) model, like a runner process of the real server."""
@@ -404,7 +415,7 @@ class Scheduler:
         self.cond = threading.Condition()
         self.pending = 0
         self.loading = False
-        self.stats = {"loads": 0, "unloads": 0, "requests": 0, "rejected": 0}
+        self.stats = {"loads": 0, "unloads": 0, "requests": 0, "rejected": 0, "cancelled": 0}
         self.load_counts: dict[str, int] = {}
 
     # -- helpers (call with self.cond held)
@@ -432,8 +443,17 @@ class Scheduler:
 
     # -- public API
 
-    def acquire(self, model: ModelInfo, keep_alive_s: float, num_ctx: int | None) -> Lease:
-        """Block until ``model`` is loaded and one of its slots is ours."""
+    def acquire(
+        self,
+        model: ModelInfo,
+        keep_alive_s: float,
+        num_ctx: int | None,
+        cancelled: Callable[[], bool] = never_cancelled,
+    ) -> Lease:
+        """Block until ``model`` is loaded and one of its slots is ours.
+
+        ``cancelled`` is polled while waiting: when it turns true the request leaves the queue.
+        """
         with self.cond:
             if self.pending >= self.settings.max_queue:
                 self.stats["rejected"] += 1
@@ -442,12 +462,14 @@ class Scheduler:
             self.stats["requests"] += 1
         try:
             default_ctx = min(self.settings.context_length, model.context_length)
-            return self._acquire(model, keep_alive_s, num_ctx or default_ctx)
+            return self._acquire(model, keep_alive_s, num_ctx or default_ctx, cancelled)
         finally:
             with self.cond:
                 self.pending -= 1
 
-    def _acquire(self, model: ModelInfo, keep_alive_s: float, num_ctx: int) -> Lease:
+    def _acquire(
+        self, model: ModelInfo, keep_alive_s: float, num_ctx: int, cancelled: Callable[[], bool]
+    ) -> Lease:
         load_duration = 0.0
         with self.cond:
             while True:
@@ -470,7 +492,10 @@ class Scheduler:
                     if victim is not None:
                         self._unload(victim, "evicted to make room")
                         continue
-                self.cond.wait()
+                self.cond.wait(0.05 if cancelled is not never_cancelled else None)
+                if cancelled():
+                    self.stats["cancelled"] += 1
+                    raise RequestCancelled(model.name)
         # Load outside the lock: other models keep serving meanwhile.
         started = time.monotonic()
         time.sleep(model.size / GB * self.settings.load_ms_per_gb / 1000)
@@ -609,6 +634,16 @@ class ClientGone(Exception):
     """The client closed the connection mid-stream: stop generating."""
 
 
+class HttpServer(http.server.ThreadingHTTPServer):
+    """One thread per connection; a client that hangs up is not an error worth a traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     """HTTP/1.1 request handler: routing, body parsing, JSON/NDJSON/SSE writing."""
 
@@ -722,8 +757,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.send_json(exc.status, {"error": exc.message})
         except ServerBusyError as exc:
             self.send_json(503, {"error": str(exc)})
-        except ClientGone:
+        except (ClientGone, RequestCancelled):
             self.close_connection = True
+
+    def client_gone(self) -> bool:
+        """True once the client closed its connection (readable, and reading gives EOF)."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
 
 @dataclass
@@ -882,7 +925,7 @@ class OllamaApi:
         inputs = body.get("input", [])
         inputs = [inputs] if isinstance(inputs, str) else list(inputs)
         started = time.monotonic()
-        lease = self.app.scheduler.acquire(model, self.keep_alive(body), None)
+        lease = self.app.scheduler.acquire(model, self.keep_alive(body), None, h.client_gone)
         try:
             vectors = [fake_embedding(text, model.embedding_length) for text in inputs]
         finally:
@@ -901,7 +944,7 @@ class OllamaApi:
     def embeddings(self, h: Handler) -> None:
         body = h._body()
         model = self.require(body)
-        lease = self.app.scheduler.acquire(model, self.keep_alive(body), None)
+        lease = self.app.scheduler.acquire(model, self.keep_alive(body), None, h.client_gone)
         self.app.scheduler.release(lease)
         h.send_json(
             200, {"embedding": fake_embedding(body.get("prompt", ""), model.embedding_length)}
@@ -937,7 +980,7 @@ class OllamaApi:
             return
         options = body.get("options") or {}
         gen = self.app.start_generation(
-            model, prompt, keep_alive, options, body.get("tools") if chat else None
+            model, prompt, keep_alive, options, body.get("tools") if chat else None, h.client_gone
         )
         if empty:  # empty prompt: load only
             self.app.scheduler.release(gen.lease)
@@ -1016,7 +1059,9 @@ class OpenAiApi:
         model = self.app.ollama.require(body)
         inputs = body.get("input", [])
         inputs = [inputs] if isinstance(inputs, str) else list(inputs)
-        lease = self.app.scheduler.acquire(model, self.app.settings.keep_alive_s, None)
+        lease = self.app.scheduler.acquire(
+            model, self.app.settings.keep_alive_s, None, h.client_gone
+        )
         self.app.scheduler.release(lease)
         tokens = sum(count_tokens(t) for t in inputs)
         h.send_json(
@@ -1055,6 +1100,7 @@ class OpenAiApi:
             self.app.settings.keep_alive_s,
             {"num_predict": limit} if limit else {},
             body.get("tools") if chat else None,
+            h.client_gone,
         )
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{int(time.time() * 1000) % 1000000}"
         head = {
@@ -1226,7 +1272,7 @@ class OllamaStandin:
             ("GET", "/standin/stats"): self.stats,
         }
         handler = type("BoundHandler", (Handler,), {"app": self})
-        self.httpd = http.server.ThreadingHTTPServer((settings.host, settings.port), handler)
+        self.httpd = HttpServer((settings.host, settings.port), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
 
@@ -1252,10 +1298,12 @@ class OllamaStandin:
         keep_alive: float,
         options: dict[str, Any],
         tools: list[dict[str, Any]] | None,
+        cancelled: Callable[[], bool] = never_cancelled,
     ) -> Generation:
         num_ctx = options.get("num_ctx")
         started = time.monotonic()
-        lease = self.scheduler.acquire(model, keep_alive, int(num_ctx) if num_ctx else None)
+        ctx = int(num_ctx) if num_ctx else None
+        lease = self.scheduler.acquire(model, keep_alive, ctx, cancelled)
         limit = options.get("num_predict")
         tokens, reason = fake_tokens(prompt, int(limit) if limit is not None else None)
         tool_call = fake_tool_call(tools) if tools and "tools" in model.capabilities else None

@@ -60,6 +60,11 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) ->
         time.sleep(0.01)
 
 
+# Slow enough that a held stream is still running while a test looks around (a 16-token
+# reply takes 8 s); the test closes it long before, and follow-up requests ask for 1 token.
+HOLD_TOKENS_PER_S = 2
+
+
 class OpenStream:
     """A streaming chat request left open: it holds its model in flight."""
 
@@ -68,10 +73,12 @@ class OpenStream:
         self.conn = http.client.HTTPConnection(host, int(port), timeout=30)
         body = {"model": model, "messages": [{"role": "user", "content": "hold"}], "stream": True}
         self.conn.request("POST", "/v1/chat/completions", json.dumps(body))
-        self.resp = self.conn.getresponse()
 
     def first_event(self) -> bytes:
-        return self.resp.readline()
+        """Wait for the response (the request is in flight from here on) and its first event."""
+        resp = self.conn.getresponse()
+        assert resp.status == 200, resp.read()
+        return resp.readline()
 
     def close(self) -> None:
         self.conn.close()
@@ -288,11 +295,11 @@ def test_exclusive_group_evicts_others_but_not_persistent(
 def test_a_model_with_requests_in_flight_is_not_swapped_out(
     swap: Callable[..., RunningStandin],
 ) -> None:
-    url = swap(models_yaml("a", "b"), tokens_per_s=20).url
+    url = swap(models_yaml("a", "b"), tokens_per_s=HOLD_TOKENS_PER_S).url
     holder = OpenStream(url, "a")
     holder.first_event()
     result: list[tuple[int, Any]] = []
-    waiter = threading.Thread(target=lambda: result.append(chat(url, "b")))
+    waiter = threading.Thread(target=lambda: result.append(chat(url, "b", max_tokens=1)))
     waiter.start()
     wait_for(lambda: stats(url)["models"]["b"]["admitted"] == 1, "the 'b' request to queue")
     assert running(url) == {"a": "ready"}  # queued until "a" drains
@@ -300,6 +307,22 @@ def test_a_model_with_requests_in_flight_is_not_swapped_out(
     waiter.join(timeout=30)
     assert result[0][0] == 200
     assert running(url) == {"b": "ready"}
+
+
+def test_a_queued_request_whose_client_left_is_dropped(
+    swap: Callable[..., RunningStandin],
+) -> None:
+    url = swap(models_yaml("a", "b"), tokens_per_s=HOLD_TOKENS_PER_S).url
+    holder = OpenStream(url, "a")
+    holder.first_event()
+    gone = OpenStream(url, "b")  # queued behind "a", then the client leaves
+    wait_for(lambda: stats(url)["models"]["b"]["admitted"] == 1, "the 'b' request to queue")
+    gone.close()
+    wait_for(lambda: stats(url)["cancelled"] == 1, "the queue to drop the request")
+    assert stats(url)["models"]["b"]["admitted"] == 0
+    holder.close()
+    assert chat(url, "a", max_tokens=1)[0] == 200
+    assert stats(url)["starts"] == {"a": 1}  # "b" was never loaded for nobody
 
 
 def test_concurrent_requests_join_one_swap(swap: Callable[..., RunningStandin]) -> None:
@@ -314,7 +337,7 @@ def test_concurrent_requests_join_one_swap(swap: Callable[..., RunningStandin]) 
 
 def test_concurrency_limit_answers_429(swap: Callable[..., RunningStandin]) -> None:
     config = models_yaml("a").replace("    metadata:", "    concurrencyLimit: 1\n    metadata:")
-    url = swap(config, tokens_per_s=20).url
+    url = swap(config, tokens_per_s=HOLD_TOKENS_PER_S).url
     holder = OpenStream(url, "a")
     holder.first_event()
     status, body = chat(url, "a")

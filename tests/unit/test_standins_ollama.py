@@ -71,6 +71,11 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) ->
         time.sleep(0.01)
 
 
+# Slow enough that a held stream is still running while a test looks around (a 16-token
+# reply takes 8 s); the test closes it long before, and follow-up requests ask for 1 token.
+HOLD_TOKENS_PER_S = 2
+
+
 class OpenStream:
     """A streaming /api/chat request left open, to hold a slot while the test looks around."""
 
@@ -79,10 +84,12 @@ class OpenStream:
         self.conn = http.client.HTTPConnection(host, int(port), timeout=30)
         body = {"model": model, "messages": [{"role": "user", "content": "hold"}]}
         self.conn.request("POST", "/api/chat", json.dumps(body))
-        self.resp = self.conn.getresponse()
 
     def first_line(self) -> dict[str, Any]:
-        return json.loads(self.resp.readline())
+        """Wait for the response (the request holds a slot from here on) and its first line."""
+        resp = self.conn.getresponse()
+        assert resp.status == 200, resp.read()
+        return json.loads(resp.readline())
 
     def close(self) -> None:
         self.conn.close()
@@ -280,11 +287,12 @@ def test_max_loaded_defaults_to_three_per_gpu() -> None:
 def test_busy_model_is_not_evicted_and_the_load_waits(
     standin: Callable[..., RunningStandin],
 ) -> None:
-    url = standin(vram_mb=0, max_loaded_models=1, tokens_per_s=20).url
+    url = standin(vram_mb=0, max_loaded_models=1, tokens_per_s=HOLD_TOKENS_PER_S).url
     holder = OpenStream(url, "big")
     holder.first_line()  # "big" is loaded and busy
     result: list[tuple[int, Any]] = []
-    waiter = threading.Thread(target=lambda: result.append(chat(url, "mid")))
+    one_token = {"num_predict": 1}
+    waiter = threading.Thread(target=lambda: result.append(chat(url, "mid", options=one_token)))
     waiter.start()
     wait_for(lambda: stats(url)["pending"] == 1, "the 'mid' request to queue")
     assert ps_names(url) == ["big:latest"]  # not evicted while serving
@@ -297,13 +305,16 @@ def test_busy_model_is_not_evicted_and_the_load_waits(
 def test_parallel_slots_and_full_queue_answers_503(
     standin: Callable[..., RunningStandin],
 ) -> None:
-    url = standin(num_parallel=2, max_queue=1, tokens_per_s=20).url
-    holders = [OpenStream(url, "big"), OpenStream(url, "big")]
-    for holder in holders:
-        holder.first_line()
+    url = standin(num_parallel=2, max_queue=1, tokens_per_s=HOLD_TOKENS_PER_S).url
+    holders = []
+    for _ in range(2):  # one after the other: max_queue=1 also counts a request waiting to load
+        holders.append(OpenStream(url, "big"))
+        holders[-1].first_line()
     assert stats(url)["slots_in_use"] == {"big:latest": 2}
     queued: list[tuple[int, Any]] = []
-    waiter = threading.Thread(target=lambda: queued.append(chat(url, "big", options={})))
+    waiter = threading.Thread(
+        target=lambda: queued.append(chat(url, "big", options={"num_predict": 1}))
+    )
     waiter.start()
     wait_for(lambda: stats(url)["pending"] == 1, "the third request to queue")
     status, body = chat(url, "big")
@@ -313,6 +324,20 @@ def test_parallel_slots_and_full_queue_answers_503(
         holder.close()
     waiter.join(timeout=30)
     assert queued[0][0] == 200
+
+
+def test_a_queued_request_whose_client_left_is_dropped(
+    standin: Callable[..., RunningStandin],
+) -> None:
+    url = standin(tokens_per_s=HOLD_TOKENS_PER_S).url
+    holder = OpenStream(url, "big")
+    holder.first_line()
+    gone = OpenStream(url, "big")  # waits for the only slot, then the client leaves
+    wait_for(lambda: stats(url)["pending"] == 1, "the second request to queue")
+    gone.close()
+    wait_for(lambda: stats(url)["pending"] == 0, "the queue to drop the request")
+    assert stats(url)["cancelled"] == 1
+    holder.close()
 
 
 def test_concurrent_requests_share_one_load(standin: Callable[..., RunningStandin]) -> None:
