@@ -44,6 +44,9 @@ SSH_KEY = CACHE / "ssh" / "id_ed25519"
 FLEET_LABEL = "modelfleet.fleet"
 HOST_LABEL = "modelfleet.host"
 GPU_LABEL = "modelfleet.gpu"
+GPU_DRIVER_LABEL = "modelfleet.gpu-driver"
+# Labels that record how a host was started: `up` refuses to reuse a container that differs.
+SPEC_LABELS = (GPU_LABEL, GPU_DRIVER_LABEL)
 DEFAULT_FLEET = "modelfleet"
 # The host side of podman's default bridge: how containers reach servers on this machine.
 BRIDGE_GATEWAY = "10.88.0.1"
@@ -205,6 +208,12 @@ def up(
                     f"fleet {fleet!r} (no {FLEET_LABEL}={fleet} label); remove it or pick "
                     "another fleet name"
                 )
+            elif _differs(spec, info["Config"]["Labels"]):
+                raise LocalFleetError(
+                    f"host {spec.name}: container {container} was started with other GPU "
+                    f"emulation ({info['Config']['Labels'].get(GPU_LABEL) or 'none'}); tear the "
+                    f"fleet down first: python -m deploy.localfleet down --fleet {fleet}"
+                )
             elif not info["State"]["Running"]:
                 _podman("start", container)
                 _say(progress, f"started {container}")
@@ -295,11 +304,21 @@ def _run_container(
         "--cap-add", "SYS_ADMIN",
         "--label", f"{FLEET_LABEL}={fleet}",
         "--label", f"{HOST_LABEL}={spec.name}",
-        "--label", f"{GPU_LABEL}={spec.gpu or ''}",
+        *[arg for key, value in _labels_for(spec).items() for arg in ("--label", f"{key}={value}")],
         "--volume", f"{key}.pub:/root/.ssh/authorized_keys:ro",
         *_device_flags(spec, profiles),
         image,
     )  # fmt: skip
+
+
+def _labels_for(spec: ContainerHost) -> dict[str, str]:
+    return {GPU_LABEL: spec.gpu or "", GPU_DRIVER_LABEL: "yes" if spec.gpu_driver else "no"}
+
+
+def _differs(spec: ContainerHost, labels: dict[str, str]) -> bool:
+    """Whether a running container was started for another spec (labels it lacks: unknown)."""
+    wanted = _labels_for(spec)
+    return any(labels[key] != wanted[key] for key in SPEC_LABELS if key in labels)
 
 
 def _wait_for_systemd(spec: ContainerHost, container: str) -> None:

@@ -134,3 +134,10 @@ def test_gpu_detection_reads_the_emulated_gpus(local_fleet):
         "gpu-amd1": [("amd", "AMD Instinct MI300X", 196592)],
         "cpu-llama1": [],
     }
+
+
+def test_up_refuses_to_reuse_a_host_started_with_other_gpus(fleet_factory):
+    fleet = fleet_factory([ContainerHost("one", gpu="rtx4090x2")])
+    with pytest.raises(LocalFleetError, match=r"host one: container .* other GPU emulation"):
+        localfleet.up([ContainerHost("one", gpu="mi300x")], fleet=fleet.name)
+    assert [h.container for h in localfleet.status(fleet.name)] == [fleet.hosts[0].container]
