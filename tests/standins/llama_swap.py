@@ -1200,6 +1200,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "llama-swap-standin"
     sys_version = ""
     app: LlamaSwapStandin
+    body: bytes = b""
 
     def log_message(self, format: str, *args: Any) -> None:
         LOGGER.debug("http %s", format % args)
@@ -1379,6 +1380,7 @@ class LlamaSwapStandin:
     # -- dispatch
 
     def dispatch(self, h: Handler) -> None:
+        h.body = h.read_body()  # up front: an early error never leaves it on the connection
         split = urllib.parse.urlsplit(h.path)
         path = split.path
         try:
@@ -1423,7 +1425,7 @@ class LlamaSwapStandin:
         return model_id
 
     def model_request(self, h: Handler, path: str) -> None:
-        body = h.read_body()
+        body = h.body
         try:
             request = json.loads(body or b"{}")
         except json.JSONDecodeError as exc:
@@ -1438,8 +1440,7 @@ class LlamaSwapStandin:
         for model_id in sorted(self.config.models, key=len, reverse=True):
             if rest == model_id or rest.startswith(model_id + "/"):
                 sub = rest[len(model_id) :] or "/"
-                body = h.read_body()
-                self._serve(h, model_id, sub + (f"?{query}" if query else ""), body)
+                self._serve(h, model_id, sub + (f"?{query}" if query else ""), h.body)
                 return
         raise ApiError(404, f"could not find a model for /upstream/{rest}")
 

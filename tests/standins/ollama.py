@@ -651,6 +651,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "ollama-standin"
     sys_version = ""
     app: OllamaStandin  # set on the subclass made by OllamaStandin
+    raw_body: bytes = b""
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.app.verbose:
@@ -658,15 +659,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # -- plumbing
 
-    def _body(self) -> dict[str, Any]:
+    def _read_raw_body(self) -> bytes:
+        """Read the whole body up front, so an early error never leaves it on the connection."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             raw = b""
-            while (size := int(self.rfile.readline().strip() or b"0", 16)) > 0:
+            while (size := int(self.rfile.readline().strip().split(b";")[0] or b"0", 16)) > 0:
                 raw += self.rfile.read(size)
                 self.rfile.readline()
             self.rfile.readline()
-        else:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            return raw
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _body(self) -> dict[str, Any]:
+        raw = self.raw_body
         if not raw.strip():
             return {}
         try:
@@ -728,6 +733,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self) -> None:
+        self.raw_body = self._read_raw_body()
         path = self.path.split("?", 1)[0]
         openai = path.startswith("/v1/")
         try:

@@ -405,6 +405,20 @@ def test_health_version_and_errors(swap: Callable[..., RunningStandin]) -> None:
     assert call(url, "/v1/chat/completions", {"messages": []})[0] == 400
 
 
+def test_keep_alive_connection_survives_an_error_with_a_body(
+    swap: Callable[..., RunningStandin],
+) -> None:
+    host, port = swap(models_yaml("a")).url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("POST", "/v1/nope", body=json.dumps({"model": "a"}))
+    first = conn.getresponse()
+    first.read()
+    assert first.status == 404
+    conn.request("GET", "/health")  # same connection: the unread body did not linger
+    assert conn.getresponse().read() == b"OK"
+    conn.close()
+
+
 def test_completions_embeddings_and_streaming(swap: Callable[..., RunningStandin]) -> None:
     url = swap(models_yaml("a")).url
     status, reply = call(url, "/v1/completions", {"model": "a", "prompt": "x", "max_tokens": 2})

@@ -175,6 +175,19 @@ def test_bad_requests_are_400(standin: Callable[..., RunningStandin]) -> None:
     assert (status, body["error"]) == (400, '"embedder" does not support chat')
 
 
+def test_keep_alive_connection_survives_an_error_with_a_body(
+    standin: Callable[..., RunningStandin],
+) -> None:
+    host, port = standin().url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("POST", "/api/nope", body=json.dumps({"model": "big"}))
+    first = conn.getresponse()
+    assert (first.status, json.loads(first.read())) == (404, {"error": "404 page not found"})
+    conn.request("GET", "/api/version")  # same connection: the unread body did not linger
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
 def test_show_reports_context_length_and_capabilities(
     standin: Callable[..., RunningStandin],
 ) -> None:
