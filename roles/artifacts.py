@@ -123,8 +123,8 @@ def unpacked_release(archive: str, dest: str, strip_components: int = 0):
     partial = f"{dest}.partial"
     yield StringCommand("rm", "-rf", QuoteString(partial))
     yield StringCommand("mkdir", "-p", QuoteString(partial))
-    strip = f"--strip-components={strip_components}" if strip_components else ""
-    yield StringCommand("tar", "-xf", QuoteString(archive), "-C", QuoteString(partial), strip)
+    strip = [f"--strip-components={strip_components}"] if strip_components else []
+    yield StringCommand("tar", "-xf", QuoteString(archive), "-C", QuoteString(partial), *strip)
     yield StringCommand("mv", "-T", QuoteString(partial), QuoteString(dest))
 
 

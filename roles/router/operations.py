@@ -47,7 +47,7 @@ def release(tarball: str, release_dir: str, controller_python: str, package: str
     # During the first prepare python3 may still be missing; apt installs it before this runs.
     if host_python and host_python != controller_python:
         raise OperationError(
-            f"{host.name}: python3 is {host_python} but the router wheels were built with "
+            f"python3 is {host_python} but the router wheels were built with "
             f"{controller_python}; run the deploy from a controller with Python {host_python}"
         )
     wheels = f"{release_dir}.wheels"
