@@ -357,6 +357,7 @@ def test_ttl_unloads_idle_model(swap: Callable[..., RunningStandin]) -> None:
 def test_preload_hook_loads_at_startup(swap: Callable[..., RunningStandin]) -> None:
     url = swap(models_yaml("a", extra="hooks:\n  on_startup:\n    preload: [a]\n")).url
     wait_for(lambda: running(url) == {"a": "ready"}, "preload of 'a'")
+    assert stats(url)["starts"] == {"a": 1}
 
 
 # --------------------------------------------------------------------------- endpoints
