@@ -194,10 +194,12 @@ def normalize_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A pullable model. ``size`` is both the file size and its memory footprint when loaded."""
+    """A pullable model. ``size`` is the file size; loaded, it takes ``size`` plus a KV cache of
+    ``kv_mb_per_1k_ctx`` MB per 1024 tokens of context per parallel slot (as ``/api/ps`` shows)."""
 
     name: str
     size: int
+    kv_mb_per_1k_ctx: float = 0.0
     family: str = "llama"
     parameter_size: str = "1B"
     quantization_level: str = "Q4_K_M"
@@ -243,7 +245,12 @@ class ModelInfo:
             context_length=int(raw.get("context_length", 4096)),
             capabilities=caps,
             embedding_length=int(raw.get("embedding_length", 16)),
+            kv_mb_per_1k_ctx=float(raw.get("kv_mb_per_1k_ctx", 0)),
         )
+
+    def memory(self, num_ctx: int, parallel: int) -> int:
+        """Bytes in memory when loaded with ``num_ctx`` context and ``parallel`` slots."""
+        return self.size + int(self.kv_mb_per_1k_ctx * MB * num_ctx / 1024 * parallel)
 
 
 DEFAULT_CATALOG: list[dict[str, Any]] = [
@@ -383,6 +390,7 @@ class Runner:
 
     model: ModelInfo
     num_ctx: int
+    size: int  # weights + KV cache
     size_vram: int
     keep_alive_s: float
     ready: bool = False
@@ -429,12 +437,12 @@ class Scheduler:
         log(f'unloading model="{runner.model.name}" reason={why}')
         self.cond.notify_all()
 
-    def _fits(self, model: ModelInfo) -> bool:
+    def _fits(self, size: int) -> bool:
         if len(self.runners) >= self.settings.effective_max_loaded:
             return False
         vram = self.settings.vram_bytes
         # A model larger than all VRAM still loads once alone, partly on CPU (size_vram < size).
-        return vram == 0 or not self.runners or self._used_vram() + model.size <= vram
+        return vram == 0 or not self.runners or self._used_vram() + size <= vram
 
     def _pick_victim(self) -> Runner | None:
         idle = [r for r in self.runners.values() if r.ready and r.active == 0]
@@ -485,7 +493,7 @@ class Scheduler:
                         runner.keep_alive_s = keep_alive_s
                         return Lease(runner, load_duration)
                 elif runner is None and not self.loading:
-                    if self._fits(model):
+                    if self._fits(model.memory(num_ctx, self.settings.num_parallel)):
                         runner = self._start_load(model, keep_alive_s, num_ctx)
                         break
                     victim = self._pick_victim()
@@ -510,12 +518,13 @@ class Scheduler:
 
     def _start_load(self, model: ModelInfo, keep_alive_s: float, num_ctx: int) -> Runner:
         free = self.settings.vram_bytes - self._used_vram()
-        runner = Runner(model, num_ctx, max(0, min(model.size, free)), keep_alive_s)
+        size = model.memory(num_ctx, self.settings.num_parallel)
+        runner = Runner(model, num_ctx, size, max(0, min(size, free)), keep_alive_s)
         self.runners[model.name] = runner
         self.loading = True
         self.stats["loads"] += 1
         self.load_counts[model.name] = self.load_counts.get(model.name, 0) + 1
-        log(f'loading model="{model.name}" size={model.size} size_vram={runner.size_vram}')
+        log(f'loading model="{model.name}" size={runner.size} size_vram={runner.size_vram}')
         return runner
 
     def release(self, lease: Lease) -> None:
@@ -858,7 +867,7 @@ class OllamaApi:
                     {
                         "name": r.model.name,
                         "model": r.model.name,
-                        "size": r.model.size,
+                        "size": r.size,
                         "digest": r.model.digest,
                         "details": r.model.details(),
                         "expires_at": expires_rfc3339(r),

@@ -291,6 +291,16 @@ def test_model_larger_than_vram_loads_alone_partly_on_cpu(
     assert entry["size_vram"] == 4000 * 1024**2 < entry["size"]
 
 
+def test_loaded_size_includes_the_kv_cache(standin: Callable[..., RunningStandin]) -> None:
+    catalog = [{"name": "kv", "size_mb": 1000, "kv_mb_per_1k_ctx": 100}]
+    url = standin(catalog=catalog, models=["kv"], num_parallel=2, vram_mb=1300).url
+    chat(url, "kv", options={"num_ctx": 2048})
+    [entry] = call(url, "/api/ps")[1]["models"]
+    assert entry["size"] == (1000 + 100 * 2 * 2) * 1024**2  # weights + KV for 2048 ctx x 2 slots
+    assert entry["size_vram"] == 1300 * 1024**2  # the rest spills to CPU
+    assert call(url, "/api/tags")[1]["models"][0]["size"] == 1000 * 1024**2  # the file
+
+
 def test_max_loaded_defaults_to_three_per_gpu() -> None:
     assert Settings(gpu_vram_mb=[]).effective_max_loaded == 3
     assert Settings(gpu_vram_mb=[24576, 24576]).effective_max_loaded == 6
