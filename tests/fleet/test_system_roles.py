@@ -87,7 +87,18 @@ def test_roles_converge_then_change_nothing(fleet_factory, repos, run_pyinfra, t
     inventory = write_inventory(
         tmp_path / "inventory.py",
         {
-            "gpu_nvidia": [(nv, {**data, "container_runtime_engine": "podman"})],
+            "gpu_nvidia": [
+                (
+                    nv,
+                    {
+                        **data,
+                        # Exact versions pinned (apt "pkg=version"), as a production fleet would.
+                        "nvidia_driver_version": "550.54.15-1",
+                        "nvidia_toolkit_version": "1.17.8-1",
+                        "container_runtime_engine": "podman",
+                    },
+                )
+            ],
             "gpu_amd": [(amd, {**data, "rocm_service_users": ["nobody"]})],
         },
     )
@@ -109,6 +120,13 @@ def test_roles_converge_then_change_nothing(fleet_factory, repos, run_pyinfra, t
     assert sh(nv, "systemctl is-enabled nvidia-persistenced").stdout.strip() == "enabled"
     assert "blacklist nouveau" in sh(nv, "cat /etc/modprobe.d/blacklist-nouveau.conf").stdout
     assert sh(nv, f"dpkg -s linux-headers-{KERNEL}").returncode == 0
+    versions = sh(nv, "dpkg-query -W cuda-drivers-550 nvidia-container-toolkit").stdout
+    assert versions.split() == [
+        "cuda-drivers-550",
+        "550.54.15-1",
+        "nvidia-container-toolkit",
+        "1.17.8-1",
+    ]
     assert sh(nv, "test -e /var/run/reboot-required").returncode == 0  # no reboot allowed
     cdi = sh(nv, "nvidia-ctk cdi list").stdout.splitlines()[1:]
     assert sorted(cdi) == sorted(
