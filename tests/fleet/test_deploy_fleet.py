@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -32,41 +31,9 @@ from typing import Any
 
 import pytest
 
-from deploy import localfleet
+from deploy import localfleet, localstack
+from deploy.localstack import GEMMA
 from tests.fleet.conftest import REPO, new_fleet_name, run_pyinfra
-from tests.standins.llama import gguf_model_path, llama_server_bin
-from tests.standins.release import build_releases, serve_releases
-
-GEMMA = "gemma3-270m"
-GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
-GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
-# Models the Ollama stand-in's "registry" can pull (the real one would be ollama.com).
-STANDIN_OLLAMA_CATALOG = [
-    {"name": "gemma3:270m", "size_mb": 242, "family": "gemma3", "parameter_size": "268M"},
-    {"name": "qwen2.5:0.5b", "size_mb": 379, "family": "qwen2", "parameter_size": "494M"},
-]
-
-
-def catalog(files_url: str, gemma_groups: list[str], extra: dict[str, Any]) -> dict[str, Any]:
-    return {
-        GEMMA: {
-            "ollama": "gemma3:270m",
-            "gguf": {
-                "url": f"{files_url}/{GEMMA_FILE}",
-                "sha256": GEMMA_SHA256,
-                "file": GEMMA_FILE,
-            },
-            "size_mb": 242,
-            "kv_mb_per_1k_ctx": 18,
-            "ctx": 2048,
-            "slots": 1,
-            "groups": gemma_groups,
-            # A base model without a chat template (see tests/standins/llama.py).
-            "llama_args": ["--no-jinja", "--chat-template", "gemma"],
-        },
-        **extra,
-    }
-
 
 QWEN = {
     "qwen2.5-0.5b": {
@@ -90,7 +57,7 @@ class Fleet:
     files_url: str
 
     def write_data(self, **overrides: Any) -> None:
-        self.data_file.write_text(json.dumps({**self.base_data, **overrides}, indent=1))
+        localstack.write_data(self.data_file, {**self.base_data, **overrides})
 
     def deploy(self) -> dict[str, Any]:
         return run_pyinfra("inventory/local.py", "deploy.py", env=self.env)
@@ -113,43 +80,21 @@ def changed_hosts(result: dict[str, Any]) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def fleet(fleet_available: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    server_bin, model = llama_server_bin(), gguf_model_path()
-    if server_bin is None or model is None:
-        pytest.skip(
-            "the real llama-server build or the GGUF is missing: bash deploy/llama_build.sh"
-        )
     name = new_fleet_name()
-    files = tmp_path_factory.mktemp("files")
+    files_dir = tmp_path_factory.mktemp("files")
+    try:
+        files = localstack.build_stack_files(files_dir)
+    except localstack.StackError as exc:
+        pytest.skip(str(exc))
     try:
         hosts = localfleet.up(localfleet.LOCAL_HOSTS, fleet=name)
-        # The fleet's versions (deploy/fleet.py Versions defaults) name the releases to build.
-        releases = build_releases(files, ollama_version="0.12.6", llama_swap_version="v172")
-        (files / GEMMA_FILE).symlink_to(model)
-        # Containers reach this machine only through the podman bridge's host side.
-        with serve_releases(files, host=localfleet.BRIDGE_GATEWAY) as server:
+        # The stand-in releases and the real GGUF, served on the podman bridge.
+        with localstack.serve_files(files_dir) as files_url:
+            gemma = localstack.gemma_entry(files_url, ["gpu_nvidia", "gpu_amd", "cpu"])
+            base_data = localstack.stack_data(files_url, files, {GEMMA: gemma})
             data_file = tmp_path_factory.mktemp("data") / "data.json"
-            base_data = {
-                "ollama_release_url": server.url_for(releases["ollama"]),
-                "ollama_release_sha256": releases["ollama"].sha256,
-                "ollama_extra_env": {
-                    "STANDIN_CATALOG": json.dumps(STANDIN_OLLAMA_CATALOG, separators=(",", ":")),
-                    "STANDIN_TOKENS_PER_S": "0",
-                },
-                "ollama_prune_models": True,
-                "llama_swap_release_url": (server.url + "/llama-swap_{number}_linux_amd64.tar.gz"),
-                "llama_swap_release_sha256": releases["llama-swap"].sha256,
-                "llama_swap_prune_models": True,
-                "llama_server_binary_path": str(server_bin),
-                "llama_server_extra_args": ["--threads", "1"],
-                "model_catalog": catalog(server.url, ["gpu_nvidia", "gpu_amd", "cpu"], {}),
-            }
-            env = {
-                **os.environ,
-                "MODELFLEET_FLEET": name,
-                "MODELFLEET_LOCAL_DATA": str(data_file),
-                "MODELFLEET_FILES_URL": server.url,
-            }
-            result = Fleet(name, hosts, env, data_file, base_data, server.url)
+            env = localstack.fleet_env(name, data_file, files_url)
+            result = Fleet(name, hosts, env, data_file, base_data, files_url)
             result.write_data()
             yield result
     finally:
@@ -201,9 +146,8 @@ def test_deploy_verify_rerun_change_converge(fleet: Fleet) -> None:
 
     # New model set: gemma leaves the NVIDIA group, qwen2.5 joins it.
     assert "qwen2.5-0.5b" not in router_models(fleet)
-    fleet.write_data(
-        model_catalog=catalog(fleet.files_url, ["gpu_amd", "cpu"], QWEN),
-    )
+    gemma = localstack.gemma_entry(fleet.files_url, ["gpu_amd", "cpu"])
+    fleet.write_data(model_catalog={GEMMA: gemma, **QWEN})
     third = fleet.deploy()
     assert third["results"]["totals"]["error"] == 0, third["stderr"][-3000:]
     changed = changed_hosts(third)
