@@ -10,10 +10,12 @@ repository (same shape as upstream)           packages (stand-ins)
 ``cuda/`` flat repo, key ``3bf863cc.pub``     ``cuda-drivers-<branch>`` ->
                                               ``nvidia-driver-<branch>`` (``nvidia-smi``
                                               wrapper around ``fakegpu.py``,
-                                              ``nvidia-persistenced`` + unit),
-                                              ``linux-modules-nvidia-<branch>-server-<kernel>``
+                                              ``nvidia-persistenced`` + unit)
 ``distribution/`` flat repo, key ``key.asc``  ``linux-headers-<kernel>`` (left out to test the
-                                              missing-headers stop)
+                                              missing-headers stop); Ubuntu-style
+                                              ``nvidia-utils-<branch>-server``,
+                                              ``nvidia-compute-utils-<branch>-server``,
+                                              ``linux-modules-nvidia-<branch>-server-<kernel>``
 ``libnvidia-container/stable/deb/<arch>/``    ``nvidia-container-toolkit`` -> ``-base`` with a
 flat repo, key ``gpgkey``                     stand-in ``nvidia-ctk`` (runtime configure, cdi
                                               generate/list)
@@ -51,7 +53,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # Bump when package contents change: cached builds (tests/fakegpu/converge.py) are rebuilt.
-RECIPE = 2
+RECIPE = 3
 BRIDGE_GATEWAY = "10.88.0.1"
 
 
@@ -267,10 +269,6 @@ def build_repos(
                  "/lib/systemd/system/nvidia-persistenced.service": (PERSISTENCED_UNIT, 0o644),
              },
              description=f"NVIDIA driver {upstream}")  # fmt: skip
-        # Ubuntu-style precompiled, signed modules: the Secure Boot path.
-        _deb(cuda, f"linux-modules-nvidia-{branch}-server-{kernel}", driver_version, arch,
-             files={f"/lib/modules/{kernel}/kernel/nvidia-{branch}/nvidia.ko": ("stand-in", 0o644)},
-             description=f"signed NVIDIA {branch} modules for {kernel}")  # fmt: skip
         _write(cuda / "3bf863cc.pub", public_key)
         _flat_repo(cuda, gnupg_home)
 
@@ -302,8 +300,23 @@ def build_repos(
         _suite_repo(rocm, repos.rocm_suite, arch, gnupg_home)
         _write(root / "rocm" / "rocm.gpg.key", public_key)
 
-        # The distribution's own repository, here only for the running kernel's headers.
+        # The distribution's own repository (Ubuntu-style names): the running kernel's headers,
+        # and the driver split the way Ubuntu ships it, with precompiled signed modules (the
+        # Secure Boot path: no DKMS, no headers).
         distribution = root / repos.distribution
+        ubuntu_version = f"{upstream}-0ubuntu1"
+        _deb(distribution, f"linux-modules-nvidia-{branch}-server-{kernel}", ubuntu_version, arch,
+             files={f"/lib/modules/{kernel}/kernel/nvidia-{branch}/nvidia.ko": ("stand-in", 0o644)},
+             description=f"signed NVIDIA {branch} modules for {kernel}")  # fmt: skip
+        _deb(distribution, f"nvidia-utils-{branch}-server", ubuntu_version, arch,
+             files={"/usr/bin/nvidia-smi": (NVIDIA_SMI.format(version=upstream), 0o755)},
+             description=f"NVIDIA {branch} utilities")  # fmt: skip
+        _deb(distribution, f"nvidia-compute-utils-{branch}-server", ubuntu_version, arch,
+             files={
+                 "/usr/bin/nvidia-persistenced": (PERSISTENCED, 0o755),
+                 "/lib/systemd/system/nvidia-persistenced.service": (PERSISTENCED_UNIT, 0o644),
+             },
+             description=f"NVIDIA {branch} compute utilities")  # fmt: skip
         if with_headers:
             _deb(distribution, f"linux-headers-{kernel}", "1.0-1", arch,
                  files={f"/usr/src/linux-headers-{kernel}/Makefile": ("# stand-in\n", 0o644)},

@@ -174,7 +174,10 @@ def test_secure_boot_stops_before_touching_the_host_unless_modules_are_signed(
         [ContainerHost("sb", gpu="rtx4090x2", gpu_driver=False, secure_boot=True)]
     )
     host = fleet.by_name["sb"]
-    data = {**role_data(repos["url"], repos["noheaders"], "noheaders"), "nvidia_toolkit": False}
+    data = {
+        **role_data(repos["url"], repos["noheaders"], "noheaders"),
+        "nvidia_container_toolkit": False,
+    }
     inventory = write_inventory(tmp_path / "inventory.py", {"gpu_nvidia": [(host, data)]})
 
     stopped = run_pyinfra(inventory, DEPLOY, check=False)
@@ -185,9 +188,15 @@ def test_secure_boot_stops_before_touching_the_host_unless_modules_are_signed(
     )
     assert sh(host, "ls /etc/apt/sources.list.d/").stdout.strip() == ""  # nothing touched
 
-    # With the distribution's signed modules there is nothing to build: no headers needed.
+    # Ubuntu's way: the driver from the distribution with its precompiled, signed modules.
+    # Nothing to build, so no headers are needed and no CUDA repository is added.
     signed = {
         **data,
+        "nvidia_driver_source": "distribution",
+        "nvidia_driver_packages": [
+            "nvidia-utils-{branch}-server",
+            "nvidia-compute-utils-{branch}-server",
+        ],
         "nvidia_signed_modules_packages": ["linux-modules-nvidia-{branch}-server-{kernel}"],
     }
     inventory = write_inventory(tmp_path / "inventory.py", {"gpu_nvidia": [(host, signed)]})
@@ -195,6 +204,11 @@ def test_secure_boot_stops_before_touching_the_host_unless_modules_are_signed(
     assert result["results"]["totals"]["error"] == 0
     assert sh(host, f"dpkg -s linux-modules-nvidia-550-server-{KERNEL}").returncode == 0
     assert sh(host, f"dpkg -s linux-headers-{KERNEL}").returncode != 0
+    assert sh(host, "ls /etc/apt/sources.list.d/").stdout.split() == ["standin-distribution.list"]
+    query = "nvidia-smi --query-gpu=persistence_mode --format=csv,noheader"
+    assert sh(host, query).stdout.split() == ["Enabled", "Enabled"]
+    again = run_pyinfra(inventory, DEPLOY)
+    assert again["results"]["totals"]["success"] == 0, changed_ops(again)
 
 
 def test_docker_gets_the_nvidia_runtime_once(fleet_factory, repos, run_pyinfra, tmp_path):
