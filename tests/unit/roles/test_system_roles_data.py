@@ -15,6 +15,7 @@ from pyinfra_testing.operations import make_operation_tests
 from roles.aptsource import source_line
 from roles.nvidia import may_reboot
 from roles.rocm import version_path
+from roles.system import check_role_keys
 
 HERE = Path(__file__).parent
 
@@ -49,3 +50,20 @@ def test_reboot_only_when_allowed_and_never_on_local():
     assert may_reboot(True, PodmanConnector)
     assert not may_reboot(False, SSHConnector)
     assert not may_reboot(True, LocalConnector)
+
+
+def test_mistyped_role_keys_are_named_with_a_suggestion():
+    data = {
+        "nvidia_toolkit": False,
+        "nvidia_driver_branch": "550",
+        "rocm_packages": "rocm-hip-runtime",
+        "container_runtime_engin": "docker",
+        "ollama_whatever": 1,
+    }
+    assert check_role_keys(data, "inv.py: host a") == [
+        "inv.py: host a: key nvidia_toolkit: unknown nvidia key "
+        "(did you mean 'nvidia_toolkit_version'?)",
+        "inv.py: host a: key rocm_packages: expected a list, got 'rocm-hip-runtime'",
+        "inv.py: host a: key container_runtime_engin: unknown container_runtime key "
+        "(did you mean 'container_runtime_engine'?)",
+    ]
