@@ -34,29 +34,19 @@ from pyinfra.api.exceptions import PyinfraError
 
 from deploy import orchestrate_phases as phases
 from deploy.fleet import Fleet, FleetError, fleet_from_inventory
-from deploy.gpu import HostHardware
 from deploy.orchestrate_checks import check_role_data, detect_hardware
 from deploy.orchestrate_files import host_files, router_yaml, with_role_env
 from deploy.planner import FleetPlan, PlanError, plan_fleet
-
-PHASES = (
-    "gpu detection",
-    "drivers/runtime",
-    "backends",
-    "models",
-    "router rollout",
-    "health check",
-)
+from deploy.render import RenderedFile
 
 
 @dataclass
 class FleetContext:
     """Everything decided on the controller before any host is touched."""
 
-    inventory_file: str
     fleet: Fleet
     plan: FleetPlan
-    hardware: dict[str, HostHardware]
+    files: dict[str, list[RenderedFile]]  # per node name: what deploy/render.py made for it
     router_yaml: str
     failures: FailureReport = field(default_factory=lambda: FailureReport())
 
@@ -94,14 +84,17 @@ def _build_context() -> FleetContext:
         if problems:
             raise FleetError(problems)
         # Render every host's files now: a template or value problem stops the deploy here.
-        for host_plan in plan.hosts:
-            data = inventory.get_host(host_plan.inventory_name).data.dict()
-            host_files(plan, host_plan, data)
+        files = {
+            host_plan.name: host_files(
+                plan, host_plan, inventory.get_host(host_plan.inventory_name).data.dict()
+            )
+            for host_plan in plan.hosts
+        }
         yaml_text = router_yaml(plan)
     except (FleetError, PlanError, ValueError) as exc:
         # Nothing has run on any host yet: stop the whole deploy with every problem listed.
         raise PyinfraError(f"the deploy was not started, the plan is invalid:\n{exc}") from None
-    context = FleetContext(source, fleet, plan, hardware, yaml_text)
+    context = FleetContext(fleet, plan, files, yaml_text)
     state.add_callback_handler(context.failures)
     return context
 
@@ -112,7 +105,7 @@ def deploy_host() -> None:
     host_plan = context.plan.host(host.name)
     ops = phases.drivers_and_runtime(context, host_plan)
     instances = [with_role_env(inst, host.data.dict()) for inst in host_plan.instances]
-    ops += phases.backends(context, instances)
+    ops += phases.backends(context, host_plan, instances)
     ops += phases.models(context, instances)
     if host_plan.router:
         ops += phases.router_rollout(context)

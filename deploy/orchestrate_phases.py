@@ -14,7 +14,7 @@ from pyinfra.api.operation import OperationMeta
 
 from deploy.orchestrate_files import role_knob
 from deploy.planner import BackendInstance, HostPlan
-from deploy.render import RenderedFile, RenderSettings, render_instance
+from deploy.render import RenderedFile
 from roles import health, llama_server, llama_swap, ollama, system
 from roles import router as router_role
 from roles.units import retired_units
@@ -42,14 +42,6 @@ def _by_kind(instances: Sequence[BackendInstance]) -> dict[str, list[BackendInst
     return grouped
 
 
-def rendered_files(
-    context: FleetContext, instances: Sequence[BackendInstance]
-) -> dict[str, list[RenderedFile]]:
-    """Each instance's files from deploy/render.py, with this host's path overrides."""
-    settings = RenderSettings.from_host_data(host.data.dict())
-    return {inst.name: render_instance(inst, context.plan.versions, settings) for inst in instances}
-
-
 def drivers_and_runtime(context: FleetContext, host_plan: HostPlan) -> list[OperationMeta]:
     """GPU drivers and the container runtime, where this host needs them (roles/system.py)."""
     system.drivers_and_runtime(
@@ -58,8 +50,13 @@ def drivers_and_runtime(context: FleetContext, host_plan: HostPlan) -> list[Oper
     return []
 
 
-def backends(context: FleetContext, instances: Sequence[BackendInstance]) -> list[OperationMeta]:
-    rendered = rendered_files(context, instances)
+def backends(
+    context: FleetContext, host_plan: HostPlan, instances: Sequence[BackendInstance]
+) -> list[OperationMeta]:
+    rendered: dict[str, list[RenderedFile]] = {}
+    for file in context.files[host_plan.name]:
+        if file.instance:
+            rendered.setdefault(file.instance, []).append(file)
     # Instances the plan dropped (other GPUs, another backend kind) go first: they hold ports.
     ops: list[OperationMeta] = [
         retired_units(
