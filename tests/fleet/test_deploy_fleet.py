@@ -13,7 +13,7 @@
 6. bad inventory data stops the deploy before any operation, naming the host and the key;
 7. a router release that fails its health check is reported for that host, the other hosts
    carry on, and the previous release stays in service; ``--limit gpu_amd`` touches that
-   group only;
+   group only, and ``--limit router`` changes nothing (router.yaml covers the whole fleet);
 8. the fleet is torn down (also when a step fails).
 """
 
@@ -239,3 +239,12 @@ def test_failing_router_release_keeps_the_previous_one(fleet: Fleet, tmp_path: P
     assert limited["results"]["totals"]["success"] == 0
     touched = {h for op in limited["results"]["operations"] for h in op["no_change"]}
     assert touched == {"gpu-amd1"}
+
+    # --limit router: router.yaml is still rendered from the whole fleet, so nothing changes.
+    router_only = run_pyinfra(
+        "inventory/local.py", "deploy.py", env=fleet.env, extra_args=["--limit", "router"]
+    )
+    assert router_only["results"]["totals"]["success"] == 0
+    assert {h for op in router_only["results"]["operations"] for h in op["no_change"]} == {
+        "cpu-llama1"
+    }
