@@ -46,6 +46,16 @@ def with_role_env(inst: BackendInstance, data: Mapping[str, Any]) -> BackendInst
     return inst.model_copy(update={"env": {**inst.env, **extra}}) if extra else inst
 
 
+# Where the token lives when the fleet sets no router.admin_token_file (the admin API and the
+# rollout's config reload need one).
+DEFAULT_TOKEN_FILE = "/etc/modelfleet/admin-token"
+
+
+def admin_token_file(plan: FleetPlan) -> str:
+    """The root-only admin token file on router hosts."""
+    return plan.router.admin_token_file or DEFAULT_TOKEN_FILE
+
+
 def service_plan(plan: FleetPlan) -> FleetPlan:
     """The plan as the router service reads it.
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 from pyinfra import host
 from pyinfra.api.operation import OperationMeta
 
-from deploy.orchestrate_files import role_knob
+from deploy.orchestrate_files import admin_token_file, role_knob
 from deploy.planner import BackendInstance, HostPlan
 from deploy.render import RenderedFile
 from roles import health, llama_server, llama_swap, ollama, system
@@ -83,7 +83,11 @@ def models(context: FleetContext, instances: Sequence[BackendInstance]) -> list[
 
 
 def router_rollout(context: FleetContext) -> list[OperationMeta]:
-    ops = router_role.rollout(router_yaml=context.router_yaml, fleet=context.fleet.name)
+    ops = router_role.rollout(
+        router_yaml=context.router_yaml,
+        fleet=context.fleet.name,
+        token_path=admin_token_file(context.plan),
+    )
     return cast(list[OperationMeta], ops)
 
 

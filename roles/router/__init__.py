@@ -13,11 +13,12 @@
 
 Example (``deploy.py`` does this through ``deploy/orchestrate.py``)::
 
-    router.rollout(router_yaml=context.router_yaml, fleet="local")
+    router.rollout(router_yaml=context.router_yaml, fleet="local", token_path=token_file)
 """
 
 from __future__ import annotations
 
+import posixpath
 import sys
 from io import StringIO
 
@@ -27,7 +28,7 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import apt, files, server, systemd
 
-from deploy.render import render_template
+from deploy.render import RenderSettings, render_template
 from roles.router import operations as ops
 from roles.router.defaults import DEFAULTS
 from roles.router.wheelhouse import build_wheelhouse, release_id
@@ -47,12 +48,15 @@ def listen_port(router_yaml: str) -> int:
 
 
 @deploy("modelfleet router", data_defaults=DEFAULTS)
-def rollout(router_yaml: str, fleet: str) -> list[OperationMeta]:
-    """Install this checkout's release and make it live with ``router_yaml`` (whole fleet)."""
+def rollout(router_yaml: str, fleet: str, token_path: str) -> list[OperationMeta]:
+    """Install this checkout's release and make it live with ``router_yaml`` (whole fleet).
+
+    ``token_path`` is the fleet's ``router.admin_token_file``: the root-only file on the host.
+    """
     data = host.data
     root, user, service = data.router_root, data.router_user, data.router_service
     config_dir = data.router_config_dir
-    token_path = f"{config_dir}/admin-token"
+    config_path = RenderSettings.from_host_data(data.dict()).router_config_path
 
     apt.packages(
         name="Packages for the router venv",
@@ -70,8 +74,11 @@ def rollout(router_yaml: str, fleet: str) -> list[OperationMeta]:
         shell="/usr/sbin/nologin",
         create_home=False,
     )
-    for path, mode in ((root, "0755"), (f"{root}/releases", "0755"), (config_dir, "0755")):
-        files.directory(name=f"Directory {path}", path=path, mode=mode)
+    for path in sorted({root, f"{root}/releases", config_dir, posixpath.dirname(config_path)}):
+        files.directory(name=f"Directory {path}", path=path, mode="0755")
+    files.directory(
+        name=f"Directory of {token_path}", path=posixpath.dirname(token_path), mode="0755"
+    )
 
     if data.router_admin_token:
         token = ops.secret_file(
@@ -105,7 +112,7 @@ def rollout(router_yaml: str, fleet: str) -> list[OperationMeta]:
                 service=service,
                 root=root,
                 token_path=token_path,
-                config_path=f"{config_dir}/router.yaml",
+                config_path=config_path,
             )
         ),
         dest=f"/etc/systemd/system/{service}.service",
@@ -116,7 +123,7 @@ def rollout(router_yaml: str, fleet: str) -> list[OperationMeta]:
         name=f"Roll out release {release_id()} with the fleet's router.yaml",
         release_dir=release_dir,
         config=router_yaml,
-        config_path=f"{config_dir}/router.yaml",
+        config_path=config_path,
         listen_port=listen_port(router_yaml),
         service=service,
         user=user,

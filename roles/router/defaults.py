@@ -11,11 +11,12 @@ DEFAULTS: dict[str, Any] = {
     "router_keep_releases": 3,
     # System user the router runs as (no shell, no home).
     "router_user": "modelfleet",
-    # Config directory: router.yaml (0640 root:<router_user>) and admin-token (0600 root).
+    # Config directory (router.yaml goes to RenderSettings.router_config_path, 0640
+    # root:<router_user>; the admin token to the fleet's router.admin_token_file, 0600 root).
     "router_config_dir": "/etc/modelfleet",
     # systemd unit name of the router.
     "router_service": "modelfleet-router",
-    # The admin token. None: one is generated on the host the first time and kept; set it
+    # The admin token itself. None: one is generated on the host the first time and kept; set it
     # (e.g. from a vault lookup in group_data) to make every router host share one token.
     "router_admin_token": None,
     # Port a new release is tried on before it replaces the running one.

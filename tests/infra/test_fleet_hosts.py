@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from deploy.orchestrate_files import host_files
+from deploy.orchestrate_files import admin_token_file, host_files
 from deploy.planner import BackendInstance, HostPlan
 from roles.ollama.facts import normalize_tag
 from roles.router.defaults import DEFAULTS as ROUTER_DEFAULTS
@@ -107,12 +107,15 @@ def test_router_ready(host: Any, node: HostPlan, deployed: Any) -> None:
 
 def test_admin_token_root_only(host: Any, node: HostPlan, deployed: Any) -> None:
     router_only(node)
-    token_file = host.file(deployed.plan.router.admin_token_file)
+    token_file = host.file(admin_token_file(deployed.plan))
     assert token_file.exists
     assert (token_file.user, token_file.group, token_file.mode) == ("root", "root", 0o600)
     token = token_file.content_string.strip()
     assert len(token) >= 32
-    config = host.file("/etc/modelfleet/router.yaml").content_string
+    router_yaml = next(
+        f for f in host_files(deployed.plan, node, deployed.data(node)) if f.role == "router"
+    )
+    config = host.file(router_yaml.path).content_string
     journal = host.run(f"journalctl -u {ROUTER_DEFAULTS['router_service']} --no-pager").stdout
     assert token not in config and token not in journal
 
@@ -133,7 +136,7 @@ def test_router_routes_a_real_request_to_llama_server(
         if inst.name != target.name and any(m.name == model.name for m in inst.models)
     ]
     base = f"http://127.0.0.1:{plan.router.port}"
-    token = host.file(plan.router.admin_token_file).content_string.strip()
+    token = host.file(admin_token_file(plan)).content_string.strip()
     try:
         for name in others:
             assert http(host, "POST", f"{base}/admin/backends/{name}/drain", token=token)[0] == 200
