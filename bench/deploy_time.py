@@ -1,12 +1,13 @@
 """Deploy time: a first deploy and a no-op re-run against 1, 3 and 6 container hosts.
 
 Each size gets a fresh local container fleet (``deploy/localfleet.py``: podman systemd hosts
-with emulated GPUs) named ``mfb<n><random>``, torn down afterwards. The hosts mix the
-three kinds of ``inventory/local.py`` (NVIDIA + Ollama stand-in, AMD + llama-swap stand-in,
-CPU + real llama-server; 6 hosts = two of each); the first CPU host also runs the router.
-The stand-in releases and the GGUF model are served to the hosts from this machine on the
-podman bridge. Both runs are ``pyinfra -y --json bench/fleet_inventory.py deploy.py``; the
-report keeps wall time and pyinfra's change counts (the re-run must change nothing).
+with emulated GPUs) named ``mfb<n><random>``, torn down afterwards. The hosts mix the three
+kinds of ``inventory/local.py``: CPU + real llama-server + the router, NVIDIA + Ollama
+stand-in, AMD + llama-swap stand-in (1 host = the CPU one, 3 = one of each, 6 = two of each).
+The stand-in releases, the GGUF model and the host data come from ``deploy/localstack.py``
+(what the demo and the fleet tests deploy), served on the podman bridge. Both runs are
+``pyinfra -y --json bench/fleet_inventory.py deploy.py`` from a snapshot of one commit; the
+report keeps wall time and pyinfra's totals (the re-run must change nothing).
 
     sudo .venv/bin/python -m bench.deploy_time --hosts 1 3 6 --out bench/results/deploy_time.json
 
@@ -27,12 +28,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deploy import localfleet
-from tests.standins.release import build_releases, serve_releases
+from deploy import localfleet, localstack
 
 REPO = Path(__file__).resolve().parents[1]
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
-GGUF_NAME = "gemma-3-270m-q4_k_m.gguf"
 KINDS = (  # the CPU host first: it runs the router (Ollama's 11434 would clash on a GPU host)
     ("cpu-llama{}", "cpu"),
     ("gpu-nv{}", "rtx4090x2"),
@@ -47,20 +46,6 @@ def hosts_for(count: int) -> list[localfleet.ContainerHost]:
         pattern, profile = KINDS[index % len(KINDS)]
         hosts.append(localfleet.ContainerHost(pattern.format(index // len(KINDS) + 1), profile))
     return hosts
-
-
-def find_llama_server() -> Path:
-    found = sorted(localfleet.CACHE.glob("llama-server-*/llama-server"))
-    if not found:
-        raise SystemExit("no cached llama-server build: run sudo bash deploy/setup.sh --all")
-    return found[-1]
-
-
-def find_gguf() -> Path:
-    path = localfleet.CACHE / "models" / GGUF_NAME
-    if not path.exists():
-        raise SystemExit(f"{path} is missing: run sudo bash deploy/setup.sh --all")
-    return path
 
 
 def snapshot(commit: str, into: Path) -> Path:
@@ -96,30 +81,13 @@ def measure(count: int, work: Path, tree: Path) -> dict[str, Any]:
         localfleet.up(specs, fleet=fleet)
         up_s = time.monotonic() - started
         files = work / f"files-{count}"
-        releases = build_releases(files)
-        shutil.copy(find_gguf(), files / GGUF_NAME)
-        with serve_releases(files, host=localfleet.BRIDGE_GATEWAY) as server:
-            data = {
-                "ollama_release_url": server.url_for(releases["ollama"]),
-                "ollama_release_sha256": releases["ollama"].sha256,
-                "ollama_extra_env": {
-                    "STANDIN_CATALOG": json.dumps([{"name": "gemma3:270m", "size_mb": 242}]),
-                    "STANDIN_TOKENS_PER_S": "0",
-                },
-                "llama_swap_release_url": server.url_for(releases["llama-swap"]),
-                "llama_swap_release_sha256": releases["llama-swap"].sha256,
-                "llama_server_binary_path": str(find_llama_server()),
-                "llama_server_extra_args": ["--threads", "1"],
-            }
+        files.mkdir()
+        stack = localstack.build_stack_files(files)
+        with localstack.serve_files(files) as files_url:
             data_file = work / f"data-{count}.json"
-            data_file.write_text(json.dumps(data))
-            env = {
-                **os.environ,
-                "MODELFLEET_FLEET": fleet,
-                "MODELFLEET_FILES_URL": server.url,
-                "MODELFLEET_LOCAL_DATA": str(data_file),
-                "PYTHONPATH": str(tree),
-            }
+            catalog = localstack.demo_catalog(files_url)
+            localstack.write_data(data_file, localstack.stack_data(files_url, stack, catalog))
+            env = localstack.fleet_env(fleet, data_file, files_url) | {"PYTHONPATH": str(tree)}
             print(f"{count} host(s): fleet {fleet} up in {up_s:.1f} s; first deploy ...")
             first = run_pyinfra(tree, env, work / f"first-{count}.log")
             print(f"  first deploy {first['seconds']} s {first['totals']}; no-op re-run ...")

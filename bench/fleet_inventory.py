@@ -1,11 +1,12 @@
 """pyinfra inventory for bench/deploy_time.py: every running host of one local container fleet.
 
-Like ``inventory/local.py`` (same model catalog, same host data), but for any number of
-hosts: each host joins the group of its emulated GPU (``rtx4090x2`` -> gpu_nvidia, ``mi300x``
--> gpu_amd, ``cpu`` -> cpu) and the first cpu host (else the first host) also runs the router.
+Like ``inventory/local.py`` (same host data, from ``deploy/localstack.py``), but for any
+number of hosts: each host joins the group of its emulated GPU (``rtx4090x2`` -> gpu_nvidia,
+``mi300x`` -> gpu_amd, ``cpu`` -> cpu); the first cpu host (else the first host) also runs
+the router.
 The group data comes from ``inventory/group_data``: run pyinfra with
-``--group-data inventory/group_data``. Environment (all required; set by bench/deploy_time.py):
-``MODELFLEET_FLEET``, ``MODELFLEET_FILES_URL``, ``MODELFLEET_LOCAL_DATA``.
+``--group-data inventory/group_data``. Environment (both required; set by bench/deploy_time.py):
+``MODELFLEET_FLEET``, ``MODELFLEET_LOCAL_DATA``.
 """
 
 import json
@@ -15,29 +16,11 @@ from pathlib import Path
 from deploy import localfleet
 
 _fleet = os.environ["MODELFLEET_FLEET"]
-_files_url = os.environ["MODELFLEET_FILES_URL"]
-_extra = json.loads(Path(os.environ["MODELFLEET_LOCAL_DATA"]).read_text())
-
+# The stand-in releases, the real llama-server and the model catalog, as deploy/localstack.py
+# writes them for the demo and the fleet tests (``stack_data``).
 _fleet_data = {
     "fleet_name": f"bench-{_fleet}",
-    "model_catalog": {
-        "gemma3-270m": {
-            "ollama": "gemma3:270m",
-            "gguf": {
-                "url": f"{_files_url}/gemma-3-270m-q4_k_m.gguf",
-                "sha256": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-                "file": "gemma-3-270m-q4_k_m.gguf",
-            },
-            "size_mb": 242,
-            "kv_mb_per_1k_ctx": 18,
-            "ctx": 4096,
-            "slots": 2,
-            "groups": ["gpu_nvidia", "gpu_amd", "cpu"],
-            "aliases": ["tiny"],
-        },
-    },
-    "nvidia_allow_reboot": False,
-    **_extra,
+    **json.loads(Path(os.environ["MODELFLEET_LOCAL_DATA"]).read_text()),
 }
 
 _GROUP_OF_PROFILE = {"rtx4090x2": "gpu_nvidia", "mi300x": "gpu_amd", "cpu": "cpu"}
