@@ -86,7 +86,11 @@ def measure(count: int, work: Path, tree: Path) -> dict[str, Any]:
         with localstack.serve_files(files) as files_url:
             data_file = work / f"data-{count}.json"
             catalog = localstack.demo_catalog(files_url)
-            localstack.write_data(data_file, localstack.stack_data(files_url, stack, catalog))
+            data = localstack.stack_data(files_url, stack, catalog)
+            # Containers cannot load kernel modules: leave the GPU driver roles out, as the
+            # Molecule scenarios do (the driver roles have their own fleet test).
+            data |= {"nvidia_manage_driver": False, "rocm_manage_driver": False}
+            localstack.write_data(data_file, data)
             env = localstack.fleet_env(fleet, data_file, files_url) | {"PYTHONPATH": str(tree)}
             print(f"{count} host(s): fleet {fleet} up in {up_s:.1f} s; first deploy ...")
             first = run_pyinfra(tree, env, work / f"first-{count}.log")
