@@ -25,7 +25,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +55,11 @@ class Fleet:
     data_file: Path
     base_data: dict[str, Any]
     files_url: str
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def write_data(self, **overrides: Any) -> None:
+        """The hosts' data: the base data with ``overrides`` (they replace the last ones)."""
+        self.overrides = overrides
         localstack.write_data(self.data_file, {**self.base_data, **overrides})
 
     def deploy(self) -> dict[str, Any]:
@@ -183,11 +186,12 @@ def router_release(fleet: Fleet) -> str:
 
 
 def test_bad_inventory_stops_before_any_operation(fleet: Fleet) -> None:
-    fleet.write_data(llama_swap_release_sha256="not-a-sha256")
+    good = fleet.overrides
+    fleet.write_data(**good, llama_swap_release_sha256="not-a-sha256")
     try:
         result = run_pyinfra("inventory/local.py", "deploy.py", env=fleet.env, check=False)
     finally:
-        fleet.write_data()
+        fleet.write_data(**good)
     assert result["returncode"] != 0
     assert "the deploy was not started" in result["stderr"]
     assert "host gpu-amd1: key llama_swap_release_sha256" in result["stderr"]
@@ -244,7 +248,7 @@ def test_failing_router_release_keeps_the_previous_one(fleet: Fleet, tmp_path: P
     router_only = run_pyinfra(
         "inventory/local.py", "deploy.py", env=fleet.env, extra_args=["--limit", "router"]
     )
-    assert router_only["results"]["totals"]["success"] == 0
+    assert router_only["results"]["totals"]["success"] == 0, changed_hosts(router_only)
     assert {h for op in router_only["results"]["operations"] for h in op["no_change"]} == {
         "cpu-llama1"
     }
