@@ -15,8 +15,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from deploy.fleet import Fleet
-from deploy.gpu import HostHardware
+from pyinfra.api.exceptions import ConnectError
+
+from deploy.fleet import Fleet, FleetError
+from deploy.gpu import HostHardware, ParseError
 from deploy.planner import FleetPlan
 from roles.gpu.facts import HostGpus
 from roles.llama_server.defaults import DEFAULTS as LLAMA_SERVER_DEFAULTS
@@ -27,11 +29,25 @@ SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 def detect_hardware(fleet: Fleet, inventory: Any) -> dict[str, HostHardware]:
-    """Hardware per node name for every backend host (``gpus:`` override, else detected)."""
-    return {
-        spec.name: inventory.get_host(spec.inventory_name).get_fact(HostGpus)
-        for spec in fleet.backend_hosts
-    }
+    """Hardware per node name for every backend host (``gpus:`` override, else detected).
+
+    Raises FleetError naming each host that cannot be asked (unreachable, or tool output that
+    does not parse), so the deploy stops before touching anything.
+    """
+    hardware: dict[str, HostHardware] = {}
+    problems: list[str] = []
+    for spec in fleet.backend_hosts:
+        try:
+            hardware[spec.name] = inventory.get_host(spec.inventory_name).get_fact(HostGpus)
+        except (ConnectError, ParseError) as exc:
+            problems.append(
+                f"{fleet.source}: host {spec.name}: GPU detection failed ({exc}); the router's "
+                "config covers every host, so each backend host must answer (also outside "
+                "--limit) or carry a gpus: override"
+            )
+    if problems:
+        raise FleetError(problems)
+    return hardware
 
 
 def _value(data: dict[str, Any], defaults: dict[str, Any], key: str) -> Any:
