@@ -119,7 +119,8 @@ def proxy_plots(report: dict[str, Any]) -> None:
         values = [results[n][key] for n in names]
         ax.bar(range(len(names)), values, color=colors)
         for x, v in enumerate(values):
-            ax.text(x, v, f"{v:.3g}", ha="center", va="bottom", fontsize=8)
+            label = f"{v:,.0f}" if v >= 100 else f"{v:.2f}"
+            ax.text(x, v, label, ha="center", va="bottom", fontsize=8)
         if log:
             ax.set_yscale("log")
         ax.set_xticks(range(len(names)))
