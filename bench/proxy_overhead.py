@@ -245,6 +245,7 @@ def start_litellm(stack: ExitStack, work: Path, backend: str, venv: Path) -> Tar
 @dataclass
 class Samples:
     latency_s: list[float] = field(default_factory=list)
+    latency_block_p50_s: list[float] = field(default_factory=list)  # one per round
     throughput: list[dict[str, float]] = field(default_factory=list)
     ttft_s: list[float] = field(default_factory=list)
     streaming: list[dict[str, float]] = field(default_factory=list)
@@ -265,10 +266,13 @@ async def one_request(session: aiohttp.ClientSession, url: str, errors: Counter[
 
 
 async def latency_block(session: aiohttp.ClientSession, url: str, n: int, s: Samples) -> None:
+    block = []
     for _ in range(n):
         start = time.perf_counter()
         if await one_request(session, url, s.errors):
-            s.latency_s.append(time.perf_counter() - start)
+            block.append(time.perf_counter() - start)
+    s.latency_s += block
+    s.latency_block_p50_s.append(pct(block, 50))
 
 
 async def throughput_block(
@@ -404,6 +408,13 @@ def summarize(samples: dict[str, Samples]) -> dict[str, Any]:
             "latency_p50_ms": round(pct(s.latency_s, 50) * 1000, 3),
             "latency_p99_ms": round(pct(s.latency_s, 99) * 1000, 3),
             "overhead_p50_ms": round((pct(s.latency_s, 50) - direct_p50) * 1000, 3),
+            # per round: this target's block p50 minus direct's block p50 in the same round
+            "overhead_p50_ms_by_round": [
+                round((mine - theirs) * 1000, 3)
+                for mine, theirs in zip(
+                    s.latency_block_p50_s, direct.latency_block_p50_s, strict=False
+                )
+            ],
             "latency_samples": len(s.latency_s),
             "rps_c32_mean": round(mean_rps, 1),
             "rps_c32_blocks": [round(r, 1) for r in rps],

@@ -123,6 +123,11 @@ def proxy_tables(report: dict[str, Any]) -> list[str]:
             f"| {r['stream_ttft_p50_ms']:.2f} | {r['stream_ttft_p99_ms']:.2f} "
             f"| {r['stream_chunks_per_s_mean']:.0f} | {r['stream_vs_direct']:.2f} | {errors} |"
         )
+    out.append("\np50 overhead per round (ms, target minus direct in the same round):\n")
+    for name, r in report["results"].items():
+        if name != "direct" and r.get("overhead_p50_ms_by_round"):
+            rounds = ", ".join(f"{x:+.2f}" for x in r["overhead_p50_ms_by_round"])
+            out.append(f"- {name}: {rounds}")
     out.append(
         "\nVersions: " + "; ".join(f"{n}: {t['version']}" for n, t in report["targets"].items())
     )
