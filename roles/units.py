@@ -17,6 +17,7 @@ from pyinfra.facts.server import Groups
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from deploy.planner import BackendInstance
 from roles.artifacts import unpacked_release, verified_download
 
 
@@ -36,6 +37,14 @@ def system_user(user: str, home: str, extra_groups: Iterable[str] = ()) -> None:
         create_home=False,
     )
     files.directory(name=f"Home of {user}", path=home, user=user, group=user, mode="0750")
+
+
+def models_directories(instances: Iterable[BackendInstance], user: str) -> None:
+    """The instances' models directories, owned by the backend's user (each path once)."""
+    for path in sorted({inst.models_dir for inst in instances}):
+        files.directory(
+            name=f"Models directory {path}", path=path, user=user, group=user, mode="0755"
+        )
 
 
 def pinned_release(

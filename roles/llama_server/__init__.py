@@ -36,7 +36,7 @@ from deploy.render import RenderedFile, RenderSettings, llama_server_command, re
 from roles.artifacts import gguf_files, verified_download
 from roles.llama_server.defaults import DEFAULTS
 from roles.llama_server.operations import presets_reloaded
-from roles.units import managed_unit, system_user
+from roles.units import managed_unit, models_directories, system_user
 
 
 @cache
@@ -117,14 +117,8 @@ def backend(
     current, _ = install_binary(versions.llama_cpp)
     files.directory(name="Config directory", path=data.llama_server_config_dir, mode="0755")
     changes: list[OperationMeta] = [current]
+    models_directories(instances, user)
     for inst in instances:
-        files.directory(
-            name=f"Models directory {inst.models_dir}",
-            path=inst.models_dir,
-            user=user,
-            group=user,
-            mode="0755",
-        )
         presets = rendered[inst.name][0]
         command = [*llama_server_command(inst, settings), *map(str, data.llama_server_extra_args)]
         unit_text = render_template(

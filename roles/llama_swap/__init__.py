@@ -25,7 +25,7 @@ from deploy.render import RenderedFile, render_template
 from roles.artifacts import gguf_files
 from roles.llama_server import install_binary
 from roles.llama_swap.defaults import DEFAULTS
-from roles.units import managed_unit, pinned_release, system_user
+from roles.units import managed_unit, models_directories, pinned_release, system_user
 
 
 def release_url(version: str) -> str:
@@ -59,14 +59,8 @@ def backend(
     server_binary, _ = install_binary(versions.llama_cpp)
     files.directory(name="Config directory", path=data.llama_swap_config_dir, mode="0755")
     changes: list[OperationMeta] = [current, server_binary]
+    models_directories(instances, user)
     for inst in instances:
-        files.directory(
-            name=f"Models directory {inst.models_dir}",
-            path=inst.models_dir,
-            user=user,
-            group=user,
-            mode="0755",
-        )
         config = rendered[inst.name][0]
         unit_text = render_template(
             "llama_swap/llama-swap.service.j2",

@@ -33,7 +33,7 @@ from deploy.planner import BackendInstance
 from deploy.render import RenderedFile
 from roles.ollama import operations as ops
 from roles.ollama.defaults import DEFAULTS
-from roles.units import managed_unit, pinned_release, system_user
+from roles.units import managed_unit, models_directories, pinned_release, system_user
 
 HELPER_SOURCE = Path(__file__).parent / "files" / "ollama-pull.py"
 
@@ -73,14 +73,8 @@ def backend(
         )
         changes += release
     files.directory(name="Env directory /etc/ollama", path="/etc/ollama", mode="0755")
+    models_directories(instances, user)
     for inst in instances:
-        files.directory(
-            name=f"Models directory {inst.models_dir}",
-            path=inst.models_dir,
-            user=user,
-            group=user,
-            mode="0755",
-        )
         unit = next(f for f in rendered[inst.name] if f.path.endswith(".service"))
         configs = [(f.path, f.content) for f in rendered[inst.name] if f is not unit]
         unit_op, config_ops = managed_unit(
