@@ -72,6 +72,17 @@ class Fleet:
         return next(h.address for h in self.hosts if h.name == host)
 
 
+def sh(fleet: Fleet, host: str, command: str) -> str:
+    """A command's stdout on one of the fleet's hosts."""
+    done = subprocess.run(
+        ["podman", "exec", fleet.container(host), "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
 def changed_hosts(result: dict[str, Any]) -> dict[str, list[str]]:
     """Operation names that changed something, per host."""
     changed: dict[str, list[str]] = {}
@@ -94,7 +105,12 @@ def fleet(fleet_available: None, tmp_path_factory: pytest.TempPathFactory) -> It
         # The stand-in releases and the real GGUF, served on the podman bridge.
         with localstack.serve_files(files_dir) as files_url:
             gemma = localstack.gemma_entry(files_url, ["gpu_nvidia", "gpu_amd", "cpu"])
-            base_data = localstack.stack_data(files_url, files, {GEMMA: gemma})
+            base_data = {
+                **localstack.stack_data(files_url, files, {GEMMA: gemma}),
+                # Fixed, so a second model on a host does not change llama-server's
+                # --models-max (a unit change, hence a restart) or OLLAMA_MAX_LOADED_MODELS.
+                "max_loaded_models": 2,
+            }
             data_file = tmp_path_factory.mktemp("data") / "data.json"
             env = localstack.fleet_env(name, data_file, files_url)
             result = Fleet(name, hosts, env, data_file, base_data, files_url)
@@ -147,42 +163,45 @@ def test_deploy_verify_rerun_change_converge(fleet: Fleet) -> None:
     assert second["results"]["totals"]["success"] == 0, changed_hosts(second)
     assert second["results"]["totals"]["error"] == 0
 
-    # New model set: gemma leaves the NVIDIA group, qwen2.5 joins it.
+    # New model set: gemma leaves the NVIDIA group, qwen2.5 joins it, and the llama-server host
+    # gets a second preset of the same GGUF.
     assert "qwen2.5-0.5b" not in router_models(fleet)
+    server_pid = sh(fleet, "cpu-llama1", "systemctl show -p MainPID --value llama-server-cpu")
     gemma = localstack.gemma_entry(fleet.files_url, ["gpu_amd", "cpu"])
-    fleet.write_data(model_catalog={GEMMA: gemma, **QWEN})
+    gemma_b = {**localstack.gemma_entry(fleet.files_url, ["cpu"]), "ollama": None}
+    fleet.write_data(model_catalog={GEMMA: gemma, "gemma3-270m-b": gemma_b, **QWEN})
     third = fleet.deploy()
     assert third["results"]["totals"]["error"] == 0, third["stderr"][-3000:]
     changed = changed_hosts(third)
-    # Only the host whose models changed, and the router (new catalog); the llama-swap host and
-    # the llama-server backend are untouched.
+    # Only the hosts whose models changed (the router host also serves llama-server); the
+    # llama-swap host is untouched.
     assert set(changed) == {"gpu-nv1", "cpu-llama1"}, changed
-    # On the router host: the rollout, and the health checks that follow any change.
+    # On the llama-server + router host: the new presets, applied to the running server with
+    # GET /models?reload=1 (no restart), the router rollout, and the health checks after them.
+    allowed = ("llama-server backend | Config", "llama-server backend | Apply the new presets")
     assert all(
-        name.startswith(("modelfleet router", "Health check")) for name in changed["cpu-llama1"]
+        name.startswith(("modelfleet router", "Health check", *allowed))
+        for name in changed["cpu-llama1"]
     ), changed
+    assert any(name.startswith(allowed[1]) for name in changed["cpu-llama1"]), changed
     assert any(name.startswith("modelfleet router | Roll out") for name in changed["cpu-llama1"])
+    assert sh(fleet, "cpu-llama1", "systemctl show -p MainPID --value llama-server-cpu") == (
+        server_pid
+    ), "llama-server was restarted for a presets change"
+    listed = json.loads(sh(fleet, "cpu-llama1", "curl -s 127.0.0.1:8080/models"))["data"]
+    assert {"gemma3-270m", "gemma3-270m-b"} <= {entry["id"] for entry in listed}
+    # Ollama pulled the new model and pruned the one that left its set.
     assert any("Models of" in name for name in changed["gpu-nv1"]), changed
-    tags = subprocess.run(
-        ["podman", "exec", fleet.container("gpu-nv1"), "curl", "-s", "127.0.0.1:11434/api/tags"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert [m["name"] for m in json.loads(tags)["models"]] == ["qwen2.5:0.5b"]  # gemma pruned
-    assert "qwen2.5-0.5b" in router_models(fleet)
+    tags = json.loads(sh(fleet, "gpu-nv1", "curl -s 127.0.0.1:11434/api/tags"))
+    assert [m["name"] for m in tags["models"]] == ["qwen2.5:0.5b"]
+    assert {"qwen2.5-0.5b", "gemma3-270m-b"} <= router_models(fleet)
 
     fourth = fleet.deploy()
     assert fourth["results"]["totals"]["success"] == 0, changed_hosts(fourth)
 
 
 def router_release(fleet: Fleet) -> str:
-    return subprocess.run(
-        ["podman", "exec", fleet.container("cpu-llama1"), "readlink", "/opt/modelfleet/current"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    return sh(fleet, "cpu-llama1", "readlink /opt/modelfleet/current")
 
 
 def test_bad_inventory_stops_before_any_operation(fleet: Fleet) -> None:
