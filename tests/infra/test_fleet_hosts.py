@@ -1,7 +1,7 @@
 """What every deployed host must show: services, ports, files as planned, models, the router.
 
-Each test runs once per ``--hosts`` entry and checks what the plan puts on that host; a host
-the plan gives nothing of the kind skips that test.
+Each test runs once per ``--hosts`` entry and checks what the plan puts on that host; where
+the plan puts nothing of the kind (a router on a GPU host), the test checks it is absent.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from deploy.planner import BackendInstance, HostPlan
 from roles.ollama.facts import normalize_tag
 from roles.router.defaults import DEFAULTS as ROUTER_DEFAULTS
 
+ROUTER_SERVICE = ROUTER_DEFAULTS["router_service"]
 ALIVE_PATH = {"ollama": "/api/version", "llama-swap": "/health", "llama-server": "/health"}
 
 
@@ -24,11 +25,6 @@ def instances(node: HostPlan) -> tuple[BackendInstance, ...]:
     if not node.instances:
         pytest.skip(f"{node.name} runs no backend")
     return node.instances
-
-
-def router_only(node: HostPlan) -> None:
-    if not node.router:
-        pytest.skip(f"{node.name} is not a router host")
 
 
 def http(host: Any, method: str, url: str, body: Any = None, token: str | None = None) -> Any:
@@ -97,35 +93,47 @@ def test_models_present(host: Any, node: HostPlan) -> None:
                 assert gguf.sha256sum == model.gguf.sha256, f"{model.gguf_path}: wrong sha256"
 
 
-def test_router_ready(host: Any, node: HostPlan, deployed: Any) -> None:
-    router_only(node)
+def test_router_where_planned(host: Any, node: HostPlan, deployed: Any) -> None:
+    """Router hosts serve /readyz over the planned backends; no other host runs a router."""
+    service = host.service(ROUTER_SERVICE)
+    if not node.router:
+        assert not service.is_running, f"{node.name} runs a router it was not planned to"
+        assert not host.file(admin_token_file(deployed.plan)).exists
+        return
+    assert service.is_running and service.is_enabled
     status, _, body = http(host, "GET", f"http://127.0.0.1:{deployed.plan.router.port}/readyz")
     assert status == 200, body
     planned = {inst.name for inst in deployed.plan.instances}
     assert set(body["backends"]) <= planned and body["backends"], body
 
 
-def test_admin_token_root_only(host: Any, node: HostPlan, deployed: Any) -> None:
-    router_only(node)
+def test_admin_token_root_only_and_never_logged(host: Any, node: HostPlan, deployed: Any) -> None:
     token_file = host.file(admin_token_file(deployed.plan))
+    if not node.router:
+        assert not token_file.exists, f"{node.name} holds the router's admin token"
+        return
     assert token_file.exists
     assert (token_file.user, token_file.group, token_file.mode) == ("root", "root", 0o600)
     token = token_file.content_string.strip()
     assert len(token) >= 32
-    router_yaml = next(
-        f for f in host_files(deployed.plan, node, deployed.data(node)) if f.role == "router"
-    )
-    config = host.file(router_yaml.path).content_string
-    journal = host.run(f"journalctl -u {ROUTER_DEFAULTS['router_service']} --no-pager").stdout
+    files = host_files(deployed.plan, node, deployed.data(node))
+    config = host.file(next(f.path for f in files if f.role == "router")).content_string
+    journal = host.run(f"journalctl -u {ROUTER_SERVICE} --no-pager").stdout
     assert token not in config and token not in journal
 
 
 def test_router_routes_a_real_request_to_llama_server(
     host: Any, node: HostPlan, deployed: Any
 ) -> None:
-    """Drain every other backend of a llama-server model, ask the router, undrain."""
-    router_only(node)
+    """Drain every other backend of a llama-server model, ask the router, undrain.
+
+    Runs on router hosts; elsewhere it checks the host does not answer as a router.
+    """
     plan = deployed.plan
+    if not node.router:
+        status, _, _ = http(host, "GET", f"http://127.0.0.1:{plan.router.port}/readyz")
+        assert status != 200, f"{node.name} answers /readyz like a router"
+        return
     servers = [inst for inst in plan.instances if inst.kind == "llama-server" and inst.models]
     if not servers:
         pytest.skip("the fleet has no llama-server instance with models")
