@@ -276,7 +276,7 @@ def up(fleet: str, progress: Progress, files_port: int = localstack.FILES_PORT) 
                 catalog = localstack.demo_catalog(files_url)
                 localstack.write_data(data_file, localstack.stack_data(files_url, stack, catalog))
                 env = localstack.fleet_env(fleet, data_file, files_url)
-                with progress.step("deploy (pyinfra)", "about 3 min the first time, 30 s after"):
+                with progress.step("deploy (pyinfra)", "about 1 min the first time, 15 s after"):
                     result = run_pyinfra(env, progress)
                     totals = result["results"]["totals"]
                     progress.say(
