@@ -1,0 +1,82 @@
+"""``modelfleet demo up``'s control flow: a failure after the hosts exist leaves no half fleet.
+
+The steps that need root, podman and the builds are replaced by recorders here; the real
+thing runs end to end in tests/fleet/test_demo.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy import demo, localfleet, localstack
+
+
+@contextlib.contextmanager
+def serve_nothing(files_dir: Path, port: int = 0) -> Iterator[str]:
+    yield "http://files.invalid"
+
+
+class Recorder:
+    def __init__(self, existing: bool) -> None:
+        self.existing = existing
+        self.calls: list[str] = []
+
+
+@pytest.fixture
+def patched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    def install(existing: bool, fail_at: str) -> Recorder:
+        rec = Recorder(existing)
+
+        def step(name: str, result: Any = None) -> Any:
+            def run(*args: Any, **kwargs: Any) -> Any:
+                rec.calls.append(name)
+                if name == fail_at:
+                    raise demo.DemoError(f"{name} failed")
+                return result
+
+            return run
+
+        monkeypatch.setattr(demo, "check_ready", lambda fleet, port: [])
+        monkeypatch.setattr(demo, "state_dir", lambda fleet: tmp_path / fleet)
+        monkeypatch.setattr(demo, "run_script", step("script"))
+        monkeypatch.setattr(localfleet, "status", lambda fleet: ["a host"] if rec.existing else [])
+        monkeypatch.setattr(localfleet, "up", step("hosts", []))
+        monkeypatch.setattr(localfleet, "down", step("down", []))
+        stack = localstack.StackFiles("o.tgz", "0" * 64, "s.tgz", "1" * 64, Path("/bin/true"))
+        monkeypatch.setattr(localstack, "build_stack_files", step("files", stack))
+        monkeypatch.setattr(localstack, "serve_files", serve_nothing)
+        monkeypatch.setattr(demo, "run_pyinfra", step("deploy"))
+        return rec
+
+    return install
+
+
+@pytest.mark.parametrize("fail_at", ["files", "deploy"])
+def test_failure_on_a_new_fleet_removes_it(patched: Any, fail_at: str, tmp_path: Path) -> None:
+    rec = patched(existing=False, fail_at=fail_at)
+    with pytest.raises(demo.DemoError, match=f"{fail_at} failed"):
+        demo.up("f1", demo.Progress(6, out=io.StringIO()), files_port=0)
+    assert rec.calls[-1] == "down"
+    assert not (tmp_path / "f1").exists()
+
+
+def test_failure_on_an_existing_fleet_keeps_it(patched: Any) -> None:
+    rec = patched(existing=True, fail_at="deploy")
+    with pytest.raises(demo.DemoError):
+        demo.up("f2", demo.Progress(6, out=io.StringIO()), files_port=0)
+    assert "down" not in rec.calls
+
+
+def test_problems_stop_before_any_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    problem = demo.preflight.Problem("podman is not installed", "apt-get install podman")
+    monkeypatch.setattr(demo, "check_ready", lambda fleet, port: [problem])
+    monkeypatch.setattr(demo, "run_script", lambda *a: pytest.fail("a step ran"))
+    with pytest.raises(demo.DemoError, match="podman is not installed") as err:
+        demo.up("f3", demo.Progress(6, out=io.StringIO()))
+    assert "apt-get install podman" in str(err.value)
