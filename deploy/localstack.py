@@ -170,9 +170,6 @@ def stack_data(files_url: str, files: StackFiles, catalog: dict[str, Any]) -> di
         "llama_server_binary_path": str(files.llama_server_bin),
         "llama_server_extra_args": ["--threads", "1"],
         "model_catalog": catalog,
-        # Containers cannot load kernel modules: the driver roles have their own fleet test
-        # (tests/fleet/test_system_roles.py).
-        "manage_gpu_drivers": False,
     }
 
 
