@@ -49,7 +49,9 @@ Decision order (``reason`` says which rule fired):
    evicting anything.
 5. ``resident-spilled``: a CPU-spilled copy with a free slot (slow, but no load).
 6. ``load-evict``: load where eviction costs least: cost = sum of the evicted models'
-   recent demand (req/s); ties go to fewer evicted MB, then more free VRAM.
+   recent demand (req/s); ties go to fewer evicted MB, then more free VRAM. On each host
+   the victims are the cheapest set of idle models that frees enough, so a load never
+   evicts a model it did not need gone.
 7. ``load-spill``: the model is larger than any host's VRAM; load where most fits.
 8. ``wait-capacity``: every placement is blocked by models with requests in flight.
 """
@@ -59,7 +61,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 ResidencyState = Literal["loaded", "loading"]
 Action = Literal["serve", "load", "wait", "reject"]
@@ -314,7 +316,7 @@ class Policy:
         if (spill or need <= free) and not over_count:
             return _Placement(backend, (), 0.0, 0, free - need, spill)
 
-        # idle, unpinned, fully loaded models on this host, cheapest (demand, then LRU) first
+        # idle, unpinned, fully loaded models on this host; LRU first, so ties go to the oldest
         victims = sorted(
             (
                 (b, r)
@@ -323,33 +325,134 @@ class Policy:
                 for r in b.residents
                 if r.state == "loaded" and r.in_flight == 0 and not r.pinned
             ),
-            key=lambda br: (fleet.demand.get(br[1].model, 0.0), br[1].last_used, br[1].model),
+            key=lambda br: (br[1].last_used, br[0].name, br[1].model),
         )
-        chosen: list[tuple[BackendView, Residency]] = []
-        if over_count:  # the backend's own count cap needs one of its own models gone
-            own = next((v for v in victims if v[0].name == backend.name), None)
-            if own is None:
-                return None
-            chosen.append(own)
-            free += own[1].gpu_mb
-        for victim in victims:
-            if spill or need <= free:
-                break
-            if victim in chosen:
-                continue
-            chosen.append(victim)
-            free += victim[1].gpu_mb
-        if not spill and need > free:
+        shortfall = 0.0 if spill else need - free
+        chosen = _cheapest_victims(
+            victims, shortfall, fleet.demand, own=backend if over_count else None
+        )
+        if chosen is None:
             return None
-        cost = sum(fleet.demand.get(r.model, 0.0) for _, r in chosen)
         return _Placement(
             backend,
-            tuple((b.name, r.model) for b, r in chosen),
-            cost,
-            sum(r.gpu_mb for _, r in chosen),
-            free - need,
+            tuple((b.name, r.model) for b, r in chosen.members),
+            chosen.cost,
+            chosen.freed_mb,
+            free + chosen.freed_mb - need,
             spill,
         )
+
+
+_Victim = tuple[BackendView, Residency]
+
+
+class _VictimSet(NamedTuple):
+    cost: float  # req/s the evicted models were getting
+    freed_mb: int
+    members: tuple[_Victim, ...]
+
+    def plus(self, victim: _Victim, demand: Mapping[str, float]) -> _VictimSet:
+        _, res = victim
+        cost = self.cost + demand.get(res.model, 0.0)
+        return _VictimSet(cost, self.freed_mb + res.gpu_mb, (*self.members, victim))
+
+    def key(self) -> tuple[float, int, int, float]:
+        """Least demand, then fewest MB, then fewest models, then the least recently used."""
+        newest = max((r.last_used for _, r in self.members), default=0.0)
+        return (self.cost, self.freed_mb, len(self.members), newest)
+
+
+# Above this many partial victim sets the search keeps only the cheapest (a guard for hosts
+# with dozens of idle models; real hosts hold a handful, and the search is exact there).
+_MAX_PARTIAL_SETS = 512
+
+
+def _cheapest_victims(
+    victims: list[_Victim],
+    shortfall_mb: float,
+    demand: Mapping[str, float],
+    own: BackendView | None = None,
+) -> _VictimSet | None:
+    """The victim set that frees at least ``shortfall_mb`` at the least cost (the demand its
+    models were getting), or None if no set frees enough. ``own``: the backend is at its
+    ``max_loaded`` cap, so the set must include one of that backend's own models.
+
+    "Cheapest first until it fits" would keep early small victims that a later, bigger one
+    made unnecessary; this is the exact minimum instead.
+
+    Example: 10 GB short, idle a (8 GB, 0.1 req/s), b (4 GB, 0.2) and c (12 GB, 0.25):
+    cheapest-first evicts a and b (0.3 req/s); the cheapest set is c alone (0.25).
+    """
+    if own is None:
+        return _cheapest_cover(victims, shortfall_mb, demand, _VictimSet(0.0, 0, ()))
+    options = [
+        cover
+        for forced in victims
+        if forced[0].name == own.name
+        and (
+            cover := _cheapest_cover(
+                [v for v in victims if v is not forced],
+                shortfall_mb,
+                demand,
+                _VictimSet(0.0, 0, ()).plus(forced, demand),
+            )
+        )
+        is not None
+    ]
+    return min(options, key=_VictimSet.key, default=None)
+
+
+def _cheapest_cover(
+    victims: list[_Victim], shortfall_mb: float, demand: Mapping[str, float], start: _VictimSet
+) -> _VictimSet | None:
+    """Min-cost cover, ``start`` plus some of ``victims``: dynamic programming over partial
+    sets, growing only those that no other set beats on both cost and MB freed."""
+    if start.freed_mb >= shortfall_mb:
+        return start
+    best: _VictimSet | None = None
+    partial = [start]
+    for victim in victims:
+        grown = [chosen.plus(victim, demand) for chosen in partial]
+        for option in grown:
+            if option.freed_mb >= shortfall_mb and (best is None or option.key() < best.key()):
+                best = option
+        limit = math.inf if best is None else best.cost  # growing never makes a set cheaper
+        partial = _undominated(
+            [c for c in partial + grown if c.freed_mb < shortfall_mb and c.cost <= limit]
+        )
+    return None if best is None else _without_unneeded(best, shortfall_mb, demand, start)
+
+
+def _undominated(sets: list[_VictimSet]) -> list[_VictimSet]:
+    """The sets worth growing: not a repeat (same cost and MB), and freeing more than every
+    cheaper set. Equally cheap sets that free less stay: they may end in a cover of fewer MB."""
+    keep: list[_VictimSet] = []
+    freed_by_cheaper = freed_so_far = -1
+    cost_now = -1.0
+    for chosen in sorted(sets, key=lambda c: (c.cost, -c.freed_mb)):
+        if chosen.cost != cost_now:
+            cost_now, freed_by_cheaper = chosen.cost, freed_so_far
+        repeat = bool(keep) and keep[-1][:2] == chosen[:2]
+        if chosen.freed_mb > freed_by_cheaper and not repeat:
+            keep.append(chosen)
+        freed_so_far = max(freed_so_far, chosen.freed_mb)
+    return keep[:_MAX_PARTIAL_SETS]
+
+
+def _without_unneeded(
+    chosen: _VictimSet, shortfall_mb: float, demand: Mapping[str, float], start: _VictimSet
+) -> _VictimSet:
+    """Leave out victims the rest of the set makes unnecessary, largest first. The exact
+    search never leaves any; this guards the result once ``_MAX_PARTIAL_SETS`` cut it short."""
+    kept = start
+    extra = sorted(chosen.members[len(start.members) :], key=lambda v: -v[1].gpu_mb)
+    slack = chosen.freed_mb - shortfall_mb
+    for victim in extra:
+        if victim[1].gpu_mb <= slack:
+            slack -= victim[1].gpu_mb
+        else:
+            kept = kept.plus(victim, demand)
+    return kept
 
 
 def _busy_key(backend: BackendView, res: Residency) -> tuple[float, float, str]:
