@@ -23,7 +23,7 @@ Example::
 from __future__ import annotations
 
 import shlex
-from typing import Any
+from typing import Any, ClassVar
 
 from pyinfra.api import FactBase
 from typing_extensions import override
@@ -36,7 +36,6 @@ from deploy.gpu import (
     Gpu,
     HostHardware,
     MigDevice,
-    PciDevice,
     expand_gpu_overrides,
     hardware_from_sections,
     parse_amd_smi_static,
@@ -68,141 +67,89 @@ def _lines(output: list[str]) -> str:
     return "\n".join(output)
 
 
-class NvidiaSmiGpus(FactBase[list[Gpu]]):
+class _ToolGpus(FactBase[list[Gpu]]):
+    """One tool, one parser from ``deploy/gpu.py``: the shape every GPU fact below shares.
+
+    A subclass names the tool, its command and its parser; a host without the tool gives
+    ``[]`` (pyinfra's ``requires_command``).
+    """
+
+    tool: ClassVar[str]
+    shell: ClassVar[str]
+
+    @staticmethod
+    def parse(text: str) -> Any:
+        raise NotImplementedError
+
+    @override
+    def requires_command(self) -> str:
+        return self.tool
+
+    @override
+    def command(self) -> str:
+        return self.shell
+
+    @override
+    @staticmethod
+    def default() -> list[Gpu]:
+        return []
+
+    @override
+    def process(self, output: list[str]) -> Any:
+        return type(self).parse(_lines(output))
+
+
+class NvidiaSmiGpus(_ToolGpus):
     """NVIDIA GPUs from ``nvidia-smi --query-gpu=...`` (index, name, uuid, memory, driver,
     compute capability, MIG mode)::
 
         [Gpu(vendor="nvidia", index=0, name="NVIDIA GeForce RTX 4090", vram_mb=24564, ...)]
     """
 
-    @override
-    def requires_command(self) -> str:
-        return "nvidia-smi"
-
-    @override
-    def command(self) -> str:
-        return NVIDIA_SMI_QUERY
-
-    @override
-    @staticmethod
-    def default() -> list[Gpu]:
-        return []
-
-    @override
-    def process(self, output: list[str]) -> list[Gpu]:
-        return parse_nvidia_smi_csv(_lines(output))
+    tool, shell, parse = "nvidia-smi", NVIDIA_SMI_QUERY, staticmethod(parse_nvidia_smi_csv)
 
 
-class NvidiaMigDevices(FactBase[dict[int, tuple[MigDevice, ...]]]):
+class NvidiaMigDevices(_ToolGpus):
     """MIG slices per GPU index, from ``nvidia-smi -L``::
 
     {0: (), 1: (MigDevice(index=0, profile="3g.40gb", uuid="MIG-...", vram_mb=40960), ...)}
     """
 
-    @override
-    def requires_command(self) -> str:
-        return "nvidia-smi"
-
-    @override
-    def command(self) -> str:
-        return NVIDIA_SMI_LIST
+    tool, shell, parse = "nvidia-smi", NVIDIA_SMI_LIST, staticmethod(parse_nvidia_smi_list)
 
     @override
     @staticmethod
-    def default() -> dict[int, tuple[MigDevice, ...]]:
+    def default() -> dict[int, tuple[MigDevice, ...]]:  # type: ignore[override]
         return {}
 
-    @override
-    def process(self, output: list[str]) -> dict[int, tuple[MigDevice, ...]]:
-        return parse_nvidia_smi_list(_lines(output))
 
-
-class NvmlGpus(FactBase[list[Gpu]]):
+class NvmlGpus(_ToolGpus):
     """NVIDIA GPUs through NVML (``pynvml``), for hosts with python3 + pynvml but no nvidia-smi.
 
     Runs ``deploy.gpu.nvml_probe`` on the host with ``python3 -c``; empty when python3, pynvml
     or the NVML library is missing.
     """
 
-    @override
-    def requires_command(self) -> str:
-        return "python3"
-
-    @override
-    def command(self) -> str:
-        return f"{NVML_COMMAND} 2>/dev/null || true"
-
-    @override
-    @staticmethod
-    def default() -> list[Gpu]:
-        return []
-
-    @override
-    def process(self, output: list[str]) -> list[Gpu]:
-        return parse_nvml_json(_lines(output))
+    tool, shell = "python3", f"{NVML_COMMAND} 2>/dev/null || true"
+    parse = staticmethod(parse_nvml_json)
 
 
-class AmdSmiGpus(FactBase[list[Gpu]]):
+class AmdSmiGpus(_ToolGpus):
     """AMD GPUs from ``amd-smi static --json`` (market name, VRAM, gfx target, driver)."""
 
-    @override
-    def requires_command(self) -> str:
-        return "amd-smi"
-
-    @override
-    def command(self) -> str:
-        return AMD_SMI_COMMAND
-
-    @override
-    @staticmethod
-    def default() -> list[Gpu]:
-        return []
-
-    @override
-    def process(self, output: list[str]) -> list[Gpu]:
-        return parse_amd_smi_static(_lines(output))
+    tool, shell, parse = "amd-smi", AMD_SMI_COMMAND, staticmethod(parse_amd_smi_static)
 
 
-class RocmSmiGpus(FactBase[list[Gpu]]):
+class RocmSmiGpus(_ToolGpus):
     """AMD GPUs from ``rocm-smi --showproductname --showmeminfo vram --json`` (older ROCm)."""
 
-    @override
-    def requires_command(self) -> str:
-        return "rocm-smi"
-
-    @override
-    def command(self) -> str:
-        return ROCM_SMI_COMMAND
-
-    @override
-    @staticmethod
-    def default() -> list[Gpu]:
-        return []
-
-    @override
-    def process(self, output: list[str]) -> list[Gpu]:
-        return parse_rocm_smi_json(_lines(output))
+    tool, shell, parse = "rocm-smi", ROCM_SMI_COMMAND, staticmethod(parse_rocm_smi_json)
 
 
-class PciGpus(FactBase[list[PciDevice]]):
+class PciGpus(_ToolGpus):
     """NVIDIA/AMD devices of GPU classes (0300, 0302, 0380, 1200) from ``lspci -nn``."""
 
-    @override
-    def requires_command(self) -> str:
-        return "lspci"
-
-    @override
-    def command(self) -> str:
-        return LSPCI_COMMAND
-
-    @override
-    @staticmethod
-    def default() -> list[PciDevice]:
-        return []
-
-    @override
-    def process(self, output: list[str]) -> list[PciDevice]:
-        return parse_lspci(_lines(output))
+    tool, shell, parse = "lspci", LSPCI_COMMAND, staticmethod(parse_lspci)
 
 
 class GpuDeviceNodes(FactBase[DeviceNodes]):
