@@ -46,7 +46,8 @@ Decision order (``reason`` says which rule fired):
    hold it yet only when the expected queue wait exceeds the model's load time, else
    ``wait-slot``.
 4. ``load-fits``: load where it fits in free VRAM (and under ``max_loaded``) without
-   evicting anything.
+   evicting anything; on the smallest host it fits on (the large ones are the only room
+   for the large models), the emptiest of those.
 5. ``resident-spilled``: a CPU-spilled copy with a free slot (slow, but no load).
 6. ``load-evict``: load where eviction costs least: cost = sum of the evicted models'
    recent demand (req/s); ties go to fewer evicted MB, then more free VRAM. On each host
@@ -182,6 +183,7 @@ class _Placement:
     evicted_mb: int
     free_after_mb: float
     spill: bool
+    host_mb: float  # the host's VRAM; inf = unknown
 
 
 class Policy:
@@ -247,7 +249,7 @@ class Policy:
         ]
         fits = [p for p in placements if not p.evict]
         if fits:
-            return _load(min(fits, key=_placement_key), "load-fits")
+            return _load(min(fits, key=_fit_key), "load-fits")
 
         # 5. a CPU-spilled copy with a free slot beats evicting someone
         spilled_free = [(b, r) for b, r in loaded if r.free_slots > 0]
@@ -314,7 +316,7 @@ class Policy:
         free = math.inf if not host_vram else usable - used
         over_count = backend.max_loaded is not None and len(backend.residents) >= backend.max_loaded
         if (spill or need <= free) and not over_count:
-            return _Placement(backend, (), 0.0, 0, free - need, spill)
+            return _Placement(backend, (), 0.0, 0, free - need, spill, host_vram or math.inf)
 
         # idle, unpinned, fully loaded models on this host; LRU first, so ties go to the oldest
         victims = sorted(
@@ -340,6 +342,7 @@ class Policy:
             chosen.freed_mb,
             free + chosen.freed_mb - need,
             spill,
+            host_vram or math.inf,
         )
 
 
@@ -462,6 +465,13 @@ def _busy_key(backend: BackendView, res: Residency) -> tuple[float, float, str]:
 
 def _placement_key(p: _Placement) -> tuple[float, int, float, float, str]:
     return (p.cost, p.evicted_mb, -p.free_after_mb, p.backend.error_score, p.backend.name)
+
+
+def _fit_key(p: _Placement) -> tuple[float, float, float, str]:
+    """The smallest host it fits on, then the emptiest: the large hosts are the only room for
+    the large models, and small models spread over them would leave none (then every large
+    load evicts). Among hosts of one size the emptiest still spreads the load."""
+    return (p.host_mb, -p.free_after_mb, p.backend.error_score, p.backend.name)
 
 
 def _load(p: _Placement, reason: Reason, wait_s: float = 0.0) -> Decision:

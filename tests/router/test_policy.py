@@ -109,6 +109,24 @@ def test_cold_load_prefers_the_host_with_most_free_vram():
     assert decide(view).backend == B
 
 
+@pytest.mark.parametrize(
+    ("size", "used_on_small", "expected"),
+    [
+        (4_000, 0, "small"),  # the big host stays free for a big model
+        (4_000, 18_000, "small"),  # fits in the small host's 6 GB left
+        (4_000, 22_000, "big"),  # does not fit there any more
+        (40_000, 0, "big"),  # fits nowhere else
+    ],
+)
+def test_cold_load_goes_to_the_smallest_host_it_fits_on(size, used_on_small, expected):
+    view = FleetView(
+        backends=(backend("big"), backend("small", Residency("x", size_mb=used_on_small))),
+        hosts={"big": HostView("big", 80_000), "small": HostView("small", 24_000)},
+    )
+    d = decide(view, size=size)
+    assert (d.reason, d.backend) == ("load-fits", expected)
+
+
 def test_eviction_picks_the_least_demanded_victim():
     view = fleet(
         backend(A, Residency("hot", size_mb=21_000)),
