@@ -388,20 +388,13 @@ def _cheapest_victims(
     """
     if own is None:
         return _cheapest_cover(victims, shortfall_mb, demand, _VictimSet(0.0, 0, ()))
-    options = [
-        cover
-        for forced in victims
-        if forced[0].name == own.name
-        and (
-            cover := _cheapest_cover(
-                [v for v in victims if v is not forced],
-                shortfall_mb,
-                demand,
-                _VictimSet(0.0, 0, ()).plus(forced, demand),
-            )
-        )
-        is not None
-    ]
+    options = []
+    for forced in (v for v in victims if v[0].name == own.name):
+        rest = [v for v in victims if v is not forced]
+        start = _VictimSet(0.0, 0, ()).plus(forced, demand)
+        cover = _cheapest_cover(rest, shortfall_mb, demand, start)
+        if cover is not None:
+            options.append(cover)
     return min(options, key=_VictimSet.key, default=None)
 
 
