@@ -24,7 +24,17 @@ from deploy import localfleet
 from tests.fakegpu.aptrepo import RECIPE, build_repos, serve
 
 REPO = Path(__file__).resolve().parents[2]
+SYSTEM_ROLES = "tests/fleet/deploys/system_roles.py"
 ROLES: dict[str, dict[str, Any]] = {
+    # Detection only: the GPU's driver tools are present, nothing is installed.
+    "gpu": {
+        "group": "gpu_nvidia",
+        "gpu": "rtx4090x2",
+        "port": 18760,
+        "data": {},
+        "driver": True,
+        "deploy": "tests/fleet/deploys/gpu_detect.py",
+    },
     "nvidia": {"group": "gpu_nvidia", "gpu": "rtx4090x2", "port": 18761, "data": {}},
     "rocm": {"group": "gpu_amd", "gpu": "mi300x", "port": 18762, "data": {}},
     "container_runtime": {
@@ -58,7 +68,8 @@ def main(argv: list[str]) -> int:
 
     profiles = localfleet.load_profiles()
     for container in args.containers:
-        spec = localfleet.ContainerHost(container, gpu=role["gpu"], gpu_driver=False)
+        driver = role.get("driver", False)
+        spec = localfleet.ContainerHost(container, gpu=role["gpu"], gpu_driver=driver)
         localfleet._install_fakegpu(spec, container, profiles)
 
     # Built once and kept: the same signing key and packages on every converge.
@@ -72,7 +83,7 @@ def main(argv: list[str]) -> int:
         inventory.write_text(f"{role['group']} = {hosts!r}\n")
         pyinfra = str(Path(sys.executable).with_name("pyinfra"))
         done = subprocess.run(
-            [pyinfra, "-y", "--json", str(inventory), "tests/fleet/deploys/system_roles.py"],
+            [pyinfra, "-y", "--json", str(inventory), role.get("deploy", SYSTEM_ROLES)],
             cwd=REPO,
             check=False,
         )
