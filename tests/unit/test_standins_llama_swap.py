@@ -10,8 +10,6 @@ import sys
 import textwrap
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,21 +19,9 @@ import yaml
 
 from tests.standins import llama_swap
 from tests.standins.llama_swap import ConfigError, RunningStandin, load_yaml, parse_config
+from tests.unit.standin_client import HOLD_TOKENS_PER_S, call, stats, wait_for
 
 # --------------------------------------------------------------------------- helpers
-
-
-def call(
-    url: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url + path, data=data, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            status, raw, ctype = resp.status, resp.read(), resp.headers["Content-Type"]
-    except urllib.error.HTTPError as exc:
-        status, raw, ctype = exc.code, exc.read(), exc.headers["Content-Type"]
-    return status, json.loads(raw) if "json" in (ctype or "") else raw.decode()
 
 
 def chat(url: str, model: str, **extra: Any) -> tuple[int, Any]:
@@ -45,24 +31,6 @@ def chat(url: str, model: str, **extra: Any) -> tuple[int, Any]:
 
 def running(url: str) -> dict[str, str]:
     return {r["model"]: r["state"] for r in call(url, "/running")[1]["running"]}
-
-
-def stats(url: str) -> dict[str, Any]:
-    return call(url, "/standin/stats")[1]
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    """Poll until ``condition`` holds (a guard against hangs, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for: {what}")
-        time.sleep(0.01)
-
-
-# Slow enough that a held stream is still running while a test looks around (a 16-token
-# reply takes 8 s); the test closes it long before, and follow-up requests ask for 1 token.
-HOLD_TOKENS_PER_S = 2
 
 
 class OpenStream:

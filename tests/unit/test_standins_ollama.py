@@ -7,9 +7,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +16,7 @@ import pytest
 
 from tests.standins import ollama
 from tests.standins.ollama import RunningStandin, Settings, parse_duration, start_in_thread
+from tests.unit.standin_client import HOLD_TOKENS_PER_S, call, stats, wait_for
 
 # Small, round sizes so VRAM arithmetic in the tests is obvious.
 CATALOG = [
@@ -29,20 +27,6 @@ CATALOG = [
     {"name": "embedder", "size_mb": 100, "capabilities": ["embedding"], "embedding_length": 8},
 ]
 ALL = [m["name"] for m in CATALOG]
-
-
-def call(url: str, path: str, body: Any = None, method: str | None = None) -> tuple[int, Any]:
-    """One request; returns (status, parsed JSON or text). HTTP errors are returned, not raised."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url + path, data=data, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            status, raw, ctype = resp.status, resp.read(), resp.headers["Content-Type"]
-    except urllib.error.HTTPError as exc:
-        status, raw, ctype = exc.code, exc.read(), exc.headers["Content-Type"]
-    if "json" in ctype and "ndjson" not in ctype:
-        return status, json.loads(raw)
-    return status, raw.decode()
 
 
 def ndjson(text: str) -> list[dict[str, Any]]:
@@ -56,24 +40,6 @@ def chat(url: str, model: str, **extra: Any) -> tuple[int, Any]:
 
 def ps_names(url: str) -> list[str]:
     return sorted(m["name"] for m in call(url, "/api/ps")[1]["models"])
-
-
-def stats(url: str) -> dict[str, Any]:
-    return call(url, "/standin/stats")[1]
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll until ``condition`` holds (a guard against hangs, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for: {what}")
-        time.sleep(0.01)
-
-
-# Slow enough that a held stream is still running while a test looks around (a 16-token
-# reply takes 8 s); the test closes it long before, and follow-up requests ask for 1 token.
-HOLD_TOKENS_PER_S = 2
 
 
 class OpenStream:
