@@ -90,6 +90,22 @@ async def make_router(aiohttp_client: Any) -> MakeRouter:
     return make
 
 
+async def openai_upstream(
+    aiohttp_server: Any, chat: Callable[[web.Request], Awaitable[web.StreamResponse]], model: str
+) -> str:
+    """A fake OpenAI-only server: ``chat`` answers /v1/chat/completions and /v1/models lists
+    ``model``. Returns its base URL, for a backend of kind ``openai``."""
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"data": [{"id": model}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/v1/models", models)
+    server: TestServer = await aiohttp_server(app)
+    return str(server.make_url("")).rstrip("/")
+
+
 def router_of(client: TestClient[Any, Any]) -> Router:
     app = client.server.app
     assert app is not None

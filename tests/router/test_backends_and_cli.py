@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from router.backends import parse_time
-from tests.router.conftest import ndjson, router_of
+from tests.router.conftest import ndjson, openai_upstream, router_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,16 +65,8 @@ async def test_backend_4xx_reaches_an_ollama_client_in_ollama_shape(make_router,
         error = {"error": {"message": "context too long", "type": "invalid_request_error"}}
         return web.json_response(error, status=400)
 
-    async def models(request: web.Request) -> web.Response:
-        return web.json_response({"data": [{"id": "m"}]})
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    app.router.add_get("/v1/models", models)
-    server: TestServer = await aiohttp_server(app)
-    client = await make_router(
-        [{"name": "oa", "url": str(server.make_url("")).rstrip("/"), "kind": "openai"}]
-    )
+    url = await openai_upstream(aiohttp_server, chat, "m")
+    client = await make_router([{"name": "oa", "url": url, "kind": "openai"}])
     resp = await client.post("/api/chat", json={"model": "m", "messages": [{"role": "user"}]})
     assert resp.status == 400
     assert await resp.json() == {"error": "context too long"}

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from router.proxy import parse_duration
 from router.translate import OllamaReply, Timing, chat_request, generate_request
-from tests.router.conftest import ndjson, router_of, sse, wait_for
+from tests.router.conftest import ndjson, openai_upstream, router_of, sse, wait_for
 
 SWAP_CONFIG = {
     "models": {
@@ -160,16 +159,8 @@ async def test_tool_calls_become_objects_for_ollama_clients(make_router, aiohttp
         await resp.write(b"data: " + json.dumps(end).encode() + b"\n\ndata: [DONE]\n\n")
         return resp
 
-    async def models(request: web.Request) -> web.Response:
-        return web.json_response({"data": [{"id": "toolmodel"}]})
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    app.router.add_get("/v1/models", models)
-    server: TestServer = await aiohttp_server(app)
-    client = await make_router(
-        [{"name": "oa", "url": str(server.make_url("")).rstrip("/"), "kind": "openai"}]
-    )
+    url = await openai_upstream(aiohttp_server, chat, "toolmodel")
+    client = await make_router([{"name": "oa", "url": url, "kind": "openai"}])
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
     resp = await client.post(
         "/api/chat",
