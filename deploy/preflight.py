@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
@@ -65,10 +66,25 @@ def check_disk(path: Path, need_gb: float) -> Problem | None:
 
 
 def port_in_use(host: str, port: int) -> bool:
-    """True when something already listens on host:port."""
+    """True when something already holds ``host:port`` on this machine.
+
+    The check binds where the fleet will listen, the way the fleet's server will, and never
+    connects anywhere: a connection to an address this machine does not have (podman's bridge
+    before its first container) would go wherever the default route leads. An address that is
+    not (yet) on this machine is free by definition: nothing can listen there.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
+        # As asyncio/aiohttp servers bind: a port left in TIME_WAIT counts as free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return False
+            raise
+    return False
 
 
 def check_port(
