@@ -3,13 +3,15 @@
 ``up`` goes from a bare Debian machine (after ``bash deploy/setup.sh``) to a router answering
 with real llama.cpp inference, one step at a time, each with a time estimate:
 
-1. preflight: root, podman, disk space, the file server's port;
+1. preflight: root, podman, disk space, the router's and the file server's ports (checked by
+   binding where they will listen);
 2. the systemd host image (``deploy/hostimage.sh``, cached);
 3. the real llama-server build and the gemma3 GGUF (``deploy/llama_build.sh``, cached);
-4. three podman systemd hosts (``inventory/local.py``): gpu-nv1 (2x RTX 4090 emulated, Ollama
-   stand-in), gpu-amd1 (MI300X emulated, llama-swap stand-in), cpu-llama1 (real llama-server
-   and the router);
-5. the stand-in releases and a file server on the podman bridge (``deploy/localstack.py``);
+4. three podman systemd hosts (``inventory/local.py``) on a podman network of the fleet's own
+   (``modelfleet-<fleet>``): gpu-nv1 (2x RTX 4090 emulated, Ollama stand-in), gpu-amd1 (MI300X
+   emulated, llama-swap stand-in), cpu-llama1 (real llama-server and the router, published on
+   this machine's loopback, 127.0.0.1:11434 by default);
+5. the stand-in releases and a file server on that network's gateway (``deploy/localstack.py``);
 6. the real deploy: ``pyinfra -y --json inventory/local.py deploy.py``;
 7. a first request through the router, showing which host served it and why.
 
@@ -20,6 +22,7 @@ created removes that fleet again; ``down`` removes every container of the fleet 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import shutil
@@ -41,7 +44,8 @@ from deploy import localfleet, localstack, preflight
 REPO = localstack.REPO
 DEFAULT_FLEET = "demo"
 ROUTER_HOST = "cpu-llama1"
-ROUTER_PORT = 11434
+ROUTER_PORT = 11434  # the router's port in its container, and on this machine's loopback
+LOOPBACK = "127.0.0.1"
 DEMO_MODEL = localstack.GEMMA
 # The host image, the llama-server build, the model and three containers' writable layers.
 NEED_DISK_GB = 4.0
@@ -53,6 +57,32 @@ class DemoError(RuntimeError):
 
 def state_dir(fleet: str) -> Path:
     return REPO / ".fleet" / fleet
+
+
+def network_name(fleet: str) -> str:
+    """The fleet's own podman network (its bridge appears with the fleet's first container)."""
+    return f"modelfleet-{fleet}"
+
+
+def demo_hosts(router_port: int) -> list[localfleet.ContainerHost]:
+    """inventory/local.py's hosts; the router host publishes the router on the loopback."""
+    publish = (f"{LOOPBACK}:{router_port}:{ROUTER_PORT}",)
+    return [
+        dataclasses.replace(spec, publish=publish) if spec.name == ROUTER_HOST else spec
+        for spec in localfleet.LOCAL_HOSTS
+    ]
+
+
+def published_router_port(fleet: str) -> int | None:
+    """The loopback port a running fleet publishes its router on (None: not running)."""
+    for host in localfleet.status(fleet):
+        if host.name == ROUTER_HOST:
+            for spec in host.labels.get(localfleet.PUBLISH_LABEL, "").split(","):
+                address, _, rest = spec.partition(":")
+                port, _, inner = rest.partition(":")
+                if address == LOOPBACK and inner == str(ROUTER_PORT):
+                    return int(port)
+    return None
 
 
 class Progress:
@@ -103,22 +133,38 @@ def run_script(script: str, progress: Progress) -> None:
         raise DemoError(f"{script} failed (exit {proc.returncode}); its last lines are above")
 
 
-def check_ready(fleet: str, files_port: int) -> list[preflight.Problem]:
-    has_fleet = bool(localfleet.status(fleet)) if shutil.which("podman") else False
-    return preflight.run_checks(
-        [
-            preflight.check_root(),
-            preflight.check_command("podman", "podman"),
-            preflight.check_disk(localfleet.CACHE, NEED_DISK_GB if not has_fleet else 0.5),
-            preflight.check_disk(Path("/var/lib/containers"), 1.0),
+def check_ready(fleet: str, files_port: int, router_port: int) -> list[preflight.Problem]:
+    """Every problem that would stop ``up``, found before it touches anything.
+
+    Ports are checked by binding where the fleet will listen: the router on this machine's
+    loopback, the file server on the fleet network's gateway. That gateway is not an address
+    of this machine until the network's first container runs (and there is no network at all
+    before the first ``up``), so nothing can hold the port there yet and the check passes;
+    the file server's own bind reports a port taken in between.
+    """
+    podman = shutil.which("podman") is not None
+    has_fleet = bool(localfleet.status(fleet)) if podman else False
+    gateway = localfleet.network_gateway(network_name(fleet)) if podman else None
+    checks = [
+        preflight.check_root(),
+        preflight.check_command("podman", "podman"),
+        preflight.check_disk(localfleet.CACHE, NEED_DISK_GB if not has_fleet else 0.5),
+        preflight.check_disk(Path("/var/lib/containers"), 1.0),
+        preflight.check_port(
+            LOOPBACK,
+            router_port,
+            "the router, published on this machine's loopback",
+            ours=has_fleet and published_router_port(fleet) == router_port,
+            flag="--router-port",
+        ),
+    ]
+    if gateway:
+        checks.append(
             preflight.check_port(
-                localfleet.BRIDGE_GATEWAY,
-                files_port,
-                "the fleet's file server",
-                flag="--files-port",
-            ),
-        ]
-    )
+                gateway, files_port, "the fleet's file server", flag="--files-port"
+            )
+        )
+    return preflight.run_checks(checks)
 
 
 def run_pyinfra(env: dict[str, str], progress: Progress) -> dict[str, Any]:
@@ -163,10 +209,14 @@ def run_pyinfra(env: dict[str, str], progress: Progress) -> dict[str, Any]:
 
 
 def router_url(fleet: str) -> str:
-    for host in localfleet.status(fleet):
-        if host.name == ROUTER_HOST:
-            return f"http://{host.address}:{ROUTER_PORT}"
-    raise DemoError(f"the router host {ROUTER_HOST} of fleet {fleet!r} is not running")
+    """The router as this machine reaches it: on the loopback port the fleet publishes."""
+    port = published_router_port(fleet)
+    if port is None:
+        raise DemoError(
+            f"the router host {ROUTER_HOST} of fleet {fleet!r} is not running (or publishes no "
+            f"port on {LOOPBACK}; recreate it: modelfleet demo down, then up)"
+        )
+    return f"http://{LOOPBACK}:{port}"
 
 
 def wait_ready(url: str, timeout_s: float = 60.0) -> None:
@@ -250,8 +300,13 @@ def _fleet_flag(fleet: str) -> str:
     return "" if fleet == DEFAULT_FLEET else f" --fleet {fleet}"
 
 
-def up(fleet: str, progress: Progress, files_port: int = localstack.FILES_PORT) -> FirstAnswer:
-    problems = check_ready(fleet, files_port)
+def up(
+    fleet: str,
+    progress: Progress,
+    files_port: int = localstack.FILES_PORT,
+    router_port: int = ROUTER_PORT,
+) -> FirstAnswer:
+    problems = check_ready(fleet, files_port, router_port)
     if problems:
         raise DemoError(
             "cannot start the demo:\n" + "\n".join(f"  - {problem}" for problem in problems)
@@ -264,14 +319,22 @@ def up(fleet: str, progress: Progress, files_port: int = localstack.FILES_PORT) 
             run_script("deploy/llama_build.sh", progress)
         try:
             with progress.step("container hosts", "about 15 s"):
-                hosts = localfleet.up(localfleet.LOCAL_HOSTS, fleet=fleet, progress=True)
+                hosts = localfleet.up(
+                    demo_hosts(router_port),
+                    fleet=fleet,
+                    progress=True,
+                    network=network_name(fleet),
+                )
                 for host in hosts:
                     progress.say(f"      {host.name:<11} {host.address:<12} gpu={host.gpu}")
             files = state_dir(fleet) / "files"
             files.mkdir(parents=True, exist_ok=True)
             with progress.step("stand-in releases and file server", "a few seconds"):
                 stack = localstack.build_stack_files(files)
-            with localstack.serve_files(files, port=files_port) as files_url:
+            gateway = localfleet.network_gateway(network_name(fleet))
+            if gateway is None:
+                raise DemoError(f"podman network {network_name(fleet)} has no gateway address")
+            with localstack.serve_files(files, host=gateway, port=files_port) as files_url:
                 data_file = state_dir(fleet) / "data.json"
                 catalog = localstack.demo_catalog(files_url)
                 localstack.write_data(data_file, localstack.stack_data(files_url, stack, catalog))
@@ -323,12 +386,18 @@ def demo_command() -> None:
     "--files-port",
     default=localstack.FILES_PORT,
     show_default=True,
-    help="Port of the file server the hosts download from (on the podman bridge).",
+    help="Port of the file server the hosts download from (on the fleet network's gateway).",
 )
-def up_command(fleet: str, files_port: int) -> None:
+@click.option(
+    "--router-port",
+    default=ROUTER_PORT,
+    show_default=True,
+    help=f"Port on this machine's loopback ({LOOPBACK}) where the router is published.",
+)
+def up_command(fleet: str, files_port: int, router_port: int) -> None:
     """Bring the demo fleet up (safe to re-run: a second run changes nothing)."""
     try:
-        up(fleet, Progress(total=6), files_port)
+        up(fleet, Progress(total=6), files_port, router_port)
     except (DemoError, localfleet.LocalFleetError, localstack.StackError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

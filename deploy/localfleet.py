@@ -46,10 +46,13 @@ HOST_LABEL = "modelfleet.host"
 GPU_LABEL = "modelfleet.gpu"
 GPU_DRIVER_LABEL = "modelfleet.gpu-driver"
 # Labels that record how a host was started: `up` refuses to reuse a container that differs.
-SPEC_LABELS = (GPU_LABEL, GPU_DRIVER_LABEL)
+PUBLISH_LABEL = "modelfleet.publish"
+SPEC_LABELS = (GPU_LABEL, GPU_DRIVER_LABEL, PUBLISH_LABEL)
 DEFAULT_FLEET = "modelfleet"
 # The host side of podman's default bridge: how containers reach servers on this machine.
 BRIDGE_GATEWAY = "10.88.0.1"
+# Containers on another podman network reach this machine at that network's gateway.
+DEFAULT_NETWORK = "podman"
 SYSTEMD_TIMEOUT_S = 120.0
 
 # Where the stand-in GPU tools go on a host; /usr/local/bin comes before /usr/bin in PATH.
@@ -72,12 +75,15 @@ class ContainerHost:
     + gpu_driver: install the vendor tools (nvidia-smi / amd-smi); ``False`` emulates a host
       whose driver is not installed yet (lspci still lists the GPUs), for the driver roles
     + secure_boot: what ``mokutil --sb-state`` reports
+    + publish: podman ``--publish`` specs, e.g. ``127.0.0.1:11434:11434`` (this machine's
+      loopback port 11434 reaches the container's port 11434)
     """
 
     name: str
     gpu: str | None = None
     gpu_driver: bool = True
     secure_boot: bool = False
+    publish: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -180,10 +186,14 @@ def up(
     fleet: str = DEFAULT_FLEET,
     image: str = IMAGE,
     progress: bool = False,
+    network: str = DEFAULT_NETWORK,
 ) -> list[RunningHost]:
     """Start (or reuse) one systemd container per host and wait until systemd runs in each.
 
-    A second ``up`` with the same hosts reuses the running containers and changes nothing.
+    ``network`` is the podman network the hosts join: podman's default bridge, or a network of
+    the fleet's own, made here when missing (see :func:`ensure_network`) and removed by
+    :func:`down`. A second ``up`` with the same hosts reuses the running containers and changes
+    nothing.
     If any host fails, the containers this call created are removed again (no half fleet).
     Raises LocalFleetError naming the host and the problem.
     """
@@ -193,13 +203,15 @@ def up(
     _validate(hosts, profiles, fleet)
     _check_image(image)
     key = ensure_ssh_key()
+    if network != DEFAULT_NETWORK:
+        ensure_network(network, fleet)
     created: list[str] = []
     try:
         for spec in hosts:
             container = _container_name(fleet, spec.name)
             info = _inspect(container)
             if info is None:
-                _run_container(spec, container, fleet, image, key, profiles)
+                _run_container(spec, container, fleet, image, key, profiles, network)
                 created.append(container)
                 _say(progress, f"created {container}")
             elif info["Config"]["Labels"].get(FLEET_LABEL) != fleet:
@@ -209,10 +221,12 @@ def up(
                     "another fleet name"
                 )
             elif _differs(spec, info["Config"]["Labels"]):
+                labels = info["Config"]["Labels"]
                 raise LocalFleetError(
                     f"host {spec.name}: container {container} was started with other GPU "
-                    f"emulation ({info['Config']['Labels'].get(GPU_LABEL) or 'none'}); tear the "
-                    f"fleet down first: python -m deploy.localfleet down --fleet {fleet}"
+                    f"emulation or published ports ({labels.get(GPU_LABEL) or 'no GPU'}; "
+                    f"published: {labels.get(PUBLISH_LABEL) or 'none'}); tear the fleet down "
+                    f"first: python -m deploy.localfleet down --fleet {fleet}"
                 )
             elif not info["State"]["Running"]:
                 _podman("start", container)
@@ -234,12 +248,54 @@ def up(
 
 
 def down(fleet: str = DEFAULT_FLEET) -> list[str]:
-    """Remove every container of ``fleet`` (found by label); returns their names."""
+    """Remove every container of ``fleet`` (found by label), then the fleet's own networks;
+    returns the containers' names."""
     out = _podman("ps", "-a", "--filter", f"label={FLEET_LABEL}={fleet}", "--format", "{{.Names}}")
     names = out.split()
     if names:
         _podman("rm", "-f", "-t", "2", *names)
+    networks = _podman(
+        "network", "ls", "--filter", f"label={FLEET_LABEL}={fleet}", "--format", "{{.Name}}"
+    ).split()
+    if networks:
+        _podman("network", "rm", *networks)
     return names
+
+
+def ensure_network(network: str, fleet: str) -> None:
+    """Create the podman bridge network ``network`` for ``fleet`` unless it exists.
+
+    Podman gives it a free subnet (10.89.x.0/24) and creates its bridge interface only when the
+    first container joins, so a machine that never ran a container has no such interface yet.
+    """
+    info = _network_info(network)
+    if info is None:
+        _podman("network", "create", "--label", f"{FLEET_LABEL}={fleet}", network)
+    elif (info.get("labels") or {}).get(FLEET_LABEL) != fleet:
+        raise LocalFleetError(
+            f"podman network {network} exists but is not fleet {fleet!r}'s (no "
+            f"{FLEET_LABEL}={fleet} label); remove it or pick another fleet name"
+        )
+
+
+def _network_info(network: str) -> dict[str, Any] | None:
+    out = _podman("network", "inspect", network, check=False)
+    items = json.loads(out) if out.strip() else []
+    return items[0] if items else None
+
+
+def network_gateway(network: str = DEFAULT_NETWORK) -> str | None:
+    """The host side of ``network`` (where containers reach this machine), None if no network.
+
+    The address exists on this machine only while a container is attached to the network.
+    """
+    if network == DEFAULT_NETWORK:
+        return BRIDGE_GATEWAY
+    info = _network_info(network)
+    for subnet in (info or {}).get("subnets") or []:
+        if subnet.get("gateway"):
+            return str(subnet["gateway"])
+    return None
 
 
 def status(fleet: str | None = DEFAULT_FLEET) -> list[RunningHost]:
@@ -293,6 +349,7 @@ def _run_container(
     image: str,
     key: Path,
     profiles: dict[str, Any],
+    network: str = DEFAULT_NETWORK,
 ) -> None:
     _podman(
         "run",
@@ -300,6 +357,8 @@ def _run_container(
         "--pull=never",
         "--name", container,
         "--hostname", spec.name,
+        "--network", network,
+        *[arg for port in spec.publish for arg in ("--publish", port)],
         # systemd units with PrivateTmp=/ProtectSystem=/DynamicUser= need mount namespaces.
         "--cap-add", "SYS_ADMIN",
         "--label", f"{FLEET_LABEL}={fleet}",
@@ -312,7 +371,11 @@ def _run_container(
 
 
 def _labels_for(spec: ContainerHost) -> dict[str, str]:
-    return {GPU_LABEL: spec.gpu or "", GPU_DRIVER_LABEL: "yes" if spec.gpu_driver else "no"}
+    return {
+        GPU_LABEL: spec.gpu or "",
+        GPU_DRIVER_LABEL: "yes" if spec.gpu_driver else "no",
+        PUBLISH_LABEL: ",".join(spec.publish),
+    }
 
 
 def _differs(spec: ContainerHost, labels: dict[str, str]) -> bool:

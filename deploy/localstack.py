@@ -95,21 +95,25 @@ def build_stack_files(files_dir: Path) -> StackFiles:
 
 
 @contextlib.contextmanager
-def serve_files(files_dir: Path, port: int = 0) -> Iterator[str]:
-    """Serve ``files_dir`` on the podman bridge while the block runs; yields its base URL."""
+def serve_files(
+    files_dir: Path, port: int = 0, host: str = localfleet.BRIDGE_GATEWAY
+) -> Iterator[str]:
+    """Serve ``files_dir`` on a podman network's gateway (default: podman's own bridge) while
+    the block runs; yields its base URL."""
     try:
-        with serve_releases(files_dir, host=localfleet.BRIDGE_GATEWAY, port=port) as server:
+        with serve_releases(files_dir, host=host, port=port) as server:
             yield server.url
     except OSError as exc:
         if exc.errno == 98:  # EADDRINUSE
             raise StackError(
-                f"port {localfleet.BRIDGE_GATEWAY}:{port} is in use (the fleet's file server): "
-                f"stop what listens there (`ss -ltnp 'sport = :{port}'`)"
+                f"port {host}:{port} is in use (the fleet's file server): "
+                f"stop what listens there (`ss -ltnp 'sport = :{port}'`), or choose another "
+                "port with --files-port"
             ) from None
-        if exc.errno == 99:  # EADDRNOTAVAIL: podman's bridge is not up yet
+        if exc.errno == 99:  # EADDRNOTAVAIL: the network's bridge is not up yet
             raise StackError(
-                f"{localfleet.BRIDGE_GATEWAY} is not an address of this machine: podman's bridge "
-                "(podman0) appears with the first container; bring the hosts up first"
+                f"{host} is not an address of this machine: a podman network's bridge "
+                "appears with its first container; bring the hosts up first"
             ) from None
         raise
 

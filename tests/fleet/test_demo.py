@@ -1,13 +1,15 @@
 """``modelfleet demo`` end to end (marker ``fleet``): the newcomer's first command.
 
-1. ``demo up`` on a fresh fleet ends with a real llama.cpp answer through the router and
-   prints the next steps;
-2. the printed curl commands work as printed (OpenAI and Ollama APIs);
+1. ``demo up`` on a fresh fleet, whose podman network and bridge interface do not exist yet
+   (as on a machine that never ran a container), ends with a real llama.cpp answer through
+   the router and prints the next steps;
+2. the printed curl commands work as printed (OpenAI and Ollama APIs), against the router
+   published on this machine's loopback (127.0.0.1);
 3. the dashboard, in headless Debian chromium, shows the hosts and the model the demo loaded;
    its screenshot is saved (``MODELFLEET_SCREENSHOT=path`` keeps a copy, for the README);
 4. a second ``up`` changes nothing;
 5. a busy port stops ``up`` before it touches anything, with the fix in the message;
-6. ``down`` leaves no container, no state directory and no file server behind.
+6. ``down`` leaves no container, no network, no state directory and no file server behind.
 """
 
 from __future__ import annotations
@@ -39,11 +41,14 @@ def modelfleet(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 class DemoRun:
-    def __init__(self, fleet: str, files_port: int) -> None:
-        self.fleet, self.files_port = fleet, files_port
+    def __init__(self, fleet: str, files_port: int, router_port: int) -> None:
+        self.fleet, self.files_port, self.router_port = fleet, files_port, router_port
 
     def up(self) -> str:
-        proc = modelfleet("demo", "up", "--fleet", self.fleet, "--files-port", str(self.files_port))
+        proc = modelfleet(
+            "demo", "up", "--fleet", self.fleet,
+            "--files-port", str(self.files_port), "--router-port", str(self.router_port),
+        )  # fmt: skip
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
         return proc.stdout
 
@@ -55,7 +60,7 @@ class DemoRun:
 
 @pytest.fixture(scope="module")
 def demo_run(fleet_available: None) -> Iterator[DemoRun]:
-    run = DemoRun(new_fleet_name(), free_port())
+    run = DemoRun(new_fleet_name(), free_port(), free_port())
     try:
         yield run
     finally:
@@ -67,8 +72,24 @@ def printed_commands(output: str) -> list[str]:
     return [line.strip() for line in output.splitlines() if line.strip().startswith("curl ")]
 
 
+def interfaces() -> set[str]:
+    return set(os.listdir("/sys/class/net"))
+
+
+def network_exists(name: str) -> bool:
+    return subprocess.run(["podman", "network", "exists", name], check=False).returncode == 0
+
+
 def test_demo_up_rerun_and_down(demo_run: DemoRun, tmp_path: Path) -> None:
+    # Like a machine that never ran a container: the fleet's network and its bridge interface
+    # do not exist yet, so nothing may be probed on the bridge's address before `up`.
+    network = demo.network_name(demo_run.fleet)
+    assert not network_exists(network)
+    before = interfaces()
     first = demo_run.up()
+    gateway = localfleet.network_gateway(network)
+    assert gateway and network_exists(network)
+    assert interfaces() - before, "the fleet's bridge interface appeared with its hosts"
     # The demo's own first request was answered by real llama.cpp on the llama-server host.
     served = re.search(r"answered in [\d.]+ s by backend (\S+) on host (\S+)\n\s+why: (\S+)", first)
     assert served, first
@@ -77,6 +98,7 @@ def test_demo_up_rerun_and_down(demo_run: DemoRun, tmp_path: Path) -> None:
     # The printed commands work as printed.
     commands = printed_commands(first)
     assert len(commands) == 3, first
+    assert all(f"http://127.0.0.1:{demo_run.router_port}/" in c for c in commands), commands
     openai = json.loads(subprocess.check_output(commands[0], shell=True, text=True))
     assert openai["choices"][0]["message"]["role"] == "assistant"
     assert openai["model"] == demo.DEMO_MODEL
@@ -103,17 +125,29 @@ def test_demo_up_rerun_and_down(demo_run: DemoRun, tmp_path: Path) -> None:
     if keep := os.environ.get("MODELFLEET_SCREENSHOT"):
         shutil.copyfile(shot, keep)
 
-    # A port in use stops another `up` before it touches anything (the bridge exists now).
+    # A port in use stops another `up` before it touches anything: the loopback port the
+    # router would be published on, and (once the fleet's bridge exists) the file server's.
     with socket.socket() as busy:
-        busy.bind((localfleet.BRIDGE_GATEWAY, 0))
+        busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         other = new_fleet_name()
-        refused = modelfleet("demo", "up", "--fleet", other, "--files-port", str(port))
+        refused = modelfleet("demo", "up", "--fleet", other, "--router-port", str(port))
     assert refused.returncode != 0
-    assert f"port {localfleet.BRIDGE_GATEWAY}:{port} is already in use" in refused.stderr
+    assert f"port 127.0.0.1:{port} is already in use" in refused.stderr
+    assert "--router-port" in refused.stderr
+    assert localfleet.status(other) == [] and not network_exists(demo.network_name(other))
+    with socket.socket() as busy:
+        busy.bind((gateway, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        refused = modelfleet(
+            "demo", "up", "--fleet", demo_run.fleet,
+            "--files-port", str(port), "--router-port", str(demo_run.router_port),
+        )  # fmt: skip
+    assert refused.returncode != 0
+    assert f"port {gateway}:{port} is already in use" in refused.stderr
     assert "--files-port" in refused.stderr
-    assert localfleet.status(other) == []
 
     # A second up changes nothing.
     second = demo_run.up()
@@ -124,5 +158,6 @@ def test_demo_up_rerun_and_down(demo_run: DemoRun, tmp_path: Path) -> None:
     removed = demo_run.down()
     assert "removed 3 containers" in removed
     assert localfleet.status(demo_run.fleet) == []
+    assert not network_exists(network)
     assert not demo.state_dir(demo_run.fleet).exists()
-    assert not preflight.port_in_use(localfleet.BRIDGE_GATEWAY, demo_run.files_port)
+    assert not preflight.port_in_use("127.0.0.1", demo_run.router_port)

@@ -18,7 +18,7 @@ from deploy import demo, localfleet, localstack
 
 
 @contextlib.contextmanager
-def serve_nothing(files_dir: Path, port: int = 0) -> Iterator[str]:
+def serve_nothing(files_dir: Path, port: int = 0, host: str = "") -> Iterator[str]:
     yield "http://files.invalid"
 
 
@@ -42,7 +42,8 @@ def patched(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
 
             return run
 
-        monkeypatch.setattr(demo, "check_ready", lambda fleet, port: [])
+        monkeypatch.setattr(demo, "check_ready", lambda *args: [])
+        monkeypatch.setattr(localfleet, "network_gateway", lambda network: "10.89.0.1")
         monkeypatch.setattr(demo, "state_dir", lambda fleet: tmp_path / fleet)
         monkeypatch.setattr(demo, "run_script", step("script"))
         monkeypatch.setattr(localfleet, "status", lambda fleet: ["a host"] if rec.existing else [])
@@ -75,8 +76,33 @@ def test_failure_on_an_existing_fleet_keeps_it(patched: Any) -> None:
 
 def test_problems_stop_before_any_step(monkeypatch: pytest.MonkeyPatch) -> None:
     problem = demo.preflight.Problem("podman is not installed", "apt-get install podman")
-    monkeypatch.setattr(demo, "check_ready", lambda fleet, port: [problem])
+    monkeypatch.setattr(demo, "check_ready", lambda *args: [problem])
     monkeypatch.setattr(demo, "run_script", lambda *a: pytest.fail("a step ran"))
     with pytest.raises(demo.DemoError, match="podman is not installed") as err:
         demo.up("f3", demo.Progress(6, out=io.StringIO()))
     assert "apt-get install podman" in str(err.value)
+
+
+def test_bare_machine_preflight_checks_the_loopback_router_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No podman network yet (a machine that never ran a container): the file server's port
+    cannot be taken on an address that does not exist, so only the router's loopback port is
+    checked, by binding it."""
+    monkeypatch.setattr(demo.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(demo.preflight.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(localfleet, "status", lambda fleet: [])
+    monkeypatch.setattr(localfleet, "network_gateway", lambda network: None)
+    assert demo.check_ready("bare", 8765, 0) == []  # port 0: any free port binds
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        problems = demo.check_ready("bare", 8765, port)
+    assert [str(p) for p in problems] == [
+        f"port 127.0.0.1:{port} is already in use (needed for the router, published on this "
+        f"machine's loopback)\n    fix: stop whatever listens there (`ss -ltnp 'sport = "
+        f":{port}'` shows it), or choose another port with --router-port"
+    ]
