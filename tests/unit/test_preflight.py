@@ -57,16 +57,16 @@ def test_run_checks_keeps_only_problems() -> None:
 
 def test_port_check_binds_and_never_connects(monkeypatch: pytest.MonkeyPatch) -> None:
     """An address this machine does not have (podman's bridge before its first container;
-    192.0.2.1 is TEST-NET-1, never assigned) is free: nothing can listen there. The check binds
-    and must not connect: a connection would follow the default route off the machine."""
+    203.0.113.1 is TEST-NET-3, documentation only) is free: nothing can listen there. The check
+    binds and must not connect: a connection would follow the default route off the machine."""
 
     def no_connect(*args: object) -> None:
         pytest.fail("the port check connected somewhere")
 
     monkeypatch.setattr(socket.socket, "connect", no_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", no_connect)
-    assert preflight.port_in_use("192.0.2.1", 8765) is False
-    assert preflight.check_port("192.0.2.1", 8765, "the fleet's file server") is None
+    assert preflight.port_in_use("203.0.113.1", 8765) is False
+    assert preflight.check_port("203.0.113.1", 8765, "the fleet's file server") is None
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
