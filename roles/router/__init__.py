@@ -10,6 +10,12 @@
 3. ``router-rollout.py`` tries the new release and config on a side port first; only when the
    candidate answers ``/readyz`` are ``<root>/current`` and the config switched and the service
    restarted, and if the restarted service fails ``/readyz`` both are switched back.
+4. Before the backends change, ``withdraw_leaving_models`` makes the running router stop
+   routing each model that leaves a backend (the live config without it, re-read in place),
+   so no request reaches a backend that is about to delete or unload it.
+5. The listening socket belongs to ``<service>.socket`` (systemd socket activation): on a
+   restart the old process stops accepting and finishes its requests in flight while new
+   connections wait in the socket's backlog for the new one, so no client is refused or cut.
 
 Example (``deploy.py`` does this through ``deploy/orchestrate.py``)::
 
@@ -26,7 +32,9 @@ import yaml
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
+from pyinfra.facts.files import FileContents, Link
 from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations.util import any_changed
 
 from deploy.render import RenderSettings, render_template
 from roles.router import operations as ops
@@ -42,9 +50,72 @@ def runtime_token_path(service: str) -> str:
     return f"/run/{service}/{RUNTIME_TOKEN_NAME}"
 
 
+def listen_address(router_yaml: str) -> str:
+    return str((yaml.safe_load(router_yaml) or {}).get("listen", "127.0.0.1:11434"))
+
+
 def listen_port(router_yaml: str) -> int:
-    listen = str((yaml.safe_load(router_yaml) or {}).get("listen", "127.0.0.1:11434"))
-    return int(listen.rpartition(":")[2])
+    return int(listen_address(router_yaml).rpartition(":")[2])
+
+
+def without_leaving_models(live_yaml: str, new_yaml: str) -> str | None:
+    """The live router config with each backend's models cut to those the new config keeps
+    it serving, or None when no model leaves a backend.
+
+    Models that join stay out until the new config: they are not on their backends yet.
+
+    Example::
+
+        without_leaving_models(live, new)   # live minus gemma3-270m on gpu-nv1-rtx-4090
+    """
+    live = yaml.safe_load(live_yaml) or {}
+    keeps = {
+        backend["name"]: {model["name"] for model in backend.get("models") or []}
+        for backend in (yaml.safe_load(new_yaml) or {}).get("backends") or []
+    }
+    leaving = False
+    for backend in live.get("backends") or []:
+        keep = keeps.get(backend["name"])
+        if keep is None:  # the whole backend leaves: its unit is retired with it
+            continue
+        models = [model for model in backend.get("models") or [] if model["name"] in keep]
+        if len(models) != len(backend.get("models") or []):
+            backend["models"] = models
+            leaving = True
+    return yaml.safe_dump(live, sort_keys=False) if leaving else None
+
+
+@deploy("modelfleet router: models leaving", data_defaults=DEFAULTS)
+def withdraw_leaving_models(router_yaml: str, token_path: str) -> list[OperationMeta]:
+    """Make the running router stop routing the models that leave a backend in ``router_yaml``
+    (the whole fleet's next config), before any backend changes; nothing when none leaves
+    or no router runs here yet."""
+    data = host.data
+    root, service = data.router_root, data.router_service
+    config_path = RenderSettings.from_host_data(data.dict()).router_config_path
+    live_lines = host.get_fact(FileContents, path=config_path)
+    current = host.get_fact(Link, path=f"{root}/current")
+    if not live_lines or not current:
+        return []
+    stage = without_leaving_models("\n".join(live_lines), router_yaml)
+    if stage is None:
+        return []
+    op = ops.rollout(
+        name="Stop routing the models that leave their backends (before they are removed)",
+        release_dir=current["link_target"],
+        config=stage,
+        config_path=config_path,
+        listen_port=listen_port(stage),
+        service=service,
+        user=data.router_user,
+        token_path=token_path,
+        side_port=data.router_side_port,
+        timeout_s=data.router_health_timeout_s,
+        root=root,
+        script=ROLLOUT_SCRIPT,
+        keep_releases=data.router_keep_releases,
+    )
+    return [op]
 
 
 @deploy("modelfleet router", data_defaults=DEFAULTS)
@@ -113,12 +184,25 @@ def rollout(router_yaml: str, fleet: str, token_path: str) -> list[OperationMeta
                 root=root,
                 token_path=token_path,
                 config_path=config_path,
+                shutdown_timeout_s=int(data.router_shutdown_timeout_s),
             )
         ),
         dest=f"/etc/systemd/system/{service}.service",
         mode="0644",
     )
-    systemd.daemon_reload(name=f"Reload systemd for {service}", _if=unit.did_change)
+    socket_unit = files.put(
+        name=f"Unit {service}.socket",
+        src=StringIO(
+            render_template(
+                "router/modelfleet-router.socket.j2",
+                fleet=fleet,
+                listen=listen_address(router_yaml),
+            )
+        ),
+        dest=f"/etc/systemd/system/{service}.socket",
+        mode="0644",
+    )
+    systemd.daemon_reload(name=f"Reload systemd for {service}", _if=any_changed(unit, socket_unit))
     live = ops.rollout(
         name=f"Roll out release {release_id()} with the fleet's router.yaml",
         release_dir=release_dir,
@@ -134,11 +218,27 @@ def rollout(router_yaml: str, fleet: str, token_path: str) -> list[OperationMeta
         script=ROLLOUT_SCRIPT,
         keep_releases=data.router_keep_releases,
     )
-    # A new unit or token needs a restart even when release and config stay the same.
+    # A new unit or token needs a restart even when release and config stay the same (the
+    # rollout script restarts on its own when it switches the release).
     systemd.service(
         name=f"Restart {service} (unit or token changed)",
         service=f"{service}.service",
         restarted=True,
         _if=lambda: (unit.did_change() or token.did_change()) and not live.did_change(),
     )
-    return [installed, unit, token, live]
+    # A new listen address: the socket must be bound again, with the service stopped.
+    server.shell(
+        name=f"Bind {service}.socket again (its listen address changed)",
+        commands=[
+            f"systemctl stop {service}.service && systemctl restart {service}.socket "
+            f"&& systemctl start {service}.service"
+        ],
+        _if=lambda: socket_unit.did_change() and not live.did_change(),
+    )
+    systemd.service(
+        name=f"{service}.socket enabled and listening",
+        service=f"{service}.socket",
+        running=True,
+        enabled=True,
+    )
+    return [installed, unit, socket_unit, token, live]

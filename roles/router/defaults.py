@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "router_side_port": 18434,
     # Seconds a new release gets to answer /readyz (on the side port, then on the real port).
     "router_health_timeout_s": 60,
+    # Seconds a stopping router (a new release taking over) lets its requests in flight finish.
+    "router_shutdown_timeout_s": 60,
     # Debian packages the venv needs.
     "router_packages": ["python3-venv"],
     # apt cache age (seconds) that is fresh enough to skip `apt-get update`.

@@ -101,6 +101,9 @@ def test_router_where_planned(host: Any, node: HostPlan, deployed: Any) -> None:
         assert not host.file(admin_token_file(deployed.plan)).exists
         return
     assert service.is_running and service.is_enabled
+    # systemd holds the listening socket, so a new release takes it over without refusals.
+    socket_unit = host.service(f"{ROUTER_SERVICE}.socket")
+    assert socket_unit.is_running and socket_unit.is_enabled
     status, _, body = http(host, "GET", f"http://127.0.0.1:{deployed.plan.router.port}/readyz")
     assert status == 200, body
     planned = {inst.name for inst in deployed.plan.instances}

@@ -16,6 +16,10 @@ Run by the router role as root with the *new* release's Python (it has PyYAML):
    (``POST /admin/reload``), so in-flight requests carry on. ``/readyz`` must then answer on the
    real port. If it does not, both are switched back, the service restarted on the old pair,
    and the script fails.
+3. The service's listening socket belongs to ``<service>.socket``: a restart lets the old
+   process finish its requests in flight (it stops accepting on SIGTERM) while new connections
+   wait in the socket's backlog for the new process. Only the first switch to socket
+   activation, or a new listen address, binds the socket again with the service stopped.
 """
 
 from __future__ import annotations
@@ -155,6 +159,28 @@ def check_candidate(args: argparse.Namespace, config: dict) -> tuple[bool, str]:
         shutil.rmtree(side_run, ignore_errors=True)
 
 
+def socket_listening(service: str) -> bool:
+    return systemctl("is-active", "--quiet", f"{service}.socket", check=False).returncode == 0
+
+
+def restart(service: str, rebind: bool) -> None:
+    """Restart the service; its socket unit too when it must bind (again)."""
+    socket_unit = f"{service}.socket"
+    if not Path(f"/etc/systemd/system/{socket_unit}").exists():
+        systemctl("restart", service, check=False)  # a unit without socket activation
+        return
+    systemctl("enable", socket_unit, check=False)
+    if rebind:
+        log(f"binding {socket_unit} (again): the service stops meanwhile")
+        systemctl("stop", service, check=False)
+        systemctl("restart", socket_unit, check=False)
+        systemctl("start", service, check=False)
+    else:
+        # The old process finishes its requests in flight; new connections wait in the
+        # socket's backlog for the new process.
+        systemctl("restart", service, check=False)
+
+
 def switch(link: Path, target: str, config: Path, new_config: Path) -> None:
     tmp_link = link.with_name(link.name + ".new")
     tmp_link.unlink(missing_ok=True)
@@ -203,7 +229,7 @@ def main() -> int:
         switch(link, args.release, config, Path(args.candidate))
         systemctl("daemon-reload")
         systemctl("enable", args.service)
-        systemctl("restart", args.service, check=False)
+        restart(args.service, rebind=not (same_port and socket_listening(args.service)))
         ok, answer = readyz(port, args.timeout)
         action = f"serves release {Path(args.release).name}"
     if ok:
@@ -218,7 +244,7 @@ def main() -> int:
         return 1
     shutil.copy2(backup, args.candidate)
     switch(link, old_target, config, Path(args.candidate))
-    systemctl("restart", args.service, check=False)
+    restart(args.service, rebind=not same_port)
     back_ok, back_answer = readyz(listen_port(yaml.safe_load(config.read_text())), args.timeout)
     log(f"rolled back to {Path(old_target).name}: /readyz {back_answer}")
     return 1 if back_ok else 2

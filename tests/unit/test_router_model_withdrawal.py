@@ -1,0 +1,45 @@
+"""roles/router.without_leaving_models: the live router config minus the models that leave."""
+
+from __future__ import annotations
+
+import yaml
+
+from roles.router import without_leaving_models
+
+
+def config(backends: dict[str, list[str]]) -> str:
+    return yaml.safe_dump(
+        {
+            "listen": "0.0.0.0:11434",
+            "backends": [
+                {"name": name, "url": f"http://{name}:11434", "models": [{"name": m} for m in ms]}
+                for name, ms in backends.items()
+            ],
+        },
+        sort_keys=False,
+    )
+
+
+def models(text: str) -> dict[str, list[str]]:
+    return {b["name"]: [m["name"] for m in b["models"]] for b in yaml.safe_load(text)["backends"]}
+
+
+def test_a_leaving_model_is_withdrawn_and_a_joining_one_waits() -> None:
+    live = config({"nv": ["gemma", "qwen"], "amd": ["gemma"]})
+    new = config({"nv": ["qwen", "llama"], "amd": ["gemma"]})
+    stage = without_leaving_models(live, new)
+    assert stage is not None
+    # gemma leaves nv now; llama joins only with the new config, once it is on the backend.
+    assert models(stage) == {"nv": ["qwen"], "amd": ["gemma"]}
+    assert yaml.safe_load(stage)["listen"] == "0.0.0.0:11434"
+
+
+def test_nothing_leaving_is_no_change() -> None:
+    live = config({"nv": ["gemma"], "amd": ["gemma"]})
+    assert without_leaving_models(live, live) is None
+    assert without_leaving_models(live, config({"nv": ["gemma", "qwen"], "amd": ["gemma"]})) is None
+
+
+def test_a_backend_that_leaves_keeps_its_models_until_the_new_config() -> None:
+    live = config({"nv": ["gemma"], "old": ["gemma"]})
+    assert without_leaving_models(live, config({"nv": ["gemma"]})) is None
