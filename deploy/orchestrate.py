@@ -11,10 +11,15 @@ The phases, in the order pyinfra executes them across hosts:
 
 1. gpu detection     facts (before the plan; hosts with a ``gpus:`` override skip them)
 2. drivers/runtime   roles.nvidia / roles.rocm / roles.container_runtime, where the host needs them
+   models leaving    on router hosts: the running router stops routing each model that leaves
+                     a backend, before that backend unloads or prunes it (roles/router)
 3. backends          roles.ollama / roles.llama_swap / roles.llama_server: binaries, units, configs
-4. models            pulls and verified GGUF downloads; pruning
-5. router rollout    roles.router on hosts of the ``router`` group
-6. health check      every backend instance answers; the router answers /readyz
+4. rolling restarts  the units whose unit, config or release changed, in batches that keep
+                     every model served, each drained in the router meanwhile
+                     (deploy/orchestrate_rollout.py)
+5. models            pulls and verified GGUF downloads; pruning
+6. router rollout    roles.router on hosts of the ``router`` group
+7. health check      every backend instance answers; the router answers /readyz
 
 A host whose operation fails drops out of the run and is reported (``FailureReport``); the
 others carry on.
@@ -35,7 +40,14 @@ from pyinfra.api.exceptions import PyinfraError
 from deploy import orchestrate_phases as phases
 from deploy.fleet import Fleet, FleetError, fleet_from_inventory
 from deploy.orchestrate_checks import check_role_data, detect_hardware
-from deploy.orchestrate_files import host_files, router_yaml, with_role_env
+from deploy.orchestrate_files import admin_token_file, host_files, router_yaml, with_role_env
+from deploy.orchestrate_rollout import (
+    RestartRequests,
+    RouterAdmin,
+    knob,
+    plan_batches,
+    router_admin,
+)
 from deploy.planner import FleetPlan, PlanError, plan_fleet
 from deploy.render import RenderedFile
 
@@ -48,6 +60,8 @@ class FleetContext:
     plan: FleetPlan
     files: dict[str, list[RenderedFile]]  # per node name: what deploy/render.py made for it
     router_yaml: str
+    batches: list[list[str]]  # instance names per rolling-restart batch, whole fleet
+    router: RouterAdmin | None  # where backends are drained (None: the fleet has no router)
     failures: FailureReport = field(default_factory=lambda: FailureReport())
 
 
@@ -94,7 +108,17 @@ def _build_context() -> FleetContext:
     except (FleetError, PlanError, ValueError) as exc:
         # Nothing has run on any host yet: stop the whole deploy with every problem listed.
         raise PyinfraError(f"the deploy was not started, the plan is invalid:\n{exc}") from None
-    context = FleetContext(fleet, plan, files, yaml_text)
+    # Fleet-wide knob (inventory/group_data/all.py): any host's data holds it.
+    first = inventory.get_host(plan.hosts[0].inventory_name) if plan.hosts else None
+    keep_copies = int(knob(first.data.dict() if first else {}, "rollout_keep_copies"))
+    context = FleetContext(
+        fleet,
+        plan,
+        files,
+        yaml_text,
+        batches=plan_batches(plan, keep_copies),
+        router=router_admin(plan, admin_token_file(plan)),
+    )
     state.add_callback_handler(context.failures)
     return context
 
@@ -104,8 +128,12 @@ def deploy_host() -> None:
     context = fleet_context()
     host_plan = context.plan.host(host.name)
     ops = phases.drivers_and_runtime(context, host_plan)
+    if host_plan.router:
+        ops += phases.withdraw_leaving_models(context)
     instances = [with_role_env(inst, host.data.dict()) for inst in host_plan.instances]
-    ops += phases.backends(context, host_plan, instances)
+    restarts = RestartRequests()
+    ops += phases.backends(context, host_plan, instances, restarts)
+    ops += phases.rolling_restarts(context, instances, restarts)
     ops += phases.models(context, instances)
     if host_plan.router:
         ops += phases.router_rollout(context)

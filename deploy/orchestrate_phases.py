@@ -13,6 +13,8 @@ from pyinfra import host
 from pyinfra.api.operation import OperationMeta
 
 from deploy.orchestrate_files import admin_token_file, role_knob
+from deploy.orchestrate_rollout import RestartRequests
+from deploy.orchestrate_rollout import rolling_restarts as drained_batches
 from deploy.planner import BackendInstance, HostPlan
 from deploy.render import RenderedFile
 from roles import health, llama_server, llama_swap, ollama, system
@@ -51,8 +53,13 @@ def drivers_and_runtime(context: FleetContext, host_plan: HostPlan) -> list[Oper
 
 
 def backends(
-    context: FleetContext, host_plan: HostPlan, instances: Sequence[BackendInstance]
+    context: FleetContext,
+    host_plan: HostPlan,
+    instances: Sequence[BackendInstance],
+    restarts: RestartRequests | None = None,
 ) -> list[OperationMeta]:
+    """Binaries, units and configs; the restarts they call for go to ``restarts`` (when given)
+    for the rolling phase, instead of happening at once."""
     rendered: dict[str, list[RenderedFile]] = {}
     for file in context.files[host_plan.name]:
         if file.instance:
@@ -71,8 +78,26 @@ def backends(
             instances=group,
             rendered={inst.name: rendered[inst.name] for inst in group},
             versions=context.plan.versions,
+            restart=restarts,
         )
     return ops
+
+
+def rolling_restarts(
+    context: FleetContext, instances: Sequence[BackendInstance], restarts: RestartRequests
+) -> list[OperationMeta]:
+    """The restarts the backends phase asked for, drained and in the fleet's batches."""
+    timeouts = {
+        kind: int(_knob(kind, "health_timeout_s") or DEFAULT_HEALTH_TIMEOUT_S) for kind in ROLES
+    }
+    return drained_batches(
+        context.batches,
+        instances,
+        restarts,
+        health_paths={kind: path for kind, (_, path) in ROLES.items()},
+        router=context.router,
+        health_timeout_s=timeouts,
+    )
 
 
 def models(context: FleetContext, instances: Sequence[BackendInstance]) -> list[OperationMeta]:
@@ -80,6 +105,15 @@ def models(context: FleetContext, instances: Sequence[BackendInstance]) -> list[
     for kind, group in _by_kind(instances).items():
         ops += ROLES[kind][0].models(instances=group)
     return ops
+
+
+def withdraw_leaving_models(context: FleetContext) -> list[OperationMeta]:
+    """On the router host, before any backend changes: models that leave a backend stop
+    being routed there (the backends phase may unload them, the models phase prune them)."""
+    ops = router_role.withdraw_leaving_models(
+        router_yaml=context.router_yaml, token_path=admin_token_file(context.plan)
+    )
+    return cast(list[OperationMeta], ops)
 
 
 def router_rollout(context: FleetContext) -> list[OperationMeta]:

@@ -7,7 +7,7 @@ These are plain functions that call pyinfra operations, so they run inside a rol
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from io import StringIO
 
 from pyinfra import host
@@ -75,6 +75,11 @@ def pinned_release(
     return current
 
 
+# Given the unit and the operations whose change calls for a restart, adds the restart itself
+# (e.g. a drained, batched restart later in the deploy: deploy/orchestrate_rollout.py).
+RestartHook = Callable[[str, list[OperationMeta]], None]
+
+
 def managed_unit(
     service: str,
     unit_text: str,
@@ -82,12 +87,14 @@ def managed_unit(
     config_owner: str = "root",
     restart_on_config: bool = True,
     also_restart_when: Iterable[OperationMeta] = (),
+    restart: RestartHook | None = None,
 ) -> tuple[OperationMeta, list[OperationMeta]]:
     """Install ``<service>.service`` and its config files; keep it enabled and running.
 
     The unit is restarted only when its own unit file changed, or one of its config files
     changed and ``restart_on_config`` is set, or one of ``also_restart_when`` changed (a new
-    release): never because another instance on the host changed.
+    release): never because another instance on the host changed. ``restart`` takes the
+    restart over (called with the service and those triggers); by default it happens here.
 
     Returns (the unit file operation, the config file operations).
     """
@@ -112,12 +119,15 @@ def managed_unit(
     triggers = [unit, *list(also_restart_when)]
     if restart_on_config:
         triggers += config_ops
-    systemd.service(
-        name=f"Restart {service} (its unit or config changed)",
-        service=f"{service}.service",
-        restarted=True,
-        _if=any_changed(*triggers),
-    )
+    if restart is not None:
+        restart(service, triggers)
+    else:
+        systemd.service(
+            name=f"Restart {service} (its unit or config changed)",
+            service=f"{service}.service",
+            restarted=True,
+            _if=any_changed(*triggers),
+        )
     systemd.service(
         name=f"{service} enabled and running",
         service=f"{service}.service",

@@ -36,7 +36,7 @@ from deploy.render import RenderedFile, RenderSettings, llama_server_command, re
 from roles.artifacts import gguf_files, verified_download
 from roles.llama_server.defaults import DEFAULTS
 from roles.llama_server.operations import presets_reloaded
-from roles.units import managed_unit, models_directories, system_user
+from roles.units import RestartHook, managed_unit, models_directories, system_user
 
 
 @cache
@@ -105,6 +105,7 @@ def backend(
     instances: Sequence[BackendInstance],
     rendered: Mapping[str, Sequence[RenderedFile]],
     versions: Versions,
+    restart: RestartHook | None = None,
 ) -> list[OperationMeta]:
     """Install the binary and run one router-mode unit per instance.
 
@@ -134,6 +135,7 @@ def backend(
             config_owner=user,
             restart_on_config=False,
             also_restart_when=[current],
+            restart=restart,
         )
         # A (re)started server reads the presets anyway; a running one is told to re-read.
         presets_reloaded(

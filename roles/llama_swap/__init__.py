@@ -25,7 +25,7 @@ from deploy.render import RenderedFile, render_template
 from roles.artifacts import gguf_files
 from roles.llama_server import install_binary
 from roles.llama_swap.defaults import DEFAULTS
-from roles.units import managed_unit, models_directories, pinned_release, system_user
+from roles.units import RestartHook, managed_unit, models_directories, pinned_release, system_user
 
 
 def release_url(version: str) -> str:
@@ -38,6 +38,7 @@ def backend(
     instances: Sequence[BackendInstance],
     rendered: Mapping[str, Sequence[RenderedFile]],
     versions: Versions,
+    restart: RestartHook | None = None,
 ) -> list[OperationMeta]:
     """Install llama-swap and the llama-server it starts models with; run one unit per instance.
 
@@ -76,6 +77,7 @@ def backend(
             config_files=[(config.path, config.content)],
             config_owner=user,
             also_restart_when=[current],
+            restart=restart,
         )
         changes += [unit, *config_ops]
     return changes

@@ -33,7 +33,7 @@ from deploy.planner import BackendInstance
 from deploy.render import RenderedFile
 from roles.ollama import operations as ops
 from roles.ollama.defaults import DEFAULTS
-from roles.units import managed_unit, models_directories, pinned_release, system_user
+from roles.units import RestartHook, managed_unit, models_directories, pinned_release, system_user
 
 HELPER_SOURCE = Path(__file__).parent / "files" / "ollama-pull.py"
 
@@ -47,6 +47,7 @@ def backend(
     instances: Sequence[BackendInstance],
     rendered: Mapping[str, Sequence[RenderedFile]],
     versions: Versions,
+    restart: RestartHook | None = None,
 ) -> list[OperationMeta]:
     """Install Ollama (native release and/or container images) and one unit per instance.
 
@@ -83,6 +84,7 @@ def backend(
             config_files=configs,
             config_owner=user,
             also_restart_when=release if inst.install == "native" else [],
+            restart=restart,
         )
         changes += [unit_op, *config_ops]
     return changes

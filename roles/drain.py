@@ -1,0 +1,146 @@
+"""A backend restart the router's clients do not see: drain, wait, restart, healthy, undrain.
+
+The router's admin API (``POST /admin/backends/<name>/drain|undrain``, ``GET /admin/state``)
+is asked **on the router host**, against ``127.0.0.1``, by a small Python program that reads
+the root-only admin token there: the token never crosses the controller, a command line or a
+log. The router then sends no new request to the backend; the ones in flight finish (up to
+``drain_timeout_s``, past which the restart goes ahead and the output says how many were cut
+short); the unit restarts; once it answers its health URL the backend is undrained.
+
+Where the router is not running yet (a first deploy) or does not know the backend (a new
+instance), there is nothing to drain and the restart goes ahead; the output says so.
+
+Example (``deploy/orchestrate_rollout.py`` does this in batches)::
+
+    drained_restart(
+        name="Batch 1/2: restart ollama-rtx-4090, drained in the router",
+        service="ollama-rtx-4090",
+        backend="gpu-nv1-rtx-4090",
+        health_url="http://127.0.0.1:11434/api/version",
+        router_host="cpu-llama1",
+        router_port=11434,
+        token_path="/etc/modelfleet/admin-token",
+        _if=any_changed(unit, env),
+    )
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host, inventory, logger
+from pyinfra.api import FunctionCommand, OperationError, StringCommand, operation
+
+# Runs on the router host with its python3: drain (and wait) or undrain one backend.
+# argv: action backend port token_path timeout_s. Prints one line saying what happened.
+ADMIN_PROGRAM = r"""
+import json, os, sys, time, urllib.error, urllib.request
+action, backend, port, token_path, timeout_s = sys.argv[1:6]
+if not os.path.exists(token_path):
+    print("no router on the router host yet (no %s): nothing to %s" % (token_path, action))
+    sys.exit(0)
+token = open(token_path).read().strip()
+base = "http://127.0.0.1:%s" % port
+def call(method, path):
+    request = urllib.request.Request(
+        base + path, method=method, headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+def in_flight():
+    for item in call("GET", "/admin/state")["backends"]:
+        if item["name"] == backend:
+            return item["in_flight"]
+    return 0
+try:
+    call("POST", "/admin/backends/%s/%s" % (backend, action))
+except urllib.error.HTTPError as exc:
+    if exc.code == 404:
+        print("the router does not know backend %s yet: nothing to %s" % (backend, action))
+        sys.exit(0)
+    raise
+except OSError as exc:
+    print("the router does not answer on port %s (%s): nothing to %s" % (port, exc, action))
+    sys.exit(0)
+if action == "undrain":
+    print("backend %s undrained: the router sends it requests again" % backend)
+    sys.exit(0)
+started = time.monotonic()
+while True:
+    left = in_flight()
+    waited = time.monotonic() - started
+    if left == 0:
+        print("backend %s drained: 0 requests in flight after %.1f s" % (backend, waited))
+        break
+    if waited > float(timeout_s):
+        print("backend %s: %d requests still in flight after the drain timeout (%s s); "
+              "restarting anyway, they are cut" % (backend, left, timeout_s))
+        break
+    time.sleep(0.2)
+"""
+
+
+def router_admin(action: str, backend: str, router_host: str, port: int, token_path: str,
+                 timeout_s: float) -> None:  # fmt: skip
+    """Run ``ADMIN_PROGRAM`` on the router host; log its line, prefixed with this host."""
+    target = inventory.get_host(router_host)
+    program = shlex.join(
+        ["python3", "-c", ADMIN_PROGRAM, action, backend, str(port), token_path, str(timeout_s)]
+    )
+    # Before its first deploy the router host may not even have python3: no router to drain.
+    command = StringCommand(
+        f"if command -v python3 >/dev/null; then {program}; "
+        f"else echo 'no python3 on the router host yet: no router to {action}'; fi"
+    )
+    if not target.connected:
+        target.connect(raise_exceptions=True)
+    ok, output = target.run_shell_command(command, print_output=False, print_input=False)
+    lines = [line.line for line in output.combined_lines] if output else []
+    if not ok:
+        raise OperationError(
+            f"asking the router on {router_host} to {action} backend {backend} failed: "
+            + " | ".join(lines[-5:])
+        )
+    for line in lines:
+        logger.info(f"[{host.name}] router: {line}")
+
+
+@operation(is_idempotent=False)
+def drained_restart(
+    service: str,
+    backend: str,
+    health_url: str,
+    router_host: str | None,
+    router_port: int = 11434,
+    token_path: str = "/etc/modelfleet/admin-token",
+    drain_timeout_s: float = 120,
+    health_timeout_s: int = 120,
+):
+    """
+    Restart ``service`` with its backend drained in the router meanwhile (see the module).
+
+    Run it with ``_if=`` on the operations whose change calls for the restart.
+
+    + service: the systemd unit, without ``.service``
+    + backend: the router's name for it (the plan's instance name)
+    + health_url: answers 200 (from this host) when the backend serves again
+    + router_host: the inventory name of the router host (None: no router, plain restart)
+    + router_port/token_path: the router's port and the admin token file on the router host
+    + drain_timeout_s: how long requests in flight may take to finish before the restart
+    + health_timeout_s: how long the restarted backend may take to answer ``health_url``
+    """
+    admin = (router_host, router_port, token_path)
+    if router_host:
+        yield FunctionCommand(router_admin, ("drain", backend, *admin, drain_timeout_s), {})
+    yield StringCommand("systemctl", "restart", f"{service}.service")
+    quoted = shlex.quote(health_url)
+    message = shlex.quote(
+        f"{service} did not answer {health_url} with 200 within {health_timeout_s} s after its "
+        f"restart; backend {backend} stays drained in the router"
+    )
+    yield (
+        f"for i in $(seq {int(health_timeout_s) * 4}); do "
+        f"[ \"$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {quoted})\" = 200 ] "
+        f"&& exit 0; sleep 0.25; done; echo {message} >&2; exit 1"
+    )
+    if router_host:
+        yield FunctionCommand(router_admin, ("undrain", backend, *admin, 0), {})
