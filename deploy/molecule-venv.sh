@@ -2,7 +2,7 @@
 # The Molecule stack for the role scenarios, in its own venv (.venv-molecule), kept apart from
 # the project's .venv. Galaxy is not reachable here, so the containers.podman collection that
 # Molecule's podman driver needs is extracted from the PyPI `ansible` wheel (1 MB of 473 MB).
-#   bash deploy/molecule-venv.sh      then:  cd roles/nvidia && ../../.venv-molecule/bin/molecule test
+#   bash deploy/molecule-venv.sh      then:  bash deploy/molecule.sh nvidia   (molecule test there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,4 +34,4 @@ PY
     rm -rf "$COLLECTIONS"
     mv "$COLLECTIONS.partial" "$COLLECTIONS"
 fi
-say "ready: export ANSIBLE_COLLECTIONS_PATH=$PWD/$COLLECTIONS PATH=$PWD/$VENV/bin:\$PATH"
+say "ready: bash deploy/molecule.sh <role> runs molecule test in roles/<role> with these tools"

@@ -52,7 +52,7 @@ def in_flight():
             return item["in_flight"]
     return 0
 try:
-    call("POST", "/admin/backends/%s/%s" % (backend, action))
+    answer = call("POST", "/admin/backends/%s/%s" % (backend, action))
 except urllib.error.HTTPError as exc:
     if exc.code == 404:
         print("the router does not know backend %s yet: nothing to %s" % (backend, action))
@@ -64,12 +64,13 @@ except OSError as exc:
 if action == "undrain":
     print("backend %s undrained: the router sends it requests again" % backend)
     sys.exit(0)
-started = time.monotonic()
+started, at_drain = time.monotonic(), answer.get("in_flight", 0)
 while True:
     left = in_flight()
     waited = time.monotonic() - started
     if left == 0:
-        print("backend %s drained: 0 requests in flight after %.1f s" % (backend, waited))
+        print("backend %s drained: %d requests in flight at the drain, all finished after %.1f s"
+              % (backend, at_drain, waited))
         break
     if waited > float(timeout_s):
         print("backend %s: %d requests still in flight after the drain timeout (%s s); "

@@ -8,8 +8,9 @@
 3. ``pytest tests/infra`` verifies them (services, ports, files, models, router, a real
    request routed to llama-server);
 4. a second run changes nothing (``results.totals.success == 0``);
-5. a new model set converges: only the affected host and the router change, and the router
-   serves the new catalog; a further run changes nothing;
+5. a new model set converges: only the affected host and the router change, the router stops
+   routing the model that leaves a host before that host prunes it, and then serves the new
+   catalog; a further run changes nothing;
 6. bad inventory data stops the deploy before any operation, naming the host and the key;
 7. a router release that fails its health check is reported for that host, the other hosts
    carry on, and the previous release stays in service; ``--limit gpu_amd`` touches that
@@ -190,8 +191,13 @@ def test_deploy_verify_rerun_change_converge(fleet: Fleet) -> None:
     ), "llama-server was restarted for a presets change"
     listed = json.loads(sh(fleet, "cpu-llama1", "curl -s 127.0.0.1:8080/models"))["data"]
     assert {"gemma3-270m", "gemma3-270m-b"} <= {entry["id"] for entry in listed}
-    # Ollama pulled the new model and pruned the one that left its set.
+    # Ollama pulled the new model and pruned the one that left its set, after the router had
+    # stopped routing that model there (the live router.yaml without it, re-read in place).
     assert any("Models of" in name for name in changed["gpu-nv1"]), changed
+    order = [op["name"] for op in third["results"]["operations"] if op["success"]]
+    withdrawn = next(i for i, name in enumerate(order) if "Stop routing the models" in name)
+    pruned = next(i for i, name in enumerate(order) if "Models of ollama" in name)
+    assert withdrawn < pruned, order
     tags = json.loads(sh(fleet, "gpu-nv1", "curl -s 127.0.0.1:11434/api/tags"))
     assert [m["name"] for m in tags["models"]] == ["qwen2.5:0.5b"]
     assert {"qwen2.5-0.5b", "gemma3-270m-b"} <= router_models(fleet)
