@@ -60,7 +60,7 @@ def listen_port(router_yaml: str) -> int:
 
 def without_leaving_models(live_yaml: str, new_yaml: str) -> str | None:
     """The live router config with each backend's models cut to those the new config keeps
-    it serving, or None when no model leaves a backend.
+    it serving (a backend the new config drops is drained), or None when nothing leaves.
 
     Models that join stay out until the new config: they are not on their backends yet.
 
@@ -76,7 +76,9 @@ def without_leaving_models(live_yaml: str, new_yaml: str) -> str | None:
     leaving = False
     for backend in live.get("backends") or []:
         keep = keeps.get(backend["name"])
-        if keep is None:  # the whole backend leaves: its unit is retired with it
+        if keep is None:  # the whole backend leaves (its unit is retired): route nothing there
+            leaving = leaving or not backend.get("drained")
+            backend["drained"] = True
             continue
         models = [model for model in backend.get("models") or [] if model["name"] in keep]
         if len(models) != len(backend.get("models") or []):

@@ -189,6 +189,8 @@ def test_deploy_verify_rerun_change_converge(fleet: Fleet) -> None:
     assert sh(fleet, "cpu-llama1", "systemctl show -p MainPID --value llama-server-cpu") == (
         server_pid
     ), "llama-server was restarted for a presets change"
+    # A change without a restart drains nothing.
+    assert "] router: backend" not in third["stderr"], third["stderr"][-3000:]
     listed = json.loads(sh(fleet, "cpu-llama1", "curl -s 127.0.0.1:8080/models"))["data"]
     assert {"gemma3-270m", "gemma3-270m-b"} <= {entry["id"] for entry in listed}
     # Ollama pulled the new model and pruned the one that left its set, after the router had

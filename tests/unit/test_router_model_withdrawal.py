@@ -40,6 +40,10 @@ def test_nothing_leaving_is_no_change() -> None:
     assert without_leaving_models(live, config({"nv": ["gemma", "qwen"], "amd": ["gemma"]})) is None
 
 
-def test_a_backend_that_leaves_keeps_its_models_until_the_new_config() -> None:
+def test_a_backend_that_leaves_is_drained_before_its_unit_is_retired() -> None:
     live = config({"nv": ["gemma"], "old": ["gemma"]})
-    assert without_leaving_models(live, config({"nv": ["gemma"]})) is None
+    stage = without_leaving_models(live, config({"nv": ["gemma"]}))
+    assert stage is not None
+    drained = {b["name"]: b.get("drained", False) for b in yaml.safe_load(stage)["backends"]}
+    assert drained == {"nv": False, "old": True}
+    assert without_leaving_models(stage, config({"nv": ["gemma"]})) is None
