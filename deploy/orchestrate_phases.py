@@ -14,6 +14,7 @@ from pyinfra.api.operation import OperationMeta
 
 from deploy.orchestrate_files import admin_token_file, role_knob
 from deploy.orchestrate_rollout import RestartRequests
+from deploy.orchestrate_rollout import knob as rollout_knob
 from deploy.orchestrate_rollout import rolling_restarts as drained_batches
 from deploy.planner import BackendInstance, HostPlan
 from deploy.render import RenderedFile
@@ -111,7 +112,9 @@ def withdraw_leaving_models(context: FleetContext) -> list[OperationMeta]:
     """On the router host, before any backend changes: models that leave a backend stop
     being routed there (the backends phase may unload them, the models phase prune them)."""
     ops = router_role.withdraw_leaving_models(
-        router_yaml=context.router_yaml, token_path=admin_token_file(context.plan)
+        router_yaml=context.router_yaml,
+        token_path=admin_token_file(context.plan),
+        drain_timeout_s=float(rollout_knob(host.data.dict(), "rollout_drain_timeout_s")),
     )
     return cast(list[OperationMeta], ops)
 

@@ -27,15 +27,19 @@ Example (``deploy/orchestrate_rollout.py`` does this in batches)::
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 
 from pyinfra import host, inventory, logger
 from pyinfra.api import FunctionCommand, OperationError, StringCommand, operation
 
-# Runs on the router host with its python3: drain (and wait) or undrain one backend.
-# argv: action backend port token_path timeout_s. Prints one line saying what happened.
+# Runs on the router host with its python3: drain (and wait) or undrain one backend, or wait
+# (no drain) for its requests in flight on some models: those the router stopped routing there.
+# argv: action backend port token_path timeout_s [models, comma-separated, for "wait"].
+# Prints one line saying what happened.
 ADMIN_PROGRAM = r"""
 import json, os, sys, time, urllib.error, urllib.request
 action, backend, port, token_path, timeout_s = sys.argv[1:6]
+only = set(filter(None, sys.argv[6].split(","))) if len(sys.argv) > 6 else set()
 if not os.path.exists(token_path):
     print("no router on the router host yet (no %s): nothing to %s" % (token_path, action))
     sys.exit(0)
@@ -49,10 +53,15 @@ def call(method, path):
 def in_flight():
     for item in call("GET", "/admin/state")["backends"]:
         if item["name"] == backend:
+            if only:
+                return sum(m["in_flight"] for m in item["models"] if m["model"] in only)
             return item["in_flight"]
     return 0
 try:
-    answer = call("POST", "/admin/backends/%s/%s" % (backend, action))
+    if action == "wait":
+        answer = {"in_flight": in_flight()}
+    else:
+        answer = call("POST", "/admin/backends/%s/%s" % (backend, action))
 except urllib.error.HTTPError as exc:
     if exc.code == 404:
         print("the router does not know backend %s yet: nothing to %s" % (backend, action))
@@ -68,25 +77,26 @@ started, at_drain = time.monotonic(), answer.get("in_flight", 0)
 while True:
     left = in_flight()
     waited = time.monotonic() - started
+    what = "backend %s" % backend + (" (%s)" % ", ".join(sorted(only)) if only else "")
+    done = "no longer routed" if action == "wait" else "drained"
     if left == 0:
-        print("backend %s drained: %d requests in flight at the drain, all finished after %.1f s"
-              % (backend, at_drain, waited))
+        print("%s %s: %d requests in flight then, all finished after %.1f s"
+              % (what, done, at_drain, waited))
         break
     if waited > float(timeout_s):
-        print("backend %s: %d requests still in flight after the drain timeout (%s s); "
-              "restarting anyway, they are cut" % (backend, left, timeout_s))
+        print("%s: %d requests still in flight after the drain timeout (%s s); "
+              "going ahead anyway, they are cut" % (what, left, timeout_s))
         break
     time.sleep(0.2)
 """
 
 
 def router_admin(action: str, backend: str, router_host: str, port: int, token_path: str,
-                 timeout_s: float) -> None:  # fmt: skip
+                 timeout_s: float, models: Sequence[str] = ()) -> None:  # fmt: skip
     """Run ``ADMIN_PROGRAM`` on the router host; log its line, prefixed with this host."""
     target = inventory.get_host(router_host)
-    program = shlex.join(
-        ["python3", "-c", ADMIN_PROGRAM, action, backend, str(port), token_path, str(timeout_s)]
-    )
+    argv = [action, backend, str(port), token_path, str(timeout_s), ",".join(models)]
+    program = shlex.join(["python3", "-c", ADMIN_PROGRAM, *argv])
     # Before its first deploy the router host may not even have python3: no router to drain.
     command = StringCommand(
         f"if command -v python3 >/dev/null; then {program}; "
@@ -145,3 +155,31 @@ def drained_restart(
     )
     if router_host:
         yield FunctionCommand(router_admin, ("undrain", backend, *admin, 0), {})
+
+
+@operation(is_idempotent=False)
+def wait_unrouted(
+    backend: str,
+    models: Sequence[str],
+    router_port: int = 11434,
+    token_path: str = "/etc/modelfleet/admin-token",
+    drain_timeout_s: float = 120,
+):
+    """
+    On the router host, after its live config stopped routing ``models`` to ``backend`` (or the
+    whole backend, when ``models`` is empty): wait until the requests still in flight there
+    finish, so that pruning those models or retiring the unit cuts none of them.
+
+    + backend: the router's name for it
+    + models: the models that leave it; empty: the whole backend leaves
+    + router_port/token_path: the router's port and the admin token file on this host
+    + drain_timeout_s: how long those requests may take before the change goes ahead
+
+    Example::
+
+        wait_unrouted(name="Wait for gemma3 requests on gpu-nv1-rtx-4090",
+                      backend="gpu-nv1-rtx-4090", models=["gemma3-270m"])
+    """
+    action = "wait" if models else "drain"
+    admin = (host.name, router_port, token_path, drain_timeout_s, list(models))
+    yield FunctionCommand(router_admin, (action, backend, *admin), {})

@@ -37,6 +37,7 @@ from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from deploy.render import RenderSettings, render_template
+from roles import drain
 from roles.router import operations as ops
 from roles.router.defaults import DEFAULTS
 from roles.router.wheelhouse import build_wheelhouse, release_id
@@ -68,30 +69,54 @@ def without_leaving_models(live_yaml: str, new_yaml: str) -> str | None:
 
         without_leaving_models(live, new)   # live minus gemma3-270m on gpu-nv1-rtx-4090
     """
+    gone = leaving(live_yaml, new_yaml)
     live = yaml.safe_load(live_yaml) or {}
+    changed = False
+    for backend in live.get("backends") or []:
+        models = gone.get(backend["name"])
+        if models is None:
+            continue
+        if not models:  # the whole backend leaves (its unit is retired): route nothing there
+            changed = changed or not backend.get("drained")
+            backend["drained"] = True
+            continue
+        backend["models"] = [m for m in backend.get("models") or [] if m["name"] not in models]
+        changed = True
+    return yaml.safe_dump(live, sort_keys=False) if changed else None
+
+
+def leaving(live_yaml: str, new_yaml: str) -> dict[str, list[str]]:
+    """Per backend of the live config, the models the new config no longer routes there;
+    an empty list: the whole backend leaves.
+
+    Example::
+
+        leaving(live, new)   # {"gpu-nv1-rtx-4090": ["gemma3-270m"], "old-backend": []}
+    """
     keeps = {
         backend["name"]: {model["name"] for model in backend.get("models") or []}
         for backend in (yaml.safe_load(new_yaml) or {}).get("backends") or []
     }
-    leaving = False
-    for backend in live.get("backends") or []:
+    gone: dict[str, list[str]] = {}
+    for backend in (yaml.safe_load(live_yaml) or {}).get("backends") or []:
         keep = keeps.get(backend["name"])
-        if keep is None:  # the whole backend leaves (its unit is retired): route nothing there
-            leaving = leaving or not backend.get("drained")
-            backend["drained"] = True
+        if keep is None:
+            gone[backend["name"]] = []
             continue
-        models = [model for model in backend.get("models") or [] if model["name"] in keep]
-        if len(models) != len(backend.get("models") or []):
-            backend["models"] = models
-            leaving = True
-    return yaml.safe_dump(live, sort_keys=False) if leaving else None
+        models = [m["name"] for m in backend.get("models") or [] if m["name"] not in keep]
+        if models:
+            gone[backend["name"]] = models
+    return gone
 
 
 @deploy("modelfleet router: models leaving", data_defaults=DEFAULTS)
-def withdraw_leaving_models(router_yaml: str, token_path: str) -> list[OperationMeta]:
+def withdraw_leaving_models(
+    router_yaml: str, token_path: str, drain_timeout_s: float = 120
+) -> list[OperationMeta]:
     """Make the running router stop routing the models that leave a backend in ``router_yaml``
-    (the whole fleet's next config), before any backend changes; nothing when none leaves
-    or no router runs here yet."""
+    (the whole fleet's next config), before any backend changes, then wait for the requests
+    still in flight on them (up to ``drain_timeout_s``); nothing when none leaves or no
+    router runs here yet."""
     data = host.data
     root, service = data.router_root, data.router_service
     config_path = RenderSettings.from_host_data(data.dict()).router_config_path
@@ -117,7 +142,19 @@ def withdraw_leaving_models(router_yaml: str, token_path: str) -> list[Operation
         script=ROLLOUT_SCRIPT,
         keep_releases=data.router_keep_releases,
     )
-    return [op]
+    waits = [
+        drain.wait_unrouted(
+            name=f"Wait for the requests in flight on {backend}"
+            + (f" ({', '.join(models)})" if models else " (it leaves the fleet)"),
+            backend=backend,
+            models=models,
+            router_port=listen_port(stage),
+            token_path=token_path,
+            drain_timeout_s=drain_timeout_s,
+        )
+        for backend, models in leaving("\n".join(live_lines), router_yaml).items()
+    ]
+    return [op, *waits]
 
 
 @deploy("modelfleet router", data_defaults=DEFAULTS)

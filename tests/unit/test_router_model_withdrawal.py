@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from roles.router import without_leaving_models
+from roles.router import leaving, without_leaving_models
 
 
 def config(backends: dict[str, list[str]]) -> str:
@@ -47,3 +47,11 @@ def test_a_backend_that_leaves_is_drained_before_its_unit_is_retired() -> None:
     drained = {b["name"]: b.get("drained", False) for b in yaml.safe_load(stage)["backends"]}
     assert drained == {"nv": False, "old": True}
     assert without_leaving_models(stage, config({"nv": ["gemma"]})) is None
+
+
+def test_leaving_names_the_models_per_backend_and_whole_backends() -> None:
+    live = config({"nv": ["gemma", "qwen"], "amd": ["gemma"], "old": ["gemma"]})
+    new = config({"nv": ["qwen", "llama"], "amd": ["gemma"]})
+    # What the deploy waits on before pruning or retiring: gemma's requests on nv, all of old's.
+    assert leaving(live, new) == {"nv": ["gemma"], "old": []}
+    assert leaving(live, live) == {}
