@@ -189,8 +189,9 @@ def test_deploy_verify_rerun_change_converge(fleet: Fleet) -> None:
     assert sh(fleet, "cpu-llama1", "systemctl show -p MainPID --value llama-server-cpu") == (
         server_pid
     ), "llama-server was restarted for a presets change"
-    # A change without a restart drains nothing.
-    assert "] router: backend" not in third["stderr"], third["stderr"][-3000:]
+    # A change without a restart drains nothing; the model leaving gpu-nv1 is waited on.
+    assert " drained: " not in third["stderr"], third["stderr"][-3000:]
+    assert "router: backend gpu-nv1-rtx-4090 (gemma3-270m) no longer routed" in third["stderr"]
     listed = json.loads(sh(fleet, "cpu-llama1", "curl -s 127.0.0.1:8080/models"))["data"]
     assert {"gemma3-270m", "gemma3-270m-b"} <= {entry["id"] for entry in listed}
     # Ollama pulled the new model and pruned the one that left its set, after the router had
@@ -199,7 +200,8 @@ def test_deploy_verify_rerun_change_converge(fleet: Fleet) -> None:
     order = [op["name"] for op in third["results"]["operations"] if op["success"]]
     withdrawn = next(i for i, name in enumerate(order) if "Stop routing the models" in name)
     pruned = next(i for i, name in enumerate(order) if "Models of ollama" in name)
-    assert withdrawn < pruned, order
+    waited = next(i for i, name in enumerate(order) if "Wait for the requests in flight" in name)
+    assert withdrawn < waited < pruned, order
     tags = json.loads(sh(fleet, "gpu-nv1", "curl -s 127.0.0.1:11434/api/tags"))
     assert [m["name"] for m in tags["models"]] == ["qwen2.5:0.5b"]
     assert {"qwen2.5-0.5b", "gemma3-270m-b"} <= router_models(fleet)
