@@ -8,9 +8,10 @@ How a host is planned:
    one CPU instance planned against its RAM.
 2. Each model of the host's set goes to every instance where it fits:
    weights + KV cache for ctx x slots <= capacity (VRAM - ``vram_headroom_mb`` per GPU).
-3. A model that fits on no host is an error naming the model, its need and the largest capacity
-   on offer. A model that fits elsewhere but not on one of its hosts is an error too, unless the
-   fleet sets ``placement_strict = False`` (then it is listed in ``FleetPlan.skipped``).
+3. A model that fits on none of its hosts is an error naming the model, its need on each host
+   and the capacity it was compared with (memory minus headroom). A model that fits elsewhere
+   but not on one of its hosts is an error too, unless the fleet sets
+   ``placement_strict = False`` (then it is listed in ``FleetPlan.skipped``).
 
 Example::
 
@@ -507,18 +508,15 @@ def _misfit_problems(
     reported: set[str] = set()
     for model, spec, slots, best in misfits:
         if model.name not in hosts_of:
-            # Fits on none of its hosts: compare with the largest instance in the whole fleet.
-            if model.name not in reported and largest is not None:
+            # Fits on none of its hosts: each of them, with the figure compared against the need.
+            if model.name not in reported:
                 reported.add(model.name)
-                problems.append(
-                    f"model {model.name} {_need_text(model, slots)}, more than any host offers: "
-                    f"the largest capacity on offer is {largest.capacity_mb} MB on host "
-                    f"{largest.host} (instance {largest.name}: {largest.gpu_summary})"
-                )
+                own = [(s, n, b) for m, s, n, b in misfits if m.name == model.name]
+                problems.append(_fits_nowhere(model, own, largest))
         elif fleet.placement_strict:
             problems.append(
                 f"model {model.name} {_need_text(model, slots)}, more than host {spec.name} "
-                f"offers (largest instance {best.name}: {best.capacity_mb} MB); it is placed "
+                f"offers (largest instance {best.name}: {_offer_text(best)}); it is placed "
                 f"on {', '.join(hosts_of[model.name])}. Take it off this host's "
                 "groups/models, or set placement_strict = False"
             )
@@ -532,6 +530,37 @@ def _misfit_problems(
             )
         )
     return skipped
+
+
+def _offer_text(inst: BackendInstance) -> str:
+    """``16384 MB (32768 MB RAM minus 16384 MB headroom)``: the figure placement compares."""
+    memory = "RAM" if not inst.gpus else f"VRAM of {inst.gpu_summary}"
+    return (
+        f"{inst.capacity_mb} MB ({inst.vram_mb} MB {memory} minus "
+        f"{inst.vram_mb - inst.capacity_mb} MB headroom)"
+    )
+
+
+def _fits_nowhere(
+    model: ModelSpec,
+    own: list[tuple[HostSpec, int, BackendInstance]],
+    largest: BackendInstance | None,
+) -> str:
+    """A model too big for every host that carries it: per host, its need there (slots differ
+    per backend) and the capacity it was compared with, headroom subtracted."""
+    clauses = [
+        f"on host {spec.name} it {_need_text(model, slots)}, more than the "
+        f"{_offer_text(best)} of its largest instance {best.name}"
+        for spec, slots, best in own
+    ]
+    text = f"model {model.name} fits on none of its hosts: " + "; ".join(clauses)
+    if largest is not None and largest.host not in {spec.name for spec, _, _ in own}:
+        text += (
+            f". The largest instance in the fleet, {largest.name} on host {largest.host} "
+            f"({_offer_text(largest)}), does not carry {model.name}: add the model to that "
+            "host's groups/models, or give the model a smaller ctx"
+        )
+    return text
 
 
 def _with_models(

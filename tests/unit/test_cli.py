@@ -72,8 +72,11 @@ def test_too_big_model_fails_naming_model_and_largest_host(write_inventory) -> N
     )
     result = CliRunner().invoke(main, ["plan", path])
     assert result.exit_code == 1
-    assert "model llama3.1-405b needs 236032 MB" in result.output
-    assert "largest capacity on offer is 195568 MB on host big-box" in result.output
+    assert "model llama3.1-405b fits on none of its hosts" in result.output
+    assert "on host big-box it needs 236032 MB" in result.output
+    assert "195568 MB (196592 MB VRAM of 1x AMD Instinct MI300X minus 1024 MB headroom)" in (
+        result.output
+    )
 
 
 def test_bad_inventory_names_file_host_and_key(write_inventory) -> None:
