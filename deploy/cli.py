@@ -8,8 +8,8 @@
 ``plan`` and ``render`` never touch a host: hosts need a ``gpus:`` override, unless
 ``--detect`` asks them (over pyinfra, like ``detect``).
 
-Other modules add subcommands with one line in ``SUBCOMMANDS`` (loaded lazily, so a module
-that fails to import never breaks ``plan``), or with ``main.add_command(cmd)``.
+Other modules add subcommands with one line in ``SUBCOMMANDS`` (imported only when that
+subcommand runs, so ``plan`` never pays for the simulator's imports).
 """
 
 from __future__ import annotations
@@ -42,25 +42,20 @@ SUBCOMMANDS: dict[str, str] = {
 
 
 class _Group(click.Group):
-    """A click group that also offers the SUBCOMMANDS found importable."""
+    """A click group that also offers the SUBCOMMANDS, imported when first used."""
 
     def _lazy(self, name: str) -> click.Command | None:
         target = SUBCOMMANDS.get(name)
         if target is None:
             return None
         module_name, _, attr = target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                return None  # not written (yet): just not offered
-            raise
-        command = getattr(module, attr, None)
-        return command if isinstance(command, click.Command) else None
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command), target
+        return command
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = set(super().list_commands(ctx))
-        names |= {name for name in SUBCOMMANDS if self._lazy(name) is not None}
+        names |= set(SUBCOMMANDS)
         return sorted(names)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:

@@ -108,10 +108,6 @@ class BackendInstance(_Frozen):
     models: tuple[PlacedModel, ...] = ()
 
     @property
-    def need_total_mb(self) -> int:
-        return sum(m.need_mb for m in self.models)
-
-    @property
     def gpu_summary(self) -> str:
         if not self.gpus:
             return "CPU"
