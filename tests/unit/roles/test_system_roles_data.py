@@ -61,9 +61,10 @@ def test_mistyped_role_keys_are_named_with_a_suggestion():
         "ollama_whatever": 1,
     }
     assert check_role_keys(data, "inv.py: host a") == [
-        "inv.py: host a: key nvidia_toolkit: unknown nvidia key "
-        "(did you mean 'nvidia_toolkit_version'?)",
+        "inv.py: host a: key nvidia_toolkit: not a knob of the nvidia role (closest known key: "
+        "nvidia_toolkit_version); its knobs: roles/nvidia/defaults.py",
         "inv.py: host a: key rocm_packages: expected a list, got 'rocm-hip-runtime'",
-        "inv.py: host a: key container_runtime_engin: unknown container_runtime key "
-        "(did you mean 'container_runtime_engine'?)",
+        "inv.py: host a: key container_runtime_engin: not a knob of the container_runtime role "
+        "(closest known key: container_runtime_engine); its knobs: "
+        "roles/container_runtime/defaults.py",
     ]
