@@ -222,24 +222,30 @@ def plan(inventory: str, as_json: bool, group_data: tuple[str, ...], detect: boo
 @group_data_option
 @detect_option
 def render(inventory: str, out_dir: str, group_data: tuple[str, ...], detect: bool) -> None:
-    """Write every per-host file (and router.yaml) for review or GitOps; each is parsed back.
+    """Write every file of every host, as <out>/<host>/<path on host>; each is parsed back.
 
-    The files are exactly what a deploy writes (``deploy/orchestrate_files.py``: role knobs
-    from host data included).
+    The files are byte for byte what a deploy puts on the hosts: the same function
+    (``deploy/render.py``) makes them, with the role knobs from each host's data.
     """
     from deploy.fleet import load_inventory
-    from deploy.orchestrate_files import host_files, router_yaml
-    from deploy.render import parse_back
+    from deploy.render import parse_back, render_host
+    from roles.knobs import check_role_keys
 
     fleet_plan = _plan(inventory, group_data, detect)
     loaded = load_inventory(inventory, group_data)
-    files = {
-        host.name: host_files(fleet_plan, host, loaded.get_host(host.inventory_name).data.dict())
-        for host in fleet_plan.hosts
-    }
-    problems = []
-    for host_name, host_files_ in files.items():
-        for file in host_files_:
+    data = {h.name: loaded.get_host(h.inventory_name).data.dict() for h in fleet_plan.hosts}
+    problems = [
+        problem
+        for h in fleet_plan.hosts
+        for problem in check_role_keys(data[h.name], f"{inventory}: host {h.name}")
+    ]
+    files = (
+        {}
+        if problems
+        else {h.name: render_host(fleet_plan, h, data[h.name]) for h in fleet_plan.hosts}
+    )
+    for host_name, host_files in files.items():
+        for file in host_files:
             try:
                 parse_back(file)
             except Exception as exc:
@@ -247,15 +253,12 @@ def render(inventory: str, out_dir: str, group_data: tuple[str, ...], detect: bo
     if problems:
         raise click.ClickException("\n".join(problems))
     out = Path(out_dir)
-    for host_name, host_files_ in files.items():
-        for file in host_files_:
+    for host_name, host_files in files.items():
+        for file in host_files:
             target = out / host_name / file.path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(file.content)
-        click.echo(f"{host_name}: {len(host_files_)} files")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "router.yaml").write_text(router_yaml(fleet_plan))
-    click.echo(f"router.yaml: {len(fleet_plan.instances)} backends -> {out / 'router.yaml'}")
+        click.echo(f"{host_name}: {len(host_files)} files")
 
 
 # --------------------------------------------------------------------------- detect

@@ -39,8 +39,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from deploy import orchestrate_phases as phases
 from deploy.fleet import Fleet, FleetError, fleet_from_inventory
-from deploy.orchestrate_checks import check_role_data, detect_hardware
-from deploy.orchestrate_files import admin_token_file, host_files, router_yaml, with_role_env
+from deploy.orchestrate_checks import detect_hardware
 from deploy.orchestrate_rollout import (
     RestartRequests,
     RouterAdmin,
@@ -49,7 +48,7 @@ from deploy.orchestrate_rollout import (
     router_admin,
 )
 from deploy.planner import FleetPlan, PlanError, plan_fleet
-from deploy.render import RenderedFile
+from deploy.render import RenderedFile, admin_token_file, check_host, render_host, with_role_env
 
 
 @dataclass
@@ -59,7 +58,6 @@ class FleetContext:
     fleet: Fleet
     plan: FleetPlan
     files: dict[str, list[RenderedFile]]  # per node name: what deploy/render.py made for it
-    router_yaml: str
     batches: list[list[str]]  # instance names per rolling-restart batch, whole fleet
     router: RouterAdmin | None  # where backends are drained (None: the fleet has no router)
     failures: FailureReport = field(default_factory=lambda: FailureReport())
@@ -94,17 +92,16 @@ def _build_context() -> FleetContext:
         fleet = fleet_from_inventory(inventory, source)
         hardware = detect_hardware(fleet, inventory)
         plan = plan_fleet(fleet, hardware)
-        problems = check_role_data(fleet, plan, inventory)
+        data = {h.name: inventory.get_host(h.inventory_name).data.dict() for h in plan.hosts}
+        problems = [
+            problem
+            for h in plan.hosts
+            for problem in check_host(f"{fleet.source}: host {h.name}", h, data[h.name])
+        ]
         if problems:
             raise FleetError(problems)
         # Render every host's files now: a template or value problem stops the deploy here.
-        files = {
-            host_plan.name: host_files(
-                plan, host_plan, inventory.get_host(host_plan.inventory_name).data.dict()
-            )
-            for host_plan in plan.hosts
-        }
-        yaml_text = router_yaml(plan)
+        files = {h.name: render_host(plan, h, data[h.name]) for h in plan.hosts}
     except (FleetError, PlanError, ValueError) as exc:
         # Nothing has run on any host yet: stop the whole deploy with every problem listed.
         raise PyinfraError(f"the deploy was not started, the plan is invalid:\n{exc}") from None
@@ -115,7 +112,6 @@ def _build_context() -> FleetContext:
         fleet,
         plan,
         files,
-        yaml_text,
         batches=plan_batches(plan, keep_copies),
         router=router_admin(plan, admin_token_file(plan)),
     )

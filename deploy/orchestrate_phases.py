@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING, Any, cast
 from pyinfra import host
 from pyinfra.api.operation import OperationMeta
 
-from deploy.orchestrate_files import admin_token_file, role_knob
 from deploy.orchestrate_rollout import RestartRequests
 from deploy.orchestrate_rollout import rolling_restarts as drained_batches
 from deploy.planner import BackendInstance, HostPlan
-from deploy.render import RenderedFile
+from deploy.render import RenderedFile, admin_token_file, role_knob
 from roles import health, llama_server, llama_swap, ollama, system
 from roles import router as router_role
 from roles.units import retired_units
@@ -107,21 +106,25 @@ def models(context: FleetContext, instances: Sequence[BackendInstance]) -> list[
     return ops
 
 
+def _router_files(context: FleetContext) -> list[RenderedFile]:
+    """This router host's files: router.yaml first, then its units."""
+    node = context.plan.host(host.name).name
+    files = [f for f in context.files[node] if f.role == "router"]
+    return sorted(files, key=lambda f: not f.path.endswith(".yaml"))
+
+
 def withdraw_leaving_models(context: FleetContext) -> list[OperationMeta]:
     """On the router host, before any backend changes: models that leave a backend stop
     being routed there (the backends phase may unload them, the models phase prune them)."""
     ops = router_role.withdraw_leaving_models(
-        router_yaml=context.router_yaml, token_path=admin_token_file(context.plan)
+        config=_router_files(context)[0], token_path=admin_token_file(context.plan)
     )
     return cast(list[OperationMeta], ops)
 
 
 def router_rollout(context: FleetContext) -> list[OperationMeta]:
-    ops = router_role.rollout(
-        router_yaml=context.router_yaml,
-        fleet=context.fleet.name,
-        token_path=admin_token_file(context.plan),
-    )
+    config, *units = _router_files(context)
+    ops = router_role.rollout(config=config, units=units, token_path=admin_token_file(context.plan))
     return cast(list[OperationMeta], ops)
 
 

@@ -114,6 +114,16 @@ class BackendInstance(_Frozen):
         return f"{len(self.gpus)}x {self.gpus[0].name}"
 
 
+class RenderedFile(_Frozen):
+    """One file a host gets (made by ``deploy/render.py``; the roles put it in place)."""
+
+    path: str
+    content: str
+    mode: str = "0644"
+    role: str
+    instance: str | None = None
+
+
 class HostPlan(_Frozen):
     name: str
     inventory_name: str

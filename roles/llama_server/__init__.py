@@ -19,7 +19,6 @@ Example (``deploy.py`` does this through ``deploy/orchestrate.py``)::
 from __future__ import annotations
 
 import hashlib
-import shlex
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -31,8 +30,7 @@ from pyinfra.operations import apt, files
 from pyinfra.operations.util import any_changed
 
 from deploy.fleet import Versions
-from deploy.planner import BackendInstance
-from deploy.render import RenderedFile, RenderSettings, llama_server_command, render_template
+from deploy.planner import BackendInstance, RenderedFile
 from roles.artifacts import gguf_files, verified_download
 from roles.llama_server.defaults import DEFAULTS
 from roles.llama_server.operations import presets_reloaded
@@ -109,28 +107,21 @@ def backend(
 ) -> list[OperationMeta]:
     """Install the binary and run one router-mode unit per instance.
 
-    ``rendered`` maps each instance name to its files from ``deploy/render.py`` (the presets).
+    ``rendered`` maps each instance name to its files from ``deploy/render.py`` (presets, unit).
     """
     data = host.data
     user = data.llama_server_user
-    settings = RenderSettings.from_host_data(data.dict())
     system_user(user, home="/var/lib/llama-server", extra_groups=data.llama_server_extra_groups)
     current, _ = install_binary(versions.llama_cpp)
     files.directory(name="Config directory", path=data.llama_server_config_dir, mode="0755")
     changes: list[OperationMeta] = [current]
     models_directories(instances, user)
     for inst in instances:
-        presets = rendered[inst.name][0]
-        command = [*llama_server_command(inst, settings), *map(str, data.llama_server_extra_args)]
-        unit_text = render_template(
-            "llama_server/llama-server.service.j2",
-            inst=inst,
-            user=user,
-            command=shlex.join(command),
-        )
+        unit_file = next(f for f in rendered[inst.name] if f.path.endswith(".service"))
+        presets = next(f for f in rendered[inst.name] if f is not unit_file)
         unit, config_ops = managed_unit(
             inst.service_name,
-            unit_text,
+            unit_file.content,
             config_files=[(presets.path, presets.content)],
             config_owner=user,
             restart_on_config=False,

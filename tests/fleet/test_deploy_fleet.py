@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -144,6 +145,32 @@ def run_infra_checks(fleet: Fleet) -> subprocess.CompletedProcess[str]:
     )
 
 
+def assert_render_is_what_the_hosts_hold(fleet: Fleet) -> None:
+    """``modelfleet render`` writes, byte for byte, every file the deploy put on each host."""
+    out = Path(fleet.data_file).parent / "render-out"
+    modelfleet = str(Path(sys.executable).with_name("modelfleet"))
+    rendered = subprocess.run(
+        [modelfleet, "render", "inventory/local.py", "--detect", "--out", str(out)],
+        cwd=REPO,
+        env={**os.environ, **fleet.env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    for running in fleet.hosts:
+        files = sorted(p for p in (out / running.name).rglob("*") if p.is_file())
+        assert files, f"modelfleet render wrote nothing for {running.name}"
+        for path in files:
+            on_host = "/" + str(path.relative_to(out / running.name))
+            held = subprocess.run(
+                ["podman", "exec", running.container, "cat", on_host],
+                capture_output=True,
+                check=True,
+            ).stdout
+            assert held == path.read_bytes(), f"{running.name}:{on_host} differs from the render"
+
+
 def router_models(fleet: Fleet) -> set[str]:
     url = f"http://{fleet.address('cpu-llama1')}:11434/v1/models"
     with urllib.request.urlopen(url, timeout=10) as resp:
@@ -159,6 +186,7 @@ def test_deploy_verify_rerun_change_converge(fleet: Fleet) -> None:
     checks = run_infra_checks(fleet)
     assert checks.returncode == 0, checks.stdout[-4000:] + checks.stderr[-2000:]
     assert " passed" in checks.stdout and "failed" not in checks.stdout
+    assert_render_is_what_the_hosts_hold(fleet)
 
     second = fleet.deploy()
     assert second["results"]["totals"]["success"] == 0, changed_hosts(second)

@@ -50,9 +50,22 @@ def test_render_writes_files_that_parse(tmp_path: Path) -> None:
     swap = yaml.safe_load((out / "gpu-amd-01/etc/llama-swap/gpu-amd-01-mi300x.yaml").read_text())
     assert "llama3.3-70b" in swap["models"]
     assert (out / "cpu-01/etc/llama-server/cpu-01-cpu.ini").is_file()
-    config = load_config(out / "router.yaml")
+    assert (out / "cpu-01/etc/systemd/system/llama-server-cpu.service").is_file()
+    config = load_config(out / "router-01/etc/modelfleet/router.yaml")
     assert len(config.backends) == 5
-    assert load_config(out / "router-01/etc/modelfleet/router.yaml") == config
+    assert (out / "router-01/etc/systemd/system/modelfleet-router.socket").is_file()
+    assert not (out / "router.yaml").exists()  # one router.yaml per router host, nowhere else
+
+
+def test_render_names_a_mistyped_role_knob(write_inventory, tmp_path: Path) -> None:
+    path = write_inventory(
+        'router = [("r1", {"router_listn": "0.0.0.0:80"})]\n'
+        'gpu = [("g1", {"backend": "ollama", "gpus": [], "ram_mb": 8192})]\n'
+    )
+    result = CliRunner().invoke(main, ["render", path, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert f"{path}: host r1: key router_listn: not a knob of the router role" in result.output
+    assert "closest known key: router_user" in result.output
 
 
 def test_too_big_model_fails_naming_model_and_largest_host(write_inventory) -> None:

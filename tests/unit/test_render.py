@@ -17,7 +17,7 @@ import yaml
 
 from deploy.fleet import load_fleet
 from deploy.planner import FleetPlan, hardware_from_overrides, plan_fleet
-from deploy.render import RenderedFile, parse_back, render_fleet, render_router_yaml
+from deploy.render import RenderedFile, parse_back, render_fleet, render_host, router_yaml
 from router.config import RouterConfig, load_config
 
 GOLDEN = Path(__file__).parent / "golden" / "example"
@@ -36,14 +36,12 @@ def example_plan(catalog_changes: dict[str, dict[str, object]] | None = None) ->
 
 
 def rendered_tree(plan: FleetPlan) -> dict[str, str]:
-    """golden-relative path -> content, for every host's files and router.yaml."""
-    tree = {
+    """golden-relative path -> content, for every file of every host (role defaults)."""
+    return {
         f"{host}/{file.path.lstrip('/')}": file.content
         for host, files in render_fleet(plan).items()
         for file in files
     }
-    tree["router.yaml"] = render_router_yaml(plan)
-    return tree
 
 
 def test_golden_files() -> None:
@@ -87,19 +85,14 @@ def test_ollama_files_parse_back() -> None:
             assert f"--env-file /etc/ollama/{inst.service_name}.env" in exec_start
             assert f"--volume {inst.models_dir}:/root/.ollama/models:z" in exec_start
             assert "--device /dev/kfd" in exec_start and "--device /dev/dri" in exec_start
-            assert "--group-add" not in exec_start  # root in the container; see RenderSettings
+            assert "--group-add" not in exec_start  # root in the container; see ollama_rocm_groups
             assert env["ROCR_VISIBLE_DEVICES"] == "0,1" and env["HIP_VISIBLE_DEVICES"] == "0,1"
 
 
 def test_rocm_container_groups_when_asked() -> None:
-    from deploy.render import RenderSettings, render_instance
-
     plan = example_plan()
-    (inst,) = plan.host("gpu-amd-02").instances
-    settings = RenderSettings(ollama_rocm_groups=("44", "992"))
-    unit = next(
-        f for f in render_instance(inst, plan.versions, settings) if f.path.endswith(".service")
-    )
+    files = render_host(plan, plan.host("gpu-amd-02"), {"ollama_rocm_groups": ["44", "992"]})
+    unit = next(f for f in files if f.path.endswith(".service"))
     assert "--group-add 44" in unit.content and "--group-add 992" in unit.content
 
 
@@ -124,7 +117,7 @@ def test_cuda_container_unit_uses_cdi_devices() -> None:
 def test_llama_swap_config_parses_back() -> None:
     plan = example_plan()
     (inst,) = (i for i in plan.instances if i.kind == "llama-swap")
-    (file,) = files_by_role(plan)["llama_swap"]
+    (file,) = (f for f in files_by_role(plan)["llama_swap"] if f.path.endswith(".yaml"))
     config = yaml.safe_load(file.content)
     assert set(config["models"]) == {m.name for m in inst.models}
     for model in inst.models:
@@ -148,7 +141,7 @@ def test_llama_swap_standin_accepts_the_config(tmp_path: Path) -> None:
 
     plan = example_plan()
     (inst,) = (i for i in plan.instances if i.kind == "llama-swap")
-    (file,) = files_by_role(plan)["llama_swap"]
+    (file,) = (f for f in files_by_role(plan)["llama_swap"] if f.path.endswith(".yaml"))
     path = tmp_path / "config.yaml"
     path.write_text(file.content)
     config = load_llama_swap_config(path)
@@ -162,7 +155,7 @@ def test_llama_swap_standin_accepts_the_config(tmp_path: Path) -> None:
 def test_llama_server_presets_parse_back() -> None:
     plan = example_plan()
     (inst,) = (i for i in plan.instances if i.kind == "llama-server")
-    (file,) = files_by_role(plan)["llama_server"]
+    (file,) = (f for f in files_by_role(plan)["llama_server"] if f.path.endswith(".ini"))
     presets = parse_back(file)
     assert isinstance(presets, configparser.ConfigParser)
     assert presets["__top__"]["version"] == "1"
@@ -180,9 +173,11 @@ def test_llama_server_presets_parse_back() -> None:
 def test_router_yaml_is_the_plans_router_config(tmp_path: Path) -> None:
     plan = example_plan()
     path = tmp_path / "router.yaml"
-    path.write_text(render_router_yaml(plan))
+    path.write_text(router_yaml(plan, "modelfleet-router"))
     config = load_config(path)
-    assert config == plan.router_config()
+    runtime_token = "/run/modelfleet-router/admin-token"
+    planned = plan.router_config().model_dump()
+    assert config == RouterConfig.model_validate({**planned, "admin_token_file": runtime_token})
     assert isinstance(config, RouterConfig)
     assert {b.name for b in config.backends} == {i.name for i in plan.instances}
     assert "admin_token:" not in path.read_text()  # only the file path, never a secret
@@ -199,7 +194,6 @@ def test_a_change_touches_only_the_files_that_depend_on_it() -> None:
     assert changed == {
         "gpu-amd-01/etc/llama-swap/gpu-amd-01-mi300x.yaml",
         "router-01/etc/modelfleet/router.yaml",
-        "router.yaml",
     }
 
 

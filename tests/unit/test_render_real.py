@@ -15,7 +15,7 @@ import pytest
 
 from deploy.fleet import load_fleet
 from deploy.planner import hardware_from_overrides, plan_fleet
-from deploy.render import RenderSettings, render_llama_server
+from deploy.render import render_host
 from tests.standins import llama
 
 pytestmark = pytest.mark.real
@@ -53,8 +53,10 @@ def test_rendered_presets_serve_with_real_llama_server(write_inventory, tmp_path
         {"all": f"model_catalog = {{'gemma-a': {entry!r}, 'gemma-b': {entry!r}}}\n"},
     )
     fleet = load_fleet(path)
-    (inst,) = plan_fleet(fleet, hardware_from_overrides(fleet)).instances
-    (preset,) = render_llama_server(inst, RenderSettings(llama_server_config_dir=str(tmp_path)))
+    plan = plan_fleet(fleet, hardware_from_overrides(fleet))
+    (inst,) = plan.instances
+    files = render_host(plan, plan.host("cpu-1"), {"llama_server_config_dir": str(tmp_path)})
+    (preset,) = (f for f in files if f.path.endswith(".ini"))
     Path(preset.path).write_text(preset.content)
 
     with llama.start_llama_server(
