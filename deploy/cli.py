@@ -24,9 +24,9 @@ from typing import Any
 
 import click
 
-from deploy.fleet import Fleet, FleetError, load_fleet
-from deploy.gpu import HostHardware, ParseError
-from deploy.planner import (
+from deploy.hardware.parsers import HostHardware, ParseError
+from deploy.inventory import Fleet, FleetError, load_fleet
+from deploy.plan import (
     BackendInstance,
     FleetPlan,
     PlanError,
@@ -37,7 +37,7 @@ from deploy.planner import (
 # name -> "module:attribute" of click commands that live elsewhere.
 SUBCOMMANDS: dict[str, str] = {
     "simulate": "deploy.simulate:simulate_command",
-    "demo": "deploy.demo:demo_command",
+    "demo": "deploy.lab.demo:demo_command",
 }
 
 
@@ -227,7 +227,7 @@ def render(inventory: str, out_dir: str, group_data: tuple[str, ...], detect: bo
     The files are byte for byte what a deploy puts on the hosts: the same function
     (``deploy/render.py``) makes them, with the role knobs from each host's data.
     """
-    from deploy.fleet import load_inventory
+    from deploy.inventory import load_inventory
     from deploy.render import parse_back, render_host
     from roles.knobs import check_role_keys
 
@@ -279,7 +279,7 @@ def detect_hosts(inventory: str, only: list[str] | None = None) -> dict[str, Hos
     from pyinfra.api.facts import get_fact
     from pyinfra.context import ctx_host, ctx_state
 
-    from deploy.fleet import _pyinfra_make_inventory
+    from deploy.inventory import _pyinfra_make_inventory
     from roles.gpu.facts import HostHardwareFact
 
     with ctx_state.use(State()):

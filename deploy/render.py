@@ -30,8 +30,8 @@ from typing import Any
 import jinja2
 import yaml
 
-from deploy.fleet import Versions
-from deploy.planner import BackendInstance, FleetPlan, HostPlan, PlacedModel, RenderedFile
+from deploy.inventory import Versions
+from deploy.plan import BackendInstance, FleetPlan, HostPlan, PlacedModel, RenderedFile
 from roles import knobs
 from roles.llama_server import defaults as llama_server_defaults
 from roles.llama_swap import defaults as llama_swap_defaults

@@ -1055,8 +1055,8 @@ def _fleet_config(inventory: str | None, router_config: str | None) -> RouterCon
             return load_config(router_config)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
-    from deploy.fleet import FleetError, load_fleet
-    from deploy.planner import PlanError, hardware_from_overrides, plan_fleet
+    from deploy.inventory import FleetError, load_fleet
+    from deploy.plan import PlanError, hardware_from_overrides, plan_fleet
 
     assert inventory is not None
     try:

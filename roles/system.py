@@ -8,7 +8,7 @@
 Set ``*_manage_driver: False`` for hosts whose driver is managed elsewhere (or emulated, as
 in ``inventory/local.py``).
 
-Example (``deploy/orchestrate_phases.py``)::
+Example (``deploy/apply/phases.py``)::
 
     from roles import system
     system.drivers_and_runtime(needs_container_engine=any(

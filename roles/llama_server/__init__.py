@@ -1,6 +1,6 @@
 """llama.cpp ``llama-server`` in router mode: one unit per instance, presets from the plan.
 
-The cached build (llama-cpp-python 0.3.36's vendored llama.cpp, ``deploy/llama_build.sh``) has
+The cached build (llama-cpp-python 0.3.36's vendored llama.cpp, ``deploy/lab/llama_build.sh``) has
 router mode (``tools/server/server-models.cpp``): started without ``-m`` and with
 ``--models-preset``, llama-server runs a child server per model on demand. A presets change is
 applied with ``GET /models?reload=1``, which unloads only the models whose preset changed;
@@ -10,7 +10,7 @@ The binary comes from ``llama_server_binary_url`` + ``llama_server_binary_sha256
 executable itself), or from ``llama_server_binary_path`` on the controller (uploaded). The
 llama_swap role installs it the same way: llama-swap starts its models with it.
 
-Example (``deploy.py`` does this through ``deploy/orchestrate.py``)::
+Example (``deploy.py`` does this through ``deploy/apply/context.py``)::
 
     llama_server.backend(instances=host_plan.instances, rendered={...}, versions=plan.versions)
     llama_server.models(instances=host_plan.instances)
@@ -29,8 +29,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import apt, files
 from pyinfra.operations.util import any_changed
 
-from deploy.fleet import Versions
-from deploy.planner import BackendInstance, RenderedFile
+from deploy.plan import BackendInstance, RenderedFile, Versions
 from roles.artifacts import gguf_files, verified_download
 from roles.llama_server.defaults import DEFAULTS
 from roles.llama_server.operations import presets_reloaded

@@ -11,7 +11,7 @@ from roles.checks import need_sha256
 DEFAULTS: dict[str, Any] = {
     # Where the llama-server binary comes from; one of:
     #   a URL + sha256 of the executable, or
-    #   a path on the controller (e.g. the cached build of deploy/llama_build.sh), uploaded.
+    #   a path on the controller (e.g. the cached build of deploy/lab/llama_build.sh), uploaded.
     "llama_server_binary_url": None,
     "llama_server_binary_sha256": None,
     "llama_server_binary_path": None,
@@ -52,7 +52,7 @@ def check(values: Mapping[str, Any], installs: Set[str]) -> list[str]:
         if not Path(str(path)).is_file():
             return [
                 f"key llama_server_binary_path: {path} is not a file on the controller "
-                "(build it with: bash deploy/llama_build.sh)"
+                "(build it with: bash deploy/lab/llama_build.sh)"
             ]
         return []
     if url:

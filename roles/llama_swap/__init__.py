@@ -4,7 +4,7 @@ A config change must not cold-start the host: llama-swap unloads every model whe
 its config, so ``-watch-config`` is off, the config is rendered deterministically, and an
 instance restarts only when its own config, unit or release really changed.
 
-Example (``deploy.py`` does this through ``deploy/orchestrate.py``)::
+Example (``deploy.py`` does this through ``deploy/apply/context.py``)::
 
     llama_swap.backend(instances=host_plan.instances, rendered={...}, versions=plan.versions)
     llama_swap.models(instances=host_plan.instances)
@@ -19,8 +19,7 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files
 
-from deploy.fleet import Versions
-from deploy.planner import BackendInstance, RenderedFile
+from deploy.plan import BackendInstance, RenderedFile, Versions
 from roles.artifacts import gguf_files
 from roles.llama_server import install_binary
 from roles.llama_swap.defaults import DEFAULTS

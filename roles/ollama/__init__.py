@@ -12,7 +12,7 @@ native mode, when the release changed. Models are pulled through the API with pr
 (``ollama-pull.py``), only the missing ones; with ``ollama_prune_models`` the models that left
 the set are deleted.
 
-Example (``deploy.py`` does this through ``deploy/orchestrate.py``)::
+Example (``deploy.py`` does this through ``deploy/apply/context.py``)::
 
     ollama.backend(instances=host_plan.instances, rendered={...}, versions=plan.versions)
     ollama.models(instances=host_plan.instances)
@@ -28,8 +28,7 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files
 
-from deploy.fleet import Versions
-from deploy.planner import BackendInstance, RenderedFile
+from deploy.plan import BackendInstance, RenderedFile, Versions
 from roles.ollama import operations as ops
 from roles.ollama.defaults import BINARY_LINK, DEFAULTS
 from roles.units import RestartHook, managed_unit, models_directories, pinned_release, system_user

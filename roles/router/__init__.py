@@ -18,7 +18,7 @@
    restart the old process stops accepting and finishes its requests in flight while new
    connections wait in the socket's backlog for the new one, so no client is refused or cut.
 
-Example (``deploy.py`` does this through ``deploy/orchestrate.py``)::
+Example (``deploy.py`` does this through ``deploy/apply/context.py``)::
 
     router.rollout(config=files[0], units=files[1:], token_path=token_file)
 """
@@ -38,7 +38,7 @@ from pyinfra.facts.files import FileContents, Link
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploy.planner import RenderedFile
+from deploy.plan import RenderedFile
 from roles.router import operations as ops
 from roles.router.defaults import DEFAULTS
 from roles.router.wheelhouse import build_wheelhouse, release_id

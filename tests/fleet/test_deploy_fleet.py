@@ -33,8 +33,8 @@ from typing import Any
 
 import pytest
 
-from deploy import localfleet, localstack
-from deploy.localstack import GEMMA
+from deploy.lab import localfleet, localstack
+from deploy.lab.localstack import GEMMA
 from tests.fleet.conftest import REPO, new_fleet_name, run_pyinfra
 
 QWEN = {

@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from deploy import localfleet
-from deploy.fleet import load_fleet
-from deploy.localfleet import ContainerHost, LocalFleetError
+from deploy.inventory import load_fleet
+from deploy.lab import localfleet
+from deploy.lab.localfleet import ContainerHost, LocalFleetError
 
 
 def sh(container: str, command: str) -> subprocess.CompletedProcess[str]:

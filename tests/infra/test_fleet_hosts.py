@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from deploy.planner import BackendInstance, HostPlan
+from deploy.plan import BackendInstance, HostPlan
 from deploy.render import admin_token_file, render_host
 from roles.knobs import role_values
 from roles.ollama.facts import normalize_tag

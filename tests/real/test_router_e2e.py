@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.standins import llama
+from deploy.lab import llama
 
 pytestmark = pytest.mark.real
 ADMIN = "e2e-admin-token"

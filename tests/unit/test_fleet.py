@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.fleet import FleetError, load_fleet
+from deploy.inventory import FleetError, load_fleet
 
 CATALOG = """
 model_catalog = {
@@ -77,7 +77,7 @@ def test_llama_swap_host_needs_gguf_source(write_inventory) -> None:
 
 
 def test_router_settings_pass_through_and_secrets_are_refused(write_inventory, tmp_path) -> None:
-    from deploy.planner import hardware_from_overrides, plan_fleet
+    from deploy.plan import hardware_from_overrides, plan_fleet
     from deploy.render import router_yaml
     from router.config import load_config
 

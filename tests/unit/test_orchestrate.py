@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.fleet import fleet_from_inventory
-from deploy.planner import FleetPlan, hardware_from_overrides, plan_fleet
+from deploy.inventory import fleet_from_inventory
+from deploy.plan import FleetPlan, hardware_from_overrides, plan_fleet
 from deploy.render import admin_token_file, check_host, render_host, router_yaml, with_role_env
 from router.config import RouterConfig
 

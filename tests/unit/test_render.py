@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.fleet import load_fleet
-from deploy.planner import FleetPlan, hardware_from_overrides, plan_fleet
+from deploy.inventory import load_fleet
+from deploy.plan import FleetPlan, hardware_from_overrides, plan_fleet
 from deploy.render import RenderedFile, parse_back, render_fleet, render_host, router_yaml
 from router.config import RouterConfig, load_config
 
@@ -137,7 +137,7 @@ def test_llama_swap_config_parses_back() -> None:
 
 def test_llama_swap_standin_accepts_the_config(tmp_path: Path) -> None:
     """The project's llama-swap stand-in validates configs like llama-swap does."""
-    from tests.standins.llama_swap import load_config as load_llama_swap_config
+    from deploy.lab.standins.llama_swap import load_config as load_llama_swap_config
 
     plan = example_plan()
     (inst,) = (i for i in plan.instances if i.kind == "llama-swap")

@@ -1,6 +1,6 @@
 """The rendered llama-server presets, served by the REAL llama-server (router mode).
 
-Needs the cached build and GGUF from ``bash deploy/llama_build.sh``; skips without them
+Needs the cached build and GGUF from ``bash deploy/lab/llama_build.sh``; skips without them
 (fails instead when MODELFLEET_REQUIRE_REAL is set, as in tests/real).
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy.fleet import load_fleet
-from deploy.planner import hardware_from_overrides, plan_fleet
+from deploy.inventory import load_fleet
+from deploy.lab import llama
+from deploy.plan import hardware_from_overrides, plan_fleet
 from deploy.render import render_host
-from tests.standins import llama
 
 pytestmark = pytest.mark.real
 
@@ -37,7 +37,7 @@ def test_rendered_presets_serve_with_real_llama_server(write_inventory, tmp_path
     if missing:
         if os.environ.get("MODELFLEET_REQUIRE_REAL", "") not in ("", "0"):
             pytest.fail(f"MODELFLEET_REQUIRE_REAL is set but missing: {missing}")
-        pytest.skip(f"not built ({', '.join(missing)}): run `bash deploy/llama_build.sh`")
+        pytest.skip(f"not built ({', '.join(missing)}): run `bash deploy/lab/llama_build.sh`")
     model_dir = llama.gguf_model_path().parent  # type: ignore[union-attr]
     entry = {
         "gguf": GGUF,

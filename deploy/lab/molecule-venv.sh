@@ -2,9 +2,9 @@
 # The Molecule stack for the role scenarios, in its own venv (.venv-molecule), kept apart from
 # the project's .venv. Galaxy is not reachable here, so the containers.podman collection that
 # Molecule's podman driver needs is extracted from the PyPI `ansible` wheel (1 MB of 473 MB).
-#   bash deploy/molecule-venv.sh      then:  bash deploy/molecule.sh nvidia   (molecule test there)
+#   bash deploy/lab/molecule-venv.sh      then:  bash deploy/lab/molecule.sh nvidia   (molecule test there)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 VENV=.venv-molecule
 ANSIBLE_WHEEL_VERSION=${MODELFLEET_ANSIBLE_VERSION:-12.3.0}
@@ -34,4 +34,4 @@ PY
     rm -rf "$COLLECTIONS"
     mv "$COLLECTIONS.partial" "$COLLECTIONS"
 fi
-say "ready: bash deploy/molecule.sh <role> runs molecule test in roles/<role> with these tools"
+say "ready: bash deploy/lab/molecule.sh <role> runs molecule test in roles/<role> with these tools"

@@ -41,7 +41,7 @@ from pydantic import (
     model_validator,
 )
 
-from deploy.gpu import Gpu, expand_gpu_overrides
+from deploy.hardware.parsers import Gpu, expand_gpu_overrides
 
 BackendKindName = Literal["ollama", "llama-swap", "llama-server"]
 InstallMode = Literal["native", "container"]

@@ -157,7 +157,7 @@ def _mig_profile_mb(profile: str) -> int:
 def expand_gpu_overrides(entries: Iterable[dict[str, Any]]) -> tuple[Gpu, ...]:
     """Turn host-data ``gpus:`` entries into Gpu objects (``count`` repeats, index by position).
 
-    Raises ValueError (with the entry's position) for a bad entry; ``deploy.fleet`` wraps it
+    Raises ValueError (with the entry's position) for a bad entry; ``deploy.inventory`` wraps it
     with the file, host and key.
     """
     gpus: list[Gpu] = []
@@ -615,7 +615,8 @@ def hardware_from_sections(sections: dict[str, Section]) -> HostHardware:
             if pci_id not in PCI_VRAM_MB:
                 raise ParseError(
                     f"lspci: {device.slot} {device.description} [{pci_id}]: no {vendor} driver "
-                    "reports this GPU yet and its VRAM is not in deploy.gpu.PCI_VRAM_MB; "
+                    "reports this GPU yet and its VRAM is not in "
+                    "deploy.hardware.parsers.PCI_VRAM_MB; "
                     "set gpus: in the host's data"
                 )
             name, vram = PCI_VRAM_MB[pci_id]

@@ -3,13 +3,13 @@
 ``inventory/local.py`` describes the hosts; this module supplies what they download and the
 data that tells the roles where to find it:
 
-- the Ollama and llama-swap STAND-IN releases (``tests/standins/release.py``: their real
+- the Ollama and llama-swap STAND-IN releases (``deploy/lab/standins/release.py``: their real
   releases cannot be downloaded here), built reproducibly so their sha256 never changes;
-- the real GGUF model and the cached real llama-server binary (``deploy/llama_build.sh``);
+- the real GGUF model and the cached real llama-server binary (``deploy/lab/llama_build.sh``);
 - a file server on the podman bridge (containers cannot reach this machine's 127.0.0.1);
 - the data file that ``inventory/local.py`` merges into every host's data.
 
-The demo (``deploy/demo.py``) and the fleet tests (``tests/fleet/``) both use it, so the demo
+The demo (``deploy/lab/demo.py``) and the fleet tests (``tests/fleet/``) both use it, so the demo
 is exactly what CI deploys.
 
 Example::
@@ -25,22 +25,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy import localfleet
-from deploy.fleet import Versions
+from deploy.inventory import Versions
+from deploy.lab import localfleet
+from deploy.lab.llama import gguf_model_path, llama_server_bin
+from deploy.lab.standins.release import build_releases, serve_releases
 
-REPO = Path(__file__).resolve().parents[1]
-# The stand-ins live with the tests; the demo runs from a checkout, so make them importable.
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from tests.standins.llama import gguf_model_path, llama_server_bin  # noqa: E402
-from tests.standins.release import build_releases, serve_releases  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 GEMMA = "gemma3-270m"
 GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
@@ -75,7 +70,7 @@ def build_stack_files(files_dir: Path) -> StackFiles:
     if server_bin is None or model is None:
         raise StackError(
             "the real llama-server build or the gemma3 GGUF is missing: "
-            "run `bash deploy/llama_build.sh` (about 5 minutes the first time)"
+            "run `bash deploy/lab/llama_build.sh` (about 5 minutes the first time)"
         )
     versions = Versions()
     releases = build_releases(
@@ -128,7 +123,7 @@ def gemma_entry(files_url: str, groups: list[str], **extra: Any) -> dict[str, An
         "ctx": 2048,
         "slots": 1,
         "groups": groups,
-        # A base model without a chat template (see tests/standins/llama.py).
+        # A base model without a chat template (see deploy/lab/llama.py).
         "llama_args": ["--no-jinja", "--chat-template", "gemma"],
         **extra,
     }

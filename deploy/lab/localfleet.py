@@ -1,9 +1,9 @@
 """The local container fleet: podman systemd containers that stand in for GPU hosts.
 
-Each host is a container of the host image (``deploy/hostimage.sh``) running systemd as PID 1
+Each host is a container of the host image (``deploy/lab/hostimage.sh``) running systemd as PID 1
 and sshd, with its own address on podman's default bridge (10.88.0.0/16). GPUs are emulated by
 the stand-in tools from ``tests/fakegpu/`` (nvidia-smi, amd-smi, rocm-smi, lspci, mokutil),
-configured from a profile in ``tests/fakegpu/profiles.json`` (e.g. ``rtx4090x2``, ``mi300x``).
+configured from a profile in ``deploy/lab/fakegpu/profiles.json`` (e.g. ``rtx4090x2``, ``mi300x``).
 
 Every container carries the label ``modelfleet.fleet=<fleet>``, so :func:`down` finds all of
 them; names are ``<fleet>-<host>``. Networking: this machine reaches a container at its address
@@ -13,12 +13,12 @@ the stand-in apt repository) binds there, not to 127.0.0.1.
 
 Example::
 
-    from deploy import localfleet
+    from deploy.lab import localfleet
     hosts = localfleet.up([localfleet.ContainerHost("gpu-nv1", gpu="rtx4090x2")], fleet="demo")
     hosts[0].address                  # "10.88.0.12"
     localfleet.down("demo")           # removes every container labelled modelfleet.fleet=demo
 
-Command line: ``python -m deploy.localfleet up|down|status [--fleet NAME]``.
+Command line: ``python -m deploy.lab.localfleet up|down|status [--fleet NAME]``.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from typing import Any
 
 import click
 
-REPO = Path(__file__).resolve().parents[1]
-FAKEGPU_DIR = REPO / "tests" / "fakegpu"
+REPO = Path(__file__).resolve().parents[2]
+FAKEGPU_DIR = Path(__file__).resolve().parent / "fakegpu"
 IMAGE = os.environ.get("MODELFLEET_IMAGE", "localhost/modelfleet-host:bookworm")
 CACHE = Path(os.environ.get("MODELFLEET_CACHE", Path.home() / ".cache" / "modelfleet"))
 SSH_KEY = CACHE / "ssh" / "id_ed25519"
@@ -71,7 +71,7 @@ class ContainerHost:
     """One container host to bring up.
 
     + name: host name (also the container's hostname); the container is ``<fleet>-<name>``
-    + gpu: a profile in ``tests/fakegpu/profiles.json`` (``None``: no GPU emulation at all)
+    + gpu: a profile in ``deploy/lab/fakegpu/profiles.json`` (``None``: no GPU emulation at all)
     + gpu_driver: install the vendor tools (nvidia-smi / amd-smi); ``False`` emulates a host
       whose driver is not installed yet (lspci still lists the GPUs), for the driver roles
     + secure_boot: what ``mokutil --sb-state`` reports
@@ -99,7 +99,7 @@ class RunningHost:
 
 
 def load_profiles() -> dict[str, dict[str, Any]]:
-    """The GPU emulation profiles, by name (``tests/fakegpu/profiles.json``)."""
+    """The GPU emulation profiles, by name (``deploy/lab/fakegpu/profiles.json``)."""
     raw: dict[str, Any] = json.loads((FAKEGPU_DIR / "profiles.json").read_text())
     return {name: value for name, value in raw.items() if not name.startswith("_")}
 
@@ -226,7 +226,7 @@ def up(
                     f"host {spec.name}: container {container} was started with other GPU "
                     f"emulation or published ports ({labels.get(GPU_LABEL) or 'no GPU'}; "
                     f"published: {labels.get(PUBLISH_LABEL) or 'none'}); tear the fleet down "
-                    f"first: python -m deploy.localfleet down --fleet {fleet}"
+                    f"first: python -m deploy.lab.localfleet down --fleet {fleet}"
                 )
             elif not info["State"]["Running"]:
                 _podman("start", container)
@@ -336,7 +336,7 @@ def _validate(hosts: Sequence[ContainerHost], profiles: dict[str, Any], fleet: s
         if spec.gpu is not None and spec.gpu not in profiles:
             problems.append(
                 f"host {spec.name}: gpu profile {spec.gpu!r} is not in "
-                f"tests/fakegpu/profiles.json (known: {', '.join(sorted(profiles))})"
+                f"deploy/lab/fakegpu/profiles.json (known: {', '.join(sorted(profiles))})"
             )
     if problems:
         raise LocalFleetError("; ".join(problems))

@@ -4,9 +4,9 @@
 This is a STAND-IN, not the vendors' tools. One script answers for every tool, picked by the
 name it is called as (``/usr/local/bin/nvidia-smi -> fakegpu.py``), and prints what the real
 tool prints for the GPUs in ``/etc/modelfleet/fakegpu.json`` (written by
-``deploy/localfleet.py`` from ``tests/fakegpu/profiles.json``). Only the options the project's
-facts and roles use are implemented; anything else exits 2 and says so, so a fact that starts
-asking something new fails loudly instead of parsing made-up output.
+``deploy/lab/localfleet.py`` from ``deploy/lab/fakegpu/profiles.json``). Only the options the
+project's facts and roles use are implemented; anything else exits 2 and says so, so a fact that
+starts asking something new fails loudly instead of parsing made-up output.
 
 Python 3 standard library only: it runs on the bare host image.
 

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from deploy.fleet import Fleet, FleetError
-from deploy.planner import FleetPlan
+from deploy.inventory import Fleet, FleetError
+from deploy.plan import FleetPlan
 
 
 def plan_from_inventory(inventory_file: str) -> tuple[Fleet, FleetPlan, Any]:
@@ -26,9 +26,9 @@ def plan_from_inventory(inventory_file: str) -> tuple[Fleet, FleetPlan, Any]:
     from pyinfra.context import ctx_inventory, ctx_state
     from pyinfra_cli.inventory import make_inventory
 
-    from deploy.fleet import fleet_from_inventory
-    from deploy.orchestrate_checks import detect_hardware
-    from deploy.planner import plan_fleet
+    from deploy.hardware.detect import detect_hardware
+    from deploy.inventory import fleet_from_inventory
+    from deploy.plan import plan_fleet
 
     if not Path(inventory_file).is_file():
         raise FleetError([f"{inventory_file}: no such inventory file"])

@@ -1,4 +1,4 @@
-"""The phases of ``deploy.py`` for one host, each a call into the roles (see orchestrate.py).
+"""The phases of ``deploy.py`` for one host, each a call into the roles (see run.py).
 
 Every function runs inside pyinfra's prepare stage for the current host and returns the
 operations whose changes matter to the health check at the end.
@@ -7,21 +7,19 @@ operations whose changes matter to the health check at the end.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from pyinfra import host
 from pyinfra.api.operation import OperationMeta
 
-from deploy.orchestrate_rollout import RestartRequests
-from deploy.orchestrate_rollout import rolling_restarts as drained_batches
-from deploy.planner import BackendInstance, HostPlan
+from deploy.apply.context import FleetContext
+from deploy.apply.rollout import RestartRequests
+from deploy.apply.rollout import rolling_restarts as drained_batches
+from deploy.plan import BackendInstance, HostPlan
 from deploy.render import RenderedFile, admin_token_file, role_knob
 from roles import health, llama_server, llama_swap, ollama, system
 from roles import router as router_role
 from roles.units import retired_units
-
-if TYPE_CHECKING:
-    from deploy.orchestrate import FleetContext
 
 # Per backend kind: the role and the path that says "alive".
 ROLES: dict[str, tuple[Any, str]] = {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Podman set-up and the systemd host image for the local container fleet (run as root).
 #
-#   bash deploy/hostimage.sh            podman + runc config + image (cached; fast when done)
-#   bash deploy/hostimage.sh --rebuild  throw the image and its tarball cache away and build again
+#   bash deploy/lab/hostimage.sh            podman + runc config + image (cached; fast when done)
+#   bash deploy/lab/hostimage.sh --rebuild  throw the image and its tarball cache away and build again
 #
 # The image is a debootstrap'ed Debian 12 (minbase + systemd, sshd, python3, curl) imported with
 # `podman import`. Build order, cheapest first:
@@ -49,7 +49,7 @@ configure_podman() {
     # crun cannot start containers on a cgroup v1 / hybrid host ("cgroups in hybrid mode not
     # supported"); runc can. default_ulimits = [] keeps podman from raising limits runc rejects.
     local wanted
-    wanted=$'# Written by modelfleet deploy/hostimage.sh\n[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"'
+    wanted=$'# Written by modelfleet deploy/lab/hostimage.sh\n[containers]\ndefault_ulimits = []\n\n[engine]\nruntime = "runc"'
     if [ -f "$CONTAINERS_CONF" ] && [ "$(cat "$CONTAINERS_CONF")" = "$wanted" ]; then
         return
     fi

@@ -18,8 +18,9 @@ Python::
 
 CLI::
 
-    python3 tests/standins/release.py build OUT_DIR [--ollama-version V] [--llama-swap-version V]
-    python3 tests/standins/release.py serve OUT_DIR [--host 127.0.0.1] [--port 8000]
+    python3 deploy/lab/standins/release.py build OUT_DIR
+        [--ollama-version V] [--llama-swap-version V]
+    python3 deploy/lab/standins/release.py serve OUT_DIR [--host 127.0.0.1] [--port 8000]
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def build_ollama_release(out_dir: Path, version: str | None = None) -> Release:
     """``ollama-linux-amd64.tgz`` like Ollama's: ``bin/ollama`` + ``lib/ollama/``."""
     version = version or standin_version("ollama.py")
     notice = (
-        f"Ollama STAND-IN {version} (modelfleet tests/standins/ollama.py): simulated models, "
+        f"Ollama STAND-IN {version} (modelfleet deploy/lab/standins/ollama.py): simulated models, "
         "no GPU libraries. Unpack like the real release: tar -C /usr -xzf ollama-linux-amd64.tgz\n"
     ).encode()
     path = Path(out_dir) / "ollama-linux-amd64.tgz"

@@ -28,7 +28,7 @@ from pyinfra import host
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations.util import any_changed
 
-from deploy.planner import BackendInstance, FleetPlan, HostPlan
+from deploy.plan import BackendInstance, FleetPlan, HostPlan
 from roles.drain import drained_restart
 
 DEFAULTS: dict[str, Any] = {

@@ -30,7 +30,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deploy.fleet import (
+from deploy.hardware.parsers import Gpu, HostHardware
+from deploy.inventory import (
     BackendSpec,
     Fleet,
     GgufSource,
@@ -39,7 +40,6 @@ from deploy.fleet import (
     RouterSettings,
     Versions,
 )
-from deploy.gpu import Gpu, HostHardware
 from router.config import BackendConfig, ModelEntry, RouterConfig
 
 Accelerator = Literal["cuda", "rocm", "cpu"]

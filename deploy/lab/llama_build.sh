@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the real llama.cpp `llama-server` and assemble the test model, once per machine.
 #
-#   bash deploy/llama_build.sh          build/assemble what is missing, then print the paths
+#   bash deploy/lab/llama_build.sh          build/assemble what is missing, then print the paths
 #
 # Source: the llama-cpp-python 0.3.36 sdist from PyPI (sha256 pinned below). Its code is never run:
 # we read the file's URL from the index, check the sha256, and compile only `llama-server` from its
@@ -11,7 +11,7 @@
 # Both are written atomically (temp dir, then rename): an interrupted run never leaves a broken
 # cache, and a second run with both present does nothing.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 LLAMA_CPP_PYTHON_VERSION=0.3.36
 SDIST_NAME="llama_cpp_python-${LLAMA_CPP_PYTHON_VERSION}.tar.gz"

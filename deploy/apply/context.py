@@ -1,4 +1,4 @@
-"""What ``deploy.py`` runs on each host: the whole plan first, then the phases in order.
+"""The whole fleet's context, decided on the controller before any host is touched.
 
 pyinfra executes ``deploy.py`` once per host during its *prepare* stage, and runs nothing on any
 host until every host is prepared. The first call here therefore builds and validates the plan
@@ -16,7 +16,7 @@ The phases, in the order pyinfra executes them across hosts:
 3. backends          roles.ollama / roles.llama_swap / roles.llama_server: binaries, units, configs
 4. rolling restarts  the units whose unit, config or release changed, in batches that keep
                      every model served, each drained in the router meanwhile
-                     (deploy/orchestrate_rollout.py)
+                     (deploy/apply/rollout.py)
 5. models            pulls and verified GGUF downloads; pruning
 6. router rollout    roles.router on hosts of the ``router`` group
 7. health check      every backend instance answers; the router answers /readyz
@@ -33,22 +33,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyinfra import host, inventory, logger, state
+from pyinfra import inventory, logger, state
 from pyinfra.api import BaseStateCallback
 from pyinfra.api.exceptions import PyinfraError
 
-from deploy import orchestrate_phases as phases
-from deploy.fleet import Fleet, FleetError, fleet_from_inventory
-from deploy.orchestrate_checks import detect_hardware
-from deploy.orchestrate_rollout import (
-    RestartRequests,
+from deploy.apply.rollout import (
     RouterAdmin,
     knob,
     plan_batches,
     router_admin,
 )
-from deploy.planner import FleetPlan, PlanError, plan_fleet
-from deploy.render import RenderedFile, admin_token_file, check_host, render_host, with_role_env
+from deploy.hardware.detect import detect_hardware
+from deploy.inventory import Fleet, FleetError, fleet_from_inventory
+from deploy.plan import FleetPlan, PlanError, plan_fleet
+from deploy.render import RenderedFile, admin_token_file, check_host, render_host
 
 
 @dataclass
@@ -117,23 +115,6 @@ def _build_context() -> FleetContext:
     )
     state.add_callback_handler(context.failures)
     return context
-
-
-def deploy_host() -> None:
-    """Run the phases for the current host (called by ``deploy.py``)."""
-    context = fleet_context()
-    host_plan = context.plan.host(host.name)
-    ops = phases.drivers_and_runtime(context, host_plan)
-    if host_plan.router:
-        ops += phases.withdraw_leaving_models(context)
-    instances = [with_role_env(inst, host.data.dict()) for inst in host_plan.instances]
-    restarts = RestartRequests()
-    ops += phases.backends(context, host_plan, instances, restarts)
-    ops += phases.rolling_restarts(context, instances, restarts)
-    ops += phases.models(context, instances)
-    if host_plan.router:
-        ops += phases.router_rollout(context)
-    phases.health_check(context, host_plan, ops)
 
 
 class FailureReport(BaseStateCallback):

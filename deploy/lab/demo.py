@@ -5,13 +5,13 @@ with real llama.cpp inference, one step at a time, each with a time estimate:
 
 1. preflight: root, podman, disk space, the router's and the file server's ports (checked by
    binding where they will listen);
-2. the systemd host image (``deploy/hostimage.sh``, cached);
-3. the real llama-server build and the gemma3 GGUF (``deploy/llama_build.sh``, cached);
+2. the systemd host image (``deploy/lab/hostimage.sh``, cached);
+3. the real llama-server build and the gemma3 GGUF (``deploy/lab/llama_build.sh``, cached);
 4. three podman systemd hosts (``inventory/local.py``) on a podman network of the fleet's own
    (``modelfleet-<fleet>``): gpu-nv1 (2x RTX 4090 emulated, Ollama stand-in), gpu-amd1 (MI300X
    emulated, llama-swap stand-in), cpu-llama1 (real llama-server and the router, published on
    this machine's loopback, 127.0.0.1:11434 by default);
-5. the stand-in releases and a file server on that network's gateway (``deploy/localstack.py``);
+5. the stand-in releases and a file server on that network's gateway (``deploy/lab/localstack.py``);
 6. the real deploy: ``pyinfra -y --json inventory/local.py deploy.py``;
 7. a first request through the router, showing which host served it and why.
 
@@ -39,7 +39,7 @@ from typing import Any, TextIO
 
 import click
 
-from deploy import localfleet, localstack, preflight
+from deploy.lab import localfleet, localstack, preflight
 
 REPO = localstack.REPO
 DEFAULT_FLEET = "demo"
@@ -314,9 +314,9 @@ def up(
     with exclusive(fleet):
         existed = bool(localfleet.status(fleet))
         with progress.step("host image", "about 90 s the first time, cached after"):
-            run_script("deploy/hostimage.sh", progress)
+            run_script("deploy/lab/hostimage.sh", progress)
         with progress.step("llama-server build and model", "about 5 min the first time"):
-            run_script("deploy/llama_build.sh", progress)
+            run_script("deploy/lab/llama_build.sh", progress)
         try:
             with progress.step("container hosts", "about 15 s"):
                 hosts = localfleet.up(
