@@ -261,8 +261,12 @@ def measure(
 
 def new_router_release(into: Path) -> Path:
     """A copy of the project whose router is the same code under a new release id."""
-    for part in ("deploy", "roles", "router", "templates", "inventory", "tests", "bench"):
-        shutil.copytree(REPO / part, into / part, ignore=shutil.ignore_patterns("__pycache__"))
+    parts = ("modelfleet", "deploy", "roles", "router", "templates", "inventory", "tests", "bench")
+    for part in parts:
+        # modelfleet/ links the folders next to it: copied as links, it imports the copy.
+        shutil.copytree(
+            REPO / part, into / part, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+        )
     for part in ("deploy.py", "pyproject.toml", "README.md"):
         shutil.copy2(REPO / part, into / part)
     marker = into / "router" / "__init__.py"

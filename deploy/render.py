@@ -24,7 +24,6 @@ import json
 import shlex
 from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -101,7 +100,7 @@ def _ini_value(value: Any) -> str:
 @cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(Path(__file__).resolve().parent.parent / TEMPLATES)),
+        loader=jinja2.PackageLoader("modelfleet", TEMPLATES),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,

@@ -1,9 +1,10 @@
 """The modelfleet router on router hosts: a versioned venv per release, a safe rollout.
 
-1. The controller builds the project's wheel and every dependency wheel once
-   (``wheelhouse.py``); a router host installs them with ``pip install --no-index`` into
-   ``<root>/releases/<release id>/``. The release id hashes the sources, so a re-run of the same
-   checkout uploads nothing.
+1. The controller builds the project's wheel and the router's own dependency wheels once per
+   release, when the upload runs (never under ``--dry``; ``wheelhouse.py``); a router host
+   installs them with ``pip install --no-index`` into ``<root>/releases/<release id>/``: a
+   router-only environment (no pyinfra, paramiko, gevent, pynvml). The release id hashes the
+   sources, so a re-run of the same checkout builds and uploads nothing.
 2. ``router.yaml`` and the units are rendered from the whole fleet's plan by
    ``deploy/render.py`` (``--limit`` does not shrink it); this role puts them in place. The
    admin token stays in a root-only file (0600); the unit hands the service a private copy at
@@ -41,7 +42,7 @@ from pyinfra.operations.util import any_changed
 from deploy.plan import RenderedFile
 from roles.router import operations as ops
 from roles.router.defaults import DEFAULTS
-from roles.router.wheelhouse import build_wheelhouse, release_id
+from roles.router.wheelhouse import build_wheelhouse, release_id, wheelhouse_path
 
 ROLLOUT_SCRIPT = "/usr/local/lib/modelfleet/router-rollout.py"
 
@@ -166,7 +167,8 @@ def rollout(
     release_dir = f"{root}/releases/{release_id()}"
     installed = ops.release(
         name=f"Router release {release_id()}",
-        tarball=str(build_wheelhouse()),
+        tarball=str(wheelhouse_path()),
+        build=build_wheelhouse,
         release_dir=release_dir,
         controller_python=f"{sys.version_info.major}.{sys.version_info.minor}",
     )

@@ -257,8 +257,11 @@ def test_failing_router_release_keeps_the_previous_one(fleet: Fleet, tmp_path: P
     live = router_release(fleet)
     # A copy of the project whose router cannot start: a new release id, and a broken one.
     broken = tmp_path / "broken"
-    for part in ("deploy", "roles", "router", "templates", "inventory"):
-        shutil.copytree(REPO / part, broken / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("modelfleet", "deploy", "roles", "router", "templates", "inventory"):
+        # modelfleet/ links the folders next to it: copied as links, it imports the copy.
+        shutil.copytree(
+            REPO / part, broken / part, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+        )
     for part in ("deploy.py", "pyproject.toml", "README.md"):
         if (REPO / part).exists():
             shutil.copy2(REPO / part, broken / part)
