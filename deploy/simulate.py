@@ -1163,7 +1163,7 @@ def simulate_command(
         click.echo(f"wrote {json_out}")
 
 
-main = simulate_command  # `python -m deploy.simulate ...` works before the CLI group does
+main = simulate_command  # `python -m deploy.simulate` works without the CLI group
 
 if __name__ == "__main__":
     main()

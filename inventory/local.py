@@ -1,6 +1,6 @@
 """The local container fleet (``deploy/lab/localfleet.py``) as a pyinfra inventory.
 
-    .venv/bin/python -m deploy.lab.localfleet up        # 3 podman systemd hosts, GPUs emulated
+    .venv/bin/python -m deploy.lab.localfleet up    # 3 podman hosts, GPUs emulated
     .venv/bin/pyinfra -y inventory/local.py deploy.py
     .venv/bin/python -m deploy.lab.localfleet down
 
