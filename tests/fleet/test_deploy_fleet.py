@@ -35,6 +35,7 @@ import pytest
 
 from deploy.lab import localfleet, localstack
 from deploy.lab.localstack import GEMMA
+from roles.router.wheelhouse import wheelhouse_path
 from tests.fleet.conftest import REPO, new_fleet_name, run_pyinfra
 
 QWEN = {
@@ -270,14 +271,20 @@ def test_failing_router_release_keeps_the_previous_one(fleet: Fleet, tmp_path: P
         main.read_text().replace("def main(", "def main_ok(")
         + ("\n\ndef main() -> None:\n    raise SystemExit('broken release (rollback test)')\n")
     )
+    pyinfra = [str(Path(sys.executable).with_name("pyinfra")), "-y", "--json"]
+    # --dry builds nothing: the new release's wheelhouse is made only when its upload runs.
+    dry = subprocess.run(
+        [*pyinfra, "--dry", "inventory/local.py", "deploy.py"],
+        cwd=broken,
+        env=fleet.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert not wheelhouse_path(broken).exists(), "pyinfra --dry built the router release"
     done = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("pyinfra")),
-            "-y",
-            "--json",
-            "inventory/local.py",
-            "deploy.py",
-        ],
+        [*pyinfra, "inventory/local.py", "deploy.py"],
         cwd=broken,
         env=fleet.env,
         capture_output=True,
@@ -294,6 +301,7 @@ def test_failing_router_release_keeps_the_previous_one(fleet: Fleet, tmp_path: P
         assert set(op["error"]) <= {"cpu-llama1"}, op
     assert router_release(fleet) == live
     assert "gemma3-270m" in router_models(fleet)
+    assert wheelhouse_path(broken).is_file()  # built when the real run uploaded it
 
     limited = run_pyinfra(
         "inventory/local.py", "deploy.py", env=fleet.env, extra_args=["--limit", "gpu_amd"]
