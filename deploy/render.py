@@ -36,7 +36,7 @@ from roles.llama_server import defaults as llama_server_defaults
 from roles.llama_swap import defaults as llama_swap_defaults
 from roles.ollama import defaults as ollama_defaults
 
-__all__ = ["RenderedFile", "check_host", "render_fleet", "render_host", "router_yaml"]
+__all__ = ["RenderedFile", "check_host", "render_host", "router_yaml"]
 
 TEMPLATES = "templates"  # package data of modelfleet (the top-level templates/ folder)
 SYSTEMD_DIR = "/etc/systemd/system"
@@ -381,15 +381,6 @@ def render_host(
     if host_plan.router:
         files += render_router(plan, values)
     return files
-
-
-def render_fleet(
-    plan: FleetPlan, data: Mapping[str, Mapping[str, Any]] | None = None
-) -> dict[str, list[RenderedFile]]:
-    """Files per host name for every host of the plan; ``data`` maps node names to host data
-    (a host without an entry gets every role default)."""
-    data = data or {}
-    return {host.name: render_host(plan, host, data.get(host.name, {})) for host in plan.hosts}
 
 
 def parse_back(file: RenderedFile) -> Any:

@@ -17,7 +17,7 @@ import yaml
 
 from deploy.inventory import load_fleet
 from deploy.plan import FleetPlan, hardware_from_overrides, plan_fleet
-from deploy.render import RenderedFile, parse_back, render_fleet, render_host, router_yaml
+from deploy.render import RenderedFile, parse_back, render_host, router_yaml
 from router.config import RouterConfig, load_config
 
 GOLDEN = Path(__file__).parent / "golden" / "example"
@@ -33,6 +33,11 @@ def example_plan(catalog_changes: dict[str, dict[str, object]] | None = None) ->
         }
         fleet = fleet.model_copy(update={"catalog": catalog})
     return plan_fleet(fleet, hardware_from_overrides(fleet))
+
+
+def render_fleet(plan: FleetPlan) -> dict[str, list[RenderedFile]]:
+    """Every host's files with the roles' defaults (the example inventory sets no knobs)."""
+    return {host.name: render_host(plan, host, {}) for host in plan.hosts}
 
 
 def rendered_tree(plan: FleetPlan) -> dict[str, str]:
