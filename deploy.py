@@ -6,6 +6,6 @@ the phases in ``deploy/apply/run.py``.
 covers the whole inventory.
 """
 
-from deploy.apply.run import deploy_host
+from modelfleet.deploy.apply.run import deploy_host
 
 deploy_host()

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deploy.lab import localfleet, localstack
+from modelfleet.deploy.lab import localfleet, localstack
 
 REPO = Path(__file__).resolve().parents[1]
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))

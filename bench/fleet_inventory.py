@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from deploy.lab import localfleet
+from modelfleet.deploy.lab import localfleet
 
 _fleet = os.environ["MODELFLEET_FLEET"]
 # The stand-in releases, the real llama-server and the model catalog, as deploy/lab/localstack.py

@@ -46,9 +46,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.inventory import Versions
-from deploy.lab import localfleet, localstack
-from deploy.lab.standins.release import build_llama_swap_release, build_ollama_release
+from modelfleet.deploy.inventory import Versions
+from modelfleet.deploy.lab import localfleet, localstack
+from modelfleet.deploy.lab.standins.release import build_llama_swap_release, build_ollama_release
 
 REPO = Path(__file__).resolve().parents[1]
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))

@@ -24,9 +24,9 @@ from typing import Any
 
 import click
 
-from deploy.hardware.parsers import HostHardware, ParseError
-from deploy.inventory import Fleet, FleetError, load_fleet
-from deploy.plan import (
+from modelfleet.deploy.hardware.parsers import HostHardware, ParseError
+from modelfleet.deploy.inventory import Fleet, FleetError, load_fleet
+from modelfleet.deploy.plan import (
     BackendInstance,
     FleetPlan,
     PlanError,
@@ -36,8 +36,8 @@ from deploy.plan import (
 
 # name -> "module:attribute" of click commands that live elsewhere.
 SUBCOMMANDS: dict[str, str] = {
-    "simulate": "deploy.simulate:simulate_command",
-    "demo": "deploy.lab.demo:demo_command",
+    "simulate": "modelfleet.deploy.simulate:simulate_command",
+    "demo": "modelfleet.deploy.lab.demo:demo_command",
 }
 
 
@@ -227,9 +227,9 @@ def render(inventory: str, out_dir: str, group_data: tuple[str, ...], detect: bo
     The files are byte for byte what a deploy puts on the hosts: the same function
     (``deploy/render.py``) makes them, with the role knobs from each host's data.
     """
-    from deploy.inventory import load_inventory
-    from deploy.render import parse_back, render_host
-    from roles.knobs import check_role_keys
+    from modelfleet.deploy.inventory import load_inventory
+    from modelfleet.deploy.render import parse_back, render_host
+    from modelfleet.roles.knobs import check_role_keys
 
     fleet_plan = _plan(inventory, group_data, detect)
     loaded = load_inventory(inventory, group_data)
@@ -279,8 +279,8 @@ def detect_hosts(inventory: str, only: list[str] | None = None) -> dict[str, Hos
     from pyinfra.api.facts import get_fact
     from pyinfra.context import ctx_host, ctx_state
 
-    from deploy.inventory import _pyinfra_make_inventory
-    from roles.gpu.facts import HostHardwareFact
+    from modelfleet.deploy.inventory import _pyinfra_make_inventory
+    from modelfleet.roles.gpu.facts import HostHardwareFact
 
     with ctx_state.use(State()):
         loaded = _pyinfra_make_inventory()(inventory, cwd=os.getcwd())

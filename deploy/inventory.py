@@ -41,7 +41,7 @@ from pydantic import (
     model_validator,
 )
 
-from deploy.hardware.parsers import Gpu, expand_gpu_overrides
+from modelfleet.deploy.hardware.parsers import Gpu, expand_gpu_overrides
 
 BackendKindName = Literal["ollama", "llama-swap", "llama-server"]
 InstallMode = Literal["native", "container"]
@@ -211,7 +211,7 @@ class RouterSettings(_Strict):
     @classmethod
     def from_data(cls, raw: dict[str, Any]) -> RouterSettings:
         """From the ``router`` key; raises ValueError naming a key that may not be set there."""
-        from router.config import RouterConfig
+        from modelfleet.router.config import RouterConfig
 
         own = {k: raw[k] for k in ("port", "bind", "admin_token_file", "api_keys_file") if k in raw}
         options = {k: v for k, v in raw.items() if k not in own}

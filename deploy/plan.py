@@ -30,8 +30,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from deploy.hardware.parsers import Gpu, HostHardware
-from deploy.inventory import (
+from modelfleet.deploy.hardware.parsers import Gpu, HostHardware
+from modelfleet.deploy.inventory import (
     BackendSpec,
     Fleet,
     GgufSource,
@@ -40,7 +40,7 @@ from deploy.inventory import (
     RouterSettings,
     Versions,
 )
-from router.config import BackendConfig, ModelEntry, RouterConfig
+from modelfleet.router.config import BackendConfig, ModelEntry, RouterConfig
 
 Accelerator = Literal["cuda", "rocm", "cpu"]
 

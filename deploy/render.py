@@ -29,12 +29,12 @@ from typing import Any
 import jinja2
 import yaml
 
-from deploy.inventory import Versions
-from deploy.plan import BackendInstance, FleetPlan, HostPlan, PlacedModel, RenderedFile
-from roles import knobs
-from roles.llama_server import defaults as llama_server_defaults
-from roles.llama_swap import defaults as llama_swap_defaults
-from roles.ollama import defaults as ollama_defaults
+from modelfleet.deploy.inventory import Versions
+from modelfleet.deploy.plan import BackendInstance, FleetPlan, HostPlan, PlacedModel, RenderedFile
+from modelfleet.roles import knobs
+from modelfleet.roles.llama_server import defaults as llama_server_defaults
+from modelfleet.roles.llama_swap import defaults as llama_swap_defaults
+from modelfleet.roles.ollama import defaults as ollama_defaults
 
 __all__ = ["RenderedFile", "check_host", "render_host", "router_yaml"]
 
@@ -387,7 +387,7 @@ def parse_back(file: RenderedFile) -> Any:
     """Parse a rendered file the way its consumer will (used by tests and ``render``)."""
     import configparser
 
-    from router.config import RouterConfig
+    from modelfleet.router.config import RouterConfig
 
     if file.role == "router" and file.path.endswith(".yaml"):
         return RouterConfig.model_validate(yaml.safe_load(file.content))

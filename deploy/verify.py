@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from deploy.inventory import Fleet, FleetError
-from deploy.plan import FleetPlan
+from modelfleet.deploy.inventory import Fleet, FleetError
+from modelfleet.deploy.plan import FleetPlan
 
 
 def plan_from_inventory(inventory_file: str) -> tuple[Fleet, FleetPlan, Any]:
@@ -26,9 +26,9 @@ def plan_from_inventory(inventory_file: str) -> tuple[Fleet, FleetPlan, Any]:
     from pyinfra.context import ctx_inventory, ctx_state
     from pyinfra_cli.inventory import make_inventory
 
-    from deploy.hardware.detect import detect_hardware
-    from deploy.inventory import fleet_from_inventory
-    from deploy.plan import plan_fleet
+    from modelfleet.deploy.hardware.detect import detect_hardware
+    from modelfleet.deploy.inventory import fleet_from_inventory
+    from modelfleet.deploy.plan import plan_fleet
 
     if not Path(inventory_file).is_file():
         raise FleetError([f"{inventory_file}: no such inventory file"])

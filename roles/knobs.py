@@ -19,13 +19,13 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from roles.container_runtime.defaults import DEFAULTS as CONTAINER_RUNTIME
-from roles.llama_server.defaults import DEFAULTS as LLAMA_SERVER
-from roles.llama_swap.defaults import DEFAULTS as LLAMA_SWAP
-from roles.nvidia.defaults import DEFAULTS as NVIDIA
-from roles.ollama.defaults import DEFAULTS as OLLAMA
-from roles.rocm.defaults import DEFAULTS as ROCM
-from roles.router.defaults import DEFAULTS as ROUTER
+from modelfleet.roles.container_runtime.defaults import DEFAULTS as CONTAINER_RUNTIME
+from modelfleet.roles.llama_server.defaults import DEFAULTS as LLAMA_SERVER
+from modelfleet.roles.llama_swap.defaults import DEFAULTS as LLAMA_SWAP
+from modelfleet.roles.nvidia.defaults import DEFAULTS as NVIDIA
+from modelfleet.roles.ollama.defaults import DEFAULTS as OLLAMA
+from modelfleet.roles.rocm.defaults import DEFAULTS as ROCM
+from modelfleet.roles.router.defaults import DEFAULTS as ROUTER
 
 # Role name -> (key prefix, its knobs with their defaults). A role's knobs all carry its prefix
 # (llama_swap also reads the llama_server binary knobs it installs the binary with).

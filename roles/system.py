@@ -10,7 +10,7 @@ in ``inventory/local.py``).
 
 Example (``deploy/apply/phases.py``)::
 
-    from roles import system
+    from modelfleet.roles import system
     system.drivers_and_runtime(needs_container_engine=any(
         inst.install == "container" for inst in host_plan.instances))
 """
@@ -23,7 +23,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import DeployError
 
-from roles import container_runtime, knobs, nvidia, rocm
+from modelfleet.roles import container_runtime, knobs, nvidia, rocm
 
 # The system roles' knobs (a standalone run of these roles checks only its own keys; a fleet
 # deploy checks every role's keys with the plan).

@@ -17,8 +17,8 @@ from pyinfra.facts.server import Groups
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploy.plan import BackendInstance
-from roles.artifacts import unpacked_release, verified_download
+from modelfleet.deploy.plan import BackendInstance
+from modelfleet.roles.artifacts import unpacked_release, verified_download
 
 
 def system_user(user: str, home: str, extra_groups: Iterable[str] = ()) -> None:

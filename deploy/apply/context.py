@@ -37,16 +37,16 @@ from pyinfra import inventory, logger, state
 from pyinfra.api import BaseStateCallback
 from pyinfra.api.exceptions import PyinfraError
 
-from deploy.apply.rollout import (
+from modelfleet.deploy.apply.rollout import (
     RouterAdmin,
     knob,
     plan_batches,
     router_admin,
 )
-from deploy.hardware.detect import detect_hardware
-from deploy.inventory import Fleet, FleetError, fleet_from_inventory
-from deploy.plan import FleetPlan, PlanError, plan_fleet
-from deploy.render import RenderedFile, admin_token_file, check_host, render_host
+from modelfleet.deploy.hardware.detect import detect_hardware
+from modelfleet.deploy.inventory import Fleet, FleetError, fleet_from_inventory
+from modelfleet.deploy.plan import FleetPlan, PlanError, plan_fleet
+from modelfleet.deploy.render import RenderedFile, admin_token_file, check_host, render_host
 
 
 @dataclass

@@ -12,14 +12,14 @@ from typing import Any, cast
 from pyinfra import host
 from pyinfra.api.operation import OperationMeta
 
-from deploy.apply.context import FleetContext
-from deploy.apply.rollout import RestartRequests
-from deploy.apply.rollout import rolling_restarts as drained_batches
-from deploy.plan import BackendInstance, HostPlan
-from deploy.render import RenderedFile, admin_token_file, role_knob
-from roles import health, llama_server, llama_swap, ollama, system
-from roles import router as router_role
-from roles.units import retired_units
+from modelfleet.deploy.apply.context import FleetContext
+from modelfleet.deploy.apply.rollout import RestartRequests
+from modelfleet.deploy.apply.rollout import rolling_restarts as drained_batches
+from modelfleet.deploy.plan import BackendInstance, HostPlan
+from modelfleet.deploy.render import RenderedFile, admin_token_file, role_knob
+from modelfleet.roles import health, llama_server, llama_swap, ollama, system
+from modelfleet.roles import router as router_role
+from modelfleet.roles.units import retired_units
 
 # Per backend kind: the role and the path that says "alive".
 ROLES: dict[str, tuple[Any, str]] = {

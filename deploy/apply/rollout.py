@@ -28,8 +28,8 @@ from pyinfra import host
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations.util import any_changed
 
-from deploy.plan import BackendInstance, FleetPlan, HostPlan
-from roles.drain import drained_restart
+from modelfleet.deploy.plan import BackendInstance, FleetPlan, HostPlan
+from modelfleet.roles.drain import drained_restart
 
 DEFAULTS: dict[str, Any] = {
     # Serving copies every model keeps while a batch restarts (models with fewer copies in

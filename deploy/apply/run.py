@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pyinfra import host
 
-from deploy.apply import phases
-from deploy.apply.context import fleet_context
-from deploy.apply.rollout import RestartRequests
-from deploy.render import with_role_env
+from modelfleet.deploy.apply import phases
+from modelfleet.deploy.apply.context import fleet_context
+from modelfleet.deploy.apply.rollout import RestartRequests
+from modelfleet.deploy.render import with_role_env
 
 
 def deploy_host() -> None:

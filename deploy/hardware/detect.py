@@ -11,9 +11,9 @@ from typing import Any
 
 from pyinfra.api.exceptions import ConnectError
 
-from deploy.hardware.parsers import HostHardware, ParseError
-from deploy.inventory import Fleet, FleetError
-from roles.gpu.facts import HostGpus
+from modelfleet.deploy.hardware.parsers import HostHardware, ParseError
+from modelfleet.deploy.inventory import Fleet, FleetError
+from modelfleet.roles.gpu.facts import HostGpus
 
 
 def detect_hardware(fleet: Fleet, inventory: Any) -> dict[str, HostHardware]:

@@ -39,7 +39,7 @@ from typing import Any, TextIO
 
 import click
 
-from deploy.lab import localfleet, localstack, preflight
+from modelfleet.deploy.lab import localfleet, localstack, preflight
 
 REPO = localstack.REPO
 DEFAULT_FLEET = "demo"

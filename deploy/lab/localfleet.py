@@ -13,12 +13,12 @@ the stand-in apt repository) binds there, not to 127.0.0.1.
 
 Example::
 
-    from deploy.lab import localfleet
+    from modelfleet.deploy.lab import localfleet
     hosts = localfleet.up([localfleet.ContainerHost("gpu-nv1", gpu="rtx4090x2")], fleet="demo")
     hosts[0].address                  # "10.88.0.12"
     localfleet.down("demo")           # removes every container labelled modelfleet.fleet=demo
 
-Command line: ``python -m deploy.lab.localfleet up|down|status [--fleet NAME]``.
+Command line: ``python -m modelfleet.deploy.lab.localfleet up|down|status [--fleet NAME]``.
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ def up(
                     f"host {spec.name}: container {container} was started with other GPU "
                     f"emulation or published ports ({labels.get(GPU_LABEL) or 'no GPU'}; "
                     f"published: {labels.get(PUBLISH_LABEL) or 'none'}); tear the fleet down "
-                    f"first: python -m deploy.lab.localfleet down --fleet {fleet}"
+                    f"first: python -m modelfleet.deploy.lab.localfleet down --fleet {fleet}"
                 )
             elif not info["State"]["Running"]:
                 _podman("start", container)

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploy.inventory import Versions
-from deploy.lab import localfleet
-from deploy.lab.llama import gguf_model_path, llama_server_bin
-from deploy.lab.standins.release import build_releases, serve_releases
+from modelfleet.deploy.inventory import Versions
+from modelfleet.deploy.lab import localfleet
+from modelfleet.deploy.lab.llama import gguf_model_path, llama_server_bin
+from modelfleet.deploy.lab.standins.release import build_releases, serve_releases
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ deploy stops before planning with a wrong picture of the hardware.
 
 Example::
 
-    from roles.gpu.facts import HostGpus
+    from modelfleet.roles.gpu.facts import HostGpus
     hardware = host.get_fact(HostGpus)      # deploy.hardware.parsers.HostHardware
     [gpu.name for gpu in hardware.gpus]
 """
@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from pyinfra.api import FactBase
 from typing_extensions import override
 
-from deploy.hardware.parsers import (
+from modelfleet.deploy.hardware.parsers import (
     MISSING,
     NVIDIA_SMI_FIELDS,
     NVML_SNIPPET,

@@ -29,11 +29,11 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import apt, files
 from pyinfra.operations.util import any_changed
 
-from deploy.plan import BackendInstance, RenderedFile, Versions
-from roles.artifacts import gguf_files, verified_download
-from roles.llama_server.defaults import DEFAULTS
-from roles.llama_server.operations import presets_reloaded
-from roles.units import RestartHook, managed_unit, models_directories, system_user
+from modelfleet.deploy.plan import BackendInstance, RenderedFile, Versions
+from modelfleet.roles.artifacts import gguf_files, verified_download
+from modelfleet.roles.llama_server.defaults import DEFAULTS
+from modelfleet.roles.llama_server.operations import presets_reloaded
+from modelfleet.roles.units import RestartHook, managed_unit, models_directories, system_user
 
 
 @cache

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Set
 from pathlib import Path
 from typing import Any
 
-from roles.checks import need_sha256
+from modelfleet.roles.checks import need_sha256
 
 DEFAULTS: dict[str, Any] = {
     # Where the llama-server binary comes from; one of:

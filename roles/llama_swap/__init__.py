@@ -19,11 +19,17 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files
 
-from deploy.plan import BackendInstance, RenderedFile, Versions
-from roles.artifacts import gguf_files
-from roles.llama_server import install_binary
-from roles.llama_swap.defaults import DEFAULTS
-from roles.units import RestartHook, managed_unit, models_directories, pinned_release, system_user
+from modelfleet.deploy.plan import BackendInstance, RenderedFile, Versions
+from modelfleet.roles.artifacts import gguf_files
+from modelfleet.roles.llama_server import install_binary
+from modelfleet.roles.llama_swap.defaults import DEFAULTS
+from modelfleet.roles.units import (
+    RestartHook,
+    managed_unit,
+    models_directories,
+    pinned_release,
+    system_user,
+)
 
 
 def release_url(version: str) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from typing import Any
 
-from roles.checks import need_sha256
-from roles.llama_server.defaults import DEFAULTS as LLAMA_SERVER_DEFAULTS
-from roles.llama_server.defaults import check as check_llama_server
+from modelfleet.roles.checks import need_sha256
+from modelfleet.roles.llama_server.defaults import DEFAULTS as LLAMA_SERVER_DEFAULTS
+from modelfleet.roles.llama_server.defaults import check as check_llama_server
 
 # llama-swap starts every model with llama-server: its binary source and location are the
 # llama_server role's knobs (llama_server_binary_url/_sha256/_path, llama_server_root).

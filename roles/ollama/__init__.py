@@ -28,10 +28,16 @@ from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files
 
-from deploy.plan import BackendInstance, RenderedFile, Versions
-from roles.ollama import operations as ops
-from roles.ollama.defaults import BINARY_LINK, DEFAULTS
-from roles.units import RestartHook, managed_unit, models_directories, pinned_release, system_user
+from modelfleet.deploy.plan import BackendInstance, RenderedFile, Versions
+from modelfleet.roles.ollama import operations as ops
+from modelfleet.roles.ollama.defaults import BINARY_LINK, DEFAULTS
+from modelfleet.roles.units import (
+    RestartHook,
+    managed_unit,
+    models_directories,
+    pinned_release,
+    system_user,
+)
 
 HELPER_SOURCE = Path(__file__).parent / "files" / "ollama-pull.py"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from typing import Any
 
-from roles.checks import need_sha256
+from modelfleet.roles.checks import need_sha256
 
 # Where a native release is linked, and what its units run.
 BINARY_LINK = "/usr/local/bin/ollama"

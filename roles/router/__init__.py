@@ -39,10 +39,10 @@ from pyinfra.facts.files import FileContents, Link
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploy.plan import RenderedFile
-from roles.router import operations as ops
-from roles.router.defaults import DEFAULTS
-from roles.router.wheelhouse import build_wheelhouse, release_id, wheelhouse_path
+from modelfleet.deploy.plan import RenderedFile
+from modelfleet.roles.router import operations as ops
+from modelfleet.roles.router.defaults import DEFAULTS
+from modelfleet.roles.router.wheelhouse import build_wheelhouse, release_id, wheelhouse_path
 
 ROLLOUT_SCRIPT = "/usr/local/lib/modelfleet/router-rollout.py"
 

@@ -20,7 +20,7 @@ from pyinfra.api import (
 from pyinfra.facts.files import File, Link, Sha256File
 from pyinfra.facts.systemd import SystemdStatus
 
-from roles.router.facts import PythonVersion, RouterReady
+from modelfleet.roles.router.facts import PythonVersion, RouterReady
 
 
 @operation()

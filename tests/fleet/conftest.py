@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from deploy.lab import localfleet
+from modelfleet.deploy.lab import localfleet
 
 REPO = Path(__file__).resolve().parents[2]
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))

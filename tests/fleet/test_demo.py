@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.lab import demo, localfleet, preflight
-from deploy.lab.llama import free_port
+from modelfleet.deploy.lab import demo, localfleet, preflight
+from modelfleet.deploy.lab.llama import free_port
 from tests.browser import run_chromium
 from tests.fleet.conftest import REPO, new_fleet_name
 

@@ -33,9 +33,9 @@ from typing import Any
 
 import pytest
 
-from deploy.lab import localfleet, localstack
-from deploy.lab.localstack import GEMMA
-from roles.router.wheelhouse import wheelhouse_path
+from modelfleet.deploy.lab import localfleet, localstack
+from modelfleet.deploy.lab.localstack import GEMMA
+from modelfleet.roles.router.wheelhouse import wheelhouse_path
 from tests.fleet.conftest import REPO, new_fleet_name, run_pyinfra
 
 QWEN = {

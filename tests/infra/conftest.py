@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from deploy.inventory import Fleet
-from deploy.plan import FleetPlan, HostPlan
-from deploy.verify import plan_from_inventory
+from modelfleet.deploy.inventory import Fleet
+from modelfleet.deploy.plan import FleetPlan, HostPlan
+from modelfleet.deploy.verify import plan_from_inventory
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

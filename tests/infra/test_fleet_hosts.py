@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from deploy.plan import BackendInstance, HostPlan
-from deploy.render import admin_token_file, render_host
-from roles.knobs import role_values
-from roles.ollama.facts import normalize_tag
+from modelfleet.deploy.plan import BackendInstance, HostPlan
+from modelfleet.deploy.render import admin_token_file, render_host
+from modelfleet.roles.knobs import role_values
+from modelfleet.roles.ollama.facts import normalize_tag
 
 ALIVE_PATH = {"ollama": "/api/version", "llama-swap": "/health", "llama-server": "/health"}
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from deploy.lab import llama
+from modelfleet.deploy.lab import llama
 
 REQUIRE_ENV = "MODELFLEET_REQUIRE_REAL"
 

@@ -18,12 +18,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from deploy.lab.standins import llama_swap as swap_standin
-from deploy.lab.standins import ollama as ollama_standin
-from router.api import ROUTER
-from router.app import create_app
-from router.config import RouterConfig
-from router.core import Router
+from modelfleet.deploy.lab.standins import llama_swap as swap_standin
+from modelfleet.deploy.lab.standins import ollama as ollama_standin
+from modelfleet.router.api import ROUTER
+from modelfleet.router.app import create_app
+from modelfleet.router.config import RouterConfig
+from modelfleet.router.core import Router
 
 ADMIN_TOKEN = "test-admin-token"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from deploy.cli import main
-from router.config import load_config
+from modelfleet.deploy.cli import main
+from modelfleet.router.config import load_config
 
 EXAMPLE = "inventory/example.py"
 
@@ -116,7 +116,7 @@ def test_detect_reports_a_failing_host_and_still_prints_the_others(write_invento
         """
     )
     result = subprocess.run(
-        [sys.executable, "-m", "deploy.cli", "detect", path, "--json"],
+        [sys.executable, "-m", "modelfleet.deploy.cli", "detect", path, "--json"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from roles.gpu import facts as gpu_facts
+from modelfleet.roles.gpu import facts as gpu_facts
 from tests.unit.test_gpu_parsers import assert_matches, plain
 
 FACTS = Path(__file__).parent / "facts"

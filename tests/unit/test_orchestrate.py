@@ -8,10 +8,16 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.inventory import fleet_from_inventory
-from deploy.plan import FleetPlan, hardware_from_overrides, plan_fleet
-from deploy.render import admin_token_file, check_host, render_host, router_yaml, with_role_env
-from router.config import RouterConfig
+from modelfleet.deploy.inventory import fleet_from_inventory
+from modelfleet.deploy.plan import FleetPlan, hardware_from_overrides, plan_fleet
+from modelfleet.deploy.render import (
+    admin_token_file,
+    check_host,
+    render_host,
+    router_yaml,
+    with_role_env,
+)
+from modelfleet.router.config import RouterConfig
 
 EXAMPLE = "inventory/example.py"
 

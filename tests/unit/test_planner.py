@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.inventory import load_fleet
-from deploy.plan import PlanError, gpu_slug, hardware_from_overrides, plan_fleet
+from modelfleet.deploy.inventory import load_fleet
+from modelfleet.deploy.plan import PlanError, gpu_slug, hardware_from_overrides, plan_fleet
 
 EXAMPLE = "inventory/example.py"
 

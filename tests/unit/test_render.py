@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.inventory import load_fleet
-from deploy.plan import FleetPlan, hardware_from_overrides, plan_fleet
-from deploy.render import RenderedFile, parse_back, render_host, router_yaml
-from router.config import RouterConfig, load_config
+from modelfleet.deploy.inventory import load_fleet
+from modelfleet.deploy.plan import FleetPlan, hardware_from_overrides, plan_fleet
+from modelfleet.deploy.render import RenderedFile, parse_back, render_host, router_yaml
+from modelfleet.router.config import RouterConfig, load_config
 
 GOLDEN = Path(__file__).parent / "golden" / "example"
 UPDATE = os.environ.get("MODELFLEET_UPDATE_GOLDEN") == "1"
@@ -142,7 +142,7 @@ def test_llama_swap_config_parses_back() -> None:
 
 def test_llama_swap_standin_accepts_the_config(tmp_path: Path) -> None:
     """The project's llama-swap stand-in validates configs like llama-swap does."""
-    from deploy.lab.standins.llama_swap import load_config as load_llama_swap_config
+    from modelfleet.deploy.lab.standins.llama_swap import load_config as load_llama_swap_config
 
     plan = example_plan()
     (inst,) = (i for i in plan.instances if i.kind == "llama-swap")
@@ -204,7 +204,7 @@ def test_a_change_touches_only_the_files_that_depend_on_it() -> None:
 
 @pytest.mark.parametrize("bad", ["30x", ""])
 def test_bad_keep_alive_is_a_clear_error(bad: str) -> None:
-    from deploy.render import _seconds
+    from modelfleet.deploy.render import _seconds
 
     with pytest.raises(ValueError, match="keep_alive: cannot read duration"):
         _seconds(bad)

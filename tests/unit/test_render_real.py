@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy.inventory import load_fleet
-from deploy.lab import llama
-from deploy.plan import hardware_from_overrides, plan_fleet
-from deploy.render import render_host
+from modelfleet.deploy.inventory import load_fleet
+from modelfleet.deploy.lab import llama
+from modelfleet.deploy.plan import hardware_from_overrides, plan_fleet
+from modelfleet.deploy.render import render_host
 
 pytestmark = pytest.mark.real
 

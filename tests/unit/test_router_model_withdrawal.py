@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from roles.router import without_leaving_models
+from modelfleet.roles.router import without_leaving_models
 
 
 def config(backends: dict[str, list[str]]) -> str:

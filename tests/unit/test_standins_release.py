@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.lab.llama import free_port
-from deploy.lab.standins.release import Release, build_releases, serve_releases
+from modelfleet.deploy.lab.llama import free_port
+from modelfleet.deploy.lab.standins.release import Release, build_releases, serve_releases
 
 
 @pytest.fixture

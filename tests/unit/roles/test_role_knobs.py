@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.inventory import load_fleet
-from deploy.plan import hardware_from_overrides, plan_fleet
-from deploy.render import check_host
-from roles.knobs import ROLES, check_role_keys, role_values
+from modelfleet.deploy.inventory import load_fleet
+from modelfleet.deploy.plan import hardware_from_overrides, plan_fleet
+from modelfleet.deploy.render import check_host
+from modelfleet.roles.knobs import ROLES, check_role_keys, role_values
 
 EXAMPLE = "inventory/example.py"
 

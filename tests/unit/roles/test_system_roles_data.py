@@ -12,17 +12,19 @@ from pyinfra.connectors.ssh import SSHConnector
 from pyinfra_testing.facts import make_fact_tests
 from pyinfra_testing.operations import make_operation_tests
 
-from roles.aptsource import source_line
-from roles.nvidia import may_reboot
-from roles.rocm import version_path
-from roles.system import check_role_keys
+from modelfleet.roles.aptsource import source_line
+from modelfleet.roles.nvidia import may_reboot
+from modelfleet.roles.rocm import version_path
+from modelfleet.roles.system import check_role_keys
 
 HERE = Path(__file__).parent
 
 for folder in sorted((HERE / "facts").iterdir()):
-    locals()[f"TestFact_{folder.name}"] = make_fact_tests("roles", folder.name, folder)
+    locals()[f"TestFact_{folder.name}"] = make_fact_tests("modelfleet.roles", folder.name, folder)
 for folder in sorted((HERE / "operations").iterdir()):
-    locals()[f"TestOp_{folder.name}"] = make_operation_tests("roles", folder.name, folder)
+    locals()[f"TestOp_{folder.name}"] = make_operation_tests(
+        "modelfleet.roles", folder.name, folder
+    )
 
 
 def test_rocm_version_path_drops_a_trailing_zero():
