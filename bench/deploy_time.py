@@ -1,10 +1,10 @@
 """Deploy time: a first deploy and a no-op re-run against 1, 3 and 6 container hosts.
 
-Each size gets a fresh local container fleet (``deploy/localfleet.py``: podman systemd hosts
+Each size gets a fresh local container fleet (``deploy/lab/localfleet.py``: podman systemd hosts
 with emulated GPUs) named ``mfb<n><random>``, torn down afterwards. The hosts mix the three
 kinds of ``inventory/local.py``: CPU + real llama-server + the router, NVIDIA + Ollama
 stand-in, AMD + llama-swap stand-in (1 host = the CPU one, 3 = one of each, 6 = two of each).
-The stand-in releases, the GGUF model and the host data come from ``deploy/localstack.py``
+The stand-in releases, the GGUF model and the host data come from ``deploy/lab/localstack.py``
 (what the demo and the fleet tests deploy), served on the podman bridge. Both runs are
 ``pyinfra -y --json bench/fleet_inventory.py deploy.py`` from a snapshot of one commit; the
 report keeps wall time and pyinfra's totals (the re-run must change nothing).
@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deploy import localfleet, localstack
+from modelfleet.deploy.lab import localfleet, localstack
 
 REPO = Path(__file__).resolve().parents[1]
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))

@@ -1,6 +1,6 @@
 """STAND-IN backend for the proxy benchmark: an OpenAI-compatible server that answers at once.
 
-Not a model and not the project's Ollama stand-in (tests/standins/ollama.py simulates
+Not a model and not the project's Ollama stand-in (deploy/lab/standins/ollama.py simulates
 loading and scheduling, which would swamp what the proxy benchmark measures). It answers
 the OpenAI chat API with a fixed reply so that any time on top of "direct" is the proxy's:
 

@@ -1,6 +1,6 @@
 """pyinfra inventory for bench/deploy_time.py: every running host of one local container fleet.
 
-Like ``inventory/local.py`` (same host data, from ``deploy/localstack.py``), but for any
+Like ``inventory/local.py`` (same host data, from ``deploy/lab/localstack.py``), but for any
 number of hosts: each host joins the group of its emulated GPU (``rtx4090x2`` -> gpu_nvidia,
 ``mi300x`` -> gpu_amd, ``cpu`` -> cpu); the first cpu host (else the first host) also runs
 the router.
@@ -13,10 +13,10 @@ import json
 import os
 from pathlib import Path
 
-from deploy import localfleet
+from modelfleet.deploy.lab import localfleet
 
 _fleet = os.environ["MODELFLEET_FLEET"]
-# The stand-in releases, the real llama-server and the model catalog, as deploy/localstack.py
+# The stand-in releases, the real llama-server and the model catalog, as deploy/lab/localstack.py
 # writes them for the demo and the fleet tests (``stack_data``).
 _fleet_data = {
     "fleet_name": f"bench-{_fleet}",

@@ -44,7 +44,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from deploy.simulate import percentile
+from modelfleet.deploy.simulate import percentile
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -136,7 +136,7 @@ def start_router(stack: ExitStack, work: Path, backend: str) -> Target:
     path = work / "router.yaml"
     path.write_text(yaml.safe_dump(config))
     log = work / "router.log"
-    cmd = [PYTHON, "-m", "router", "--config", str(path), "--log-level", "warning"]
+    cmd = [PYTHON, "-m", "modelfleet.router", "--config", str(path), "--log-level", "warning"]
     proc = stack.enter_context(process(cmd, log, env={**os.environ, "PYTHONPATH": str(REPO)}))
     url = f"http://127.0.0.1:{port}"
     wait_ready(url + "/readyz", 30, proc, log)

@@ -1,6 +1,6 @@
 """Fleet changes under load: what clients see while the deploy changes the fleet.
 
-A fresh local container fleet (``inventory/local.py``'s three hosts, ``deploy/localfleet.py``)
+A fresh local container fleet (``inventory/local.py``'s three hosts, ``deploy/lab/localfleet.py``)
 is deployed with ``gemma3-270m`` on all three backends: the Ollama stand-in (gpu-nv1), the
 llama-swap stand-in (gpu-amd1) and the real llama.cpp ``llama-server`` (cpu-llama1, which also
 runs the router). ``bench/rolling_load.py`` then streams chat completions through the router
@@ -46,9 +46,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy import localfleet, localstack
-from deploy.fleet import Versions
-from tests.standins.release import build_llama_swap_release, build_ollama_release
+from modelfleet.deploy.inventory import Versions
+from modelfleet.deploy.lab import localfleet, localstack
+from modelfleet.deploy.lab.standins.release import build_llama_swap_release, build_ollama_release
 
 REPO = Path(__file__).resolve().parents[1]
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
@@ -261,8 +261,12 @@ def measure(
 
 def new_router_release(into: Path) -> Path:
     """A copy of the project whose router is the same code under a new release id."""
-    for part in ("deploy", "roles", "router", "templates", "inventory", "tests", "bench"):
-        shutil.copytree(REPO / part, into / part, ignore=shutil.ignore_patterns("__pycache__"))
+    parts = ("modelfleet", "deploy", "roles", "router", "templates", "inventory", "tests", "bench")
+    for part in parts:
+        # modelfleet/ links the folders next to it: copied as links, it imports the copy.
+        shutil.copytree(
+            REPO / part, into / part, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+        )
     for part in ("deploy.py", "pyproject.toml", "README.md"):
         shutil.copy2(REPO / part, into / part)
     marker = into / "router" / "__init__.py"

@@ -4,7 +4,7 @@
 Starts, all on 127.0.0.1:
   * a fast OpenAI-shaped stand-in backend (a separate aiohttp process answering a fixed
     ``/v1/chat/completions`` reply at once, no generation),
-  * the real router process (``python -m router --config <tmp>/router.yaml``) in front of it,
+  * the real router process (``python -m modelfleet.router --config <tmp>/router.yaml``) before it,
 then sends the same request sequentially over one keep-alive connection each, alternating
 blocks of requests between "direct" and "through the router" so that drift in machine
 load hits both alike. Prints latency percentiles and the p50 difference.
@@ -135,7 +135,7 @@ def main() -> None:
                     [
                         sys.executable,
                         "-m",
-                        "router",
+                        "modelfleet.router",
                         "--config",
                         str(config),
                         "--log-level",

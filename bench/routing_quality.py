@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from deploy.simulate import (
+from modelfleet.deploy.simulate import (
     POLICIES,
     Choice,
     HardwareModel,
@@ -38,8 +38,8 @@ from deploy.simulate import (
     generate_trace,
     iter_table,
 )
-from router import policy
-from router.config import BackendConfig, ModelEntry, RouterConfig
+from modelfleet.router import policy
+from modelfleet.router.config import BackendConfig, ModelEntry, RouterConfig
 
 # name, weights + KV cache in GB: a spread from 1B to 70B-class models at Q4.
 CATALOG_GB = [

@@ -8,8 +8,8 @@
 ``plan`` and ``render`` never touch a host: hosts need a ``gpus:`` override, unless
 ``--detect`` asks them (over pyinfra, like ``detect``).
 
-Other modules add subcommands with one line in ``SUBCOMMANDS`` (loaded lazily, so a module
-that fails to import never breaks ``plan``), or with ``main.add_command(cmd)``.
+Other modules add subcommands with one line in ``SUBCOMMANDS`` (imported only when that
+subcommand runs, so ``plan`` never pays for the simulator's imports).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any
 
 import click
 
-from deploy.fleet import Fleet, FleetError, load_fleet
-from deploy.gpu import HostHardware, ParseError
-from deploy.planner import (
+from modelfleet.deploy.hardware.parsers import HostHardware, ParseError
+from modelfleet.deploy.inventory import Fleet, FleetError, load_fleet
+from modelfleet.deploy.plan import (
     BackendInstance,
     FleetPlan,
     PlanError,
@@ -36,31 +36,26 @@ from deploy.planner import (
 
 # name -> "module:attribute" of click commands that live elsewhere.
 SUBCOMMANDS: dict[str, str] = {
-    "simulate": "deploy.simulate:simulate_command",
-    "demo": "deploy.demo:demo_command",
+    "simulate": "modelfleet.deploy.simulate:simulate_command",
+    "demo": "modelfleet.deploy.lab.demo:demo_command",
 }
 
 
 class _Group(click.Group):
-    """A click group that also offers the SUBCOMMANDS found importable."""
+    """A click group that also offers the SUBCOMMANDS, imported when first used."""
 
     def _lazy(self, name: str) -> click.Command | None:
         target = SUBCOMMANDS.get(name)
         if target is None:
             return None
         module_name, _, attr = target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                return None  # not written (yet): just not offered
-            raise
-        command = getattr(module, attr, None)
-        return command if isinstance(command, click.Command) else None
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command), target
+        return command
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = set(super().list_commands(ctx))
-        names |= {name for name in SUBCOMMANDS if self._lazy(name) is not None}
+        names |= set(SUBCOMMANDS)
         return sorted(names)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
@@ -227,24 +222,30 @@ def plan(inventory: str, as_json: bool, group_data: tuple[str, ...], detect: boo
 @group_data_option
 @detect_option
 def render(inventory: str, out_dir: str, group_data: tuple[str, ...], detect: bool) -> None:
-    """Write every per-host file (and router.yaml) for review or GitOps; each is parsed back.
+    """Write every file of every host, as <out>/<host>/<path on host>; each is parsed back.
 
-    The files are exactly what a deploy writes (``deploy/orchestrate_files.py``: role knobs
-    from host data included).
+    The files are byte for byte what a deploy puts on the hosts: the same function
+    (``deploy/render.py``) makes them, with the role knobs from each host's data.
     """
-    from deploy.fleet import load_inventory
-    from deploy.orchestrate_files import host_files, router_yaml
-    from deploy.render import parse_back
+    from modelfleet.deploy.inventory import load_inventory
+    from modelfleet.deploy.render import parse_back, render_host
+    from modelfleet.roles.knobs import check_role_keys
 
     fleet_plan = _plan(inventory, group_data, detect)
     loaded = load_inventory(inventory, group_data)
-    files = {
-        host.name: host_files(fleet_plan, host, loaded.get_host(host.inventory_name).data.dict())
-        for host in fleet_plan.hosts
-    }
-    problems = []
-    for host_name, host_files_ in files.items():
-        for file in host_files_:
+    data = {h.name: loaded.get_host(h.inventory_name).data.dict() for h in fleet_plan.hosts}
+    problems = [
+        problem
+        for h in fleet_plan.hosts
+        for problem in check_role_keys(data[h.name], f"{inventory}: host {h.name}")
+    ]
+    files = (
+        {}
+        if problems
+        else {h.name: render_host(fleet_plan, h, data[h.name]) for h in fleet_plan.hosts}
+    )
+    for host_name, host_files in files.items():
+        for file in host_files:
             try:
                 parse_back(file)
             except Exception as exc:
@@ -252,15 +253,12 @@ def render(inventory: str, out_dir: str, group_data: tuple[str, ...], detect: bo
     if problems:
         raise click.ClickException("\n".join(problems))
     out = Path(out_dir)
-    for host_name, host_files_ in files.items():
-        for file in host_files_:
+    for host_name, host_files in files.items():
+        for file in host_files:
             target = out / host_name / file.path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(file.content)
-        click.echo(f"{host_name}: {len(host_files_)} files")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "router.yaml").write_text(router_yaml(fleet_plan))
-    click.echo(f"router.yaml: {len(fleet_plan.instances)} backends -> {out / 'router.yaml'}")
+        click.echo(f"{host_name}: {len(host_files)} files")
 
 
 # --------------------------------------------------------------------------- detect
@@ -281,8 +279,8 @@ def detect_hosts(inventory: str, only: list[str] | None = None) -> dict[str, Hos
     from pyinfra.api.facts import get_fact
     from pyinfra.context import ctx_host, ctx_state
 
-    from deploy.fleet import _pyinfra_make_inventory
-    from roles.gpu.facts import HostHardwareFact
+    from modelfleet.deploy.inventory import _pyinfra_make_inventory
+    from modelfleet.roles.gpu.facts import HostHardwareFact
 
     with ctx_state.use(State()):
         loaded = _pyinfra_make_inventory()(inventory, cwd=os.getcwd())

@@ -1,19 +1,21 @@
-"""Rendering: every file a host gets, from the plan, with Jinja2 templates in ``templates/``.
+"""The one renderer: every file a host gets, from the plan and the host's role knobs.
 
-One function per file kind; each returns :class:`RenderedFile` objects (absolute path on the
-host, content, mode). Renders are deterministic (sorted, no timestamps), so a second deploy
+``render_host`` makes them all (environment files, every systemd unit, backend configs, the
+router's ``router.yaml`` and units); each role contributes its templates under
+``templates/<role>/``. The deploy hands the files to the roles, which only put them in place;
+``modelfleet render``, the golden tests and ``tests/infra`` call the same function, so what they
+show is what a host holds. Renders are deterministic (sorted, no timestamps), so a second deploy
 with the same inputs changes nothing, and a file changes only when its own inputs change.
 
 Example::
 
     plan = plan_fleet(fleet, hardware)
-    for file in render_host(plan, "gpu-nv-01"):
-        print(file.path)            # /etc/systemd/system/ollama-rtx-4090.service, ...
-    router_yaml = render_router_yaml(plan)
+    data = inventory.get_host("gpu-nv-01").data.dict()      # the host's role knobs
+    for file in render_host(plan, plan.host("gpu-nv-01"), data):
+        print(file.path)            # /etc/ollama/ollama-rtx-4090.env, ...
 
-``RenderSettings`` holds the paths and names the roles use (binaries, config dirs, users); the
-defaults match the roles' DEFAULTS, and ``RenderSettings.from_host_data(host.data.dict())``
-picks up a host's overrides.
+Role knobs (``roles/<role>/defaults.py``) are read from the host's data, else their default;
+``check_host`` reports unknown role keys and missing release checksums before anything renders.
 """
 
 from __future__ import annotations
@@ -22,61 +24,63 @@ import json
 import shlex
 from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jinja2
 import yaml
-from pydantic import BaseModel, ConfigDict
 
-from deploy.fleet import Versions
-from deploy.planner import BackendInstance, FleetPlan, PlacedModel
+from modelfleet.deploy.inventory import Versions
+from modelfleet.deploy.plan import BackendInstance, FleetPlan, HostPlan, PlacedModel, RenderedFile
+from modelfleet.roles import knobs
+from modelfleet.roles.llama_server import defaults as llama_server_defaults
+from modelfleet.roles.llama_swap import defaults as llama_swap_defaults
+from modelfleet.roles.ollama import defaults as ollama_defaults
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+__all__ = ["RenderedFile", "check_host", "render_host", "router_yaml"]
 
+TEMPLATES = "templates"  # package data of modelfleet (the top-level templates/ folder)
+SYSTEMD_DIR = "/etc/systemd/system"
+PODMAN = "/usr/bin/podman"
 # Where the Ollama container keeps its models; the host's models_dir is mounted there.
 OLLAMA_CONTAINER_MODELS = "/root/.ollama/models"
+# Where the token lives when the fleet sets no router.admin_token_file (the admin API and the
+# rollout's config reload need one).
+DEFAULT_TOKEN_FILE = "/etc/modelfleet/admin-token"
+
+# Backend kind -> the role that runs it (its knob prefix, its defaults module).
+BACKEND_ROLES: dict[str, Any] = {
+    "ollama": ollama_defaults,
+    "llama-swap": llama_swap_defaults,
+    "llama-server": llama_server_defaults,
+}
 
 
-class RenderedFile(BaseModel):
-    """One file for one host."""
-
-    model_config = ConfigDict(frozen=True)
-
-    path: str
-    content: str
-    mode: str = "0644"
-    role: str
-    instance: str | None = None
+def role_name(kind: str) -> str:
+    """``llama-swap`` -> ``llama_swap``: the role (and knob prefix) of a backend kind."""
+    return kind.replace("-", "_")
 
 
-class RenderSettings(BaseModel):
-    """Paths and names the rendered files point at; host data keys of the same name override."""
+def role_knob(kind: str, name: str, data: Mapping[str, Any]) -> Any:
+    """A backend role's knob for a host: its data, else the role's default."""
+    key = f"{role_name(kind)}_{name}"
+    return data.get(key, BACKEND_ROLES[kind].DEFAULTS.get(key))
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
 
-    ollama_binary: str = "/usr/local/bin/ollama"
-    ollama_user: str = "ollama"
-    ollama_env_dir: str = "/etc/ollama"
-    ollama_container_args: tuple[str, ...] = ()
-    # Supplementary groups for ROCm containers. None by default: the container runs as root,
-    # which podman leaves CAP_DAC_OVERRIDE, so /dev/kfd and /dev/dri/renderD* (root:render 660)
-    # open without them, and `--group-add render` fails outright on images without a render
-    # group (the Ollama image has none). For an image that runs as a non-root user, give the
-    # host's numeric GIDs (getent group render video).
-    ollama_rocm_groups: tuple[str, ...] = ()
-    podman_binary: str = "/usr/bin/podman"
-    systemd_dir: str = "/etc/systemd/system"
-    llama_server_binary: str = "/opt/llama-server/current/llama-server"
-    llama_server_config_dir: str = "/etc/llama-server"
-    llama_swap_config_dir: str = "/etc/llama-swap"
-    llama_swap_health_check_timeout_s: int = 120
-    router_config_path: str = "/etc/modelfleet/router.yaml"
+def with_role_env(inst: BackendInstance, data: Mapping[str, Any]) -> BackendInstance:
+    """The instance with its role's ``<role>_extra_env`` added to the plan's environment."""
+    extra = role_knob(inst.kind, "extra_env", data) or {}
+    return inst.model_copy(update={"env": {**inst.env, **extra}}) if extra else inst
 
-    @classmethod
-    def from_host_data(cls, data: Mapping[str, Any]) -> RenderSettings:
-        """Settings with a host's overrides (keys of the same name in its data)."""
-        return cls.model_validate({k: v for k, v in data.items() if k in cls.model_fields})
+
+def check_host(where: str, host_plan: HostPlan, data: Mapping[str, Any]) -> list[str]:
+    """Problems with the host's role knobs: unknown role keys, and per backend role the values
+    it cannot run without. ``where`` starts each line (``"inventory/prod.py: host gpu-01"``)."""
+    problems = knobs.check_role_keys(data, where)
+    values = knobs.role_values(data)
+    for kind, role in BACKEND_ROLES.items():
+        installs = {inst.install for inst in host_plan.instances if inst.kind == kind}
+        problems += [f"{where}: {problem}" for problem in role.check(values, installs)]
+    return list(dict.fromkeys(problems))  # llama-swap repeats llama-server's binary check
 
 
 def yaml_scalar(value: Any) -> str:
@@ -96,7 +100,7 @@ def _ini_value(value: Any) -> str:
 @cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        loader=jinja2.PackageLoader("modelfleet", TEMPLATES),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -121,6 +125,15 @@ def _env_lines(env: Mapping[str, str]) -> list[tuple[str, str]]:
     return sorted(env.items())
 
 
+def _unit(inst: BackendInstance, content: str) -> RenderedFile:
+    return RenderedFile(
+        path=f"{SYSTEMD_DIR}/{inst.service_name}.service",
+        content=content,
+        role=role_name(inst.kind),
+        instance=inst.name,
+    )
+
+
 # --------------------------------------------------------------------------- Ollama
 
 
@@ -133,14 +146,18 @@ def ollama_env(inst: BackendInstance) -> dict[str, str]:
 
 
 def render_ollama(
-    inst: BackendInstance, versions: Versions, settings: RenderSettings
+    inst: BackendInstance, versions: Versions, values: Mapping[str, Any]
 ) -> list[RenderedFile]:
     """Environment file + systemd unit (native ``ollama serve``, or a podman container)."""
-    env_path = f"{settings.ollama_env_dir}/{inst.service_name}.env"
+    env_path = f"{values['ollama_env_dir']}/{inst.service_name}.env"
     env_file = render_template("ollama/ollama.env.j2", inst=inst, env=_env_lines(ollama_env(inst)))
     if inst.install == "native":
         unit = render_template(
-            "ollama/ollama.service.j2", inst=inst, env_path=env_path, settings=settings
+            "ollama/ollama.service.j2",
+            inst=inst,
+            env_path=env_path,
+            user=values["ollama_user"],
+            binary=ollama_defaults.BINARY_LINK,
         )
     else:
         image = versions.cuda_image if inst.accelerator != "rocm" else versions.rocm_image
@@ -148,21 +165,16 @@ def render_ollama(
             "ollama/ollama-container.service.j2",
             inst=inst,
             env_path=env_path,
-            settings=settings,
+            podman=PODMAN,
+            rocm_groups=list(values["ollama_rocm_groups"]),
+            container_args=list(values["ollama_container_args"]),
             image=image,
             container_models=OLLAMA_CONTAINER_MODELS,
         )
-    return [
-        RenderedFile(
-            path=env_path, content=env_file, mode="0640", role="ollama", instance=inst.name
-        ),
-        RenderedFile(
-            path=f"{settings.systemd_dir}/{inst.service_name}.service",
-            content=unit,
-            role="ollama",
-            instance=inst.name,
-        ),
-    ]
+    env = RenderedFile(
+        path=env_path, content=env_file, mode="0640", role="ollama", instance=inst.name
+    )
+    return [env, _unit(inst, unit)]
 
 
 # --------------------------------------------------------------------------- llama.cpp
@@ -207,8 +219,9 @@ def llama_model_args(inst: BackendInstance, model: PlacedModel) -> list[str]:
     return args + list(model.llama_args)
 
 
-def render_llama_swap(inst: BackendInstance, settings: RenderSettings) -> list[RenderedFile]:
-    """llama-swap ``config.yaml``: one entry per model (cmd, proxy, ttl, aliases, env), a group."""
+def render_llama_swap(inst: BackendInstance, values: Mapping[str, Any]) -> list[RenderedFile]:
+    """llama-swap ``config.yaml`` (one entry per model: cmd, proxy, ttl, aliases, env; a
+    group) and the instance's unit."""
     models = []
     for model in inst.models:
         args = llama_model_args(inst, model)
@@ -220,58 +233,61 @@ def render_llama_swap(inst: BackendInstance, settings: RenderSettings) -> list[R
                 "env": [f"{k}={v}" for k, v in _env_lines(inst.env)],
             }
         )
+    config_path = f"{values['llama_swap_config_dir']}/{inst.name}.yaml"
     content = render_template(
         "llama_swap/config.yaml.j2",
         inst=inst,
         models=models,
-        server=f"{settings.llama_server_binary} --host 127.0.0.1",
+        server=f"{llama_server_defaults.binary_path(values)} --host 127.0.0.1",
         start_port=5800 + 100 * inst.index,
-        health_check_timeout=settings.llama_swap_health_check_timeout_s,
+        health_check_timeout=int(values["llama_swap_health_check_timeout_s"]),
         # All models resident at once when they fit together; otherwise swap one for another.
         swap=inst.max_loaded < len(inst.models),
     )
-    return [
-        RenderedFile(
-            path=f"{settings.llama_swap_config_dir}/{inst.name}.yaml",
-            content=content,
-            role="llama_swap",
-            instance=inst.name,
-        )
-    ]
+    unit = render_template(
+        "llama_swap/llama-swap.service.j2",
+        inst=inst,
+        user=values["llama_swap_user"],
+        root=values["llama_swap_root"],
+        config_path=config_path,
+    )
+    config = RenderedFile(path=config_path, content=content, role="llama_swap", instance=inst.name)
+    return [config, _unit(inst, unit)]
 
 
-def render_llama_server(inst: BackendInstance, settings: RenderSettings) -> list[RenderedFile]:
-    """llama-server router-mode presets INI (``--models-preset``): one section per model."""
+def render_llama_server(inst: BackendInstance, values: Mapping[str, Any]) -> list[RenderedFile]:
+    """llama-server router-mode presets INI (``--models-preset``: one section per model) and
+    the instance's unit."""
     sections = []
     for model in inst.models:
         args = llama_model_args(inst, model)
         pairs = [(args[n][2:], args[n + 1]) for n in range(0, 10, 2)]
         pairs += _llama_flag_pairs(model.llama_args)
         sections.append({"name": model.name, "pairs": pairs})
+    presets_path = f"{values['llama_server_config_dir']}/{inst.name}.ini"
     content = render_template("llama_server/presets.ini.j2", inst=inst, sections=sections)
-    return [
-        RenderedFile(
-            path=f"{settings.llama_server_config_dir}/{inst.name}.ini",
-            content=content,
-            role="llama_server",
-            instance=inst.name,
-        )
-    ]
-
-
-def llama_server_command(inst: BackendInstance, settings: RenderSettings) -> list[str]:
-    """The router-mode ``llama-server`` command line of an instance (for its unit)."""
-    return [
-        settings.llama_server_binary,
+    command = [
+        llama_server_defaults.binary_path(values),
         "--models-preset",
-        f"{settings.llama_server_config_dir}/{inst.name}.ini",
+        presets_path,
         "--models-max",
         str(inst.max_loaded),
         "--host",
         inst.bind,
         "--port",
         str(inst.port),
+        *map(str, values["llama_server_extra_args"]),
     ]
+    unit = render_template(
+        "llama_server/llama-server.service.j2",
+        inst=inst,
+        user=values["llama_server_user"],
+        command=shlex.join(command),
+    )
+    presets = RenderedFile(
+        path=presets_path, content=content, role="llama_server", instance=inst.name
+    )
+    return [presets, _unit(inst, unit)]
 
 
 def _seconds(duration: str) -> int:
@@ -288,9 +304,24 @@ def _seconds(duration: str) -> int:
 # --------------------------------------------------------------------------- router
 
 
-def render_router_yaml(plan: FleetPlan) -> str:
-    """``router.yaml`` with the whole fleet's truth; validates against RouterConfig."""
+def admin_token_file(plan: FleetPlan) -> str:
+    """The root-only admin token file on router hosts."""
+    return plan.router.admin_token_file or DEFAULT_TOKEN_FILE
+
+
+def runtime_token_path(service: str) -> str:
+    """Where the router service reads its private copy of the token (its RuntimeDirectory;
+    the unit copies the root-only file there at start)."""
+    return f"/run/{service}/admin-token"
+
+
+def router_yaml(plan: FleetPlan, service: str) -> str:
+    """``router.yaml`` for a router host whose unit is ``service``: the plan's router config
+    (``FleetPlan.router_config``), with the token path the service itself reads."""
     config = plan.router_config()
+    if config.admin_token_file:
+        update = {"admin_token_file": runtime_token_path(service)}
+        config = type(config).model_validate({**config.model_dump(), **update})
     # Every non-default setting but the backends, generically (new RouterConfig keys need no
     # template change); secrets are excluded (the plan only ever carries their file paths).
     settings = config.model_dump(
@@ -300,79 +331,69 @@ def render_router_yaml(plan: FleetPlan) -> str:
     return render_template("router/router.yaml.j2", config=config, settings_yaml=settings_yaml)
 
 
+def router_config_path(values: Mapping[str, Any]) -> str:
+    return f"{values['router_config_dir']}/router.yaml"
+
+
+def render_router(plan: FleetPlan, values: Mapping[str, Any]) -> list[RenderedFile]:
+    """``router.yaml``, and the router's service and socket units."""
+    service = str(values["router_service"])
+    config_path = router_config_path(values)
+    unit = render_template(
+        "router/modelfleet-router.service.j2",
+        fleet=plan.fleet,
+        user=values["router_user"],
+        service=service,
+        root=values["router_root"],
+        token_path=admin_token_file(plan),
+        config_path=config_path,
+        shutdown_timeout_s=int(values["router_shutdown_timeout_s"]),
+    )
+    socket = render_template(
+        "router/modelfleet-router.socket.j2",
+        fleet=plan.fleet,
+        listen=f"{plan.router.bind}:{plan.router.port}",
+    )
+    return [
+        RenderedFile(path=config_path, content=router_yaml(plan, service), role="router"),
+        RenderedFile(path=f"{SYSTEMD_DIR}/{service}.service", content=unit, role="router"),
+        RenderedFile(path=f"{SYSTEMD_DIR}/{service}.socket", content=socket, role="router"),
+    ]
+
+
 # --------------------------------------------------------------------------- per host
 
 
-def render_instance(
-    inst: BackendInstance, versions: Versions, settings: RenderSettings | None = None
-) -> list[RenderedFile]:
-    """Every file of one backend instance."""
-    settings = settings or RenderSettings()
-    if inst.kind == "ollama":
-        return render_ollama(inst, versions, settings)
-    if inst.kind == "llama-swap":
-        return render_llama_swap(inst, settings)
-    return render_llama_server(inst, settings)
-
-
 def render_host(
-    plan: FleetPlan, host: str, settings: RenderSettings | None = None
+    plan: FleetPlan, host_plan: HostPlan, data: Mapping[str, Any]
 ) -> list[RenderedFile]:
-    """Every file the host gets: its instances' files, and router.yaml on router hosts."""
-    settings = settings or RenderSettings()
-    host_plan = plan.host(host)
+    """Every file the host gets: its instances' files (with ``<role>_extra_env``), and the
+    router's on router hosts. ``data`` is the host's inventory data (its role knobs)."""
+    values = knobs.role_values(data)
     files: list[RenderedFile] = []
-    for inst in host_plan.instances:
-        files += render_instance(inst, plan.versions, settings)
+    for inst in (with_role_env(inst, data) for inst in host_plan.instances):
+        if inst.kind == "ollama":
+            files += render_ollama(inst, plan.versions, values)
+        elif inst.kind == "llama-swap":
+            files += render_llama_swap(inst, values)
+        else:
+            files += render_llama_server(inst, values)
     if host_plan.router:
-        files.append(
-            RenderedFile(
-                path=settings.router_config_path,
-                content=render_router_yaml(plan),
-                mode="0644",
-                role="router",
-            )
-        )
+        files += render_router(plan, values)
     return files
 
 
-def render_fleet(
-    plan: FleetPlan, settings: RenderSettings | None = None
-) -> dict[str, list[RenderedFile]]:
-    """Files per host name, for every host of the plan."""
-    return {host.name: render_host(plan, host.name, settings) for host in plan.hosts}
-
-
-def write_tree(
-    plan: FleetPlan, out_dir: str | Path, settings: RenderSettings | None = None
-) -> list[Path]:
-    """Write ``<out>/<host>/<path on host>`` for every file, plus ``<out>/router.yaml``."""
-    out = Path(out_dir)
-    written: list[Path] = []
-    for host, files in render_fleet(plan, settings).items():
-        for file in files:
-            target = out / host / file.path.lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(file.content)
-            written.append(target)
-    router = out / "router.yaml"
-    router.parent.mkdir(parents=True, exist_ok=True)
-    router.write_text(render_router_yaml(plan))
-    written.append(router)
-    return written
-
-
 def parse_back(file: RenderedFile) -> Any:
-    """Parse a rendered file the way its consumer will (used by tests and ``render --check``)."""
+    """Parse a rendered file the way its consumer will (used by tests and ``render``)."""
     import configparser
 
-    from router.config import RouterConfig
+    from modelfleet.router.config import RouterConfig
 
-    if file.role == "router":
+    if file.role == "router" and file.path.endswith(".yaml"):
         return RouterConfig.model_validate(yaml.safe_load(file.content))
     if file.path.endswith((".yaml", ".yml")):
         return yaml.safe_load(file.content)
-    if file.path.endswith((".ini", ".service")):
+    if file.path.endswith((".ini", ".service", ".socket")):
         parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
         parser.optionxform = str  # type: ignore[assignment,method-assign]
         # Presets may open with top-level keys (``version = 1``) before the first section.

@@ -35,12 +35,12 @@ setup_fleet() {
     # openssh-client for the fleet's ssh key, dpkg-dev + gnupg for the stand-in apt repository,
     # curl for the demo's printed commands (and their test).
     apt_install podman runc netavark aardvark-dns uidmap debootstrap openssh-client dpkg-dev gnupg iptables curl
-    bash deploy/hostimage.sh
+    bash deploy/lab/hostimage.sh
 }
 
 setup_molecule() {
     # Separate venv: molecule + ansible-core must not leak into the project's .venv.
-    bash deploy/molecule-venv.sh
+    bash deploy/lab/molecule-venv.sh
 }
 
 ALL=0 MOLECULE=0
@@ -55,7 +55,7 @@ done
 setup_python
 if [ "$ALL" = 1 ]; then
     setup_fleet
-    bash deploy/llama_build.sh  # real llama-server + gemma3 270M GGUF, cached in $MODELFLEET_CACHE
+    bash deploy/lab/llama_build.sh  # real llama-server + gemma3 270M GGUF, cached in $MODELFLEET_CACHE
     bash bench/setup-tools.sh  # nginx-light, LiteLLM venv, matplotlib/py-spy for bench/
     apt_install chromium  # headless browser for the router dashboard test (-m browser)
 fi

@@ -36,9 +36,9 @@ from typing import Any, Protocol
 
 import click
 
-from router import policy
-from router.config import BackendConfig, ModelEntry, RouterConfig
-from router.state import FleetState
+from modelfleet.router import policy
+from modelfleet.router.config import BackendConfig, ModelEntry, RouterConfig
+from modelfleet.router.state import FleetState
 
 MB_PER_GB = 1024
 Evictions = tuple[tuple[str, str], ...]  # (backend, model) pairs
@@ -1049,14 +1049,14 @@ def _fleet_config(inventory: str | None, router_config: str | None) -> RouterCon
     if bool(inventory) == bool(router_config):
         raise click.UsageError("give exactly one of --inventory or --router-config")
     if router_config:
-        from router.config import ConfigError, load_config
+        from modelfleet.router.config import ConfigError, load_config
 
         try:
             return load_config(router_config)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
-    from deploy.fleet import FleetError, load_fleet
-    from deploy.planner import PlanError, hardware_from_overrides, plan_fleet
+    from modelfleet.deploy.inventory import FleetError, load_fleet
+    from modelfleet.deploy.plan import PlanError, hardware_from_overrides, plan_fleet
 
     assert inventory is not None
     try:
@@ -1163,7 +1163,7 @@ def simulate_command(
         click.echo(f"wrote {json_out}")
 
 
-main = simulate_command  # `python -m deploy.simulate ...` works before the CLI group does
+main = simulate_command  # `python -m modelfleet.deploy.simulate` works without the CLI group
 
 if __name__ == "__main__":
     main()

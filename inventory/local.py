@@ -1,8 +1,8 @@
-"""The local container fleet (``deploy/localfleet.py``) as a pyinfra inventory.
+"""The local container fleet (``deploy/lab/localfleet.py``) as a pyinfra inventory.
 
-    .venv/bin/python -m deploy.localfleet up        # 3 podman systemd hosts, GPUs emulated
+    .venv/bin/python -m modelfleet.deploy.lab.localfleet up    # 3 podman hosts, GPUs emulated
     .venv/bin/pyinfra -y inventory/local.py deploy.py
-    .venv/bin/python -m deploy.localfleet down
+    .venv/bin/python -m modelfleet.deploy.lab.localfleet down
 
 Hosts (addresses are read from podman when pyinfra loads this file):
 
@@ -35,7 +35,7 @@ import json
 import os
 from pathlib import Path
 
-from deploy import localfleet
+from modelfleet.deploy.lab import localfleet
 
 _fleet = os.environ.get("MODELFLEET_FLEET", localfleet.DEFAULT_FLEET)
 _connector = os.environ.get("MODELFLEET_CONNECTOR", "ssh")
@@ -50,10 +50,10 @@ _missing = [spec.name for spec in localfleet.LOCAL_HOSTS if spec.name not in _ru
 if _missing:
     raise RuntimeError(
         f"inventory/local.py: hosts {', '.join(_missing)} of fleet {_fleet!r} are not running; "
-        f"start them with: .venv/bin/python -m deploy.localfleet up --fleet {_fleet}"
+        f"start them with: .venv/bin/python -m modelfleet.deploy.lab.localfleet up --fleet {_fleet}"
     )
 
-# Fleet-wide data for this fleet only (the same on every host, as deploy/fleet.py requires).
+# Fleet-wide data for this fleet only (the same on every host, as deploy/inventory.py requires).
 _fleet_data = {
     "fleet_name": f"local-{_fleet}",
     "model_catalog": {

@@ -23,7 +23,7 @@ from pyinfra.api import (
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import Directory, File, Sha256File
 
-from deploy.planner import BackendInstance
+from modelfleet.deploy.plan import BackendInstance
 
 SHA256_HEX_LENGTH = 64
 

@@ -10,7 +10,7 @@ short); the unit restarts; once it answers its health URL the backend is undrain
 Where the router is not running yet (a first deploy) or does not know the backend (a new
 instance), there is nothing to drain and the restart goes ahead; the output says so.
 
-Example (``deploy/orchestrate_rollout.py`` does this in batches)::
+Example (``deploy/apply/rollout.py`` does this in batches)::
 
     drained_restart(
         name="Batch 1/2: restart ollama-rtx-4090, drained in the router",

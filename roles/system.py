@@ -8,53 +8,31 @@
 Set ``*_manage_driver: False`` for hosts whose driver is managed elsewhere (or emulated, as
 in ``inventory/local.py``).
 
-Example (``deploy/orchestrate_phases.py``)::
+Example (``deploy/apply/phases.py``)::
 
-    from roles import system
+    from modelfleet.roles import system
     system.drivers_and_runtime(needs_container_engine=any(
         inst.install == "container" for inst in host_plan.instances))
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
 from pyinfra import host
 from pyinfra.api import DeployError
 
-from roles import container_runtime, nvidia, rocm
+from modelfleet.roles import container_runtime, knobs, nvidia, rocm
 
-# Each role's key prefix and its knobs: a key with the prefix that is not a knob is a typo.
-ROLE_KEYS: dict[str, dict[str, Any]] = {
-    "nvidia_": nvidia.DEFAULTS,
-    "rocm_": rocm.DEFAULTS,
-    "container_runtime_": container_runtime.DEFAULTS,
-}
+# The system roles' knobs (a standalone run of these roles checks only its own keys; a fleet
+# deploy checks every role's keys with the plan).
+SYSTEM_ROLES = {role: knobs.ROLES[role] for role in ("nvidia", "rocm", "container_runtime")}
 
 
 def check_role_keys(data: Mapping[str, Any], where: str) -> list[str]:
-    """Problems with the system roles' keys in one host's data (unknown key, wrong shape).
-
-    ``where`` starts each line, e.g. ``"inventory/prod.py: host gpu-01"``::
-
-        check_role_keys({"nvidia_driver_brnach": "550"}, "inv.py: host a")
-        # ["inv.py: host a: key nvidia_driver_brnach: unknown nvidia key
-        #   (did you mean 'nvidia_driver_branch'?)"]
-    """
-    problems = []
-    for key, value in data.items():
-        for prefix, defaults in ROLE_KEYS.items():
-            if not key.startswith(prefix):
-                continue
-            if key not in defaults:
-                close = difflib.get_close_matches(key, list(defaults), n=1, cutoff=0.6)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                problems.append(f"{where}: key {key}: unknown {prefix.rstrip('_')} key{hint}")
-            elif isinstance(defaults[key], list) and not isinstance(value, list | tuple):
-                problems.append(f"{where}: key {key}: expected a list, got {value!r}")
-    return problems
+    """Problems with the system roles' keys in one host's data (unknown key, wrong shape)."""
+    return knobs.check_role_keys(data, where, SYSTEM_ROLES)
 
 
 def drivers_and_runtime(needs_container_engine: bool = False) -> None:

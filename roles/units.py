@@ -17,8 +17,8 @@ from pyinfra.facts.server import Groups
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploy.planner import BackendInstance
-from roles.artifacts import unpacked_release, verified_download
+from modelfleet.deploy.plan import BackendInstance
+from modelfleet.roles.artifacts import unpacked_release, verified_download
 
 
 def system_user(user: str, home: str, extra_groups: Iterable[str] = ()) -> None:
@@ -76,7 +76,7 @@ def pinned_release(
 
 
 # Given the unit and the operations whose change calls for a restart, adds the restart itself
-# (e.g. a drained, batched restart later in the deploy: deploy/orchestrate_rollout.py).
+# (e.g. a drained, batched restart later in the deploy: deploy/apply/rollout.py).
 RestartHook = Callable[[str, list[OperationMeta]], None]
 
 

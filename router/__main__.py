@@ -10,8 +10,8 @@ import sys
 import click
 from aiohttp import web
 
-from router.app import create_app
-from router.config import ConfigError, load_config
+from modelfleet.router.app import create_app
+from modelfleet.router.config import ConfigError, load_config
 
 # systemd socket activation (sd_listen_fds(3)): passed sockets start at file descriptor 3.
 SD_LISTEN_FDS_START = 3

@@ -10,11 +10,11 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from router.api import ROUTER, router_of
-from router.backends import BackendError
-from router.config import ConfigError
-from router.core import Router
-from router.state import BackendState
+from modelfleet.router.api import ROUTER, router_of
+from modelfleet.router.backends import BackendError
+from modelfleet.router.config import ConfigError
+from modelfleet.router.core import Router
+from modelfleet.router.state import BackendState
 
 
 def state_snapshot(router: Router) -> dict[str, Any]:
@@ -205,7 +205,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def dashboard(request: web.Request) -> web.Response:
-    html = resources.files("router").joinpath("static/dashboard.html").read_text()
+    html = resources.files("modelfleet.router").joinpath("static/dashboard.html").read_text()
     return web.Response(text=html, content_type="text/html")
 
 

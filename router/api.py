@@ -12,10 +12,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from router import translate
-from router.backends import MIB, BackendError
-from router.core import Router
-from router.proxy import (
+from modelfleet.router import translate
+from modelfleet.router.backends import MIB, BackendError
+from modelfleet.router.core import Router
+from modelfleet.router.proxy import (
     BACKEND_HEADER,
     REASON_HEADER,
     Call,
@@ -24,8 +24,8 @@ from router.proxy import (
     parse_duration,
     proxy,
 )
-from router.scheduler import RoutingError
-from router.state import BackendState
+from modelfleet.router.scheduler import RoutingError
+from modelfleet.router.state import BackendState
 
 ROUTER = web.AppKey("router", Router)
 OLLAMA_API_VERSION = "0.12.6"  # the Ollama API level the router's /api front speaks

@@ -16,12 +16,12 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from router.admin import setup_admin_routes
-from router.api import ROUTER, setup_routes
-from router.config import RouterConfig
-from router.core import Router
-from router.health import health_loop, refresh_loop, run_forever
-from router.proxy import BACKEND_HEADER, REASON_HEADER, Front, error_body
+from modelfleet.router.admin import setup_admin_routes
+from modelfleet.router.api import ROUTER, setup_routes
+from modelfleet.router.config import RouterConfig
+from modelfleet.router.core import Router
+from modelfleet.router.health import health_loop, refresh_loop, run_forever
+from modelfleet.router.proxy import BACKEND_HEADER, REASON_HEADER, Front, error_body
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_PATHS = {"/healthz", "/readyz", "/dashboard"}

@@ -17,7 +17,7 @@ from typing import Any
 
 import aiohttp
 
-from router.state import BackendState, ModelState
+from modelfleet.router.state import BackendState, ModelState
 
 MIB = 1024 * 1024
 # keep_alive < 0 makes Ollama report an expiry ~292 years out; anything this far is "never"

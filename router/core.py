@@ -11,13 +11,13 @@ from typing import Any
 
 import aiohttp
 
-from router.accesslog import AccessLog
-from router.backends import Adapter, BackendError, adapter_for
-from router.config import RouterConfig, load_config
-from router.metrics import Metrics
-from router.policy import Decision, Policy, PolicyParams
-from router.scheduler import Scheduler
-from router.state import BackendState, FleetState
+from modelfleet.router.accesslog import AccessLog
+from modelfleet.router.backends import Adapter, BackendError, adapter_for
+from modelfleet.router.config import RouterConfig, load_config
+from modelfleet.router.metrics import Metrics
+from modelfleet.router.policy import Decision, Policy, PolicyParams
+from modelfleet.router.scheduler import Scheduler
+from modelfleet.router.state import BackendState, FleetState
 
 log = logging.getLogger("modelfleet.router")
 AFTER_REQUEST_S = 0.25  # debounce: one after-request refresh per backend per this interval

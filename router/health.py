@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from router.core import Router
-from router.state import BackendState
+from modelfleet.router.core import Router
+from modelfleet.router.state import BackendState
 
 log = logging.getLogger("modelfleet.router")
 

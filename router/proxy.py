@@ -25,10 +25,10 @@ from typing import Any, Literal
 import aiohttp
 from aiohttp import web
 
-from router import translate
-from router.core import Router
-from router.scheduler import Lease, RoutingError
-from router.state import BackendState
+from modelfleet.router import translate
+from modelfleet.router.core import Router
+from modelfleet.router.scheduler import Lease, RoutingError
+from modelfleet.router.state import BackendState
 
 Front = Literal["openai", "ollama"]
 Translation = Literal["raw", "ollama-chat", "ollama-generate", "ollama-embed", "ollama-embeddings"]

@@ -16,8 +16,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from router.policy import Decision, Policy, Request
-from router.state import BackendState, Decided, FleetState
+from modelfleet.router.policy import Decision, Policy, Request
+from modelfleet.router.state import BackendState, Decided, FleetState
 
 
 class RoutingError(Exception):

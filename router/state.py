@@ -13,8 +13,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from router.config import BackendConfig, ModelEntry, RouterConfig
-from router.policy import BackendView, DemandTracker, FleetView, HostView, Residency
+from modelfleet.router.config import BackendConfig, ModelEntry, RouterConfig
+from modelfleet.router.policy import BackendView, DemandTracker, FleetView, HostView, Residency
 
 ModelStatus = Literal["loaded", "loading", "cold"]
 FAILURE_WINDOW_S = 60.0

@@ -1,6 +1,6 @@
 """Fleet-wide data: the model catalog, pinned versions and the router's settings.
 
-Every host sees these keys, and they must be the same on every host (``deploy/fleet.py``
+Every host sees these keys, and they must be the same on every host (``deploy/inventory.py``
 checks). A catalog entry names a model once and says how each backend kind gets it:
 ``ollama`` (a tag) for Ollama, ``gguf`` (url, sha256, file) for llama-swap and llama-server.
 ``groups`` says which inventory groups hold it. Sizes are MiB of VRAM for the weights;

@@ -10,7 +10,7 @@ Runs after the driver roles (``nvidia.driver`` installs the Container Toolkit).
 
 Example (``deploy.py``)::
 
-    from roles import container_runtime
+    from modelfleet.roles import container_runtime
     container_runtime.engine()
 """
 
@@ -22,8 +22,8 @@ from pyinfra.facts.files import File
 from pyinfra.facts.server import Which
 from pyinfra.operations import apt, files, server, systemd
 
-from roles import nvidia
-from roles.container_runtime.defaults import DEFAULTS
+from modelfleet.roles import nvidia
+from modelfleet.roles.container_runtime.defaults import DEFAULTS
 
 ENGINES = ("podman", "docker")
 DOCKERD = "/usr/sbin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock"

@@ -1,5 +1,6 @@
 """GPU detection role: pyinfra facts only (``roles/gpu/facts.py``); it changes nothing on a host.
 
-The parsing lives in ``deploy/gpu.py`` (pure, fixture-tested); the facts only run the tools.
+The parsing lives in ``deploy/hardware/parsers.py`` (pure, fixture-tested); the facts only run
+the tools.
 See README.md.
 """

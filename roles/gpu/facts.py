@@ -1,4 +1,5 @@
-"""GPU and host-hardware facts. Each runs one tool; ``deploy/gpu.py`` parses what it prints.
+"""GPU and host-hardware facts. Each runs one tool; ``deploy/hardware/parsers.py`` parses what it
+prints.
 
 - ``NvidiaSmiGpus``, ``NvidiaMigDevices``, ``NvmlGpus``: NVIDIA GPUs (CSV, ``-L``, NVML);
 - ``AmdSmiGpus``, ``RocmSmiGpus``: AMD GPUs (JSON);
@@ -6,17 +7,17 @@
 - ``GpuDeviceNodes``: ``/dev/kfd`` and ``/dev/dri/renderD*``;
 - ``CpuRam``: CPU cores and RAM;
 - ``HostHardwareFact``: all of them in one round trip, combined
-  (``deploy.gpu.hardware_from_sections``);
+  (``deploy.hardware.parsers.hardware_from_sections``);
 - ``HostGpus``: the same, but the host-data ``gpus:`` (and ``ram_mb:``/``cpu_cores:``)
   override wins; this is what the planner should get for a host.
 
-Malformed output raises ``deploy.gpu.ParseError`` naming the tool and line: the deploy stops
-before planning with a wrong picture of the hardware.
+Malformed output raises ``deploy.hardware.parsers.ParseError`` naming the tool and line: the
+deploy stops before planning with a wrong picture of the hardware.
 
 Example::
 
-    from roles.gpu.facts import HostGpus
-    hardware = host.get_fact(HostGpus)      # deploy.gpu.HostHardware
+    from modelfleet.roles.gpu.facts import HostGpus
+    hardware = host.get_fact(HostGpus)      # deploy.hardware.parsers.HostHardware
     [gpu.name for gpu in hardware.gpus]
 """
 
@@ -28,7 +29,7 @@ from typing import Any, ClassVar
 from pyinfra.api import FactBase
 from typing_extensions import override
 
-from deploy.gpu import (
+from modelfleet.deploy.hardware.parsers import (
     MISSING,
     NVIDIA_SMI_FIELDS,
     NVML_SNIPPET,
@@ -68,7 +69,7 @@ def _lines(output: list[str]) -> str:
 
 
 class _ToolGpus(FactBase[list[Gpu]]):
-    """One tool, one parser from ``deploy/gpu.py``: the shape every GPU fact below shares.
+    """One tool, one parser from ``deploy/hardware/parsers.py``: the shape every GPU fact shares.
 
     A subclass names the tool, its command and its parser; a host without the tool gives
     ``[]`` (pyinfra's ``requires_command``).
@@ -126,8 +127,8 @@ class NvidiaMigDevices(_ToolGpus):
 class NvmlGpus(_ToolGpus):
     """NVIDIA GPUs through NVML (``pynvml``), for hosts with python3 + pynvml but no nvidia-smi.
 
-    Runs ``deploy.gpu.nvml_probe`` on the host with ``python3 -c``; empty when python3, pynvml
-    or the NVML library is missing.
+    Runs ``deploy.hardware.parsers.nvml_probe`` on the host with ``python3 -c``; empty when
+    python3, pynvml or the NVML library is missing.
     """
 
     tool, shell = "python3", f"{NVML_COMMAND} 2>/dev/null || true"

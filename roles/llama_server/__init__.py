@@ -1,6 +1,6 @@
 """llama.cpp ``llama-server`` in router mode: one unit per instance, presets from the plan.
 
-The cached build (llama-cpp-python 0.3.36's vendored llama.cpp, ``deploy/llama_build.sh``) has
+The cached build (llama-cpp-python 0.3.36's vendored llama.cpp, ``deploy/lab/llama_build.sh``) has
 router mode (``tools/server/server-models.cpp``): started without ``-m`` and with
 ``--models-preset``, llama-server runs a child server per model on demand. A presets change is
 applied with ``GET /models?reload=1``, which unloads only the models whose preset changed;
@@ -10,7 +10,7 @@ The binary comes from ``llama_server_binary_url`` + ``llama_server_binary_sha256
 executable itself), or from ``llama_server_binary_path`` on the controller (uploaded). The
 llama_swap role installs it the same way: llama-swap starts its models with it.
 
-Example (``deploy.py`` does this through ``deploy/orchestrate.py``)::
+Example (``deploy.py`` does this through ``deploy/apply/context.py``)::
 
     llama_server.backend(instances=host_plan.instances, rendered={...}, versions=plan.versions)
     llama_server.models(instances=host_plan.instances)
@@ -19,7 +19,6 @@ Example (``deploy.py`` does this through ``deploy/orchestrate.py``)::
 from __future__ import annotations
 
 import hashlib
-import shlex
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -30,13 +29,11 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import apt, files
 from pyinfra.operations.util import any_changed
 
-from deploy.fleet import Versions
-from deploy.planner import BackendInstance
-from deploy.render import RenderedFile, RenderSettings, llama_server_command, render_template
-from roles.artifacts import gguf_files, verified_download
-from roles.llama_server.defaults import DEFAULTS
-from roles.llama_server.operations import presets_reloaded
-from roles.units import RestartHook, managed_unit, models_directories, system_user
+from modelfleet.deploy.plan import BackendInstance, RenderedFile, Versions
+from modelfleet.roles.artifacts import gguf_files, verified_download
+from modelfleet.roles.llama_server.defaults import DEFAULTS
+from modelfleet.roles.llama_server.operations import presets_reloaded
+from modelfleet.roles.units import RestartHook, managed_unit, models_directories, system_user
 
 
 @cache
@@ -109,28 +106,21 @@ def backend(
 ) -> list[OperationMeta]:
     """Install the binary and run one router-mode unit per instance.
 
-    ``rendered`` maps each instance name to its files from ``deploy/render.py`` (the presets).
+    ``rendered`` maps each instance name to its files from ``deploy/render.py`` (presets, unit).
     """
     data = host.data
     user = data.llama_server_user
-    settings = RenderSettings.from_host_data(data.dict())
     system_user(user, home="/var/lib/llama-server", extra_groups=data.llama_server_extra_groups)
     current, _ = install_binary(versions.llama_cpp)
     files.directory(name="Config directory", path=data.llama_server_config_dir, mode="0755")
     changes: list[OperationMeta] = [current]
     models_directories(instances, user)
     for inst in instances:
-        presets = rendered[inst.name][0]
-        command = [*llama_server_command(inst, settings), *map(str, data.llama_server_extra_args)]
-        unit_text = render_template(
-            "llama_server/llama-server.service.j2",
-            inst=inst,
-            user=user,
-            command=shlex.join(command),
-        )
+        unit_file = next(f for f in rendered[inst.name] if f.path.endswith(".service"))
+        presets = next(f for f in rendered[inst.name] if f is not unit_file)
         unit, config_ops = managed_unit(
             inst.service_name,
-            unit_text,
+            unit_file.content,
             config_files=[(presets.path, presets.content)],
             config_owner=user,
             restart_on_config=False,

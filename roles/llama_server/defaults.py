@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Set
+from pathlib import Path
 from typing import Any
+
+from modelfleet.roles.checks import need_sha256
 
 DEFAULTS: dict[str, Any] = {
     # Where the llama-server binary comes from; one of:
     #   a URL + sha256 of the executable, or
-    #   a path on the controller (e.g. the cached build of deploy/llama_build.sh), uploaded.
+    #   a path on the controller (e.g. the cached build of deploy/lab/llama_build.sh), uploaded.
     "llama_server_binary_url": None,
     "llama_server_binary_sha256": None,
     "llama_server_binary_path": None,
@@ -31,3 +35,31 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a (re)started instance gets to answer /health in the health-check phase.
     "llama_server_health_timeout_s": 120,
 }
+
+
+def binary_path(values: Mapping[str, Any]) -> str:
+    """Where units and llama-swap configs find the installed binary."""
+    return f"{values['llama_server_root']}/current/llama-server"
+
+
+def check(values: Mapping[str, Any], installs: Set[str]) -> list[str]:
+    """The binary source (llama-server and llama-swap hosts both need it): a file on the
+    controller, or a URL with its sha256."""
+    if not installs:
+        return []
+    path, url = values.get("llama_server_binary_path"), values.get("llama_server_binary_url")
+    if path:
+        if not Path(str(path)).is_file():
+            return [
+                f"key llama_server_binary_path: {path} is not a file on the controller "
+                "(build it with: bash deploy/lab/llama_build.sh)"
+            ]
+        return []
+    if url:
+        return need_sha256(
+            values, "llama_server_binary_sha256", "the llama-server binary is checked against it"
+        )
+    return [
+        "key llama_server_binary_path: not set, and no llama_server_binary_url either; "
+        "llama-swap and llama-server hosts need the llama-server binary"
+    ]

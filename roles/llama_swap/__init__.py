@@ -4,7 +4,7 @@ A config change must not cold-start the host: llama-swap unloads every model whe
 its config, so ``-watch-config`` is off, the config is rendered deterministically, and an
 instance restarts only when its own config, unit or release really changed.
 
-Example (``deploy.py`` does this through ``deploy/orchestrate.py``)::
+Example (``deploy.py`` does this through ``deploy/apply/context.py``)::
 
     llama_swap.backend(instances=host_plan.instances, rendered={...}, versions=plan.versions)
     llama_swap.models(instances=host_plan.instances)
@@ -15,17 +15,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from pyinfra import host
-from pyinfra.api import DeployError, deploy
+from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files
 
-from deploy.fleet import Versions
-from deploy.planner import BackendInstance
-from deploy.render import RenderedFile, render_template
-from roles.artifacts import gguf_files
-from roles.llama_server import install_binary
-from roles.llama_swap.defaults import DEFAULTS
-from roles.units import RestartHook, managed_unit, models_directories, pinned_release, system_user
+from modelfleet.deploy.plan import BackendInstance, RenderedFile, Versions
+from modelfleet.roles.artifacts import gguf_files
+from modelfleet.roles.llama_server import install_binary
+from modelfleet.roles.llama_swap.defaults import DEFAULTS
+from modelfleet.roles.units import (
+    RestartHook,
+    managed_unit,
+    models_directories,
+    pinned_release,
+    system_user,
+)
 
 
 def release_url(version: str) -> str:
@@ -42,11 +46,10 @@ def backend(
 ) -> list[OperationMeta]:
     """Install llama-swap and the llama-server it starts models with; run one unit per instance.
 
-    ``rendered`` maps each instance name to its files from ``deploy/render.py`` (the config).
+    ``rendered`` maps each instance name to its files from ``deploy/render.py`` (config, unit);
+    the knobs were checked with the plan (``defaults.check``).
     """
     data = host.data
-    if not data.llama_swap_release_sha256:
-        raise DeployError(f"{host.name}: llama_swap_release_sha256 is not set")
     user, root = data.llama_swap_user, data.llama_swap_root
     system_user(user, home="/var/lib/llama-swap", extra_groups=data.llama_swap_extra_groups)
     current = pinned_release(
@@ -62,18 +65,11 @@ def backend(
     changes: list[OperationMeta] = [current, server_binary]
     models_directories(instances, user)
     for inst in instances:
-        config = rendered[inst.name][0]
-        unit_text = render_template(
-            "llama_swap/llama-swap.service.j2",
-            inst=inst,
-            user=user,
-            root=root,
-            config_path=config.path,
-        )
+        config, unit_file = _config_and_unit(rendered[inst.name])
         # A new llama-server binary is picked up by models started after it; no restart.
         unit, config_ops = managed_unit(
             inst.service_name,
-            unit_text,
+            unit_file.content,
             config_files=[(config.path, config.content)],
             config_owner=user,
             also_restart_when=[current],
@@ -81,6 +77,11 @@ def backend(
         )
         changes += [unit, *config_ops]
     return changes
+
+
+def _config_and_unit(files: Sequence[RenderedFile]) -> tuple[RenderedFile, RenderedFile]:
+    unit = next(f for f in files if f.path.endswith(".service"))
+    return next(f for f in files if f is not unit), unit
 
 
 @deploy("llama-swap models", data_defaults=DEFAULTS)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Set
 from typing import Any
 
-from roles.llama_server.defaults import DEFAULTS as LLAMA_SERVER_DEFAULTS
+from modelfleet.roles.checks import need_sha256
+from modelfleet.roles.llama_server.defaults import DEFAULTS as LLAMA_SERVER_DEFAULTS
+from modelfleet.roles.llama_server.defaults import check as check_llama_server
 
 # llama-swap starts every model with llama-server: its binary source and location are the
 # llama_server role's knobs (llama_server_binary_url/_sha256/_path, llama_server_root).
@@ -41,4 +44,20 @@ DEFAULTS: dict[str, Any] = {
     "llama_swap_prune_models": False,
     # Seconds a (re)started instance gets to answer /health in the health-check phase.
     "llama_swap_health_timeout_s": 60,
+    # Seconds llama-swap waits for a model's llama-server to come up (config healthCheckTimeout).
+    "llama_swap_health_check_timeout_s": 120,
 }
+
+
+def check(values: Mapping[str, Any], installs: Set[str]) -> list[str]:
+    """The release sha256, and the llama-server binary every model is started with."""
+    if not installs:
+        return []
+    return [
+        *need_sha256(
+            values,
+            "llama_swap_release_sha256",
+            "the llama-swap release archive is checked against it",
+        ),
+        *check_llama_server(values, installs),
+    ]

@@ -8,7 +8,7 @@ is :func:`container_access`, which the container_runtime role calls once the eng
 
 Example (``deploy.py``)::
 
-    from roles import nvidia
+    from modelfleet.roles import nvidia
     if "gpu_nvidia" in host.groups:
         nvidia.driver()
 """
@@ -21,10 +21,10 @@ from pyinfra.connectors.local import LocalConnector
 from pyinfra.facts.server import KernelVersion, Which
 from pyinfra.operations import apt, files, server, systemd
 
-from roles.aptsource import kernel_headers, pinned, signed_repo
-from roles.nvidia.defaults import DEFAULTS
-from roles.nvidia.facts import SecureBootState
-from roles.nvidia.operations import cdi_spec, docker_runtime
+from modelfleet.roles.aptsource import kernel_headers, pinned, signed_repo
+from modelfleet.roles.nvidia.defaults import DEFAULTS
+from modelfleet.roles.nvidia.facts import SecureBootState
+from modelfleet.roles.nvidia.operations import cdi_spec, docker_runtime
 
 NOUVEAU_CONF = "/etc/modprobe.d/blacklist-nouveau.conf"
 

@@ -6,7 +6,7 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.facts.files import File
 
-from roles.nvidia.facts import CdiDevices, DockerNvidiaRuntime, NvidiaGpuIds
+from modelfleet.roles.nvidia.facts import CdiDevices, DockerNvidiaRuntime, NvidiaGpuIds
 
 
 def expected_cdi_devices(gpu_ids: list[tuple[str, str]]) -> set[str]:

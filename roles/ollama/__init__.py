@@ -12,7 +12,7 @@ native mode, when the release changed. Models are pulled through the API with pr
 (``ollama-pull.py``), only the missing ones; with ``ollama_prune_models`` the models that left
 the set are deleted.
 
-Example (``deploy.py`` does this through ``deploy/orchestrate.py``)::
+Example (``deploy.py`` does this through ``deploy/apply/context.py``)::
 
     ollama.backend(instances=host_plan.instances, rendered={...}, versions=plan.versions)
     ollama.models(instances=host_plan.instances)
@@ -24,16 +24,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import DeployError, deploy
+from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files
 
-from deploy.fleet import Versions
-from deploy.planner import BackendInstance
-from deploy.render import RenderedFile
-from roles.ollama import operations as ops
-from roles.ollama.defaults import DEFAULTS
-from roles.units import RestartHook, managed_unit, models_directories, pinned_release, system_user
+from modelfleet.deploy.plan import BackendInstance, RenderedFile, Versions
+from modelfleet.roles.ollama import operations as ops
+from modelfleet.roles.ollama.defaults import BINARY_LINK, DEFAULTS
+from modelfleet.roles.units import (
+    RestartHook,
+    managed_unit,
+    models_directories,
+    pinned_release,
+    system_user,
+)
 
 HELPER_SOURCE = Path(__file__).parent / "files" / "ollama-pull.py"
 
@@ -59,8 +63,7 @@ def backend(
     changes: list[OperationMeta] = []
     release: list[OperationMeta] = []
     if any(inst.install == "native" for inst in instances):
-        if not data.ollama_release_sha256:
-            raise DeployError(f"{host.name}: ollama_release_sha256 is not set")
+        # ollama_release_sha256 was checked with the plan (defaults.check).
         release.append(
             pinned_release(
                 "Ollama",
@@ -68,12 +71,13 @@ def backend(
                 sha256=data.ollama_release_sha256,
                 root=data.ollama_root,
                 version=versions.ollama,
-                link="/usr/local/bin/ollama",
+                link=BINARY_LINK,
                 binary="bin/ollama",
             )
         )
         changes += release
-    files.directory(name="Env directory /etc/ollama", path="/etc/ollama", mode="0755")
+    env_dir = data.ollama_env_dir
+    files.directory(name=f"Env directory {env_dir}", path=env_dir, mode="0755")
     models_directories(instances, user)
     for inst in instances:
         unit = next(f for f in rendered[inst.name] if f.path.endswith(".service"))

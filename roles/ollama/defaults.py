@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Set
 from typing import Any
+
+from modelfleet.roles.checks import need_sha256
+
+# Where a native release is linked, and what its units run.
+BINARY_LINK = "/usr/local/bin/ollama"
 
 DEFAULTS: dict[str, Any] = {
     # --- native install: a pinned release archive, checked by sha256 -------------------------
@@ -33,4 +39,23 @@ DEFAULTS: dict[str, Any] = {
     "ollama_prune_models": False,
     # Seconds a (re)started instance gets to answer before the pulls give up.
     "ollama_api_wait_s": 120,
+    # Directory of the instances' environment files (<service>.env, 0640).
+    "ollama_env_dir": "/etc/ollama",
+    # Supplementary groups for ROCm containers. Empty by default: the container runs as root,
+    # which podman leaves CAP_DAC_OVERRIDE, so /dev/kfd and /dev/dri/renderD* (root:render 660)
+    # open without them, and `--group-add render` fails outright on images without a render
+    # group (the Ollama image has none). For an image that runs as a non-root user, give the
+    # host's numeric GIDs (getent group render video).
+    "ollama_rocm_groups": [],
 }
+
+
+def check(values: Mapping[str, Any], installs: Set[str]) -> list[str]:
+    """What the role cannot run without, for Ollama instances installed as ``installs``."""
+    if "native" not in installs:
+        return []
+    return need_sha256(
+        values,
+        "ollama_release_sha256",
+        "a native Ollama install checks the release archive against it",
+    )

@@ -8,7 +8,7 @@ import shlex
 from pyinfra import host
 from pyinfra.api import operation
 
-from roles.ollama.facts import OllamaModels, normalize_tag
+from modelfleet.roles.ollama.facts import OllamaModels, normalize_tag
 
 PULL_HELPER = "/usr/local/lib/modelfleet/ollama-pull.py"
 

@@ -6,7 +6,7 @@ render and video groups (and the listed service users in them).
 
 Example (``deploy.py``)::
 
-    from roles import rocm
+    from modelfleet.roles import rocm
     if "gpu_amd" in host.groups:
         rocm.driver()
 """
@@ -18,8 +18,8 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import KernelVersion, Users, Which
 from pyinfra.operations import apt, files, server
 
-from roles.aptsource import kernel_headers, signed_repo
-from roles.rocm.defaults import DEFAULTS
+from modelfleet.roles.aptsource import kernel_headers, signed_repo
+from modelfleet.roles.rocm.defaults import DEFAULTS
 
 GROUPS = ("render", "video")
 

@@ -1,12 +1,14 @@
 """The modelfleet router on router hosts: a versioned venv per release, a safe rollout.
 
-1. The controller builds the project's wheel and every dependency wheel once
-   (``wheelhouse.py``); a router host installs them with ``pip install --no-index`` into
-   ``<root>/releases/<release id>/``. The release id hashes the sources, so a re-run of the same
-   checkout uploads nothing.
-2. ``router.yaml`` is rendered from the whole fleet's plan by the caller (``--limit`` does not
-   shrink it). The admin token stays in a root-only file (0600); the unit hands the service a
-   private copy at start (see ``templates/router/modelfleet-router.service.j2``).
+1. The controller builds the project's wheel and the router's own dependency wheels once per
+   release, when the upload runs (never under ``--dry``; ``wheelhouse.py``); a router host
+   installs them with ``pip install --no-index`` into ``<root>/releases/<release id>/``: a
+   router-only environment (no pyinfra, paramiko, gevent, pynvml). The release id hashes the
+   sources, so a re-run of the same checkout builds and uploads nothing.
+2. ``router.yaml`` and the units are rendered from the whole fleet's plan by
+   ``deploy/render.py`` (``--limit`` does not shrink it); this role puts them in place. The
+   admin token stays in a root-only file (0600); the unit hands the service a private copy at
+   start (see ``templates/router/modelfleet-router.service.j2``).
 3. ``router-rollout.py`` tries the new release and config on a side port first; only when the
    candidate answers ``/readyz`` are ``<root>/current`` and the config switched and the service
    restarted, and if the restarted service fails ``/readyz`` both are switched back.
@@ -17,15 +19,16 @@
    restart the old process stops accepting and finishes its requests in flight while new
    connections wait in the socket's backlog for the new one, so no client is refused or cut.
 
-Example (``deploy.py`` does this through ``deploy/orchestrate.py``)::
+Example (``deploy.py`` does this through ``deploy/apply/context.py``)::
 
-    router.rollout(router_yaml=context.router_yaml, fleet="local", token_path=token_file)
+    router.rollout(config=files[0], units=files[1:], token_path=token_file)
 """
 
 from __future__ import annotations
 
 import posixpath
 import sys
+from collections.abc import Sequence
 from io import StringIO
 
 import yaml
@@ -36,19 +39,13 @@ from pyinfra.facts.files import FileContents, Link
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from deploy.render import RenderSettings, render_template
-from roles import drain
-from roles.router import operations as ops
-from roles.router.defaults import DEFAULTS
-from roles.router.wheelhouse import build_wheelhouse, release_id
+from modelfleet.deploy.plan import RenderedFile
+from modelfleet.roles import drain
+from modelfleet.roles.router import operations as ops
+from modelfleet.roles.router.defaults import DEFAULTS
+from modelfleet.roles.router.wheelhouse import build_wheelhouse, release_id, wheelhouse_path
 
 ROLLOUT_SCRIPT = "/usr/local/lib/modelfleet/router-rollout.py"
-RUNTIME_TOKEN_NAME = "admin-token"
-
-
-def runtime_token_path(service: str) -> str:
-    """Where the service reads its copy of the token (its RuntimeDirectory)."""
-    return f"/run/{service}/{RUNTIME_TOKEN_NAME}"
 
 
 def listen_address(router_yaml: str) -> str:
@@ -111,15 +108,15 @@ def leaving(live_yaml: str, new_yaml: str) -> dict[str, list[str]]:
 
 @deploy("modelfleet router: models leaving", data_defaults=DEFAULTS)
 def withdraw_leaving_models(
-    router_yaml: str, token_path: str, drain_timeout_s: float = 120
+    config: RenderedFile, token_path: str, drain_timeout_s: float = 120
 ) -> list[OperationMeta]:
-    """Make the running router stop routing the models that leave a backend in ``router_yaml``
-    (the whole fleet's next config), before any backend changes, then wait for the requests
-    still in flight on them (up to ``drain_timeout_s``); nothing when none leaves or no
-    router runs here yet."""
+    """Make the running router stop routing the models that leave a backend in ``config``
+    (the whole fleet's next router.yaml), before any backend changes, then wait for the
+    requests still in flight on them (up to ``drain_timeout_s``); nothing when none leaves or
+    no router runs here yet."""
     data = host.data
     root, service = data.router_root, data.router_service
-    config_path = RenderSettings.from_host_data(data.dict()).router_config_path
+    config_path, router_yaml = config.path, config.content
     live_lines = host.get_fact(FileContents, path=config_path)
     current = host.get_fact(Link, path=f"{root}/current")
     if not live_lines or not current:
@@ -158,15 +155,20 @@ def withdraw_leaving_models(
 
 
 @deploy("modelfleet router", data_defaults=DEFAULTS)
-def rollout(router_yaml: str, fleet: str, token_path: str) -> list[OperationMeta]:
-    """Install this checkout's release and make it live with ``router_yaml`` (whole fleet).
+def rollout(
+    config: RenderedFile, units: Sequence[RenderedFile], token_path: str
+) -> list[OperationMeta]:
+    """Install this checkout's release and make it live with ``config`` (the whole fleet's
+    router.yaml); ``units`` are the service and socket units (``deploy/render.py``).
 
     ``token_path`` is the fleet's ``router.admin_token_file``: the root-only file on the host.
     """
     data = host.data
     root, user, service = data.router_root, data.router_user, data.router_service
     config_dir = data.router_config_dir
-    config_path = RenderSettings.from_host_data(data.dict()).router_config_path
+    config_path, router_yaml = config.path, config.content
+    service_unit = next(unit for unit in units if unit.path.endswith(".service"))
+    socket_file = next(unit for unit in units if unit.path.endswith(".socket"))
 
     apt.packages(
         name="Packages for the router venv",
@@ -202,7 +204,8 @@ def rollout(router_yaml: str, fleet: str, token_path: str) -> list[OperationMeta
     release_dir = f"{root}/releases/{release_id()}"
     installed = ops.release(
         name=f"Router release {release_id()}",
-        tarball=str(build_wheelhouse()),
+        tarball=str(wheelhouse_path()),
+        build=build_wheelhouse,
         release_dir=release_dir,
         controller_python=f"{sys.version_info.major}.{sys.version_info.minor}",
     )
@@ -214,32 +217,15 @@ def rollout(router_yaml: str, fleet: str, token_path: str) -> list[OperationMeta
     )
     unit = files.put(
         name=f"Unit {service}.service",
-        src=StringIO(
-            render_template(
-                "router/modelfleet-router.service.j2",
-                fleet=fleet,
-                user=user,
-                service=service,
-                root=root,
-                token_path=token_path,
-                config_path=config_path,
-                shutdown_timeout_s=int(data.router_shutdown_timeout_s),
-            )
-        ),
-        dest=f"/etc/systemd/system/{service}.service",
-        mode="0644",
+        src=StringIO(service_unit.content),
+        dest=service_unit.path,
+        mode=service_unit.mode,
     )
     socket_unit = files.put(
         name=f"Unit {service}.socket",
-        src=StringIO(
-            render_template(
-                "router/modelfleet-router.socket.j2",
-                fleet=fleet,
-                listen=listen_address(router_yaml),
-            )
-        ),
-        dest=f"/etc/systemd/system/{service}.socket",
-        mode="0644",
+        src=StringIO(socket_file.content),
+        dest=socket_file.path,
+        mode=socket_file.mode,
     )
     systemd.daemon_reload(name=f"Reload systemd for {service}", _if=any_changed(unit, socket_unit))
     live = ops.rollout(

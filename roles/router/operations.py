@@ -5,25 +5,43 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import shlex
+from collections.abc import Callable
 from io import StringIO
+from typing import Any
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, OperationError, StringCommand, operation
+from pyinfra.api import (
+    FileUploadCommand,
+    FunctionCommand,
+    OperationError,
+    StringCommand,
+    operation,
+)
 from pyinfra.facts.files import File, Link, Sha256File
 from pyinfra.facts.systemd import SystemdStatus
 
-from roles.router.facts import PythonVersion, RouterReady
+from modelfleet.roles.router.facts import PythonVersion, RouterReady
 
 
 @operation()
-def release(tarball: str, release_dir: str, controller_python: str, package: str = "modelfleet"):
+def release(
+    tarball: str,
+    release_dir: str,
+    controller_python: str,
+    package: str = "modelfleet",
+    build: Callable[[], Any] | None = None,
+):
     """
-    Install a wheelhouse tarball into the versioned venv ``release_dir``, once.
+    Install a wheelhouse tarball into the versioned venv ``release_dir``, once: the project
+    without its dependencies, then only the requirements the tarball's ``requirements.txt``
+    names (the router's own; see ``wheelhouse.py``).
 
     The venv is built in place and marked complete by ``.installed`` as its last step; a
     half-built one (no marker) is removed and built again.
 
     + tarball: path of the wheelhouse tarball on the controller (see ``wheelhouse.py``)
+    + build: makes ``tarball`` on the controller when the operation runs (not under ``--dry``,
+      and not when the release is installed already)
     + release_dir: e.g. ``/opt/modelfleet/releases/0.1.0-3f2a9c1b7d04``
     + controller_python: ``major.minor`` the wheels were built for; the host must match
     + package: the distribution to install from the wheelhouse
@@ -34,7 +52,8 @@ def release(tarball: str, release_dir: str, controller_python: str, package: str
 
         release(
             name="Install router release 0.1.0-3f2a9c1b7d04",
-            tarball=str(build_wheelhouse()),
+            tarball=str(wheelhouse_path()),
+            build=build_wheelhouse,
             release_dir="/opt/modelfleet/releases/0.1.0-3f2a9c1b7d04",
             controller_python="3.11",
         )
@@ -54,13 +73,17 @@ def release(tarball: str, release_dir: str, controller_python: str, package: str
     remote_tar = f"{wheels}.tar"
     quoted_dir, quoted_wheels = shlex.quote(release_dir), shlex.quote(wheels)
     yield f"rm -rf {quoted_dir} {quoted_wheels} && mkdir -p {quoted_wheels}"
+    if build is not None:
+        yield FunctionCommand(build, (), {})
     yield FileUploadCommand(tarball, remote_tar)
     yield f"tar -xf {shlex.quote(remote_tar)} -C {quoted_wheels} && rm -f {shlex.quote(remote_tar)}"
     yield f"python3 -m venv {quoted_dir}"
-    yield (
+    pip = (
         f"{quoted_dir}/bin/pip install -q --no-index --disable-pip-version-check "
-        f"--find-links {quoted_wheels} {shlex.quote(package)}"
+        f"--find-links {quoted_wheels}"
     )
+    yield f"{pip} --no-deps {shlex.quote(package)}"
+    yield f"{pip} -r {quoted_wheels}/requirements.txt"
     yield f"rm -rf {quoted_wheels} && touch {shlex.quote(marker)}"
 
 

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from deploy import localfleet
+from modelfleet.deploy.lab import localfleet
 from tests.fakegpu.aptrepo import RECIPE, build_repos, serve
 
 REPO = Path(__file__).resolve().parents[2]

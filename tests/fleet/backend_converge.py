@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from deploy import localstack
+from modelfleet.deploy.lab import localstack
 
 REPO = Path(__file__).resolve().parents[2]
 RTX_4090 = {"name": "NVIDIA GeForce RTX 4090", "vram_mb": 24564, "count": 2}

@@ -11,7 +11,7 @@ Fixtures:
 - ``local_fleet``: the three hosts of ``inventory/local.py`` (session scope); a
   :class:`LocalFleet` with ``.hosts``, ``.env`` (the environment for pyinfra / pytest
   subprocesses that makes ``inventory/local.py`` point at this fleet) and ``.by_name``.
-- ``fleet_factory``: bring up any list of :class:`deploy.localfleet.ContainerHost` as a fresh
+- ``fleet_factory``: bring up any list of :class:`deploy.lab.localfleet.ContainerHost` as a fresh
   fleet (torn down at the end of the test).
 - ``run_pyinfra(inventory_or_targets, deploy, env=..., data=...)``: runs
   ``pyinfra -y --json`` and returns the parsed JSON (``results.totals`` etc.), failing with
@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from deploy import localfleet
+from modelfleet.deploy.lab import localfleet
 
 REPO = Path(__file__).resolve().parents[2]
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy import demo, localfleet, preflight
+from modelfleet.deploy.lab import demo, localfleet, preflight
+from modelfleet.deploy.lab.llama import free_port
 from tests.browser import run_chromium
 from tests.fleet.conftest import REPO, new_fleet_name
-from tests.standins.llama import free_port
 
 MODELFLEET = str(Path(sys.executable).with_name("modelfleet"))
 

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,8 +33,9 @@ from typing import Any
 
 import pytest
 
-from deploy import localfleet, localstack
-from deploy.localstack import GEMMA
+from modelfleet.deploy.lab import localfleet, localstack
+from modelfleet.deploy.lab.localstack import GEMMA
+from modelfleet.roles.router.wheelhouse import wheelhouse_path
 from tests.fleet.conftest import REPO, new_fleet_name, run_pyinfra
 
 QWEN = {
@@ -144,6 +146,32 @@ def run_infra_checks(fleet: Fleet) -> subprocess.CompletedProcess[str]:
     )
 
 
+def assert_render_is_what_the_hosts_hold(fleet: Fleet) -> None:
+    """``modelfleet render`` writes, byte for byte, every file the deploy put on each host."""
+    out = Path(fleet.data_file).parent / "render-out"
+    modelfleet = str(Path(sys.executable).with_name("modelfleet"))
+    rendered = subprocess.run(
+        [modelfleet, "render", "inventory/local.py", "--detect", "--out", str(out)],
+        cwd=REPO,
+        env={**os.environ, **fleet.env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    for running in fleet.hosts:
+        files = sorted(p for p in (out / running.name).rglob("*") if p.is_file())
+        assert files, f"modelfleet render wrote nothing for {running.name}"
+        for path in files:
+            on_host = "/" + str(path.relative_to(out / running.name))
+            held = subprocess.run(
+                ["podman", "exec", running.container, "cat", on_host],
+                capture_output=True,
+                check=True,
+            ).stdout
+            assert held == path.read_bytes(), f"{running.name}:{on_host} differs from the render"
+
+
 def router_models(fleet: Fleet) -> set[str]:
     url = f"http://{fleet.address('cpu-llama1')}:11434/v1/models"
     with urllib.request.urlopen(url, timeout=10) as resp:
@@ -159,6 +187,7 @@ def test_deploy_verify_rerun_change_converge(fleet: Fleet) -> None:
     checks = run_infra_checks(fleet)
     assert checks.returncode == 0, checks.stdout[-4000:] + checks.stderr[-2000:]
     assert " passed" in checks.stdout and "failed" not in checks.stdout
+    assert_render_is_what_the_hosts_hold(fleet)
 
     second = fleet.deploy()
     assert second["results"]["totals"]["success"] == 0, changed_hosts(second)
@@ -231,8 +260,11 @@ def test_failing_router_release_keeps_the_previous_one(fleet: Fleet, tmp_path: P
     live = router_release(fleet)
     # A copy of the project whose router cannot start: a new release id, and a broken one.
     broken = tmp_path / "broken"
-    for part in ("deploy", "roles", "router", "templates", "inventory"):
-        shutil.copytree(REPO / part, broken / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("modelfleet", "deploy", "roles", "router", "templates", "inventory"):
+        # modelfleet/ links the folders next to it: copied as links, it imports the copy.
+        shutil.copytree(
+            REPO / part, broken / part, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+        )
     for part in ("deploy.py", "pyproject.toml", "README.md"):
         if (REPO / part).exists():
             shutil.copy2(REPO / part, broken / part)
@@ -241,14 +273,20 @@ def test_failing_router_release_keeps_the_previous_one(fleet: Fleet, tmp_path: P
         main.read_text().replace("def main(", "def main_ok(")
         + ("\n\ndef main() -> None:\n    raise SystemExit('broken release (rollback test)')\n")
     )
+    pyinfra = [str(Path(sys.executable).with_name("pyinfra")), "-y", "--json"]
+    # --dry builds nothing: the new release's wheelhouse is made only when its upload runs.
+    dry = subprocess.run(
+        [*pyinfra, "--dry", "inventory/local.py", "deploy.py"],
+        cwd=broken,
+        env=fleet.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert not wheelhouse_path(broken).exists(), "pyinfra --dry built the router release"
     done = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("pyinfra")),
-            "-y",
-            "--json",
-            "inventory/local.py",
-            "deploy.py",
-        ],
+        [*pyinfra, "inventory/local.py", "deploy.py"],
         cwd=broken,
         env=fleet.env,
         capture_output=True,
@@ -265,6 +303,7 @@ def test_failing_router_release_keeps_the_previous_one(fleet: Fleet, tmp_path: P
         assert set(op["error"]) <= {"cpu-llama1"}, op
     assert router_release(fleet) == live
     assert "gemma3-270m" in router_models(fleet)
+    assert wheelhouse_path(broken).is_file()  # built when the real run uploaded it
 
     limited = run_pyinfra(
         "inventory/local.py", "deploy.py", env=fleet.env, extra_args=["--limit", "gpu_amd"]

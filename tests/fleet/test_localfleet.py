@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from deploy import localfleet
-from deploy.fleet import load_fleet
-from deploy.localfleet import ContainerHost, LocalFleetError
+from modelfleet.deploy.inventory import load_fleet
+from modelfleet.deploy.lab import localfleet
+from modelfleet.deploy.lab.localfleet import ContainerHost, LocalFleetError
 
 
 def sh(container: str, command: str) -> subprocess.CompletedProcess[str]:
@@ -121,7 +121,7 @@ def test_pyinfra_reaches_every_host_over_ssh(local_fleet, run_pyinfra):
 
 def test_gpu_detection_reads_the_emulated_gpus(local_fleet):
     """The planner's own detection fact (roles/gpu) sees what the profiles describe."""
-    from roles.gpu.facts import HostHardwareFact
+    from modelfleet.roles.gpu.facts import HostHardwareFact
 
     detected = {}
     for host in local_fleet.hosts:

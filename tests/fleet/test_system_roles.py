@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from deploy import localfleet
-from deploy.localfleet import ContainerHost
+from modelfleet.deploy.lab import localfleet
+from modelfleet.deploy.lab.localfleet import ContainerHost
 from tests.fakegpu.aptrepo import StandinRepos, build_repos, serve
 
 DEPLOY = "tests/fleet/deploys/system_roles.py"

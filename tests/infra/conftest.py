@@ -6,7 +6,7 @@
         --hosts=ssh://ops@gpu-01,ssh://ops@router-01 --sudo
 
 ``--inventory`` (or ``MODELFLEET_INVENTORY``) names the inventory the fleet was deployed from;
-the plan is computed exactly as ``deploy.py`` does (``deploy/orchestrate_files.py``), GPU
+the plan is computed exactly as ``deploy.py`` does (``deploy/verify.py``), GPU
 detection included. Each ``--hosts`` entry is matched to its plan host by hostname, node name,
 inventory name or address.
 """
@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from deploy.fleet import Fleet
-from deploy.orchestrate_files import plan_from_inventory
-from deploy.planner import FleetPlan, HostPlan
+from modelfleet.deploy.inventory import Fleet
+from modelfleet.deploy.plan import FleetPlan, HostPlan
+from modelfleet.deploy.verify import plan_from_inventory
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

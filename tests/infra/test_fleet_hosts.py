@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 
-from deploy.orchestrate_files import admin_token_file, host_files
-from deploy.planner import BackendInstance, HostPlan
-from roles.ollama.facts import normalize_tag
-from roles.router.defaults import DEFAULTS as ROUTER_DEFAULTS
+from modelfleet.deploy.plan import BackendInstance, HostPlan
+from modelfleet.deploy.render import admin_token_file, render_host
+from modelfleet.roles.knobs import role_values
+from modelfleet.roles.ollama.facts import normalize_tag
 
-ROUTER_SERVICE = ROUTER_DEFAULTS["router_service"]
 ALIVE_PATH = {"ollama": "/api/version", "llama-swap": "/health", "llama-server": "/health"}
 
 
@@ -64,7 +63,7 @@ def test_backend_ports_listening_and_alive(host: Any, node: HostPlan) -> None:
 
 
 def test_files_as_planned(host: Any, node: HostPlan, deployed: Any) -> None:
-    files = host_files(deployed.plan, node, deployed.data(node))
+    files = render_host(deployed.plan, node, deployed.data(node))
     if not files:
         pytest.skip(f"{node.name} holds no rendered files")
     for planned in files:
@@ -93,16 +92,34 @@ def test_models_present(host: Any, node: HostPlan) -> None:
                 assert gguf.sha256sum == model.gguf.sha256, f"{model.gguf_path}: wrong sha256"
 
 
+def router_service(deployed: Any, node: HostPlan) -> str:
+    return str(role_values(deployed.data(node))["router_service"])
+
+
+def test_router_release_is_a_router_only_environment(
+    host: Any, node: HostPlan, deployed: Any
+) -> None:
+    """The live release holds the router and its run-time dependencies, not the deploy tool."""
+    if not node.router:
+        pytest.skip(f"{node.name} runs no router")
+    root = role_values(deployed.data(node))["router_root"]
+    python = f"{root}/current/bin/python"
+    assert host.run(f"{python} -c 'import aiohttp, pydantic, yaml, prometheus_client'").rc == 0
+    for name in ("pyinfra", "paramiko", "gevent", "pynvml"):
+        found = host.run(f"{python} -c 'import {name}'")
+        assert found.rc != 0, f"the router release on {node.name} has {name} installed"
+
+
 def test_router_where_planned(host: Any, node: HostPlan, deployed: Any) -> None:
     """Router hosts serve /readyz over the planned backends; no other host runs a router."""
-    service = host.service(ROUTER_SERVICE)
+    service = host.service(router_service(deployed, node))
     if not node.router:
         assert not service.is_running, f"{node.name} runs a router it was not planned to"
         assert not host.file(admin_token_file(deployed.plan)).exists
         return
     assert service.is_running and service.is_enabled
     # systemd holds the listening socket, so a new release takes it over without refusals.
-    socket_unit = host.service(f"{ROUTER_SERVICE}.socket")
+    socket_unit = host.service(f"{router_service(deployed, node)}.socket")
     assert socket_unit.is_running and socket_unit.is_enabled
     status, _, body = http(host, "GET", f"http://127.0.0.1:{deployed.plan.router.port}/readyz")
     assert status == 200, body
@@ -119,9 +136,9 @@ def test_admin_token_root_only_and_never_logged(host: Any, node: HostPlan, deplo
     assert (token_file.user, token_file.group, token_file.mode) == ("root", "root", 0o600)
     token = token_file.content_string.strip()
     assert len(token) >= 32
-    files = host_files(deployed.plan, node, deployed.data(node))
+    files = render_host(deployed.plan, node, deployed.data(node))
     config = host.file(next(f.path for f in files if f.role == "router")).content_string
-    journal = host.run(f"journalctl -u {ROUTER_SERVICE} --no-pager").stdout
+    journal = host.run(f"journalctl -u {router_service(deployed, node)} --no-pager").stdout
     assert token not in config and token not in journal
 
 

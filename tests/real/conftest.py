@@ -1,6 +1,6 @@
 """Fixtures for the real llama.cpp tier: the cached llama-server build and the gemma3 GGUF.
 
-``bash deploy/llama_build.sh`` (part of ``deploy/setup.sh --all``) produces both. Without them
+``bash deploy/lab/llama_build.sh`` (part of ``deploy/setup.sh --all``) produces both. Without them
 these tests skip with the reason, unless MODELFLEET_REQUIRE_REAL is set (CI sets it), in which
 case a missing build fails loudly instead of hiding behind a skip.
 """
@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from tests.standins import llama
+from modelfleet.deploy.lab import llama
 
 REQUIRE_ENV = "MODELFLEET_REQUIRE_REAL"
 
 
 def _missing(what: str) -> None:
-    message = f"{what} not built: run `bash deploy/llama_build.sh` (about 5 min on 2 cores)"
+    message = f"{what} not built: run `bash deploy/lab/llama_build.sh` (about 5 min on 2 cores)"
     if os.environ.get(REQUIRE_ENV, "") not in ("", "0"):
         pytest.fail(f"{REQUIRE_ENV} is set but the {message}", pytrace=False)
     pytest.skip(message)

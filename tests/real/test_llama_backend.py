@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.standins import llama
+from modelfleet.deploy.lab import llama
 
 pytestmark = pytest.mark.real
 
@@ -115,7 +115,7 @@ def test_llama_swap_standin_execs_and_swaps_real_llama_servers(
     llama_server_bin: Path, gguf_model_path: Path
 ) -> None:
     """The llama-swap stand-in in exec mode: real processes, real readiness, real inference."""
-    from tests.standins import llama_swap
+    from modelfleet.deploy.lab.standins import llama_swap
 
     cmd = (
         f"{llama_server_bin} --host 127.0.0.1 --port ${{PORT}} -m {gguf_model_path}"

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.standins import llama
+from modelfleet.deploy.lab import llama
 
 pytestmark = pytest.mark.real
 ADMIN = "e2e-admin-token"
@@ -88,7 +88,7 @@ def fleet(
     path.write_text(yaml.safe_dump(config))
     log = (tmp_path / "router.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "router", "--config", str(path)],
+        [sys.executable, "-m", "modelfleet.router", "--config", str(path)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},

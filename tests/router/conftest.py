@@ -1,6 +1,6 @@
 """Fixtures for in-process router tests.
 
-Backends are the project's stand-ins (``tests/standins``: Ollama and llama-swap, stdlib
+Backends are the project's stand-ins (``deploy/lab/standins``: Ollama and llama-swap, stdlib
 servers on 127.0.0.1:<free port> in a thread). ``faulty_backend`` adds the few failure modes
 a faithful stand-in does not have (5xx storms, stalls, hangs), as a tiny OpenAI-shaped
 aiohttp server on loopback.
@@ -18,12 +18,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from router.api import ROUTER
-from router.app import create_app
-from router.config import RouterConfig
-from router.core import Router
-from tests.standins import llama_swap as swap_standin
-from tests.standins import ollama as ollama_standin
+from modelfleet.deploy.lab.standins import llama_swap as swap_standin
+from modelfleet.deploy.lab.standins import ollama as ollama_standin
+from modelfleet.router.api import ROUTER
+from modelfleet.router.app import create_app
+from modelfleet.router.config import RouterConfig
+from modelfleet.router.core import Router
 
 ADMIN_TOKEN = "test-admin-token"
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
-from router.app import create_app
-from router.config import load_config
+from modelfleet.router.app import create_app
+from modelfleet.router.config import load_config
 from tests.router.conftest import ADMIN_TOKEN, admin, router_of, wait_for
 
 MODEL = "qwen2.5:0.5b"

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from router.backends import parse_time
+from modelfleet.router.backends import parse_time
 from tests.router.conftest import ndjson, openai_upstream, router_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,7 +118,7 @@ def test_cli_rejects_a_bad_config_with_the_file_and_key(tmp_path):
     path = tmp_path / "router.yaml"
     path.write_text("backends:\n  - name: a\n    url: ftp://x\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "router", "--config", str(path)],
+        [sys.executable, "-m", "modelfleet.router", "--config", str(path)],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -138,7 +138,7 @@ def test_cli_serves_from_a_ten_line_file(tmp_path, ollama):
         "    host: gpu-01\n    vram_mb: 24576\n    slots: 2\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "router", "--config", str(path)],
+        [sys.executable, "-m", "modelfleet.router", "--config", str(path)],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -207,7 +207,7 @@ async def test_secrets_from_files_and_backend_key_forwarded(make_router, aiohttp
 
 
 def test_missing_secret_file_names_the_key(tmp_path):
-    from router.config import ConfigError, RouterConfig
+    from modelfleet.router.config import ConfigError, RouterConfig
 
     config = RouterConfig.model_validate({"admin_token_file": str(tmp_path / "nope")})
     with pytest.raises(ConfigError, match=r"admin_token_file: cannot read .*nope"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.policy import (
+from modelfleet.router.policy import (
     BackendView,
     DemandTracker,
     FleetView,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.policy import BackendView, FleetView, HostView, Policy, Request, Residency
+from modelfleet.router.policy import BackendView, FleetView, HostView, Policy, Request, Residency
 
 HOST_MB = 24_000
 

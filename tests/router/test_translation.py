@@ -7,8 +7,8 @@ import json
 
 from aiohttp import web
 
-from router.proxy import parse_duration
-from router.translate import OllamaReply, Timing, chat_request, generate_request
+from modelfleet.router.proxy import parse_duration
+from modelfleet.router.translate import OllamaReply, Timing, chat_request, generate_request
 from tests.router.conftest import ndjson, openai_upstream, router_of, sse, wait_for
 
 SWAP_CONFIG = {

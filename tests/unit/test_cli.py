@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
-from deploy.cli import main
-from router.config import load_config
+from modelfleet.deploy.cli import main
+from modelfleet.router.config import load_config
 
 EXAMPLE = "inventory/example.py"
 
@@ -50,9 +50,22 @@ def test_render_writes_files_that_parse(tmp_path: Path) -> None:
     swap = yaml.safe_load((out / "gpu-amd-01/etc/llama-swap/gpu-amd-01-mi300x.yaml").read_text())
     assert "llama3.3-70b" in swap["models"]
     assert (out / "cpu-01/etc/llama-server/cpu-01-cpu.ini").is_file()
-    config = load_config(out / "router.yaml")
+    assert (out / "cpu-01/etc/systemd/system/llama-server-cpu.service").is_file()
+    config = load_config(out / "router-01/etc/modelfleet/router.yaml")
     assert len(config.backends) == 5
-    assert load_config(out / "router-01/etc/modelfleet/router.yaml") == config
+    assert (out / "router-01/etc/systemd/system/modelfleet-router.socket").is_file()
+    assert not (out / "router.yaml").exists()  # one router.yaml per router host, nowhere else
+
+
+def test_render_names_a_mistyped_role_knob(write_inventory, tmp_path: Path) -> None:
+    path = write_inventory(
+        'router = [("r1", {"router_listn": "0.0.0.0:80"})]\n'
+        'gpu = [("g1", {"backend": "ollama", "gpus": [], "ram_mb": 8192})]\n'
+    )
+    result = CliRunner().invoke(main, ["render", path, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert f"{path}: host r1: key router_listn: not a knob of the router role" in result.output
+    assert "closest known key: router_user" in result.output
 
 
 def test_too_big_model_fails_naming_model_and_largest_host(write_inventory) -> None:
@@ -72,8 +85,11 @@ def test_too_big_model_fails_naming_model_and_largest_host(write_inventory) -> N
     )
     result = CliRunner().invoke(main, ["plan", path])
     assert result.exit_code == 1
-    assert "model llama3.1-405b needs 236032 MB" in result.output
-    assert "largest capacity on offer is 195568 MB on host big-box" in result.output
+    assert "model llama3.1-405b fits on none of its hosts" in result.output
+    assert "on host big-box it needs 236032 MB" in result.output
+    assert "195568 MB (196592 MB VRAM of 1x AMD Instinct MI300X minus 1024 MB headroom)" in (
+        result.output
+    )
 
 
 def test_bad_inventory_names_file_host_and_key(write_inventory) -> None:
@@ -100,7 +116,7 @@ def test_detect_reports_a_failing_host_and_still_prints_the_others(write_invento
         """
     )
     result = subprocess.run(
-        [sys.executable, "-m", "deploy.cli", "detect", path, "--json"],
+        [sys.executable, "-m", "modelfleet.deploy.cli", "detect", path, "--json"],
         capture_output=True,
         text=True,
         timeout=120,

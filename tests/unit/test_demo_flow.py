@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from deploy import demo, localfleet, localstack
+from modelfleet.deploy.lab import demo, localfleet, localstack
 
 
 @contextlib.contextmanager

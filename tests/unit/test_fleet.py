@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.fleet import FleetError, load_fleet
+from modelfleet.deploy.inventory import FleetError, load_fleet
 
 CATALOG = """
 model_catalog = {
@@ -77,9 +77,9 @@ def test_llama_swap_host_needs_gguf_source(write_inventory) -> None:
 
 
 def test_router_settings_pass_through_and_secrets_are_refused(write_inventory, tmp_path) -> None:
-    from deploy.planner import hardware_from_overrides, plan_fleet
-    from deploy.render import render_router_yaml
-    from router.config import load_config
+    from modelfleet.deploy.plan import hardware_from_overrides, plan_fleet
+    from modelfleet.deploy.render import router_yaml
+    from modelfleet.router.config import load_config
 
     router = 'router = {"port": 8000, "policy": {"headroom_mb": 2048}, "max_retries": 1}\n'
     path = write_inventory(
@@ -88,7 +88,8 @@ def test_router_settings_pass_through_and_secrets_are_refused(write_inventory, t
     )
     fleet = load_fleet(path)
     target = tmp_path / "router.yaml"
-    target.write_text(render_router_yaml(plan_fleet(fleet, hardware_from_overrides(fleet))))
+    plan = plan_fleet(fleet, hardware_from_overrides(fleet))
+    target.write_text(router_yaml(plan, "modelfleet-router"))
     config = load_config(target)
     assert (config.listen, config.policy.headroom_mb, config.max_retries) == (
         "0.0.0.0:8000",

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from roles.gpu import facts as gpu_facts
+from modelfleet.roles.gpu import facts as gpu_facts
 from tests.unit.test_gpu_parsers import assert_matches, plain
 
 FACTS = Path(__file__).parent / "facts"
 CASES = sorted(FACTS.glob("gpu.*/*.json"))
-FAKEGPU = Path(__file__).resolve().parents[1] / "fakegpu"
+FAKEGPU = Path(__file__).resolve().parents[2] / "deploy" / "lab" / "fakegpu"
 
 
 def _fake_host(data: dict[str, Any]) -> Any:
@@ -43,7 +43,7 @@ def test_fact_case(case: Path) -> None:
 
 
 def _standin_tools(tmp_path: Path, profile: str) -> dict[str, str]:
-    """A PATH with the stand-in tools, emulating one profile of tests/fakegpu/profiles.json."""
+    """A PATH with the stand-in tools, emulating one profile of deploy/lab/fakegpu/profiles.json."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("nvidia-smi", "amd-smi", "rocm-smi", "lspci"):

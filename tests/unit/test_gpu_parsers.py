@@ -17,8 +17,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from deploy import gpu
-from deploy.gpu import ParseError
+from modelfleet.deploy.hardware import parsers as gpu
+from modelfleet.deploy.hardware.parsers import ParseError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "gpu"
 

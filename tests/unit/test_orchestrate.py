@@ -1,4 +1,4 @@
-"""deploy/orchestrate_*: role-data checks before any host is touched, and what a host holds."""
+"""Before any host is touched: the role knobs of every host, and what each host holds."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.fleet import fleet_from_inventory
-from deploy.orchestrate_checks import check_role_data
-from deploy.orchestrate_files import admin_token_file, host_files, router_yaml, with_role_env
-from deploy.planner import FleetPlan, hardware_from_overrides, plan_fleet
-from router.config import RouterConfig
+from modelfleet.deploy.inventory import fleet_from_inventory
+from modelfleet.deploy.plan import FleetPlan, hardware_from_overrides, plan_fleet
+from modelfleet.deploy.render import (
+    admin_token_file,
+    check_host,
+    render_host,
+    router_yaml,
+    with_role_env,
+)
+from modelfleet.router.config import RouterConfig
 
 EXAMPLE = "inventory/example.py"
 
@@ -29,10 +34,18 @@ def example() -> tuple[Any, FleetPlan]:
     return inventory, plan_fleet(fleet, hardware_from_overrides(fleet))
 
 
-def test_missing_role_data_is_named_by_host_and_key(example: tuple[Any, FleetPlan]) -> None:
+def data_of(example: tuple[Any, FleetPlan], host: str) -> dict[str, Any]:
     inventory, plan = example
-    fleet = fleet_from_inventory(inventory, EXAMPLE)
-    problems = check_role_data(fleet, plan, inventory)
+    return dict(inventory.get_host(plan.host(host).inventory_name).data.dict())
+
+
+def test_missing_role_data_is_named_by_host_and_key(example: tuple[Any, FleetPlan]) -> None:
+    _, plan = example
+    problems = [
+        problem
+        for host in plan.hosts
+        for problem in check_host(f"{EXAMPLE}: host {host.name}", host, data_of(example, host.name))
+    ]
     assert problems == [
         f"{EXAMPLE}: host gpu-nv-01: key ollama_release_sha256: not set; a native Ollama "
         "install checks the release archive against it",
@@ -55,7 +68,7 @@ def test_role_extra_env_joins_the_plan_env(example: tuple[Any, FleetPlan]) -> No
     assert with_role_env(inst, {"llama_swap_extra_env": {"X": "1"}}) is inst
     env_file = next(
         f
-        for f in host_files(plan, plan.host("gpu-nv-01"), {"ollama_extra_env": {"A": "b"}})
+        for f in render_host(plan, plan.host("gpu-nv-01"), {"ollama_extra_env": {"A": "b"}})
         if f.path.endswith(".env") and f.instance == inst.name
     )
     assert "\nA=b\n" in env_file.content
@@ -65,14 +78,37 @@ def test_router_yaml_points_the_service_at_its_runtime_copy_of_the_token(
     example: tuple[Any, FleetPlan],
 ) -> None:
     _, plan = example
-    config = RouterConfig.model_validate(yaml.safe_load(router_yaml(plan)))
+    config = RouterConfig.model_validate(yaml.safe_load(router_yaml(plan, "modelfleet-router")))
     assert str(config.admin_token_file) == "/run/modelfleet-router/admin-token"
     assert admin_token_file(plan) == "/etc/modelfleet/admin-token"  # root-only, on the host
     assert {b.name for b in config.backends} == {i.name for i in plan.instances}
 
 
-def test_only_router_hosts_get_router_yaml(example: tuple[Any, FleetPlan]) -> None:
+def test_a_renamed_router_service_reads_the_token_where_its_unit_puts_it(
+    example: tuple[Any, FleetPlan],
+) -> None:
+    """router.yaml and the unit come from the same host knob, so they cannot disagree."""
     _, plan = example
-    roles = {host.name: {f.role for f in host_files(plan, host, {})} for host in plan.hosts}
+    files = render_host(plan, plan.host("router-01"), {"router_service": "mf-router"})
+    by_name = {f.path.rsplit("/", 1)[-1]: f for f in files}
+    assert set(by_name) == {"router.yaml", "mf-router.service", "mf-router.socket"}
+    config = yaml.safe_load(by_name["router.yaml"].content)
+    assert config["admin_token_file"] == "/run/mf-router/admin-token"
+    unit = by_name["mf-router.service"].content
+    assert "/etc/modelfleet/admin-token /run/mf-router/admin-token" in unit
+    assert "RuntimeDirectory=mf-router\n" in unit
+
+
+def test_only_router_hosts_get_router_files(example: tuple[Any, FleetPlan]) -> None:
+    _, plan = example
+    roles = {host.name: {f.role for f in render_host(plan, host, {})} for host in plan.hosts}
     assert roles["router-01"] == {"router"}
     assert "router" not in roles["gpu-nv-01"] and "ollama" in roles["gpu-nv-01"]
+
+
+def test_every_backend_instance_gets_its_unit(example: tuple[Any, FleetPlan]) -> None:
+    _, plan = example
+    for host in plan.hosts:
+        paths = {f.path for f in render_host(plan, host, {})}
+        for inst in host.instances:
+            assert f"/etc/systemd/system/{inst.service_name}.service" in paths, inst.name

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deploy.fleet import load_fleet
-from deploy.planner import PlanError, gpu_slug, hardware_from_overrides, plan_fleet
+from modelfleet.deploy.inventory import load_fleet
+from modelfleet.deploy.plan import PlanError, gpu_slug, hardware_from_overrides, plan_fleet
 
 EXAMPLE = "inventory/example.py"
 
@@ -80,8 +80,39 @@ def test_too_big_model_names_model_need_and_largest_host(write_inventory) -> Non
     with pytest.raises(PlanError) as err:
         plan_of(path)
     message = str(err.value)
-    assert "model huge needs" in message
-    assert "largest capacity on offer is 161070 MB on host big" in message
+    assert "model huge fits on none of its hosts" in message
+    # The figure compared, with what was subtracted from the host's memory.
+    assert "on host big it needs 234000 MB" in message
+    assert "161070 MB (163118 MB VRAM of 2x NVIDIA H100 80GB HBM3 minus 2048 MB headroom)" in (
+        message
+    )
+
+
+def test_too_big_model_message_compares_with_its_own_hosts(write_inventory) -> None:
+    """A bigger host that does not carry the model is not what the need was compared with."""
+    path = write_inventory(
+        """
+        gpu = [("box2", {"gpus": [{"name": "NVIDIA GeForce RTX 3090", "vram_mb": 24576}]})]
+        cpu = [("cpu1", {"gpus": [], "ram_mb": 16384, "cpu_cores": 8})]
+        """,
+        {
+            "all": """
+                model_catalog = {"gemma3-27b": {"ollama": "gemma3:27b", "size_mb": 15936,
+                    "kv_mb_per_1k_ctx": 496, "ctx": 4096, "groups": ["cpu"]}}
+            """,
+            "gpu": 'backend = "ollama"',
+            "cpu": 'backend = "ollama"',
+        },
+    )
+    with pytest.raises(PlanError) as err:
+        plan_of(path)
+    message = str(err.value)
+    need = message.split("on host cpu1 it needs ")[1].split(" MB")[0]
+    offered = message.split("more than the ")[1].split(" MB")[0]
+    assert int(need) > int(offered), message
+    assert "16384 MB RAM minus" in message
+    assert "instance in the fleet, box2-rtx-3090 on host box2" in message
+    assert "does not carry gemma3-27b" in message
 
 
 def test_mig_slices_are_instances_of_their_own(write_inventory) -> None:
@@ -176,8 +207,9 @@ def test_a_model_too_big_for_one_of_its_hosts_is_an_error(write_inventory) -> No
         plan_of(path)
     assert str(err.value) == (
         "model mid needs 30400 MB (weights 30000 MB + KV cache 400 MB for ctx 4096 x 1 slot), "
-        "more than host small offers (largest instance small-rtx-4090: 23540 MB); it is placed "
-        "on big. Take it off this host's groups/models, or set placement_strict = False"
+        "more than host small offers (largest instance small-rtx-4090: 23540 MB (24564 MB VRAM "
+        "of 1x NVIDIA GeForce RTX 4090 minus 1024 MB headroom)); it is placed on big. "
+        "Take it off this host's groups/models, or set placement_strict = False"
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import preflight
+from modelfleet.deploy.lab import preflight
 
 
 def test_missing_command_names_program_and_package() -> None:

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.fleet import load_fleet
-from deploy.planner import FleetPlan, hardware_from_overrides, plan_fleet
-from deploy.render import RenderedFile, parse_back, render_fleet, render_router_yaml
-from router.config import RouterConfig, load_config
+from modelfleet.deploy.inventory import load_fleet
+from modelfleet.deploy.plan import FleetPlan, hardware_from_overrides, plan_fleet
+from modelfleet.deploy.render import RenderedFile, parse_back, render_host, router_yaml
+from modelfleet.router.config import RouterConfig, load_config
 
 GOLDEN = Path(__file__).parent / "golden" / "example"
 UPDATE = os.environ.get("MODELFLEET_UPDATE_GOLDEN") == "1"
@@ -35,15 +35,18 @@ def example_plan(catalog_changes: dict[str, dict[str, object]] | None = None) ->
     return plan_fleet(fleet, hardware_from_overrides(fleet))
 
 
+def render_fleet(plan: FleetPlan) -> dict[str, list[RenderedFile]]:
+    """Every host's files with the roles' defaults (the example inventory sets no knobs)."""
+    return {host.name: render_host(plan, host, {}) for host in plan.hosts}
+
+
 def rendered_tree(plan: FleetPlan) -> dict[str, str]:
-    """golden-relative path -> content, for every host's files and router.yaml."""
-    tree = {
+    """golden-relative path -> content, for every file of every host (role defaults)."""
+    return {
         f"{host}/{file.path.lstrip('/')}": file.content
         for host, files in render_fleet(plan).items()
         for file in files
     }
-    tree["router.yaml"] = render_router_yaml(plan)
-    return tree
 
 
 def test_golden_files() -> None:
@@ -87,19 +90,14 @@ def test_ollama_files_parse_back() -> None:
             assert f"--env-file /etc/ollama/{inst.service_name}.env" in exec_start
             assert f"--volume {inst.models_dir}:/root/.ollama/models:z" in exec_start
             assert "--device /dev/kfd" in exec_start and "--device /dev/dri" in exec_start
-            assert "--group-add" not in exec_start  # root in the container; see RenderSettings
+            assert "--group-add" not in exec_start  # root in the container; see ollama_rocm_groups
             assert env["ROCR_VISIBLE_DEVICES"] == "0,1" and env["HIP_VISIBLE_DEVICES"] == "0,1"
 
 
 def test_rocm_container_groups_when_asked() -> None:
-    from deploy.render import RenderSettings, render_instance
-
     plan = example_plan()
-    (inst,) = plan.host("gpu-amd-02").instances
-    settings = RenderSettings(ollama_rocm_groups=("44", "992"))
-    unit = next(
-        f for f in render_instance(inst, plan.versions, settings) if f.path.endswith(".service")
-    )
+    files = render_host(plan, plan.host("gpu-amd-02"), {"ollama_rocm_groups": ["44", "992"]})
+    unit = next(f for f in files if f.path.endswith(".service"))
     assert "--group-add 44" in unit.content and "--group-add 992" in unit.content
 
 
@@ -124,7 +122,7 @@ def test_cuda_container_unit_uses_cdi_devices() -> None:
 def test_llama_swap_config_parses_back() -> None:
     plan = example_plan()
     (inst,) = (i for i in plan.instances if i.kind == "llama-swap")
-    (file,) = files_by_role(plan)["llama_swap"]
+    (file,) = (f for f in files_by_role(plan)["llama_swap"] if f.path.endswith(".yaml"))
     config = yaml.safe_load(file.content)
     assert set(config["models"]) == {m.name for m in inst.models}
     for model in inst.models:
@@ -144,11 +142,11 @@ def test_llama_swap_config_parses_back() -> None:
 
 def test_llama_swap_standin_accepts_the_config(tmp_path: Path) -> None:
     """The project's llama-swap stand-in validates configs like llama-swap does."""
-    from tests.standins.llama_swap import load_config as load_llama_swap_config
+    from modelfleet.deploy.lab.standins.llama_swap import load_config as load_llama_swap_config
 
     plan = example_plan()
     (inst,) = (i for i in plan.instances if i.kind == "llama-swap")
-    (file,) = files_by_role(plan)["llama_swap"]
+    (file,) = (f for f in files_by_role(plan)["llama_swap"] if f.path.endswith(".yaml"))
     path = tmp_path / "config.yaml"
     path.write_text(file.content)
     config = load_llama_swap_config(path)
@@ -162,7 +160,7 @@ def test_llama_swap_standin_accepts_the_config(tmp_path: Path) -> None:
 def test_llama_server_presets_parse_back() -> None:
     plan = example_plan()
     (inst,) = (i for i in plan.instances if i.kind == "llama-server")
-    (file,) = files_by_role(plan)["llama_server"]
+    (file,) = (f for f in files_by_role(plan)["llama_server"] if f.path.endswith(".ini"))
     presets = parse_back(file)
     assert isinstance(presets, configparser.ConfigParser)
     assert presets["__top__"]["version"] == "1"
@@ -180,9 +178,11 @@ def test_llama_server_presets_parse_back() -> None:
 def test_router_yaml_is_the_plans_router_config(tmp_path: Path) -> None:
     plan = example_plan()
     path = tmp_path / "router.yaml"
-    path.write_text(render_router_yaml(plan))
+    path.write_text(router_yaml(plan, "modelfleet-router"))
     config = load_config(path)
-    assert config == plan.router_config()
+    runtime_token = "/run/modelfleet-router/admin-token"
+    planned = plan.router_config().model_dump()
+    assert config == RouterConfig.model_validate({**planned, "admin_token_file": runtime_token})
     assert isinstance(config, RouterConfig)
     assert {b.name for b in config.backends} == {i.name for i in plan.instances}
     assert "admin_token:" not in path.read_text()  # only the file path, never a secret
@@ -199,13 +199,12 @@ def test_a_change_touches_only_the_files_that_depend_on_it() -> None:
     assert changed == {
         "gpu-amd-01/etc/llama-swap/gpu-amd-01-mi300x.yaml",
         "router-01/etc/modelfleet/router.yaml",
-        "router.yaml",
     }
 
 
 @pytest.mark.parametrize("bad", ["30x", ""])
 def test_bad_keep_alive_is_a_clear_error(bad: str) -> None:
-    from deploy.render import _seconds
+    from modelfleet.deploy.render import _seconds
 
     with pytest.raises(ValueError, match="keep_alive: cannot read duration"):
         _seconds(bad)

@@ -1,6 +1,6 @@
 """The rendered llama-server presets, served by the REAL llama-server (router mode).
 
-Needs the cached build and GGUF from ``bash deploy/llama_build.sh``; skips without them
+Needs the cached build and GGUF from ``bash deploy/lab/llama_build.sh``; skips without them
 (fails instead when MODELFLEET_REQUIRE_REAL is set, as in tests/real).
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy.fleet import load_fleet
-from deploy.planner import hardware_from_overrides, plan_fleet
-from deploy.render import RenderSettings, render_llama_server
-from tests.standins import llama
+from modelfleet.deploy.inventory import load_fleet
+from modelfleet.deploy.lab import llama
+from modelfleet.deploy.plan import hardware_from_overrides, plan_fleet
+from modelfleet.deploy.render import render_host
 
 pytestmark = pytest.mark.real
 
@@ -37,7 +37,7 @@ def test_rendered_presets_serve_with_real_llama_server(write_inventory, tmp_path
     if missing:
         if os.environ.get("MODELFLEET_REQUIRE_REAL", "") not in ("", "0"):
             pytest.fail(f"MODELFLEET_REQUIRE_REAL is set but missing: {missing}")
-        pytest.skip(f"not built ({', '.join(missing)}): run `bash deploy/llama_build.sh`")
+        pytest.skip(f"not built ({', '.join(missing)}): run `bash deploy/lab/llama_build.sh`")
     model_dir = llama.gguf_model_path().parent  # type: ignore[union-attr]
     entry = {
         "gguf": GGUF,
@@ -53,8 +53,10 @@ def test_rendered_presets_serve_with_real_llama_server(write_inventory, tmp_path
         {"all": f"model_catalog = {{'gemma-a': {entry!r}, 'gemma-b': {entry!r}}}\n"},
     )
     fleet = load_fleet(path)
-    (inst,) = plan_fleet(fleet, hardware_from_overrides(fleet)).instances
-    (preset,) = render_llama_server(inst, RenderSettings(llama_server_config_dir=str(tmp_path)))
+    plan = plan_fleet(fleet, hardware_from_overrides(fleet))
+    (inst,) = plan.instances
+    files = render_host(plan, plan.host("cpu-1"), {"llama_server_config_dir": str(tmp_path)})
+    (preset,) = (f for f in files if f.path.endswith(".ini"))
     Path(preset.path).write_text(preset.content)
 
     with llama.start_llama_server(

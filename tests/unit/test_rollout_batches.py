@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from deploy.fleet import fleet_from_inventory
-from deploy.orchestrate_rollout import plan_batches
-from deploy.planner import FleetPlan, hardware_from_overrides, plan_fleet
+from modelfleet.deploy.apply.rollout import plan_batches
+from modelfleet.deploy.inventory import fleet_from_inventory
+from modelfleet.deploy.plan import FleetPlan, hardware_from_overrides, plan_fleet
 
 EXAMPLE = "inventory/example.py"
 

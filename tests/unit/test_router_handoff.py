@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.standins import ollama as ollama_standin
+from modelfleet.deploy.lab.standins import ollama as ollama_standin
 
 ROUTER = str(Path(sys.executable).with_name("modelfleet-router"))
 MODEL = "qwen2.5:0.5b"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from roles.router import leaving, without_leaving_models
+from modelfleet.roles.router import leaving, without_leaving_models
 
 
 def config(backends: dict[str, list[str]]) -> str:

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from deploy.simulate import (
+from modelfleet.deploy.simulate import (
     HardwareModel,
     LeastConnections,
     LeastModelsPerInstance,
@@ -26,7 +26,7 @@ from deploy.simulate import (
     read_trace,
     write_trace,
 )
-from router.config import BackendConfig, ModelEntry, RouterConfig
+from modelfleet.router.config import BackendConfig, ModelEntry, RouterConfig
 
 # Round numbers: a 1 GB model loads in 1 s and decodes a token in 1 s; requests carry no
 # prompt tokens, so the times below are exact.

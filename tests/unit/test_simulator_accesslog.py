@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from bench.fast_backend import create_app as create_backend
-from deploy.simulate import RouterPolicy, SimFleet, Simulator, trace_from_access_log
-from router.app import create_app as create_router
-from router.config import BackendConfig, ModelEntry, RouterConfig
+from modelfleet.deploy.simulate import RouterPolicy, SimFleet, Simulator, trace_from_access_log
+from modelfleet.router.app import create_app as create_router
+from modelfleet.router.config import BackendConfig, ModelEntry, RouterConfig
 
 
 async def test_router_access_log_replays_in_the_simulator(tmp_path, aiohttp_server, aiohttp_client):

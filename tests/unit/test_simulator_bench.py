@@ -11,7 +11,7 @@ from bench.routing_quality import (
     bench_router_config,
     pooled_online_loads,
 )
-from deploy.simulate import (
+from modelfleet.deploy.simulate import (
     HardwareModel,
     Request,
     SimBackend,

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from deploy.simulate import (
+from modelfleet.deploy.simulate import (
     Request,
     SimulationError,
     simulate_command,

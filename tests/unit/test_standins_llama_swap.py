@@ -17,8 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.standins import llama_swap
-from tests.standins.llama_swap import ConfigError, RunningStandin, load_yaml, parse_config
+from modelfleet.deploy.lab.standins import llama_swap
+from modelfleet.deploy.lab.standins.llama_swap import (
+    ConfigError,
+    RunningStandin,
+    load_yaml,
+    parse_config,
+)
 from tests.unit.standin_client import HOLD_TOKENS_PER_S, call, stats, wait_for
 
 # --------------------------------------------------------------------------- helpers
@@ -479,7 +484,7 @@ def exec_config(tmp_path: Path, *, crash: bool = False) -> str:
 
 
 def llama_swap_free_port() -> int:
-    from tests.standins.llama import free_port
+    from modelfleet.deploy.lab.llama import free_port
 
     return free_port()
 

@@ -14,8 +14,13 @@ from typing import Any
 
 import pytest
 
-from tests.standins import ollama
-from tests.standins.ollama import RunningStandin, Settings, parse_duration, start_in_thread
+from modelfleet.deploy.lab.standins import ollama
+from modelfleet.deploy.lab.standins.ollama import (
+    RunningStandin,
+    Settings,
+    parse_duration,
+    start_in_thread,
+)
 from tests.unit.standin_client import HOLD_TOKENS_PER_S, call, stats, wait_for
 
 # Small, round sizes so VRAM arithmetic in the tests is obvious.

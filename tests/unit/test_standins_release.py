@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.standins.llama import free_port
-from tests.standins.release import Release, build_releases, serve_releases
+from modelfleet.deploy.lab.llama import free_port
+from modelfleet.deploy.lab.standins.release import Release, build_releases, serve_releases
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def test_missing_file_is_404(tmp_path: Path) -> None:
 @pytest.mark.parametrize("module", ["ollama.py", "llama_swap.py", "release.py"])
 def test_standins_need_only_the_standard_library(module: str) -> None:
     """Container hosts have a bare python3: -I -S hides site-packages (pydantic, yaml ...)."""
-    path = Path(__file__).parents[1] / "standins" / module
+    path = Path(__file__).parents[2] / "deploy" / "lab" / "standins" / module
     done = subprocess.run(
         [sys.executable, "-I", "-S", str(path), "--help"], capture_output=True, text=True
     )

@@ -9,7 +9,7 @@ pyinfra -y --json INVENTORY tests/fleet/deploys/gpu_detect.py
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
-from roles.gpu.facts import HostGpus
+from modelfleet.roles.gpu.facts import HostGpus
 
 hardware = host.get_fact(HostGpus)
 if {"gpu_nvidia", "gpu_amd"} & set(host.groups) and not hardware.gpus:

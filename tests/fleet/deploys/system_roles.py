@@ -5,8 +5,8 @@ pyinfra -y --json INVENTORY tests/fleet/deploys/system_roles.py
 
 from pyinfra import host
 
-from roles import system
-from roles.aptsource import signed_repo
+from modelfleet.roles import system
+from modelfleet.roles.aptsource import signed_repo
 
 # Tests only: the stand-in "distribution" repository that has the running kernel's headers
 # (a real Debian host gets them from its own apt sources).

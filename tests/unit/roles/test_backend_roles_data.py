@@ -13,6 +13,10 @@ from pyinfra_testing.operations import make_operation_tests
 HERE = Path(__file__).parent / "backend"
 
 for folder in sorted((HERE / "facts").iterdir()):
-    locals()[f"TestBackendFact_{folder.name}"] = make_fact_tests("roles", folder.name, folder)
+    locals()[f"TestBackendFact_{folder.name}"] = make_fact_tests(
+        "modelfleet.roles", folder.name, folder
+    )
 for folder in sorted((HERE / "operations").iterdir()):
-    locals()[f"TestBackendOp_{folder.name}"] = make_operation_tests("roles", folder.name, folder)
+    locals()[f"TestBackendOp_{folder.name}"] = make_operation_tests(
+        "modelfleet.roles", folder.name, folder
+    )

@@ -12,17 +12,19 @@ from pyinfra.connectors.ssh import SSHConnector
 from pyinfra_testing.facts import make_fact_tests
 from pyinfra_testing.operations import make_operation_tests
 
-from roles.aptsource import source_line
-from roles.nvidia import may_reboot
-from roles.rocm import version_path
-from roles.system import check_role_keys
+from modelfleet.roles.aptsource import source_line
+from modelfleet.roles.nvidia import may_reboot
+from modelfleet.roles.rocm import version_path
+from modelfleet.roles.system import check_role_keys
 
 HERE = Path(__file__).parent
 
 for folder in sorted((HERE / "facts").iterdir()):
-    locals()[f"TestFact_{folder.name}"] = make_fact_tests("roles", folder.name, folder)
+    locals()[f"TestFact_{folder.name}"] = make_fact_tests("modelfleet.roles", folder.name, folder)
 for folder in sorted((HERE / "operations").iterdir()):
-    locals()[f"TestOp_{folder.name}"] = make_operation_tests("roles", folder.name, folder)
+    locals()[f"TestOp_{folder.name}"] = make_operation_tests(
+        "modelfleet.roles", folder.name, folder
+    )
 
 
 def test_rocm_version_path_drops_a_trailing_zero():
@@ -61,9 +63,10 @@ def test_mistyped_role_keys_are_named_with_a_suggestion():
         "ollama_whatever": 1,
     }
     assert check_role_keys(data, "inv.py: host a") == [
-        "inv.py: host a: key nvidia_toolkit: unknown nvidia key "
-        "(did you mean 'nvidia_toolkit_version'?)",
+        "inv.py: host a: key nvidia_toolkit: not a knob of the nvidia role (closest known key: "
+        "nvidia_toolkit_version); its knobs: roles/nvidia/defaults.py",
         "inv.py: host a: key rocm_packages: expected a list, got 'rocm-hip-runtime'",
-        "inv.py: host a: key container_runtime_engin: unknown container_runtime key "
-        "(did you mean 'container_runtime_engine'?)",
+        "inv.py: host a: key container_runtime_engin: not a knob of the container_runtime role "
+        "(closest known key: container_runtime_engine); its knobs: "
+        "roles/container_runtime/defaults.py",
     ]

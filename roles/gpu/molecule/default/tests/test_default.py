@@ -1,7 +1,8 @@
-"""Verify roles/gpu on the Molecule container: the facts' commands, parsed by deploy/gpu.py."""
+"""Verify roles/gpu on the Molecule container: the facts' commands, parsed by
+deploy/hardware/parsers.py."""
 
-from deploy.gpu import parse_lspci, parse_nvidia_smi_csv
-from roles.gpu.facts import LSPCI_COMMAND, NVIDIA_SMI_QUERY
+from modelfleet.deploy.hardware.parsers import parse_lspci, parse_nvidia_smi_csv
+from modelfleet.roles.gpu.facts import LSPCI_COMMAND, NVIDIA_SMI_QUERY
 
 testinfra_hosts = ["podman://mf-mol-gpu"]
 

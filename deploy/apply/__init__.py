@@ -1,0 +1,1 @@
+"""Apply: the plan and the rendered files put on the hosts, phase by phase (``run.py``)."""
