@@ -10,7 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from roles.drain import ADMIN_PROGRAM
+from modelfleet.roles.drain import ADMIN_PROGRAM
 
 
 async def run_program(port: int, token: Path, action: str, models: str) -> str:

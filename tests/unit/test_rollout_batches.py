@@ -1,4 +1,4 @@
-"""deploy/orchestrate_rollout.plan_batches: restart batches that keep every model served."""
+"""deploy/apply/rollout.plan_batches: restart batches that keep every model served."""
 
 from __future__ import annotations
 
