@@ -9,8 +9,8 @@ The policy under test is the router's real code (``router/policy.py``) through
 :class:`RouterPolicy`, or one of the baselines that other routers use: round-robin,
 least-connections and PolyLlama's least-models-per-instance. Baselines are model-blind
 the way those routers are: the backend itself then queues, loads and evicts (LRU among idle
-models, one load at a time, like Ollama's scheduler). :func:`belady_cold_loads` is the
-offline reference: the fewest loads a clairvoyant cache of the whole fleet's VRAM could do.
+models, one load at a time, like Ollama's scheduler). :func:`cold_load_bounds` gives the
+valid lower bounds every result is compared with (``deploy/bounds.py``).
 
 Example::
 
@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 import click
 
+from deploy import bounds
 from router import policy
 from router.config import BackendConfig, ModelEntry, RouterConfig
 from router.state import FleetState
@@ -872,64 +873,34 @@ class Simulator:
         self._start_loads(backend.host)
 
 
-# --------------------------------------------------------------------------- offline reference
+# --------------------------------------------------------------------------- offline bounds
 
 
-def belady_cold_loads(trace: Sequence[Request], fleet: SimFleet) -> dict[str, int]:
-    """Fewest loads a clairvoyant cache could do, two ways.
+def cold_load_bounds(trace: Sequence[Request], fleet: SimFleet) -> dict[str, Any]:
+    """Lower bounds on any policy's cold loads for ``trace`` on ``fleet`` (see
+    ``deploy/bounds.py`` for what each assumes), and the Belady reference heuristic.
 
-    ``pooled``: the whole fleet's VRAM as one cache; on a miss, evict the resident models
-    whose next request is furthest away until the new one fits (Belady/MIN with sizes).
-    Pooling ignores which host a model sits on and concurrency, so real fleets cannot beat it
-    in practice; with unequal sizes Belady is a strong heuristic, not a proof.
-
-    ``provable``: Belady with equal-size models and a capacity of K models, where K is the
-    most catalog models that can be co-resident in the fleet (each host packed with the
-    smallest models). No fleet can keep more models loaded than K, so this one is a proven
-    lower bound, but a looser one.
+    ``lp``: the LP relaxation of the pooled problem (None when scipy is missing);
+    ``first_touch``: distinct models; ``belady_reference``: NOT a bound.
     """
     models = [r.model for r in trace]
     sizes = {m: fleet.model_size(m) for m in set(models)}
-    budget = sum(fleet.host_budget_mb(h) for h in fleet.hosts())
-    smallest = sorted(fleet.model_size(m) for m in fleet.model_names())
-    capacity_k = 0
-    for host in fleet.hosts():
-        host_budget = fleet.host_budget_mb(host)
-        caps = [b.max_loaded for b in fleet.backends if b.host == host]
-        count_cap = math.inf if None in caps else sum(c for c in caps if c is not None)
-        used, count = 0, 0
-        for size in smallest:
-            if count >= count_cap or (host_budget and used + size > host_budget):
-                break
-            used, count = used + size, count + 1
-        capacity_k += count
+    capacity = sum(fleet.host_budget_mb(h) for h in fleet.hosts()) or math.inf
+    try:
+        lp: int | None = bounds.lp_bound(models, sizes, capacity)
+    except bounds.BoundUnavailable:
+        lp = None
     return {
-        "pooled": _belady(models, sizes, budget or math.inf),
-        "provable": _belady(models, dict.fromkeys(sizes, 1), max(capacity_k, 1)),
-        "distinct_models": len(sizes),
+        "lp": lp,
+        "first_touch": bounds.first_touch(models),
+        "belady_reference": bounds.belady_reference(models, sizes, capacity),
+        "capacity_mb": capacity,
     }
 
 
-def _belady(models: Sequence[str], sizes: dict[str, int], capacity: float) -> int:
-    # next_use[i]: index of the next request for models[i] after i (len = never again).
-    next_use = [0] * len(models)
-    upcoming: dict[str, int] = {}
-    for i in range(len(models) - 1, -1, -1):
-        next_use[i] = upcoming.get(models[i], len(models))
-        upcoming[models[i]] = i
-    resident: dict[str, int] = {}  # model -> index of its next use
-    used = 0
-    loads = 0
-    for i, model in enumerate(models):
-        if model not in resident:
-            loads += 1
-            while used + sizes[model] > capacity and resident:
-                victim = max(resident, key=lambda m: resident[m])
-                used -= sizes[victim]
-                del resident[victim]
-            used += sizes[model]
-        resident[model] = next_use[i]
-    return loads
+def best_bound(bound: dict[str, Any]) -> int:
+    """The tightest valid bound in a :func:`cold_load_bounds` result."""
+    return max(bound["lp"] or 0, bound["first_touch"], 1)
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -958,28 +929,35 @@ def compare(
     return {
         "requests": len(trace),
         "models_in_trace": len({r.model for r in trace}),
-        "lower_bound": belady_cold_loads(trace, fleet_factory()),
+        "lower_bound": cold_load_bounds(trace, fleet_factory()),
         "policies": results,
     }
 
 
 def iter_table(comparison: dict[str, Any]) -> Iterator[str]:
-    """A plain-text table of a :func:`compare` result."""
+    """A plain-text table of a :func:`compare` result; "x bound" is cold loads over the
+    tightest valid lower bound (the LP relaxation when scipy is installed)."""
     bound = comparison["lower_bound"]
+    floor = best_bound(bound)
     yield (
-        f"{'policy':<26}{'cold loads':>11}{'x bound':>9}{'evictions':>10}"
+        f"{'policy':<30}{'cold loads':>11}{'x bound':>9}{'evictions':>10}"
         f"{'ttft p50 s':>11}{'ttft p99 s':>11}{'req/s':>8}"
     )
     for label, s in comparison["policies"].items():
-        ratio = s["cold_loads"] / max(bound["pooled"], 1)
         yield (
-            f"{label:<26}{s['cold_loads']:>11}{ratio:>9.2f}{s['evictions']:>10}"
+            f"{label:<30}{s['cold_loads']:>11}{s['cold_loads'] / floor:>9.2f}{s['evictions']:>10}"
             f"{s['ttft_p50_s']:>11.2f}{s['ttft_p99_s']:>11.2f}{s['throughput_rps']:>8.3f}"
         )
-    yield (
-        f"{'offline bound (Belady)':<26}{bound['pooled']:>11}{1.0:>9.2f}"
-        f"   (provable bound {bound['provable']}, distinct models {bound['distinct_models']})"
-    )
+    rows = [
+        ("lower bound (LP, pooled)", bound["lp"]),
+        ("lower bound (first touch)", bound["first_touch"]),
+        ("Belady (heuristic, no bound)", bound["belady_reference"]),
+    ]
+    for label, loads in rows:
+        if loads is None:
+            yield f"{label:<30}{'n/a':>11}   (needs scipy: pip install 'modelfleet[simulate]')"
+        else:
+            yield f"{label:<30}{loads:>11}{loads / floor:>9.2f}"
 
 
 # --------------------------------------------------------------------------- access log
@@ -1109,7 +1087,7 @@ def simulate_command(
     """What-if: replay a request trace on your fleet, with the router's policy and others.
 
     Reports cold loads, evictions, time to first token and throughput per policy, and the
-    offline (Belady) bound on cold loads. See docs/simulate.md for the trace format.
+    lower bounds on cold loads (LP relaxation, first touch). See docs/simulate.md.
 
     \b
     modelfleet simulate --inventory inventory/example.py --trace trace.jsonl
