@@ -388,9 +388,17 @@ class Choice:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class Hold:
+    """Keep the request in the router's queue and ask again by ``until`` at the latest."""
+
+    until: float
+
+
 class Policy(Protocol):
     """What the simulator asks: where should this request go now? None = hold it in the
-    router's queue; the simulator asks again whenever a slot frees or a load finishes."""
+    router's queue; the simulator asks again whenever a slot frees or a load finishes (and
+    at :class:`Hold`'s ``until``)."""
 
     name: str
 
@@ -400,7 +408,7 @@ class Policy(Protocol):
 
     def on_load_done(self, model: str, backend: str, seconds: float) -> None: ...
 
-    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice | None: ...
+    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice | Hold | None: ...
 
     def on_finish(self, request: Request, backend: str, service_s: float, now: float) -> None: ...
 
@@ -512,16 +520,15 @@ class RouterPolicy:
         if self.state is not None:
             self.state.observe_service(request.model, service_s)
 
-    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice | None:
+    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice | Hold | None:
         state, decider = self.state, self.policy
         if state is None or decider is None:
             raise SimulationError("RouterPolicy.start(fleet) was not called")
         self._sync(state, fleet)
-        decision = decider.decide(
-            state.view(now), policy.Request(request.model, state.size_mb(request.model)), now
-        )
+        asked = policy.Request(request.model, state.size_mb(request.model), now - request.t)
+        decision = decider.decide(state.view(now), asked, now)
         if decision.action == "wait":
-            return None
+            return Hold(now + decision.wait_s) if decision.reason == "hold-evict" else None
         if decision.action == "reject" or decision.backend is None:
             raise SimulationError(
                 f"the router policy rejected model {request.model!r} ({decision.reason})"
@@ -552,7 +559,7 @@ class RouterPolicy:
 # Event kinds, in the order they run at one instant: a finished request frees its slot
 # before a load completes, both before a new arrival looks at the fleet, and a keep-alive
 # expiry comes last so that a request arriving at that very instant still finds the model.
-FINISH, LOAD_DONE, ARRIVAL, EXPIRE = 0, 1, 2, 3
+FINISH, LOAD_DONE, ARRIVAL, EXPIRE, RETRY = 0, 1, 2, 3, 4
 
 
 @dataclass
@@ -637,6 +644,7 @@ class Simulator:
         self._load_seconds = 0.0
         self._decisions: dict[str, int] = {}
         self._log: list[tuple[float, str, str]] = []
+        self._retries: set[float] = set()  # wake-ups scheduled for held requests
 
     # -- event queue
     def _schedule(self, at: float, kind: int, payload: Any) -> None:
@@ -663,6 +671,9 @@ class Simulator:
                 self._load_done(*payload)
             elif kind == FINISH:
                 self._finish(*payload)
+            elif kind == RETRY:  # a held request's hold ran out: decide again
+                self._retries.discard(payload)
+                self._drain_router_queue()
             else:
                 self._expire(*payload)
         unserved = sum(len(q) for q in self._router_queue.values()) + sum(
@@ -703,6 +714,11 @@ class Simulator:
     def _try_place(self, request: Request) -> bool:
         self.fleet.router_queued = {m: len(q) for m, q in self._router_queue.items() if q}
         choice = self.policy.choose(request, self.fleet, self.now)
+        if isinstance(choice, Hold):
+            if choice.until not in self._retries:  # one wake-up per instant is enough
+                self._retries.add(choice.until)
+                self._schedule(max(choice.until, self.now), RETRY, choice.until)
+            return False
         if choice is None:
             return False
         backend = self.fleet.by_name.get(choice.backend)

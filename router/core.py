@@ -32,6 +32,7 @@ def policy_for(config: RouterConfig) -> Policy:
             default_service_s=p.default_service_s,
             scale_out=p.scale_out,
             allow_spill=p.allow_spill,
+            max_hold_s=p.max_hold_s,
         )
     )
 

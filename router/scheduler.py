@@ -149,7 +149,9 @@ class Scheduler:
         ms.in_flight = max(0, ms.in_flight - 1)
         ms.last_used = now
         if ok and served:
-            self.fleet.observe_service(lease.model, now - lease.started)
+            # slot hold time once the model was ready: a request that waited for a load
+            # would otherwise count the load as service
+            self.fleet.observe_service(lease.model, now - max(lease.started, ms.ready_at))
         if not ok and ms.status == "loading" and lease.first_byte_at is None and ms.in_flight == 0:
             ms.status = "cold"  # the load we started did not happen; the refresher will tell
             ms.load_started = None
@@ -166,6 +168,7 @@ class Scheduler:
                 self.fleet.observe_load(lease.model, now - ms.load_started)
             ms.status = "loaded"
             ms.load_started = None
+            ms.ready_at = now
             self.kick()
         elif ms.status == "cold":
             ms.status = "loaded"

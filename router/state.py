@@ -33,6 +33,7 @@ class ModelState:
     slots: int = 1
     last_used: float = 0.0  # monotonic
     load_started: float | None = None  # monotonic, while loading
+    ready_at: float = 0.0  # monotonic; when the last load the router saw finished
     pinned: bool = False
     context_length: int | None = None
     unload_at: float | None = None  # router-kept keep_alive for backends without one (monotonic)

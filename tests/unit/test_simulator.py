@@ -305,3 +305,26 @@ def test_fleet_from_router_config_shares_host_vram():
     assert f.hosts() == ["h"]
     assert f.host_budget_mb("h") == 8192
     assert f.model_size("m") == 1024
+
+
+def test_a_held_request_is_decided_again_when_its_hold_runs_out():
+    # h1 holds "hot" (asked four times, busy until t=11), h2 is busy with "cold" for 200 s.
+    # "new" (t=10) has to evict hot: without a hold as soon as hot is idle (t=11, + 2 s load);
+    # with max_hold_s=5 it waits until t=15 (cold might free cheaper room), then evicts hot
+    # anyway. Nothing else happens at t=15: the hold's own wake-up decides.
+    f = fleet(("h1", 2048, 1), ("h2", 2048, 1), models={"hot": 2048, "cold": 2048, "new": 2048})
+    trace = [req(0.0, "hot"), req(0.1, "cold", out=100)]
+    trace += [req(t, "hot") for t in (5.0, 6.0, 7.0)] + [req(10.0, "new")]
+    ttft = {}
+    for hold in (0.0, 5.0):
+        config = f.to_router_config()
+        config = config.model_copy(
+            update={"policy": config.policy.model_copy(update={"max_hold_s": hold})}
+        )
+        fresh = fleet(("h1", 2048, 1), ("h2", 2048, 1), models={"hot": 2048, "cold": 2048,
+                                                                 "new": 2048})  # fmt: skip
+        result = Simulator(fresh, RouterPolicy(config), trace).run()
+        served = {s.request.id: s for s in result.served}
+        ttft[hold] = served["new10.0"].first_token_at - 10.0
+        assert served["new10.0"].backend == "h1"
+    assert ttft == {0.0: pytest.approx(3.0), 5.0: pytest.approx(7.0)}
