@@ -11,9 +11,11 @@ API (stable; the simulator depends on it)
     ``decide(fleet: FleetView, request: Request, now: float,
     exclude: frozenset[str] = frozenset()) -> Decision``
 
-    ``exclude`` names backends that already failed this request (retry before the first
-    byte goes elsewhere). ``now`` is seconds on any monotonic clock; it is only used to
-    read demand and LRU ages, so a simulator passes its virtual time.
+    ``request.waited_s`` is how long the request has been held already (for ``hold-evict``;
+    the caller decides again by ``wait_s`` at the latest). ``exclude`` names backends that
+    already failed this request (retry before the first byte goes elsewhere). ``now`` is
+    seconds on any monotonic clock; it is only used to read demand and LRU ages, so a
+    simulator passes its virtual time.
 
 ``DemandTracker(half_life_s=300.0)``
     ``record(model, now)`` on every request, ``rate(model, now)`` / ``rates(now)`` give
@@ -43,16 +45,20 @@ Decision order (``reason`` says which rule fired):
 2. ``join-load``: a load of this model is under way; send the request there (if it has a
    free slot) or wait for it (``wait-load``). One load per model fleet-wide.
 3. The model is resident but every slot is busy: ``scale-out`` to a host that does not
-   hold it yet only when the expected queue wait exceeds the model's load time, else
-   ``wait-slot``.
+   hold it yet only when the expected queue wait, on an *observed* service time, exceeds
+   the model's load time, and only into free VRAM or where the requests it spares the queue
+   (queued + demand x time saved) outweigh the victims' demand; else ``wait-slot``.
 4. ``load-fits``: load where it fits in free VRAM (and under ``max_loaded``) without
    evicting anything; on the smallest host it fits on (the large ones are the only room
    for the large models), the emptiest of those.
 5. ``resident-spilled``: a CPU-spilled copy with a free slot (slow, but no load).
 6. ``load-evict``: load where eviction costs least: cost = sum of the evicted models'
-   recent demand (req/s); ties go to fewer evicted MB, then more free VRAM. On each host
-   the victims are the cheapest set of idle models that frees enough, so a load never
-   evicts a model it did not need gone.
+   recent demand (req/s); ties go to the host with fewer seconds of loads under way, then
+   fewer evicted MB, then more free VRAM. On each host the victims are the cheapest set of
+   idle models that frees enough, so a load never evicts a model it did not need gone.
+   ``hold-evict`` (a wait): when that cost exceeds the request model's own demand and some
+   host busy now would offer cheaper room once idle, hold the request for up to
+   ``max_hold_s`` from its arrival (never longer than its own load time) and decide again.
 7. ``load-spill``: the model is larger than any host's VRAM; load where most fits.
 8. ``wait-capacity``: every placement is blocked by models with requests in flight.
 """
@@ -175,9 +181,10 @@ class PolicyParams:
     default_service_s: float = 5.0  # slot hold time when none was observed yet
     scale_out: bool = True
     allow_spill: bool = True
-    # Hold a cold request up to this long when the cheapest eviction would lose more than the
-    # load gains (see ``load-evict``); 0 = never hold.
-    max_hold_s: float = 0.0
+    # Hold a cold request up to this long (and never longer than its own load takes) when the
+    # cheapest eviction would lose more demand than the load brings (``hold-evict``); 0 = never.
+    # 30 s: the knee of cold loads vs p99 TTFT in docs/benchmarks.md.
+    max_hold_s: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ class Scheduler:
         self.unload = unload
         self.on_decision = on_decision or (lambda model, decision: None)
         self.waiters: dict[str, deque[_Waiter]] = {}
+        self._wakeups: set[float] = set()  # loop times of pending hold wake-ups
 
     # -- acquiring and releasing ------------------------------------------------------------
 
@@ -184,7 +185,9 @@ class Scheduler:
                 if waiter.future.done():
                     queue.popleft()
                     continue
-                decision = self._decide(model, waiter.exclude, now, record=False)
+                decision = self._decide(
+                    model, waiter.exclude, now, record=False, waited_s=now - waiter.since
+                )
                 if decision.action == "reject":
                     queue.popleft()
                     waiter.future.set_exception(
@@ -202,13 +205,33 @@ class Scheduler:
     # -- internals --------------------------------------------------------------------------
 
     def _decide(
-        self, model: str, exclude: frozenset[str], now: float, record: bool = True
+        self,
+        model: str,
+        exclude: frozenset[str],
+        now: float,
+        record: bool = True,
+        waited_s: float = 0.0,
     ) -> Decision:
-        request = Request(model, self.fleet.size_mb(model))
+        request = Request(model, self.fleet.size_mb(model), waited_s)
         decision = self.policy.decide(self.fleet.view(now), request, now, exclude)
+        if decision.reason == "hold-evict":
+            self._wake_after(decision.wait_s)
         if record and decision.action in ("wait", "reject"):
             self._record(model, decision)
         return decision
+
+    def _wake_after(self, delay_s: float) -> None:
+        """A held request must be decided again when its hold runs out, even if nothing else
+        happens by then (one timer per instant is enough)."""
+        loop = asyncio.get_running_loop()
+        at = math.ceil((loop.time() + delay_s) * 1000) / 1000
+        if at not in self._wakeups:
+            self._wakeups.add(at)
+            loop.call_at(at, self._wake, at)
+
+    def _wake(self, at: float) -> None:
+        self._wakeups.discard(at)
+        self.kick()
 
     def _bind(
         self,

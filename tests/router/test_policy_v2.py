@@ -64,8 +64,8 @@ def test_hold_ends_at_max_hold_and_the_load_goes_ahead():
     assert (d.action, d.reason, d.evict) == ("load", "load-evict", ((A, "hot"),))
 
 
-def test_no_hold_by_default():
-    d = decide(HOT_IDLE_COLD_BUSY)
+def test_max_hold_zero_never_holds():
+    d = decide(HOT_IDLE_COLD_BUSY, max_hold_s=0.0)
     assert (d.action, d.reason) == ("load", "load-evict")
 
 

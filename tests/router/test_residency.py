@@ -130,6 +130,42 @@ async def test_burst_for_a_cold_model_loads_it_once_and_evicts_nothing(ollama, m
         assert router.fleet.backends[name].models["hot:1b"].status == "loaded"
 
 
+async def test_a_held_request_is_served_when_its_hold_runs_out(ollama, make_router):
+    # a holds hot:1b (asked four times), b is busy with cold:1b for seconds. new:1b must evict
+    # one of them: hot is idle but in demand, so the request is held (cold may free cheaper
+    # room); after max_hold_s the router's own timer decides again and evicts hot.
+    hosts = {
+        name: ollama(catalog=CATALOG, models=["hot:1b", "cold:1b", "new:1b"], vram_mb=2000,
+                     tokens_per_s=speed)
+        for name, speed in (("a", 100), ("b", 4))  # b answers in 2-4 s
+    }  # fmt: skip
+    client = await make_router(
+        [{"name": n, "url": h.url, "vram_mb": 2000} for n, h in hosts.items()],
+        policy={"max_hold_s": 0.5},
+    )
+    router = router_of(client)
+    for name, model in (("a", "hot:1b"), ("b", "cold:1b")):
+        loaded = await client.post(
+            f"/admin/backends/{name}/load", json={"model": model}, headers=_admin()
+        )
+        assert loaded.status == 200
+    short = {"num_predict": 1}
+    for i in range(4):
+        await client.post("/api/generate", json=gen("hot:1b", str(i)) | {"options": short})
+    busy = asyncio.ensure_future(client.post("/api/generate", json=gen("cold:1b", "a long one")))
+    while not router.fleet.backends["b"].models["cold:1b"].in_flight:
+        await asyncio.sleep(0.01)
+    new = await client.post("/api/generate", json=gen("new:1b") | {"options": short})
+    assert new.status == 200
+    assert (new.headers["X-Modelfleet-Reason"], new.headers["X-Modelfleet-Backend"]) == (
+        "load-evict",
+        "a",
+    )
+    assert [d.backend for d in router.fleet.decisions if d.reason == "hold-evict"] == ["a"]
+    assert not busy.done()  # nothing freed room meanwhile: the hold's timer woke it
+    assert (await busy).status == 200
+
+
 async def test_hot_model_scales_out_when_the_queue_would_outlast_a_load(ollama, make_router):
     a = ollama(models=["qwen2.5:0.5b"], tokens_per_s=40)
     b = ollama(models=["qwen2.5:0.5b"], tokens_per_s=40)
