@@ -291,7 +291,7 @@ class Policy:
                     if (p := self._placement(fleet, request, b, now, once_idle=True)) is not None
                     and not p.spill
                 ]
-                if min(p.cost for p in later) < best.cost:
+                if min((p.cost for p in later), default=math.inf) < best.cost:
                     return Decision("wait", "hold-evict", best.backend.name, wait_s=remaining)
             return _load(best, "load-evict")
 
@@ -533,8 +533,8 @@ def _placement_key(p: _Placement) -> tuple[float, float, int, float, float, str]
 def _fit_key(p: _Placement) -> tuple[float, float, float, float, str]:
     """The smallest host it fits on, then the emptiest: the large hosts are the only room for
     the large models, and small models spread over them would leave none (then every large
-    load evicts). Among hosts of one size: the one with the fewest seconds of loads under way,
-    then the emptiest, which spreads the load."""
+    load evicts). Among hosts of one size the emptiest, which spreads the load, then the one
+    with the fewest seconds of loads under way."""
     return (p.host_mb, -p.free_after_mb, p.pending_s, p.backend.error_score, p.backend.name)
 
 
