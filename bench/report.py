@@ -75,9 +75,9 @@ def routing_tables(report: dict[str, Any]) -> list[str]:
     out.append("\n### Against the targets\n")
     out.append(
         "| workload | router cold loads | x LP bound | before v2 | change | router p99 s "
-        "| before v2 p99 s | baselines better on both loads and p99 |"
+        "| before v2 p99 s | scale-outs | baselines better on both loads and p99 |"
     )
-    out.append("|---|---:|---:|---:|---:|---:|---:|---|")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for s in report["scenarios"]:
         mf = s["policies"][ROUTER]
         before = BEFORE_V2.get((s.get("seed"), s.get("rate_rps")))
@@ -92,7 +92,8 @@ def routing_tables(report: dict[str, Any]) -> list[str]:
         out.append(
             f"| {s['label']} | {mf['cold_loads']} | {mf['cold_loads'] / _lp(s):.2f} "
             f"| {before[0] if before else ''} | {change} | {mf['ttft_p99_s']:.1f} "
-            f"| {before[1] if before else ''} | {', '.join(beaten) or 'none'} |"
+            f"| {before[1] if before else ''} | {mf['decisions'].get('scale-out', 0)} "
+            f"| {', '.join(beaten) or 'none'} |"
         )
 
     curve = report.get("hold_curve") or []
