@@ -11,7 +11,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from router import schemas, translate
 from router.backends import MIB, BackendError
@@ -43,19 +44,28 @@ def request_id(request: web.Request) -> str:
 
 
 class BadRequest(Exception):
-    def __init__(self, status: int, message: str, reason: str) -> None:
+    def __init__(self, status: int, message: str, reason: str, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.close = close  # the rest of the body is unreadable: the connection cannot be reused
+
+    def response(self, front: Front) -> web.Response:
+        answer = error_response(front, self.status, str(self), self.reason)
+        if self.close:
+            answer.force_close()
+        return answer
 
 
 async def read_body(request: web.Request) -> dict[str, Any]:
     """The JSON object a client sent, checked against its endpoint's shape (router/schemas.py)."""
     try:
         raw = await request.read()
-    except BadHttpMessage as exc:  # e.g. Content-Encoding: gzip on a body that is not gzip
-        message = f"request body cannot be decoded ({exc.message or type(exc).__name__})"
-        raise BadRequest(400, message, "bad-body") from None
+    except (RequestPayloadError, HttpProcessingError) as exc:
+        # e.g. Content-Encoding: gzip on a body that is not gzip
+        detail = " ".join(str(exc).split()).removeprefix("400, message: ")
+        message = f"request body cannot be decoded: {detail}"
+        raise BadRequest(400, message, "bad-body", close=True) from None
     if not raw.strip():
         raise BadRequest(400, "request body is empty; expected a JSON object", "bad-json")
     try:
@@ -139,7 +149,7 @@ async def _model_call(request: web.Request, front: Front, endpoint: str) -> web.
         model = resolve_model(router, body, front)
         keep_alive = client_keep_alive(request, body) if front == "ollama" else None
     except BadRequest as exc:
-        return error_response(front, exc.status, str(exc), exc.reason)
+        return exc.response(front)
     stream_default = front == "ollama" and endpoint in ("chat", "generate")
     stream = body.get("stream", stream_default) is not False if endpoint != "embed" else False
     load_only = front == "ollama" and endpoint in ("chat", "generate")
@@ -312,7 +322,7 @@ async def ollama_show(request: web.Request) -> web.Response:
         body = await read_body(request)
         model = resolve_model(router, body, "ollama")
     except BadRequest as exc:
-        return error_response("ollama", exc.status, str(exc), exc.reason)
+        return exc.response("ollama")
     holders = [s for s in router.fleet.backends.values() if model in s.catalog() and s.healthy]
     for state in holders:
         if state.kind != "ollama":
@@ -398,7 +408,7 @@ async def _manage(request: web.Request, action: str) -> web.StreamResponse:
     try:
         body = await read_body(request)
     except BadRequest as exc:
-        return error_response("ollama", exc.status, str(exc), exc.reason)
+        return exc.response("ollama")
     subject = body.get("source") if action == "copy" else body.get("model") or body.get("name")
     if not subject or not isinstance(subject, str):
         field = "source" if action == "copy" else "model"

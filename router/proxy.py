@@ -660,6 +660,8 @@ def parse_duration(value: Any) -> float | None:
     if isinstance(value, int | float):
         return float(value)
     text = str(value).strip()
+    if not text:
+        return None  # Go's time.ParseDuration("") fails too: not "0", never an unload
     try:
         return float(text)
     except ValueError:

@@ -151,7 +151,7 @@ class FaultyBackend:
     hang (accepts, never answers) | cut (first chunk, then drops the connection) | flood
     (streams without end, for clients that stop reading). In every mode a request whose body
     contains ``poison`` gets llama-server's 500 for content it cannot handle, and ``delay_s``
-    holds each answer that long (so concurrent requests overlap).
+    holds each answer that long after its first chunk (so concurrent requests overlap).
     """
 
     mode: str = "ok"
@@ -175,8 +175,6 @@ class FaultyBackend:
         if self.poison and self.poison in raw.decode():
             error = {"code": 500, "message": POISON_MESSAGE, "type": "server_error"}
             return web.json_response({"error": error}, status=500)
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
         if self.mode == "500":
             return web.json_response({"error": {"message": "boom", "code": 500}}, status=500)
         if self.mode == "502":
@@ -192,6 +190,8 @@ class FaultyBackend:
         await resp.prepare(request)
         chunk = {"choices": [{"index": 0, "delta": {"content": "hi"}}], "model": body["model"]}
         await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         if self.mode == "cut":
             assert request.transport is not None
             request.transport.abort()
