@@ -17,8 +17,11 @@ from aiohttp.web_protocol import RequestPayloadError
 from router import schemas, translate
 from router.backends import MIB, BackendError
 from router.core import Router
+from router.health import note_outcome, request_key
 from router.proxy import (
     BACKEND_HEADER,
+    BUSY,
+    GATEWAY,
     REASON_HEADER,
     Call,
     Front,
@@ -605,12 +608,24 @@ async def _load_or_unload(router: Router, call: Call) -> web.Response:
             await router.adapter(lease.backend).load(call.model, call.body.get("keep_alive"))
             router.scheduler.first_byte(lease)
         ok = True
-    except (BackendError, aiohttp.ClientError, TimeoutError) as exc:
-        router.record_failure(lease.backend, "load")
-        router.access_log.write({**record, "status": 502, "error": f"load failed: {exc}"})
+    except BackendError as exc:
+        if exc.status is None:  # the router cannot load there (not the backend's fault)
+            router.access_log.write({**record, "status": 502, "error": str(exc)})
+            return error_response("ollama", 502, str(exc), "backend-failed")
+        if exc.status in BUSY or exc.status in GATEWAY:
+            return _load_failed(router, lease.backend, record, str(exc))
+        # the backend answered this request with an error (an embedding model asked to
+        # generate ...): the request's fault, handed back with the backend's message
+        ok = True  # the slot was used normally
+        if exc.status >= 500:
+            note_outcome(router, lease.backend, bad=True, key=request_key(call.body))
+        router.access_log.write({**record, "status": exc.status, "error": exc.detail})
         return error_response(
-            "ollama", 502, f"load failed: {exc}", "load-failed", backend=lease.backend.name
+            "ollama", exc.status, exc.detail, "backend-error", backend=lease.backend.name
         )
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return _load_failed(router, lease.backend, record, detail)
     finally:
         router.scheduler.release(lease, ok=ok, served=False)
     router.access_log.write({**record, "status": 200, "loaded": True, "error": None})
@@ -628,6 +643,18 @@ async def _load_or_unload(router: Router, call: Call) -> web.Response:
             "load_duration": elapsed,
         },
         headers={BACKEND_HEADER: lease.backend.name, REASON_HEADER: lease.reason},
+    )
+
+
+def _load_failed(
+    router: Router, backend: BackendState, record: dict[str, Any], detail: str
+) -> web.Response:
+    """A load that failed for the backend's own reasons: counts against it, 502 to the client."""
+    router.record_failure(backend, "load")
+    note_outcome(router, backend, bad=True, transport=True)
+    router.access_log.write({**record, "status": 502, "error": f"load failed: {detail}"})
+    return error_response(
+        "ollama", 502, f"load failed: {detail}", "backend-failed", backend=backend.name
     )
 
 

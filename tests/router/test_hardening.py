@@ -70,6 +70,19 @@ async def test_case1_poisoned_requests_leave_every_backend_healthy(faulty_backen
     assert a.requests + b.requests == 36  # each poisoned request reached one backend once
 
 
+async def test_case1_a_load_the_backend_refuses_is_the_requests_fault(ollama, make_router):
+    """Found by the fuzzer: an empty generate for an embedding model (a "load") is answered
+    400 by Ollama; it used to become a 502 that counted against the backend."""
+    embed = "nomic-embed-text:latest"
+    server = ollama(models=[embed])
+    client = await make_router([{"name": "o", "url": server.url}], health={"fail_threshold": 1})
+    resp = await client.post("/api/generate", json={"model": embed})
+    assert resp.status == 400
+    assert "does not support generate" in (await resp.json())["error"]
+    assert resp.headers["X-Modelfleet-Reason"] == "backend-error"
+    assert router_of(client).fleet.backends["o"].healthy
+
+
 # -- 2. any client can manage models for the whole fleet -----------------------------------
 
 
