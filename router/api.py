@@ -17,7 +17,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from router import schemas, translate
 from router.backends import MIB, BackendError
 from router.core import Router
-from router.health import note_outcome, request_key
+from router.health import note_outcome, request_key, transport_failure
 from router.proxy import (
     BACKEND_HEADER,
     BUSY,
@@ -650,8 +650,7 @@ def _load_failed(
     router: Router, backend: BackendState, record: dict[str, Any], detail: str
 ) -> web.Response:
     """A load that failed for the backend's own reasons: counts against it, 502 to the client."""
-    router.record_failure(backend, "load")
-    note_outcome(router, backend, bad=True, transport=True)
+    transport_failure(router, backend, "load")
     router.access_log.write({**record, "status": 502, "error": f"load failed: {detail}"})
     return error_response(
         "ollama", 502, f"load failed: {detail}", "backend-failed", backend=backend.name

@@ -113,6 +113,9 @@ class HealthConfig(_Strict):
     error_rate_window_s: float = Field(
         default=60.0, gt=0, description="window of the error-rate rule (5xx and timeouts)"
     )
+    error_rate_requests: int = Field(
+        default=20, ge=2, description="the rule looks at this many latest requests at most"
+    )
     error_rate_threshold: float = Field(
         default=0.5, gt=0, le=1, description="share of bad answers in the window that ejects"
     )

@@ -133,8 +133,8 @@ class ErrorRate:
     ejections: int = 0
     last_ejected: float = float("-inf")
 
-    def trim(self, now: float, window_s: float) -> None:
-        while self.outcomes and self.outcomes[0].at < now - window_s:
+    def trim(self, now: float, window_s: float, keep: int) -> None:
+        while self.outcomes and (self.outcomes[0].at < now - window_s or len(self.outcomes) > keep):
             self.outcomes.popleft()
 
     def answered_5xx_share(self) -> float | None:
@@ -162,8 +162,8 @@ def note_outcome(
     cfg = router.config.health
     now = time.monotonic()
     rate = router.error_rates.setdefault(state.name, ErrorRate())
-    rate.trim(now, cfg.error_rate_window_s)
     rate.outcomes.append(_Outcome(now, bad, transport, key))
+    rate.trim(now, cfg.error_rate_window_s, cfg.error_rate_requests)
     if bad and state.healthy:
         reason = _rate_verdict(router, state.name, rate, now)
         if reason:
@@ -198,6 +198,23 @@ def _rate_verdict(router: Router, name: str, rate: ErrorRate, now: float) -> str
         f"error rate: {len(bad)} of {len(outcomes)} requests failed in the last "
         f"{cfg.error_rate_window_s:g}s ({distinct} different requests, {transport} transport)"
     )
+
+
+def transport_failure(router: Router, state: BackendState, kind: str) -> None:
+    """Connect error, timeout, cut stream, gateway error: always counts against the backend.
+
+    ``fail_threshold`` in a row eject it (a good probe in between resets the count, so the
+    error-rate rule is what catches a backend that keeps timing out behind a live probe).
+    """
+    now = time.monotonic()
+    state.record_failure(now, kind)  # the policy's error score
+    state.consecutive_successes = 0
+    state.consecutive_failures += 1
+    router.metrics.backend_failures.labels(state.name, kind).inc()
+    threshold = router.config.health.fail_threshold
+    if state.healthy and state.consecutive_failures >= threshold:
+        eject(router, state, f"{state.consecutive_failures} failures in a row (last: {kind})")
+    note_outcome(router, state, bad=True, transport=True)
 
 
 def eject(router: Router, state: BackendState, reason: str) -> None:

@@ -33,7 +33,7 @@ from aiohttp import web
 
 from router import translate
 from router.core import Router
-from router.health import note_outcome, request_key
+from router.health import note_outcome, request_key, transport_failure
 from router.scheduler import Lease, NoBackend, RoutingError
 from router.state import BackendState
 
@@ -352,8 +352,7 @@ def _transport_failure(
     router: Router, backend: BackendState, outcome: Outcome, kind: str, detail: str
 ) -> None:
     """Connect error, timeout, cut stream, gateway error: the backend's fault, always."""
-    router.record_failure(backend, kind)
-    note_outcome(router, backend, bad=True, transport=True)
+    transport_failure(router, backend, kind)
     outcome.failure = "timeout" if kind in ("timeout", "stall") else "transport"
     if not detail.startswith(f"backend {backend.name}"):
         detail = f"backend {backend.name}: {kind}: {detail}"
