@@ -22,6 +22,13 @@ Stand-in-only knobs (environment):
   STANDIN_TOKENS_PER_S     simulated decode speed (default 50; 0 = as fast as possible)
   STANDIN_PULL_MB_PER_S    simulated download speed (default 2000)
   STANDIN_CATALOG          pullable models: a JSON file path or inline JSON list (see Catalog)
+  STANDIN_POISON           fault injection: an inference request whose body contains this text
+                           gets a 500 {"error": ...}, like content a real backend cannot handle
+
+Stand-in-only fault injection at run time (for the router's soak, bench/router_soak.py):
+``POST /standin/faults {"mode": "ok" | "hang" | "500"}``: ``hang`` accepts inference requests
+and never answers them (the probe ``/api/version`` still answers), ``500`` answers every
+inference request with a 500.
 
 Run it like the real binary::
 
@@ -145,6 +152,7 @@ class Settings:
     tokens_per_s: float = 50.0
     pull_mb_per_s: float = 2000.0
     catalog_source: str = ""
+    poison: str = ""  # stand-in fault injection, see STANDIN_POISON
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -172,6 +180,7 @@ class Settings:
             tokens_per_s=_env_float(env, "STANDIN_TOKENS_PER_S", 50.0),
             pull_mb_per_s=_env_float(env, "STANDIN_PULL_MB_PER_S", 2000.0),
             catalog_source=env.get("STANDIN_CATALOG", ""),
+            poison=env.get("STANDIN_POISON", ""),
         )
 
     @property
@@ -753,6 +762,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 route = self.app.openai.model
             if route is None:
                 raise ApiError(404, "404 page not found")
+            if self.command == "POST" and path in INFERENCE_PATHS:
+                self.app.inject_fault(self)
             route(self)
         except ApiError as exc:
             if openai:
@@ -1253,6 +1264,10 @@ class Puller:
         yield {"status": "success"}
 
 
+INFERENCE_PATHS = {"/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions"}
+FAULT_MODES = ("ok", "hang", "500")
+
+
 class OllamaStandin:
     """The server: settings + catalog + store + scheduler + HTTP routes."""
 
@@ -1285,11 +1300,34 @@ class OllamaStandin:
             ("POST", "/v1/completions"): self.openai.completions,
             ("POST", "/v1/embeddings"): self.openai.embeddings,
             ("GET", "/standin/stats"): self.stats,
+            ("POST", "/standin/faults"): self.set_faults,
         }
+        self.fault_mode = "ok"
+        self.inference_requests = 0
         handler = type("BoundHandler", (Handler,), {"app": self})
         self.httpd = HttpServer((settings.host, settings.port), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
+
+    def set_faults(self, h: Handler) -> None:
+        """Stand-in only: switch fault injection (``{"mode": "ok" | "hang" | "500"}``)."""
+        mode = h._body().get("mode", "ok")
+        if mode not in FAULT_MODES:
+            raise ApiError(400, f"mode: expected one of {', '.join(FAULT_MODES)}")
+        self.fault_mode = mode
+        h.send_json(200, {"mode": mode})
+
+    def inject_fault(self, h: Handler) -> None:
+        """Stand-in only: poisoned content, a hung server or a 500 on everything."""
+        self.inference_requests += 1
+        if self.settings.poison and self.settings.poison.encode() in h.raw_body:
+            raise ApiError(500, "stand-in poison: this request's content breaks the backend")
+        if self.fault_mode == "500":
+            raise ApiError(500, "stand-in fault: every inference request fails")
+        while self.fault_mode == "hang" and not self._stop.is_set():
+            if h.client_gone():
+                raise ClientGone
+            time.sleep(0.05)
 
     def stats(self, h: Handler) -> None:
         """Stand-in only: counters for tests (loads per model, unloads, pulls, rejections)."""
@@ -1303,6 +1341,8 @@ class OllamaStandin:
                     "pending": sched.pending,
                     "slots_in_use": {n: r.active for n, r in sched.runners.items()},
                     "pull_counts": self.puller.pull_counts,
+                    "inference_requests": self.inference_requests,
+                    "fault_mode": self.fault_mode,
                 },
             )
 
