@@ -326,6 +326,9 @@ async def _attempt(
             outcome.error = message
             headers = route_headers(lease, call, outcome.attempts - 1)
             headers[REASON_HEADER] = "backend-error"
+            if _in_front_shape(call.front, body):  # keep its type/param/code as they are
+                headers["Content-Type"] = "application/json"
+                return web.Response(body=body, status=resp.status, headers=headers)
             return web.json_response(
                 error_body(call.front, resp.status, message), status=resp.status, headers=headers
             )
@@ -346,6 +349,18 @@ async def _attempt(
         if ok:
             _keep_alive(router, call, lease)
         router.refresh_soon(backend)  # learn what the request changed (loads, evictions)
+
+
+def _in_front_shape(front: Front, body: bytes) -> bool:
+    """Is a backend's error body already what this front's clients expect?"""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return False
+    error = obj.get("error") if isinstance(obj, dict) else None
+    if front == "ollama":
+        return isinstance(error, str)
+    return isinstance(error, dict) and isinstance(error.get("message"), str)
 
 
 def _transport_failure(
