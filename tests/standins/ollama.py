@@ -591,10 +591,16 @@ def count_tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
-def fake_tokens(prompt: str, limit: int | None) -> tuple[list[str], str]:
-    """Deterministic reply tokens for ``prompt`` and the done_reason ("stop" or "length")."""
+def fake_tokens(
+    prompt: str, limit: int | None, natural: int | None = None
+) -> tuple[list[str], str]:
+    """Deterministic reply tokens for ``prompt`` and the done_reason ("stop" or "length").
+
+    ``natural`` (stand-in only, option ``standin_tokens``) overrides where the fake model
+    would stop by itself: a long answer on demand, for clients that stop reading.
+    """
     seed = int(hashlib.sha256(prompt.encode()).hexdigest(), 16)
-    natural = 8 + seed % 9
+    natural = natural if natural is not None and natural > 0 else 8 + seed % 9
     count = natural if limit is None or limit < 0 else min(natural, limit)
     tokens = [("" if i == 0 else " ") + WORDS[(seed + i) % len(WORDS)] for i in range(count)]
     return tokens, "length" if count < natural else "stop"
@@ -806,6 +812,7 @@ class Generation:
     lease: Lease
     started: float
     tool_call: dict[str, Any] | None = None
+    tokens_per_s: float | None = None  # stand-in only option ``standin_tokens_per_s``
 
     def metrics(self, eval_s: float) -> dict[str, Any]:
         total = time.monotonic() - self.started
@@ -1360,15 +1367,23 @@ class OllamaStandin:
         ctx = int(num_ctx) if num_ctx else None
         lease = self.scheduler.acquire(model, keep_alive, ctx, cancelled)
         limit = options.get("num_predict")
-        tokens, reason = fake_tokens(prompt, int(limit) if limit is not None else None)
+        natural = options.get("standin_tokens")
+        tokens, reason = fake_tokens(
+            prompt,
+            int(limit) if limit is not None else None,
+            natural if isinstance(natural, int) else None,
+        )
         tool_call = fake_tool_call(tools) if tools and "tools" in model.capabilities else None
         if tool_call:
             tokens, reason = [], "stop"
-        return Generation(model, prompt, tokens, reason, lease, started, tool_call)
+        speed = options.get("standin_tokens_per_s")
+        speed = float(speed) if isinstance(speed, int | float) and speed > 0 else None
+        return Generation(model, prompt, tokens, reason, lease, started, tool_call, speed)
 
     def emit(self, gen: Generation) -> Iterator[tuple[str, float]]:
         """Yield (token, seconds spent) at STANDIN_TOKENS_PER_S."""
-        delay = 1 / self.settings.tokens_per_s if self.settings.tokens_per_s > 0 else 0.0
+        rate = gen.tokens_per_s or self.settings.tokens_per_s
+        delay = 1 / rate if rate > 0 else 0.0
         for token in gen.tokens:
             if delay:
                 time.sleep(delay)
