@@ -65,7 +65,10 @@ async def read_body(request: web.Request) -> dict[str, Any]:
     try:
         raw = await request.read()
     except (RequestPayloadError, HttpProcessingError) as exc:
-        # e.g. Content-Encoding: gzip on a body that is not gzip
+        # e.g. Content-Encoding: gzip on a body that is not gzip. The rest of the body is
+        # unreadable: mark it finished so aiohttp does not try to drain it (and log a
+        # traceback); the answer closes the connection.
+        request.content.feed_eof()
         detail = " ".join(str(exc).split()).removeprefix("400, message: ")
         message = f"request body cannot be decoded: {detail}"
         raise BadRequest(400, message, "bad-body", close=True) from None
