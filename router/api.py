@@ -29,8 +29,9 @@ from router.proxy import (
     parse_duration,
     proxy,
     retry_after_no_backend,
+    retry_after_queue,
 )
-from router.scheduler import RoutingError
+from router.scheduler import NoBackend, QueueTimeout, RoutingError
 from router.state import BackendState
 
 ROUTER = web.AppKey("router", Router)
@@ -596,9 +597,13 @@ async def _load_or_unload(router: Router, call: Call) -> web.Response:
         )
     try:
         lease = await router.scheduler.acquire(call.model)
-    except RoutingError as exc:
-        retry_after = exc.retry_after or retry_after_no_backend(router, call.model)
+    except NoBackend as exc:
+        retry_after = retry_after_no_backend(router, call.model)
         return error_response("ollama", exc.status, str(exc), "no-backend", retry_after)
+    except RoutingError as exc:  # queue full or deadline: from observed service times
+        retry_after = retry_after_queue(router, call.model)
+        reason = "queue-deadline" if isinstance(exc, QueueTimeout) else "queue-full"
+        return error_response("ollama", exc.status, str(exc), reason, retry_after)
     start = time.monotonic()
     record = {"kind": "load", "request_id": call.request_id, "api": "ollama", "path": call.path}
     record |= {"model": call.model, "backend": lease.backend.name, "reason": lease.reason}
