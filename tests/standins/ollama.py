@@ -606,6 +606,21 @@ def fake_tokens(
     return tokens, "length" if count < natural else "stop"
 
 
+def _int_option(options: Any, key: str) -> int | None:
+    """An integer option (Ollama answers 400 for one of another type)."""
+    if not isinstance(options, dict):
+        raise ApiError(400, "options: expected an object")
+    value = options.get(key)
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(value)
+        return int(value)
+    except (ValueError, OverflowError):
+        raise ApiError(400, f"option {key!r} must be of type integer") from None
+
+
 def fake_embedding(text: str, dims: int) -> list[float]:
     digest = hashlib.sha256(text.encode()).digest()
     raw = [(digest[i % len(digest)] - 127.5) / 127.5 for i in range(dims)]
@@ -1362,22 +1377,22 @@ class OllamaStandin:
         tools: list[dict[str, Any]] | None,
         cancelled: Callable[[], bool] = never_cancelled,
     ) -> Generation:
-        num_ctx = options.get("num_ctx")
         started = time.monotonic()
-        ctx = int(num_ctx) if num_ctx else None
-        lease = self.scheduler.acquire(model, keep_alive, ctx, cancelled)
-        limit = options.get("num_predict")
+        # read every option before taking a slot: a bad one is a 400, never a leaked slot
+        num_ctx = _int_option(options, "num_ctx")
+        ctx = num_ctx if num_ctx else None
+        limit = _int_option(options, "num_predict")
         natural = options.get("standin_tokens")
-        tokens, reason = fake_tokens(
-            prompt,
-            int(limit) if limit is not None else None,
-            natural if isinstance(natural, int) else None,
-        )
-        tool_call = fake_tool_call(tools) if tools and "tools" in model.capabilities else None
+        tokens, reason = fake_tokens(prompt, limit, natural if isinstance(natural, int) else None)
+        try:
+            tool_call = fake_tool_call(tools) if tools and "tools" in model.capabilities else None
+        except (AttributeError, KeyError, TypeError):
+            raise ApiError(400, "invalid tools") from None
         if tool_call:
             tokens, reason = [], "stop"
         speed = options.get("standin_tokens_per_s")
         speed = float(speed) if isinstance(speed, int | float) and speed > 0 else None
+        lease = self.scheduler.acquire(model, keep_alive, ctx, cancelled)
         return Generation(model, prompt, tokens, reason, lease, started, tool_call, speed)
 
     def emit(self, gen: Generation) -> Iterator[tuple[str, float]]:
