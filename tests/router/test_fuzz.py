@@ -1,8 +1,9 @@
 """Issue 9, case 3 as a property: no input makes the router itself answer 5xx.
 
-Hypothesis throws bodies at every client endpoint: arbitrary JSON, objects with the
-endpoint's own field names holding values of every type, raw bytes, odd headers. The router
-runs in a thread in front of an Ollama stand-in (passthrough) and a llama-swap stand-in
+Hypothesis throws bodies at every client POST endpoint (arbitrary JSON, objects with the
+endpoint's own field names holding values of every type, raw bytes, odd headers) and odd
+model names and query strings at the GET ones. The router runs in a thread in front of an
+Ollama stand-in (passthrough) and a llama-swap stand-in
 (Ollama -> OpenAI translation), on loopback. A 5xx is allowed only when it is the backend's
 own answer passed on (``X-Modelfleet-Reason: backend-error``) or the router's report of a
 backend failure (``backend-failed``); never from the router's own code. The number of
@@ -16,6 +17,7 @@ import http.client
 import json
 import os
 import threading
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -202,6 +204,7 @@ VALID: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "/v1/embeddings": {"input": st.text(max_size=20)},
 }
 ENDPOINTS = sorted(FIELDS)
+GET_ENDPOINTS = ["/", "/api/version", "/api/tags", "/api/ps", "/v1/models", "/v1/models/"]
 MAIN_FIELD = {  # present in most examples, so most requests reach a backend
     "/api/chat": "messages",
     "/api/generate": "prompt",
@@ -216,10 +219,17 @@ MAIN_FIELD = {  # present in most examples, so most requests reach a backend
 
 @st.composite
 def requests(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, bytes]]:
-    path = draw(st.sampled_from(ENDPOINTS))
+    path = draw(st.sampled_from([*ENDPOINTS, *GET_ENDPOINTS]))
     method = "DELETE" if path == "/api/delete" else "POST"
     shape = draw(st.sampled_from(["valid", "valid", "fields", "fields", "json", "bytes"]))
-    if shape == "valid" and path in VALID:
+    if path in GET_ENDPOINTS:  # no body: odd model names and query strings instead
+        method, body = "GET", b""
+        if path == "/v1/models/":
+            path += urllib.parse.quote(draw(st.text(min_size=1, max_size=20)), safe="")
+        query = draw(st.dictionaries(st.text(max_size=6), st.text(max_size=6), max_size=2))
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+    elif shape == "valid" and path in VALID:
         model = draw(st.sampled_from([OLLAMA_MODEL, SWAP_MODEL, EMBED_MODEL]))
         valid = {"model": st.just(model), **VALID[path]}
         chosen = draw(st.fixed_dictionaries(valid, optional={"stream": st.booleans()}))
@@ -288,6 +298,8 @@ def test_no_input_makes_the_router_answer_5xx(fleet: RouterThread, request: tupl
     if status >= 400:  # every error is JSON, in the calling API's shape
         error = json.loads(answer)["error"]
         assert isinstance(error, dict if path.startswith("/v1/") else str), answer[:300]
+    if method == "GET" and status == 200 and not path.startswith("/?") and path != "/":
+        assert isinstance(json.loads(answer), dict)
 
 
 def test_fuzz_tally_report() -> None:
