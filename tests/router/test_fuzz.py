@@ -293,7 +293,7 @@ def test_no_input_makes_the_router_answer_5xx(fleet: RouterThread, request: tupl
     if os.environ.get("MODELFLEET_FUZZ_VERBOSE"):
         print(status, reason, path, answer[:120])
     if status >= 500:
-        TALLY["backend 5xx passed on" if reason in BACKEND_REASONS else "router 5xx"] += 1
+        TALLY[f"{status} {reason}" if reason in BACKEND_REASONS else "router 5xx"] += 1
         assert reason in BACKEND_REASONS, (status, reason, answer[:300], path, body[:300])
     if status >= 400:  # every error is JSON, in the calling API's shape
         error = json.loads(answer)["error"]
