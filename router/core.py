@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -18,6 +18,9 @@ from router.metrics import Metrics
 from router.policy import Decision, Policy, PolicyParams
 from router.scheduler import Scheduler
 from router.state import BackendState, FleetState
+
+if TYPE_CHECKING:
+    from router.health import ErrorRate
 
 log = logging.getLogger("modelfleet.router")
 AFTER_REQUEST_S = 0.25  # debounce: one after-request refresh per backend per this interval
@@ -53,6 +56,7 @@ class Router:
         self.started = time.time()
         self.background: set[asyncio.Future[Any]] = set()
         self._refreshing: set[str] = set()
+        self.error_rates: dict[str, ErrorRate] = {}  # per backend, see router/health.py
 
     # -- backends ---------------------------------------------------------------------------
 
