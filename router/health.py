@@ -86,14 +86,8 @@ async def refresh_loop(router: Router) -> None:
 
 
 async def expire_keep_alive(router: Router) -> None:
-    now = time.monotonic()
-    for state in list(router.fleet.backends.values()):
-        for ms in list(state.models.values()):
-            if ms.unload_at is not None and ms.unload_at <= now and ms.in_flight == 0:
-                ms.unload_at = None
-                if ms.status == "loaded":
-                    ms.status = "cold"  # first, so no request is routed to it meanwhile
-                    await router.unload(state.name, ms.model)
+    for backend, model in router.scheduler.books.expire_keep_alive(time.monotonic()):
+        await router.unload(backend, model)
 
 
 async def run_forever(loop: Callable[[], Awaitable[None]], name: str) -> None:

@@ -316,7 +316,7 @@ async def test_bookkeeping_returns_to_zero_after_a_burst_with_cancellations(olla
             and not router.fleet.queued
         )
     )
-    assert all(not q for q in router.scheduler.waiters.values())
+    assert not router.scheduler.waiters and not router.scheduler.books.queues
     metrics = await (await client.get("/metrics")).text()
     assert "modelfleet_in_flight" in metrics
     for line in metrics.splitlines():
