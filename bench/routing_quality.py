@@ -17,6 +17,7 @@ Azure LLM inference trace 2023 mapped onto the catalog (``AZURE_FAMILIES`` below
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
@@ -238,6 +239,19 @@ def load_timeline(seed: int, rate: float, duration: float) -> dict[str, list[flo
     return timeline
 
 
+def fingerprint_cell(cell: dict[str, Any]) -> dict[str, Any]:
+    """Every policy's full event log on one workload, hashed: a refactor that must not change
+    behaviour leaves these equal."""
+    trace = cell_trace(cell)
+    hashes = {}
+    for label, make in policies().items():
+        sim = Simulator(fleet_factory()(), make(), trace, keep_alive_s=cell["keep_alive_s"],
+                        record_events=True)  # fmt: skip
+        events = json.dumps(sim.run().events).encode()
+        hashes[label] = hashlib.sha256(events).hexdigest()[:16]
+    return {"cell": cell_label(cell), "keep_alive_s": cell["keep_alive_s"]} | hashes
+
+
 def cells(
     seeds: list[int],
     rates: list[float],
@@ -326,9 +340,19 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (bounded)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--fingerprint", action="store_true",
+        help="only print a hash of each policy's event log per cell (behaviour-change check)",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.azure is not None and str(args.azure) == "none":
         args.azure = None
+    if args.fingerprint:
+        todo = cells(args.seeds, args.rates, args.duration, args.azure, args.keep_alive)
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            for line in pool.map(fingerprint_cell, todo):
+                print(json.dumps(line))
+        return
     report = run(args)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")

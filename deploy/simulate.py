@@ -38,7 +38,9 @@ import click
 
 from deploy import bounds
 from router import policy
+from router.bookkeeping import Bookkeeping, Lease, Ticket
 from router.config import BackendConfig, ModelEntry, RouterConfig
+from router.policy import Decision
 from router.state import FleetState
 
 MB_PER_GB = 1024
@@ -131,7 +133,6 @@ class SimFleet:
         if len(set(names)) != len(names):
             raise SimulationError(f"duplicate backend names in fleet: {sorted(names)}")
         self.by_name = {b.name: b for b in self.backends}
-        self.router_queued: dict[str, int] = {}  # requests held in the router, per model
 
     def model_names(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -388,44 +389,70 @@ class Choice:
     reason: str = ""
 
 
-@dataclass(frozen=True)
-class Hold:
-    """Keep the request in the router's queue and ask again by ``until`` at the latest."""
-
-    until: float
+Send = tuple[Request, Choice]  # a request the router sends now, and where
 
 
 class Policy(Protocol):
-    """What the simulator asks: where should this request go now? None = hold it in the
-    router's queue; the simulator asks again whenever a slot frees or a load finishes (and
-    at :class:`Hold`'s ``until``)."""
+    """The router in front of the simulated backends. The simulator tells it what happens
+    (arrivals, loads, finished requests, models a backend dropped on its own) and sends what
+    it returns. ``kick`` is asked after every event that may free capacity, and at every
+    time ``wakeups`` returns; ``held`` counts the requests it still keeps queued."""
 
     name: str
 
     def start(self, fleet: SimFleet) -> None: ...
 
-    def on_arrival(self, request: Request, now: float) -> None: ...
+    def arrive(self, request: Request, now: float) -> list[Send]: ...
 
-    def on_load_done(self, model: str, backend: str, seconds: float) -> None: ...
+    def kick(self, now: float) -> list[Send]: ...
 
-    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice | Hold | None: ...
+    def wakeups(self) -> list[float]: ...
 
-    def on_finish(self, request: Request, backend: str, service_s: float, now: float) -> None: ...
+    def held(self) -> int: ...
+
+    def load_began(self, backend: str, model: str, now: float) -> None: ...
+
+    def load_done(self, backend: str, model: str, now: float) -> None: ...
+
+    def finished(self, request: Request, backend: str, now: float) -> None: ...
+
+    def dropped(self, backend: str, model: str, now: float) -> None: ...
 
 
 class _Blind:
-    """Shared no-op hooks of the model-blind baselines."""
+    """Model-blind baselines: every request goes straight to a backend (``choose``), which
+    queues, loads and evicts on its own; the router keeps no state to tell."""
+
+    fleet: SimFleet
 
     def start(self, fleet: SimFleet) -> None:
+        self.fleet = fleet
+
+    def arrive(self, request: Request, now: float) -> list[Send]:
+        return [(request, self.choose(request, self.fleet, now))]
+
+    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice:
+        raise NotImplementedError
+
+    def kick(self, now: float) -> list[Send]:
+        return []
+
+    def wakeups(self) -> list[float]:
+        return []
+
+    def held(self) -> int:
+        return 0
+
+    def load_began(self, backend: str, model: str, now: float) -> None:
         pass
 
-    def on_arrival(self, request: Request, now: float) -> None:
+    def load_done(self, backend: str, model: str, now: float) -> None:
         pass
 
-    def on_load_done(self, model: str, backend: str, seconds: float) -> None:
+    def finished(self, request: Request, backend: str, now: float) -> None:
         pass
 
-    def on_finish(self, request: Request, backend: str, service_s: float, now: float) -> None:
+    def dropped(self, backend: str, model: str, now: float) -> None:
         pass
 
 
@@ -490,68 +517,68 @@ class LeastModelsPerInstance(_Blind):
 
 
 class RouterPolicy:
-    """modelfleet's own policy, replayed with the router's own code: ``router.state.FleetState``
-    keeps the bookkeeping and builds the snapshot (``view``), ``router.policy.Policy`` decides.
-    The adapter only copies the simulated residency into that state before each decision,
-    the way the router's refresher and scheduler would have recorded it."""
+    """modelfleet's own router, replayed with its own code: ``router.bookkeeping.Bookkeeping``
+    (queue, late binding, slots, residency, learning) around ``router.policy.Policy``, the
+    same objects the aiohttp scheduler drives. This adapter only translates the simulator's
+    events into the bookkeeping's calls, with the virtual time."""
 
     name = "modelfleet"
 
     def __init__(self, config: RouterConfig | None = None) -> None:
         self.config = config
-        self.state: FleetState | None = None
-        self.policy: policy.Policy | None = None
+        self.books: Bookkeeping | None = None
+        self._tickets: dict[int, Request] = {}  # id(ticket) -> the trace request it stands for
+        self._leases: dict[str, Lease] = {}  # request id -> its slot
 
     def start(self, fleet: SimFleet) -> None:
         config = self.config or fleet.to_router_config()
         knobs = config.policy.model_dump(exclude={"demand_half_life_s"})
-        self.state = FleetState(config)
-        self.policy = policy.Policy(policy.PolicyParams(**knobs))
+        self.books = Bookkeeping(FleetState(config), policy.Policy(policy.PolicyParams(**knobs)))
 
-    def on_arrival(self, request: Request, now: float) -> None:
-        if self.state is not None:
-            self.state.demand.record(request.model, now)
-
-    def on_load_done(self, model: str, backend: str, seconds: float) -> None:
-        if self.state is not None:
-            self.state.observe_load(model, seconds)
-
-    def on_finish(self, request: Request, backend: str, service_s: float, now: float) -> None:
-        if self.state is not None:
-            self.state.observe_service(request.model, service_s)
-
-    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice | Hold | None:
-        state, decider = self.state, self.policy
-        if state is None or decider is None:
+    def _books(self) -> Bookkeeping:
+        if self.books is None:
             raise SimulationError("RouterPolicy.start(fleet) was not called")
-        self._sync(state, fleet)
-        asked = policy.Request(request.model, state.size_mb(request.model), now - request.t)
-        decision = decider.decide(state.view(now), asked, now)
-        if decision.action == "wait":
-            return Hold(now + decision.wait_s) if decision.reason == "hold-evict" else None
-        if decision.action == "reject" or decision.backend is None:
-            raise SimulationError(
-                f"the router policy rejected model {request.model!r} ({decision.reason})"
-            )
-        return Choice(decision.backend, decision.evict, decision.reason)
+        return self.books
 
-    @staticmethod
-    def _sync(state: FleetState, fleet: SimFleet) -> None:
-        """Residency as the router knows it: a load it asked for is ``loading`` from the
-        moment it was sent; requests sent to a backend are in flight there."""
-        state.queued = dict(fleet.router_queued)
-        for b in fleet.backends:
-            backend_state = state.backends[b.name]
-            for ms in backend_state.models.values():
-                ms.status, ms.in_flight = "cold", 0
-            for r in b.residency.values():
-                ms = backend_state.model(r.model)
-                ms.status = "loaded" if r.state == "resident" else "loading"
-                ms.size_mb, ms.in_flight, ms.last_used = r.size_mb, r.in_flight, r.last_used
-                ms.in_flight += b.queued(r.model)
-            for model in b.pending_loads:
-                ms = backend_state.model(model)
-                ms.status, ms.in_flight = "loading", b.queued(model)
+    def arrive(self, request: Request, now: float) -> list[Send]:
+        ticket = Ticket(request.model, since=request.t)
+        self._tickets[id(ticket)] = request
+        arrival = self._books().arrive(ticket, now)
+        if arrival.outcome == "queued":
+            return []
+        return [self._send(ticket, arrival.lease, arrival.decision)]
+
+    def kick(self, now: float) -> list[Send]:
+        return [self._send(b.ticket, b.lease, b.decision) for b in self._books().kick(now)]
+
+    def _send(self, ticket: Ticket, lease: Lease | None, decision: Decision | None) -> Send:
+        request = self._tickets.pop(id(ticket))
+        if lease is None or decision is None:
+            reason = decision.reason if decision else "-"
+            raise SimulationError(f"the router policy rejected model {request.model!r} ({reason})")
+        self._leases[request.id] = lease
+        return request, Choice(lease.backend.name, decision.evict, decision.reason)
+
+    def wakeups(self) -> list[float]:
+        return self._books().take_wakeups()
+
+    def held(self) -> int:
+        return sum(len(q) for q in self._books().queues.values())
+
+    def load_began(self, backend: str, model: str, now: float) -> None:
+        books = self._books()
+        books.load_began(books.fleet.backends[backend], model, now)
+
+    def load_done(self, backend: str, model: str, now: float) -> None:
+        books = self._books()
+        books.loaded(books.fleet.backends[backend], model, now)
+
+    def finished(self, request: Request, backend: str, now: float) -> None:
+        self._books().release(self._leases.pop(request.id), now, ok=True)
+
+    def dropped(self, backend: str, model: str, now: float) -> None:
+        books = self._books()
+        books.unloaded(books.fleet.backends[backend], model, now)
 
 
 # --------------------------------------------------------------------------- the simulator
@@ -636,10 +663,9 @@ class Simulator:
         self.now = 0.0
         self._events: list[tuple[float, int, int, Any]] = []
         self._seq = 0
-        self._router_queue: dict[str, deque[Request]] = {}
         self._cold: set[str] = set()  # ids of requests that waited for a load
         self._served: list[Served] = []
-        self._started: dict[str, tuple[str, float, float]] = {}  # id -> backend, ttft, start
+        self._started: dict[str, tuple[str, float]] = {}  # id -> backend, first token
         self._loads = self._replica_loads = self._evictions = 0
         self._load_seconds = 0.0
         self._decisions: dict[str, int] = {}
@@ -665,20 +691,17 @@ class Simulator:
             self.now = at
             if kind == ARRIVAL:
                 self._note("arrival", payload.id)
-                self.policy.on_arrival(payload, at)
-                self._route(payload)
+                self._send(self.policy.arrive(payload, at))
             elif kind == LOAD_DONE:
                 self._load_done(*payload)
             elif kind == FINISH:
                 self._finish(*payload)
             elif kind == RETRY:  # a held request's hold ran out: decide again
                 self._retries.discard(payload)
-                self._drain_router_queue()
+                self._kick()
             else:
                 self._expire(*payload)
-        unserved = sum(len(q) for q in self._router_queue.values()) + sum(
-            b.queued() for b in self.fleet.backends
-        )
+        unserved = self.policy.held() + sum(b.queued() for b in self.fleet.backends)
         if unserved:
             raise SimulationError(
                 f"policy {self.policy.name!r} left {unserved} request(s) unserved at the end "
@@ -703,42 +726,27 @@ class Simulator:
             self._log.append((round(self.now, 6), what, detail))
 
     # -- routing
-    def _route(self, request: Request) -> None:
-        waiting = self._router_queue.get(request.model)
-        if waiting:  # FIFO per model: never overtake an earlier request
-            waiting.append(request)
-            return
-        if not self._try_place(request):
-            self._router_queue.setdefault(request.model, deque()).append(request)
+    def _send(self, sends: list[Send]) -> None:
+        """Send what the router decided, then arm the wake-ups it asked for."""
+        for request, choice in sends:
+            backend = self.fleet.by_name.get(choice.backend)
+            if backend is None or request.model not in backend.models:
+                raise SimulationError(
+                    f"policy {self.policy.name!r} sent model {request.model!r} to "
+                    f"{choice.backend!r}, which does not serve it"
+                )
+            reason = choice.reason or "-"
+            self._decisions[reason] = self._decisions.get(reason, 0) + 1
+            self._note("route", f"{request.id}->{backend.name} ({choice.reason})")
+            self._dispatch(request, backend, choice.evict)
+        for until in self.policy.wakeups():
+            if until not in self._retries:  # one wake-up per instant is enough
+                self._retries.add(until)
+                self._schedule(max(until, self.now), RETRY, until)
 
-    def _try_place(self, request: Request) -> bool:
-        self.fleet.router_queued = {m: len(q) for m, q in self._router_queue.items() if q}
-        choice = self.policy.choose(request, self.fleet, self.now)
-        if isinstance(choice, Hold):
-            if choice.until not in self._retries:  # one wake-up per instant is enough
-                self._retries.add(choice.until)
-                self._schedule(max(choice.until, self.now), RETRY, choice.until)
-            return False
-        if choice is None:
-            return False
-        backend = self.fleet.by_name.get(choice.backend)
-        if backend is None or request.model not in backend.models:
-            raise SimulationError(
-                f"policy {self.policy.name!r} sent model {request.model!r} to "
-                f"{choice.backend!r}, which does not serve it"
-            )
-        self._decisions[choice.reason or "-"] = self._decisions.get(choice.reason or "-", 0) + 1
-        self._note("route", f"{request.id}->{backend.name} ({choice.reason})")
-        self._dispatch(request, backend, choice.evict)
-        return True
-
-    def _drain_router_queue(self) -> None:
-        for model in list(self._router_queue):
-            waiting = self._router_queue[model]
-            while waiting and self._try_place(waiting[0]):
-                waiting.popleft()
-            if not waiting:
-                del self._router_queue[model]
+    def _kick(self) -> None:
+        """Something may have freed capacity: the router hands out what it queued."""
+        self._send(self.policy.kick(self.now))
 
     # -- one backend, Ollama-like
     def _dispatch(self, request: Request, backend: SimBackend, evict: Evictions) -> None:
@@ -763,7 +771,7 @@ class Simulator:
         res.in_flight += 1
         first = self.now + request.prompt_tokens * hw.prefill_s_per_token(res.size_mb)
         done = first + request.output_tokens * hw.decode_s_per_token(res.size_mb)
-        self._started[request.id] = (backend.name, first, self.now)
+        self._started[request.id] = (backend.name, first)
         self._schedule(done, FINISH, (request, backend.name))
 
     def _finish(self, request: Request, backend_name: str) -> None:
@@ -771,15 +779,15 @@ class Simulator:
         res = backend.residency[request.model]
         res.in_flight -= 1
         res.last_used = self.now
-        _, first, started = self._started.pop(request.id)
+        _, first = self._started.pop(request.id)
         self._served.append(
             Served(request, backend_name, first, self.now, request.id in self._cold)
         )
         self._note("finish", f"{request.id}@{backend_name}")
-        self.policy.on_finish(request, backend_name, self.now - started, self.now)
+        self.policy.finished(request, backend_name, self.now)
         self._fill_slots(backend, res)
         self._arm_keep_alive(backend, res)
-        self._drain_router_queue()
+        self._kick()
         self._start_loads(backend.host)
 
     def _fill_slots(self, backend: SimBackend, res: Residency) -> None:
@@ -811,6 +819,7 @@ class Simulator:
             model, size, "loading", self.now + load_s, load_started=self.now
         )
         backend.loading_now = model
+        self.policy.load_began(backend.name, model, self.now)
         self._note("load", f"{model}@{backend.name}")
         self._schedule(self.now + load_s, LOAD_DONE, (backend.name, model))
 
@@ -857,6 +866,7 @@ class Simulator:
                 del owner.residency[res.model]
                 self._evictions += 1
                 self._note("evict", f"{res.model}@{owner.name}")
+                self.policy.dropped(owner.name, res.model, self.now)
         return fits()
 
     def _arm_keep_alive(self, backend: SimBackend, res: Residency) -> None:
@@ -872,7 +882,8 @@ class Simulator:
             return  # used since: a later expiry event covers it
         del backend.residency[res.model]
         self._note("expire", f"{res.model}@{backend_name}")
-        self._drain_router_queue()
+        self.policy.dropped(backend_name, res.model, self.now)
+        self._kick()
         self._start_loads(backend.host)
 
     def _load_done(self, backend_name: str, model: str) -> None:
@@ -881,11 +892,11 @@ class Simulator:
         res.state = "resident"
         res.last_used = self.now
         backend.loading_now = None
-        self.policy.on_load_done(model, backend_name, self.now - res.load_started)
+        self.policy.load_done(backend_name, model, self.now)
         self._note("load_done", f"{model}@{backend_name}")
         self._fill_slots(backend, res)
         self._arm_keep_alive(backend, res)
-        self._drain_router_queue()
+        self._kick()
         self._start_loads(backend.host)
 
 
