@@ -41,7 +41,7 @@ from router import policy
 from router.bookkeeping import Bookkeeping, Lease, Ticket
 from router.config import BackendConfig, ModelEntry, RouterConfig
 from router.policy import Decision
-from router.state import FleetState
+from router.state import FleetState, ModelStatus
 
 MB_PER_GB = 1024
 Evictions = tuple[tuple[str, str], ...]  # (backend, model) pairs
@@ -81,11 +81,12 @@ class SimModel:
 
 @dataclass
 class Residency:
-    """One model on one backend: ``loading`` until ``ready_at``, then ``resident``."""
+    """One model on one simulated backend: ``loading`` until ``ready_at``, then ``loaded``
+    (the router's vocabulary, ``router.state.ModelStatus``; gone from the dict = ``cold``)."""
 
     model: str
     size_mb: int
-    state: str  # "loading" | "resident"
+    state: ModelStatus  # "loading" | "loaded"
     ready_at: float
     in_flight: int = 0
     last_used: float = 0.0
@@ -118,7 +119,7 @@ class SimBackend:
 
     def free_slots(self, model: str) -> int:
         res = self.residency.get(model)
-        if res is None or res.state != "resident":
+        if res is None or res.state != "loaded":
             return 0
         return max(self.slots - res.in_flight, 0)
 
@@ -681,7 +682,7 @@ class Simulator:
         for backend in self.fleet.backends:
             if backend.kind == "openai":  # any OpenAI server: serves what it lists, no loads
                 for model in backend.models.values():
-                    res = Residency(model.name, model.size_mb, "resident", 0.0)
+                    res = Residency(model.name, model.size_mb, "loaded", 0.0)
                     backend.residency.setdefault(model.name, res)
         self.policy.start(self.fleet)
         for request in self.trace:
@@ -754,7 +755,7 @@ class Simulator:
         res = backend.residency.get(request.model)
         if res is not None:
             res.last_used = self.now
-        if res is not None and res.state == "resident" and res.in_flight < backend.slots:
+        if res is not None and res.state == "loaded" and res.in_flight < backend.slots:
             self._start(request, backend, res)
             return
         backend.waiting.setdefault(request.model, deque()).append(request)
@@ -829,7 +830,7 @@ class Simulator:
             res = owner.residency.get(model) if owner is not None else None
             if owner is None or res is None:
                 continue
-            if res.state != "resident" or res.in_flight or owner.waiting.get(model):
+            if res.state != "loaded" or res.in_flight or owner.waiting.get(model):
                 raise SimulationError(
                     f"policy {self.policy.name!r} evicted {model!r} on {owner_name!r} "
                     "while it was busy or loading"
@@ -853,12 +854,12 @@ class Simulator:
         for owner in sorted(host_backends, key=lambda b: b is not backend):
             if owner.kind == "openai":
                 continue  # the router cannot unload from a plain OpenAI server
-            idle = [r for r in owner.residency.values() if r.state == "resident"]
+            idle = [r for r in owner.residency.values() if r.state == "loaded"]
             victims += [(owner, r) for r in sorted(idle, key=lambda r: r.last_used)]
         for owner, res in victims:
             if fits():
                 break
-            if res.in_flight or res.state != "resident" or owner.waiting.get(res.model):
+            if res.in_flight or res.state != "loaded" or owner.waiting.get(res.model):
                 continue
             if owner is not backend and self.fleet.host_free_mb(backend.host) >= size:
                 continue  # only this backend's count cap binds: unloading elsewhere won't help
@@ -889,7 +890,7 @@ class Simulator:
     def _load_done(self, backend_name: str, model: str) -> None:
         backend = self.fleet.by_name[backend_name]
         res = backend.residency[model]
-        res.state = "resident"
+        res.state = "loaded"
         res.last_used = self.now
         backend.loading_now = None
         self.policy.load_done(backend_name, model, self.now)
