@@ -42,66 +42,77 @@ def _save(fig: Any, name: str) -> None:
 
 
 def routing_plots(report: dict[str, Any]) -> None:
-    main = [
-        s
-        for s in report["scenarios"]
-        if s["keep_alive_s"] is None and "diagnosis" in s  # the main case, one per seed
-    ]
-    policies = list(main[0]["policies"])
-    seeds = [s["seed"] for s in main]
-    width = 0.8 / (len(policies) + 2)
+    cells = report["scenarios"]
+    policies = list(cells[0]["policies"])
+    labels = [c["label"].replace("synthetic ", "").replace(", every 8th", "") for c in cells]
+    width = 0.8 / len(policies)
 
-    fig, ax = plt.subplots(figsize=(9, 4.2))
+    fig, ax = plt.subplots(figsize=(11, 4.4))
     for i, label in enumerate(policies):
-        values = [s["policies"][label]["cold_loads"] for s in main]
-        xs = [k + i * width for k in range(len(seeds))]
+        values = [c["policies"][label]["cold_loads"] for c in cells]
+        xs = [k + i * width for k in range(len(cells))]
         ax.bar(xs, values, width, label=label, color=COLORS.get(label))
-    refs = [
-        ("online pooled cache, router's eviction rule", "#17becf", "pooled_demand"),
-        ("offline bound (Belady)", "black", None),
-    ]
-    for j, (label, color, key) in enumerate(refs):
-        values = [
-            s["diagnosis"]["online_references"][key] if key else s["lower_bound"]["pooled"]
-            for s in main
-        ]
-        xs = [k + (len(policies) + j) * width for k in range(len(seeds))]
-        ax.bar(xs, values, width, label=label, color=color, alpha=0.8)
-    ax.set_xticks([k + 0.4 - width / 2 for k in range(len(seeds))])
-    ax.set_xticklabels([f"seed {s}" for s in seeds])
-    ax.set_ylabel("cold loads in 1 h (fewer is better)")
-    ax.set_title("Cold loads: 32 models, 6 hosts, 1 req/s + bursts + popularity shift")
-    ax.legend(fontsize=8, ncol=2)
+    lp = [c["lower_bound"]["lp"] for c in cells]
+    centers = [k + 0.4 - width / 2 for k in range(len(cells))]
+    ax.scatter(centers, lp, marker="_", s=900, color="black", label="LP lower bound", zorder=3)
+    ax.set_xticks(centers)
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("cold loads in 1 h (log; fewer is better)")
+    ax.set_title("Cold loads per workload, with the LP lower bound")
+    ax.legend(fontsize=8, ncol=3)
     _save(fig, "routing_cold_loads.png")
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=False)
-    for ax, key, title in (
-        (axes[0], "ttft_p50_s", "TTFT p50"),
-        (axes[1], "ttft_p99_s", "TTFT p99"),
-    ):
-        for i, label in enumerate(policies):
-            values = [max(s["policies"][label][key], 1e-3) for s in main]
-            xs = [k + i * 0.2 for k in range(len(seeds))]
-            ax.bar(xs, values, 0.2, label=label, color=COLORS.get(label))
-        ax.set_yscale("log")
-        ax.set_xticks([k + 0.3 for k in range(len(seeds))])
-        ax.set_xticklabels([f"seed {s}" for s in seeds])
-        ax.set_ylabel("seconds (log)")
-        ax.set_title(title)
-    axes[0].legend(fontsize=7)
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    for i, label in enumerate(policies):
+        values = [max(c["policies"][label]["ttft_p99_s"], 1e-3) for c in cells]
+        xs = [k + i * width for k in range(len(cells))]
+        ax.bar(xs, values, width, label=label, color=COLORS.get(label))
+    ax.set_yscale("log")
+    ax.set_xticks(centers)
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("TTFT p99, seconds (log)")
+    ax.set_title("Time to first token, p99, per workload")
+    ax.legend(fontsize=8, ncol=2)
     _save(fig, "routing_ttft.png")
 
-    timeline = report["timeline"]
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    for label in policies:
-        times = timeline[label]
-        ax.plot(times, range(1, len(times) + 1), label=label, color=COLORS.get(label))
-    ax.axvline(1800, color="grey", linestyle=":", label="popular set shifts")
-    ax.set_xlabel("trace time (s)")
-    ax.set_ylabel("cumulative cold loads")
-    ax.set_title(f"Cold loads over time (seed {timeline['seed']}, {timeline['rate_rps']} req/s)")
-    ax.legend(fontsize=8)
-    _save(fig, "routing_timeline.png")
+    curve = report.get("hold_curve") or []
+    if curve:
+        fig, ax = plt.subplots(figsize=(9, 4.2))
+        by_cell: dict[str, list[dict[str, Any]]] = {}
+        for point in curve:
+            by_cell.setdefault(point["cell"], []).append(point)
+        for cell, points in by_cell.items():
+            if "2 req/s" in cell:
+                continue  # an overloaded fleet: p99 is queueing, off this plot's scale
+            points.sort(key=lambda p: p["max_hold_s"])
+            xs = [p["cold_loads"] for p in points]
+            ys = [p["ttft_p99_s"] for p in points]
+            (line,) = ax.plot(xs, ys, marker="o", label=cell)
+            for p in points:
+                ax.annotate(f"{p['max_hold_s']:g}", (p["cold_loads"], p["ttft_p99_s"]),
+                            fontsize=7, xytext=(3, 3), textcoords="offset points",
+                            color=line.get_color())  # fmt: skip
+        ax.set_xlabel("cold loads in 1 h")
+        ax.set_ylabel("TTFT p99, seconds")
+        ax.set_title("Router policy: cold loads vs p99 TTFT across max_hold_s (labels, s)")
+        ax.legend(fontsize=7)
+        _save(fig, "routing_hold_curve.png")
+
+    timeline = report.get("timeline")
+    if timeline:
+        fig, ax = plt.subplots(figsize=(9, 3.8))
+        for label in policies:
+            times = timeline[label]
+            ax.plot(times, range(1, len(times) + 1), label=label, color=COLORS.get(label))
+        ax.axvline(1800, color="grey", linestyle=":", label="popular set shifts")
+        ax.set_xlabel("trace time (s)")
+        ax.set_ylabel("cumulative cold loads")
+        ax.set_title(
+            f"Cold loads over time (seed {timeline['seed']}, {timeline['rate_rps']} req/s)"
+        )
+        ax.legend(fontsize=8)
+        _save(fig, "routing_timeline.png")
 
 
 def proxy_plots(report: dict[str, Any]) -> None:

@@ -25,84 +25,89 @@ def machine_line(m: dict[str, Any]) -> str:
     return f"{m['nproc']} CPUs ({m['cpu']}), {m['ram_gb']} GB RAM, load average {load}"
 
 
+# The router's policy before routing engine v2: (cold loads, TTFT p99 s) per (seed, rate),
+# from bench/results/routing_quality.json as committed at bf0e822 (git show
+# bf0e822:bench/results/routing_quality.json); the reference for the v2 targets.
+BEFORE_V2 = {
+    (1, 1.0): (495, 39.0),
+    (2, 1.0): (733, 81.5),
+    (3, 1.0): (510, 37.2),
+    (1, 0.5): (219, 70.7),
+    (2, 0.5): (296, 40.8),
+    (3, 0.5): (286, 98.0),
+    (1, 2.0): (1091, 54.6),
+    (2, 2.0): (1262, 1429.3),
+    (3, 2.0): (1183, 73.6),
+}
+ROUTER = "modelfleet"
+
+
+def _lp(s: dict[str, Any]) -> int:
+    bound = s["lower_bound"]
+    return max(bound["lp"] or 0, bound["first_touch"], 1)
+
+
 def routing_tables(report: dict[str, Any]) -> list[str]:
-    out = []
-    main = [s for s in report["scenarios"] if "diagnosis" in s]
-    out.append("### Main case: 1 req/s + bursts, models stay loaded until evicted\n")
+    out = ["### Every cell: policies, bounds\n"]
     out.append(
-        "| seed | policy | cold loads | x Belady | evictions | TTFT p50 s | TTFT p99 s | req/s |"
+        "| workload | policy | cold loads | x LP bound | evictions | TTFT p50 s | TTFT p99 s "
+        "| req/s |"
     )
     out.append("|---|---|---:|---:|---:|---:|---:|---:|")
-    for s in main:
-        bound = s["lower_bound"]["pooled"]
+    for s in report["scenarios"]:
+        lp = _lp(s)
         for label, p in s["policies"].items():
+            name = f"**{label}**" if label == ROUTER else label
             out.append(
-                f"| {s['seed']} | {label} | {p['cold_loads']} | {p['cold_loads'] / bound:.2f} "
+                f"| {s['label']} | {name} | {p['cold_loads']} | {p['cold_loads'] / lp:.2f} "
                 f"| {p['evictions']} | {p['ttft_p50_s']:.2f} | {p['ttft_p99_s']:.1f} "
                 f"| {p['throughput_rps']:.3f} |"
             )
-        refs = s["diagnosis"]["online_references"]
-        out.append(
-            f"| {s['seed']} | *online pooled LRU (reference)* | {refs['pooled_lru']} "
-            f"| {refs['pooled_lru'] / bound:.2f} | | | | |"
-        )
-        out.append(
-            f"| {s['seed']} | *online pooled, router's eviction rule (reference)* "
-            f"| {refs['pooled_demand']} | {refs['pooled_demand'] / bound:.2f} | | | | |"
-        )
-        out.append(f"| {s['seed']} | **offline bound (Belady)** | {bound} | 1.00 | | | | |")
+        bound = s["lower_bound"]
+        out.append(f"| {s['label']} | *lower bound: LP relaxation, pooled* | {bound['lp']} "
+                   "| 1.00 | | | | |")  # fmt: skip
+        out.append(f"| {s['label']} | *lower bound: first touch* | {bound['first_touch']} "
+                   f"| {bound['first_touch'] / lp:.2f} | | | | |")  # fmt: skip
+        out.append(f"| {s['label']} | *Belady replay (reference heuristic, not a bound)* "
+                   f"| {bound['belady_reference']} | {bound['belady_reference'] / lp:.2f} "
+                   "| | | | |")  # fmt: skip
 
-    out.append("\n### Headline ratios (main case)\n")
+    out.append("\n### Against the targets\n")
     out.append(
-        "| seed | modelfleet / Belady | modelfleet / round-robin | "
-        "modelfleet / PolyLlama | TTFT p99: round-robin / modelfleet |"
+        "| workload | router cold loads | x LP bound | before v2 | change | router p99 s "
+        "| before v2 p99 s | scale-outs | baselines better on both loads and p99 |"
     )
-    out.append("|---|---:|---:|---:|---:|")
-    for s in main:
-        p = s["policies"]
-        mf = p["modelfleet"]
-        out.append(
-            f"| {s['seed']} | {mf['cold_loads'] / s['lower_bound']['pooled']:.2f} "
-            f"| {mf['cold_loads'] / p['round-robin']['cold_loads']:.2f} "
-            f"| {mf['cold_loads'] / p['least-models (PolyLlama)']['cold_loads']:.2f} "
-            f"| {p['round-robin']['ttft_p99_s'] / mf['ttft_p99_s']:.1f} |"
-        )
-
-    out.append("\n### Diagnosis: victims the policy evicted without needing to\n")
-    out.append(
-        "| seed | eviction decisions | victims | not needed | cold loads | "
-        "what-if without them | x Belady |"
-    )
-    out.append("|---|---:|---:|---:|---:|---:|---:|")
-    for s in main:
-        d = s["diagnosis"]
-        trimmed = d["trimmed_evictions_what_if"]["cold_loads"]
-        out.append(
-            f"| {s['seed']} | {d['evict_decisions']} | {d['victims']} | {d['victims_not_needed']} "
-            f"| {s['policies']['modelfleet']['cold_loads']} | {trimmed} "
-            f"| {trimmed / s['lower_bound']['pooled']:.2f} |"
-        )
-
-    out.append("\n### Other rates and keep-alive (means over the seeds)\n")
-    out.append(
-        "| rate req/s | keep-alive | policy | cold loads | x Belady | TTFT p50 s | TTFT p99 s |"
-    )
-    out.append("|---:|---|---|---:|---:|---:|---:|")
-    groups: dict[tuple[float, Any], list[dict[str, Any]]] = {}
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for s in report["scenarios"]:
-        groups.setdefault((s["rate_rps"], s["keep_alive_s"]), []).append(s)
-    for (rate, keep_alive), runs in groups.items():
-        for label in runs[0]["policies"]:
-            loads = [r["policies"][label]["cold_loads"] for r in runs]
-            ratio = [r["policies"][label]["cold_loads"] / r["lower_bound"]["pooled"] for r in runs]
-            p50 = [r["policies"][label]["ttft_p50_s"] for r in runs]
-            p99 = [r["policies"][label]["ttft_p99_s"] for r in runs]
-            ka = "never" if keep_alive is None else f"{keep_alive:.0f} s"
-            out.append(
-                f"| {rate} | {ka} | {label} | {sum(loads) / len(loads):.0f} "
-                f"| {sum(ratio) / len(ratio):.2f} | {sum(p50) / len(p50):.2f} "
-                f"| {sum(p99) / len(p99):.1f} |"
-            )
+        mf = s["policies"][ROUTER]
+        before = BEFORE_V2.get((s.get("seed"), s.get("rate_rps")))
+        beaten = [
+            label
+            for label, p in s["policies"].items()
+            if label != ROUTER
+            and p["cold_loads"] < mf["cold_loads"]
+            and p["ttft_p99_s"] < mf["ttft_p99_s"]
+        ]
+        change = f"{(mf['cold_loads'] / before[0] - 1) * 100:+.0f} %" if before else ""
+        out.append(
+            f"| {s['label']} | {mf['cold_loads']} | {mf['cold_loads'] / _lp(s):.2f} "
+            f"| {before[0] if before else ''} | {change} | {mf['ttft_p99_s']:.1f} "
+            f"| {before[1] if before else ''} | {mf['decisions'].get('scale-out', 0)} "
+            f"| {', '.join(beaten) or 'none'} |"
+        )
+
+    curve = report.get("hold_curve") or []
+    if curve:
+        holds = sorted({p["max_hold_s"] for p in curve})
+        out.append("\n### `max_hold_s`: cold loads / TTFT p99 s (router alone)\n")
+        out.append("| workload | " + " | ".join(f"{h:g} s" for h in holds) + " |")
+        out.append("|---|" + "---:|" * len(holds))
+        cells: dict[str, dict[float, dict[str, Any]]] = {}
+        for point in curve:
+            cells.setdefault(point["cell"], {})[point["max_hold_s"]] = point
+        for cell, points in cells.items():
+            row = [f"{points[h]['cold_loads']} / {points[h]['ttft_p99_s']:.1f}" for h in holds]
+            out.append(f"| {cell} | " + " | ".join(row) + " |")
     return out
 
 

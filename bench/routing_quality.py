@@ -1,33 +1,33 @@
 """Routing quality: the router's policy against the usual alternatives, in the simulator.
 
-Replays deterministic synthetic traces (Zipf popularity over 32 models, bursts, a shift of
-the popular set half-way) on a modeled six-host fleet and compares cold loads, evictions,
-time to first token and throughput with round-robin, least-connections, PolyLlama's
-least-models-per-instance and the offline Belady bound.
+Replays workloads on a modeled six-host fleet and compares cold loads, evictions, time to
+first token and throughput of the router's policy with round-robin, least-connections and
+PolyLlama's least-models-per-instance, each next to valid lower bounds on cold loads (the LP
+relaxation of the pooled problem and first touch; ``deploy/bounds.py``) and the Belady
+replay as a reference heuristic (not a bound).
 
-    .venv/bin/python -m bench.routing_quality --out bench/results/routing_quality.json
+    .venv/bin/python -m bench.routing_quality --jobs 2 --out bench/results/routing_quality.json
 
-Scenarios: seeds 1-3 at each rate (1, 0.5, 2 req/s plus bursts), with models kept loaded
-until evicted and with a 300 s keep-alive (Ollama's default). The main case (first rate,
-no keep-alive) also gets a diagnosis: online references (the whole fleet's VRAM as one LRU
-cache, and as one cache evicting by the router's demand measure), how many of the policy's
-chosen victims were not needed, and a clearly labelled what-if without them.
+Workloads (cells): deterministic synthetic traces, seeds 1-3 at 0.5 / 1 / 2 req/s (Zipf
+popularity over 32 models, bursts, a shift of the popular set half-way), and the public
+Azure LLM inference trace 2023 mapped onto the catalog (``AZURE_FAMILIES`` below,
+``deploy/azure_trace.py``). Cells run in ``--jobs`` worker processes (bounded; 1 = serial).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
-from collections import OrderedDict
-from dataclasses import replace
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from modelfleet.deploy.azure_trace import azure_trace
 from modelfleet.deploy.simulate import (
     POLICIES,
-    Choice,
     HardwareModel,
     Request,
     RouterPolicy,
@@ -38,8 +38,7 @@ from modelfleet.deploy.simulate import (
     generate_trace,
     iter_table,
 )
-from modelfleet.router import policy
-from modelfleet.router.config import BackendConfig, ModelEntry, RouterConfig
+from modelfleet.router.config import BackendConfig, ModelEntry, PolicyConfig, RouterConfig
 
 # name, weights + KV cache in GB: a spread from 1B to 70B-class models at Q4.
 CATALOG_GB = [
@@ -120,181 +119,206 @@ def policies() -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- online references
+# --------------------------------------------------------------------------- workloads
+
+AZURE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "azure-llm-2023"
+
+# The Azure trace has no model names; this mapping is part of every result measured on it.
+# Each service asks for its own family, most popular first (Zipf s = 1.1 inside a family).
+AZURE_FAMILIES = {
+    "AzureLLMInferenceTrace_code.csv": [
+        "qwen2.5-coder-32b",
+        "devstral-24b",
+        "qwen3-30b-a3b",
+        "gpt-oss-20b",
+        "qwen3-14b",
+        "deepseek-r1-14b",
+        "qwen3-8b",
+        "qwen2.5-72b",
+        "gpt-oss-120b",
+        "qwen3-4b",
+    ],
+    "AzureLLMInferenceTrace_conv.csv": [
+        "llama3.1-8b",
+        "gemma3-27b",
+        "mistral-small-24b",
+        "llama3.3-70b",
+        "qwen3-32b",
+        "gemma3-12b",
+        "mistral-7b",
+        "phi4-14b",
+        "aya-expanse-32b",
+        "deepseek-r1-70b",
+        "command-r-35b",
+        "llama3.2-3b",
+        "qwen2.5-7b",
+        "deepseek-r1-32b",
+        "mistral-nemo-12b",
+        "gemma3-4b",
+        "granite3.3-8b",
+        "deepseek-r1-8b",
+        "phi4-mini",
+        "llama3.2-1b",
+        "gemma3-1b",
+        "qwen3-1.7b",
+    ],
+}
+AZURE_KEEP_EVERY = 8  # 7.8 req/s in full; every 8th request of each service: ~1 req/s
 
 
-def pooled_online_loads(trace: list[Request], fleet: SimFleet) -> dict[str, int]:
-    """Cold loads of two *online* caches of the whole fleet's VRAM as one pool (no hosts, no
-    concurrency): LRU, and the router's own eviction rule (lowest decayed demand first, as
-    ``router.policy.DemandTracker`` measures it). How close can anything online get to Belady?
-    """
-    sizes = {m: fleet.model_size(m) for m in fleet.model_names()}
-    capacity = sum(fleet.host_budget_mb(h) for h in fleet.hosts())
-    lru: OrderedDict[str, None] = OrderedDict()
-    lfu: dict[str, None] = {}
-    demand = policy.DemandTracker(half_life_s=300.0)
-    loads = {"pooled_lru": 0, "pooled_demand": 0}
-    used = {"pooled_lru": 0, "pooled_demand": 0}
-    for r in trace:
-        demand.record(r.model, r.t)
-        if r.model in lru:
-            lru.move_to_end(r.model)
-        else:
-            loads["pooled_lru"] += 1
-            while used["pooled_lru"] + sizes[r.model] > capacity:
-                victim, _ = lru.popitem(last=False)
-                used["pooled_lru"] -= sizes[victim]
-            lru[r.model] = None
-            used["pooled_lru"] += sizes[r.model]
-        if r.model not in lfu:
-            loads["pooled_demand"] += 1
-            while used["pooled_demand"] + sizes[r.model] > capacity:
-                victim = min(lfu, key=lambda m: demand.rate(m, r.t))
-                used["pooled_demand"] -= sizes[victim]
-                del lfu[victim]
-            lfu[r.model] = None
-            used["pooled_demand"] += sizes[r.model]
-    return loads
-
-
-class EvictionProbe(RouterPolicy):
-    """The router's policy, unchanged, plus a count of how many of the models it chose to
-    evict were not needed to make room (the rest of the set alone would have freed enough)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.decisions = self.victims = self.not_needed = 0
-
-    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice | None:
-        choice = super().choose(request, fleet, now)
-        if choice is not None and choice.evict:
-            self.decisions += 1
-            self.victims += len(choice.evict)
-            self.not_needed += len(_unneeded(choice, request, fleet))
-        return choice
-
-
-class TrimmedEvictions(RouterPolicy):
-    """What-if, NOT the router: the same decisions with the unneeded victims left loaded."""
-
-    name = "modelfleet, trimmed evictions (what-if)"
-
-    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice | None:
-        choice = super().choose(request, fleet, now)
-        if choice is None or not choice.evict:
-            return choice
-        drop = set(_unneeded(choice, request, fleet))
-        return replace(choice, evict=tuple(v for v in choice.evict if v not in drop))
-
-
-def _unneeded(choice: Choice, request: Request, fleet: SimFleet) -> list[tuple[str, str]]:
-    """Victims (latest chosen first) whose eviction the load does not need."""
-    host = fleet.by_name[choice.backend].host
-    pending = sum(
-        b.models[m].size_mb for b in fleet.backends if b.host == host for m in b.pending_loads
-    )
-    sizes = {v: fleet.by_name[v[0]].residency[v[1]].size_mb for v in choice.evict}
-    room = fleet.host_free_mb(host) - pending + sum(sizes.values())
-    need = fleet.model_size(request.model)
-    unneeded = []
-    for victim in reversed(choice.evict):
-        if room - sizes[victim] >= need:
-            room -= sizes[victim]
-            unneeded.append(victim)
-    return unneeded
-
-
-# --------------------------------------------------------------------------- scenarios
-
-
-def trace_for(seed: int, rate: float, duration: float) -> list[Request]:
+def synthetic_trace(seed: int, rate: float, duration: float) -> list[Request]:
     spec = TraceSpec(
         models=[name for name, _ in CATALOG_GB], seed=seed, duration_s=duration, rate_rps=rate
     )
     return generate_trace(spec)
 
 
-def run_scenario(
-    seed: int, rate: float, duration: float, keep_alive: float | None, diagnose: bool
-) -> dict[str, Any]:
+def azure_workload(data_dir: Path = AZURE_DIR, keep_every: int = AZURE_KEEP_EVERY) -> list[Request]:
+    return azure_trace(
+        {data_dir / name: family for name, family in AZURE_FAMILIES.items()},
+        keep_every=keep_every,
+    )
+
+
+def cell_trace(cell: dict[str, Any]) -> list[Request]:
+    if cell["workload"] == "azure":
+        return azure_workload(Path(cell["data_dir"]), cell["keep_every"])
+    return synthetic_trace(cell["seed"], cell["rate_rps"], cell["duration_s"])
+
+
+def cell_label(cell: dict[str, Any]) -> str:
+    if cell["workload"] == "azure":
+        return f"azure 2023 code+conv, every {cell['keep_every']}th"
+    return f"synthetic seed {cell['seed']}, {cell['rate_rps']:g} req/s"
+
+
+# --------------------------------------------------------------------------- running cells
+
+
+def fleet_factory(policy_config: PolicyConfig | None = None) -> Any:
     config = bench_router_config()
-    hardware = HardwareModel()
+    if policy_config is not None:
+        config = config.model_copy(update={"policy": policy_config})
+    return lambda: SimFleet.from_router_config(config, HardwareModel())
 
-    def fleet() -> SimFleet:
-        return SimFleet.from_router_config(config, hardware)
 
-    trace = trace_for(seed, rate, duration)
-    result = compare(fleet, trace, policies(), keep_alive_s=keep_alive)
-    result |= {"seed": seed, "rate_rps": rate, "duration_s": duration, "keep_alive_s": keep_alive}
-    if diagnose:
-        probe = EvictionProbe()
-        Simulator(fleet(), probe, trace, keep_alive_s=keep_alive).run()
-        trimmed = Simulator(fleet(), TrimmedEvictions(), trace, keep_alive_s=keep_alive).run()
-        result["diagnosis"] = {
-            "online_references": pooled_online_loads(trace, fleet()),
-            "evict_decisions": probe.decisions,
-            "victims": probe.victims,
-            "victims_not_needed": probe.not_needed,
-            "trimmed_evictions_what_if": trimmed.summary(),
-        }
-    return result
+def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
+    """One workload, every policy, the bounds. Pure and deterministic."""
+    trace = cell_trace(cell)
+    result = compare(fleet_factory(), trace, policies(), keep_alive_s=cell["keep_alive_s"])
+    return cell | {"label": cell_label(cell)} | result
+
+
+def run_hold_point(args: tuple[dict[str, Any], float]) -> dict[str, Any]:
+    """The router's policy alone on one workload with one ``max_hold_s``."""
+    cell, hold = args
+    config = bench_router_config()
+    config = config.model_copy(
+        update={"policy": config.policy.model_copy(update={"max_hold_s": hold})}
+    )
+    trace = cell_trace(cell)
+    sim = Simulator(
+        SimFleet.from_router_config(config),
+        RouterPolicy(config),
+        trace,
+        keep_alive_s=cell["keep_alive_s"],
+    )
+    summary = sim.run().summary()
+    keep = ("cold_loads", "ttft_p50_s", "ttft_p99_s", "throughput_rps")
+    return {"cell": cell_label(cell), "max_hold_s": hold} | {k: summary[k] for k in keep}
 
 
 def load_timeline(seed: int, rate: float, duration: float) -> dict[str, list[float]]:
     """Times of every load, per policy, for the cumulative-loads plot."""
-    config = bench_router_config()
-    trace = trace_for(seed, rate, duration)
+    trace = synthetic_trace(seed, rate, duration)
     timeline = {}
     for label, make in policies().items():
-        sim = Simulator(SimFleet.from_router_config(config), make(), trace, record_events=True)
+        sim = Simulator(fleet_factory()(), make(), trace, record_events=True)
         events = sim.run().events
         timeline[label] = [round(t, 1) for t, what, _ in events if what == "load"]
     return timeline
 
 
-def run(seeds: list[int], rates: list[float], duration: float) -> dict[str, Any]:
-    scenarios = []
-    for keep_alive in (None, 300.0):
-        for rate in rates:
-            for seed in seeds:
-                main_case = keep_alive is None and rate == rates[0]
-                result = run_scenario(seed, rate, duration, keep_alive, diagnose=main_case)
-                scenarios.append(result)
-                ka = "never" if keep_alive is None else f"{keep_alive:.0f} s"
-                print(
-                    f"\nseed {seed}, {result['requests']} requests, {rate} req/s + bursts, "
-                    f"{duration:.0f} s, keep-alive {ka}"
-                )
-                for line in iter_table(result):
-                    print(line)
-                if "diagnosis" in result:
-                    print(
-                        "  diagnosis:",
-                        json.dumps(
-                            result["diagnosis"]
-                            | {
-                                "trimmed_evictions_what_if": {
-                                    k: result["diagnosis"]["trimmed_evictions_what_if"][k]
-                                    for k in ("cold_loads", "ttft_p99_s")
-                                }
-                            }
-                        ),
-                    )
-    config = bench_router_config()
-    return {
+def fingerprint_cell(cell: dict[str, Any]) -> dict[str, Any]:
+    """Every policy's full event log on one workload, hashed: a refactor that must not change
+    behaviour leaves these equal."""
+    trace = cell_trace(cell)
+    hashes = {}
+    for label, make in policies().items():
+        sim = Simulator(fleet_factory()(), make(), trace, keep_alive_s=cell["keep_alive_s"],
+                        record_events=True)  # fmt: skip
+        events = json.dumps(sim.run().events).encode()
+        hashes[label] = hashlib.sha256(events).hexdigest()[:16]
+    return {"cell": cell_label(cell), "keep_alive_s": cell["keep_alive_s"]} | hashes
+
+
+def cells(
+    seeds: list[int],
+    rates: list[float],
+    duration: float,
+    azure: Path | None,
+    keep_alive: float | None,
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [
+        {
+            "workload": "synthetic",
+            "seed": seed,
+            "rate_rps": rate,
+            "duration_s": duration,
+            "keep_alive_s": keep_alive,
+        }
+        for rate in rates
+        for seed in seeds
+    ]
+    if azure is not None:
+        out.append(
+            {
+                "workload": "azure",
+                "data_dir": str(azure),
+                "keep_every": AZURE_KEEP_EVERY,
+                "keep_alive_s": keep_alive,
+            }
+        )
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    todo = cells(args.seeds, args.rates, args.duration, args.azure, args.keep_alive)
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        scenarios = list(pool.map(run_cell, todo))
+        for result in scenarios:
+            print(f"\n{result['label']}: {result['requests']} requests")
+            for line in iter_table(result):
+                print(line)
+        hold_curve = []
+        if args.hold_sweep:
+            points = [(cell, hold) for cell in todo for hold in args.hold_sweep]
+            hold_curve = list(pool.map(run_hold_point, points))
+            for point in hold_curve:
+                print(json.dumps(point))
+    main = todo[0]
+    report: dict[str, Any] = {
         "benchmark": "routing_quality",
         "command": "python -m bench.routing_quality " + " ".join(sys.argv[1:]),
-        "fleet": SimFleet.from_router_config(config).describe(),
+        "fleet": fleet_factory()().describe(),
         "catalog_gb": dict(CATALOG_GB),
-        "trace": {"duration_s": duration, "models": len(CATALOG_GB), "spec": repr(TraceSpec(()))},
+        "policy_config": bench_router_config().policy.model_dump(),
+        "azure_mapping": {
+            "families": AZURE_FAMILIES,
+            "keep_every": AZURE_KEEP_EVERY,
+            "zipf_s": 1.1,
+        },
         "python": platform.python_version(),
         "scenarios": scenarios,
-        "timeline": {
-            "seed": seeds[0],
-            "rate_rps": rates[0],
-            **load_timeline(seeds[0], rates[0], duration),
-        },
+        "hold_curve": hold_curve,
     }
+    if main["workload"] == "synthetic":
+        report["timeline"] = {
+            "seed": main["seed"],
+            "rate_rps": main["rate_rps"],
+            **load_timeline(main["seed"], main["rate_rps"], main["duration_s"]),
+        }
+    return report
 
 
 def main() -> None:
@@ -305,9 +329,31 @@ def main() -> None:
         help="mean requests/s outside bursts; the first is the main case",
     )  # fmt: skip
     parser.add_argument("--duration", type=float, default=3600.0)
+    parser.add_argument(
+        "--azure", type=Path, default=AZURE_DIR,
+        help="folder with the Azure 2023 CSVs (give 'none' to skip that workload)",
+    )  # fmt: skip
+    parser.add_argument("--keep-alive", type=float, default=None, help="idle unload, seconds")
+    parser.add_argument(
+        "--hold-sweep", type=float, nargs="*", default=[],
+        help="also run the router's policy alone with each of these max_hold_s values",
+    )  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (bounded)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--fingerprint", action="store_true",
+        help="only print a hash of each policy's event log per cell (behaviour-change check)",
+    )  # fmt: skip
     args = parser.parse_args()
-    report = run(args.seeds, args.rates, args.duration)
+    if args.azure is not None and str(args.azure) == "none":
+        args.azure = None
+    if args.fingerprint:
+        todo = cells(args.seeds, args.rates, args.duration, args.azure, args.keep_alive)
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            for line in pool.map(fingerprint_cell, todo):
+                print(json.dumps(line))
+        return
+    report = run(args)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
         print(f"\nwrote {args.out}")

@@ -9,8 +9,8 @@ The policy under test is the router's real code (``router/policy.py``) through
 :class:`RouterPolicy`, or one of the baselines that other routers use: round-robin,
 least-connections and PolyLlama's least-models-per-instance. Baselines are model-blind
 the way those routers are: the backend itself then queues, loads and evicts (LRU among idle
-models, one load at a time, like Ollama's scheduler). :func:`belady_cold_loads` is the
-offline reference: the fewest loads a clairvoyant cache of the whole fleet's VRAM could do.
+models, one load at a time, like Ollama's scheduler). :func:`cold_load_bounds` gives the
+valid lower bounds every result is compared with (``deploy/bounds.py``).
 
 Example::
 
@@ -36,9 +36,12 @@ from typing import Any, Protocol
 
 import click
 
+from modelfleet.deploy import bounds
 from modelfleet.router import policy
+from modelfleet.router.bookkeeping import Bookkeeping, Lease, Ticket
 from modelfleet.router.config import BackendConfig, ModelEntry, RouterConfig
-from modelfleet.router.state import FleetState
+from modelfleet.router.policy import Decision
+from modelfleet.router.state import FleetState, ModelStatus
 
 MB_PER_GB = 1024
 Evictions = tuple[tuple[str, str], ...]  # (backend, model) pairs
@@ -78,11 +81,12 @@ class SimModel:
 
 @dataclass
 class Residency:
-    """One model on one backend: ``loading`` until ``ready_at``, then ``resident``."""
+    """One model on one simulated backend: ``loading`` until ``ready_at``, then ``loaded``
+    (the router's vocabulary, ``router.state.ModelStatus``; gone from the dict = ``cold``)."""
 
     model: str
     size_mb: int
-    state: str  # "loading" | "resident"
+    state: ModelStatus  # "loading" | "loaded"
     ready_at: float
     in_flight: int = 0
     last_used: float = 0.0
@@ -115,7 +119,7 @@ class SimBackend:
 
     def free_slots(self, model: str) -> int:
         res = self.residency.get(model)
-        if res is None or res.state != "resident":
+        if res is None or res.state != "loaded":
             return 0
         return max(self.slots - res.in_flight, 0)
 
@@ -130,7 +134,6 @@ class SimFleet:
         if len(set(names)) != len(names):
             raise SimulationError(f"duplicate backend names in fleet: {sorted(names)}")
         self.by_name = {b.name: b for b in self.backends}
-        self.router_queued: dict[str, int] = {}  # requests held in the router, per model
 
     def model_names(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -387,36 +390,70 @@ class Choice:
     reason: str = ""
 
 
+Send = tuple[Request, Choice]  # a request the router sends now, and where
+
+
 class Policy(Protocol):
-    """What the simulator asks: where should this request go now? None = hold it in the
-    router's queue; the simulator asks again whenever a slot frees or a load finishes."""
+    """The router in front of the simulated backends. The simulator tells it what happens
+    (arrivals, loads, finished requests, models a backend dropped on its own) and sends what
+    it returns. ``kick`` is asked after every event that may free capacity, and at every
+    time ``wakeups`` returns; ``held`` counts the requests it still keeps queued."""
 
     name: str
 
     def start(self, fleet: SimFleet) -> None: ...
 
-    def on_arrival(self, request: Request, now: float) -> None: ...
+    def arrive(self, request: Request, now: float) -> list[Send]: ...
 
-    def on_load_done(self, model: str, backend: str, seconds: float) -> None: ...
+    def kick(self, now: float) -> list[Send]: ...
 
-    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice | None: ...
+    def wakeups(self) -> list[float]: ...
 
-    def on_finish(self, request: Request, backend: str, service_s: float, now: float) -> None: ...
+    def held(self) -> int: ...
+
+    def load_began(self, backend: str, model: str, now: float) -> None: ...
+
+    def load_done(self, backend: str, model: str, now: float) -> None: ...
+
+    def finished(self, request: Request, backend: str, now: float) -> None: ...
+
+    def dropped(self, backend: str, model: str, now: float) -> None: ...
 
 
 class _Blind:
-    """Shared no-op hooks of the model-blind baselines."""
+    """Model-blind baselines: every request goes straight to a backend (``choose``), which
+    queues, loads and evicts on its own; the router keeps no state to tell."""
+
+    fleet: SimFleet
 
     def start(self, fleet: SimFleet) -> None:
+        self.fleet = fleet
+
+    def arrive(self, request: Request, now: float) -> list[Send]:
+        return [(request, self.choose(request, self.fleet, now))]
+
+    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice:
+        raise NotImplementedError
+
+    def kick(self, now: float) -> list[Send]:
+        return []
+
+    def wakeups(self) -> list[float]:
+        return []
+
+    def held(self) -> int:
+        return 0
+
+    def load_began(self, backend: str, model: str, now: float) -> None:
         pass
 
-    def on_arrival(self, request: Request, now: float) -> None:
+    def load_done(self, backend: str, model: str, now: float) -> None:
         pass
 
-    def on_load_done(self, model: str, backend: str, seconds: float) -> None:
+    def finished(self, request: Request, backend: str, now: float) -> None:
         pass
 
-    def on_finish(self, request: Request, backend: str, service_s: float, now: float) -> None:
+    def dropped(self, backend: str, model: str, now: float) -> None:
         pass
 
 
@@ -481,69 +518,68 @@ class LeastModelsPerInstance(_Blind):
 
 
 class RouterPolicy:
-    """modelfleet's own policy, replayed with the router's own code: ``router.state.FleetState``
-    keeps the bookkeeping and builds the snapshot (``view``), ``router.policy.Policy`` decides.
-    The adapter only copies the simulated residency into that state before each decision,
-    the way the router's refresher and scheduler would have recorded it."""
+    """modelfleet's own router, replayed with its own code: ``router.bookkeeping.Bookkeeping``
+    (queue, late binding, slots, residency, learning) around ``router.policy.Policy``, the
+    same objects the aiohttp scheduler drives. This adapter only translates the simulator's
+    events into the bookkeeping's calls, with the virtual time."""
 
     name = "modelfleet"
 
     def __init__(self, config: RouterConfig | None = None) -> None:
         self.config = config
-        self.state: FleetState | None = None
-        self.policy: policy.Policy | None = None
+        self.books: Bookkeeping | None = None
+        self._tickets: dict[int, Request] = {}  # id(ticket) -> the trace request it stands for
+        self._leases: dict[str, Lease] = {}  # request id -> its slot
 
     def start(self, fleet: SimFleet) -> None:
         config = self.config or fleet.to_router_config()
         knobs = config.policy.model_dump(exclude={"demand_half_life_s"})
-        self.state = FleetState(config)
-        self.policy = policy.Policy(policy.PolicyParams(**knobs))
+        self.books = Bookkeeping(FleetState(config), policy.Policy(policy.PolicyParams(**knobs)))
 
-    def on_arrival(self, request: Request, now: float) -> None:
-        if self.state is not None:
-            self.state.demand.record(request.model, now)
-
-    def on_load_done(self, model: str, backend: str, seconds: float) -> None:
-        if self.state is not None:
-            self.state.observe_load(model, seconds)
-
-    def on_finish(self, request: Request, backend: str, service_s: float, now: float) -> None:
-        if self.state is not None:
-            self.state.observe_service(request.model, service_s)
-
-    def choose(self, request: Request, fleet: SimFleet, now: float) -> Choice | None:
-        state, decider = self.state, self.policy
-        if state is None or decider is None:
+    def _books(self) -> Bookkeeping:
+        if self.books is None:
             raise SimulationError("RouterPolicy.start(fleet) was not called")
-        self._sync(state, fleet)
-        decision = decider.decide(
-            state.view(now), policy.Request(request.model, state.size_mb(request.model)), now
-        )
-        if decision.action == "wait":
-            return None
-        if decision.action == "reject" or decision.backend is None:
-            raise SimulationError(
-                f"the router policy rejected model {request.model!r} ({decision.reason})"
-            )
-        return Choice(decision.backend, decision.evict, decision.reason)
+        return self.books
 
-    @staticmethod
-    def _sync(state: FleetState, fleet: SimFleet) -> None:
-        """Residency as the router knows it: a load it asked for is ``loading`` from the
-        moment it was sent; requests sent to a backend are in flight there."""
-        state.queued = dict(fleet.router_queued)
-        for b in fleet.backends:
-            backend_state = state.backends[b.name]
-            for ms in backend_state.models.values():
-                ms.status, ms.in_flight = "cold", 0
-            for r in b.residency.values():
-                ms = backend_state.model(r.model)
-                ms.status = "loaded" if r.state == "resident" else "loading"
-                ms.size_mb, ms.in_flight, ms.last_used = r.size_mb, r.in_flight, r.last_used
-                ms.in_flight += b.queued(r.model)
-            for model in b.pending_loads:
-                ms = backend_state.model(model)
-                ms.status, ms.in_flight = "loading", b.queued(model)
+    def arrive(self, request: Request, now: float) -> list[Send]:
+        ticket = Ticket(request.model, since=request.t)
+        self._tickets[id(ticket)] = request
+        arrival = self._books().arrive(ticket, now)
+        if arrival.outcome == "queued":
+            return []
+        return [self._send(ticket, arrival.lease, arrival.decision)]
+
+    def kick(self, now: float) -> list[Send]:
+        return [self._send(b.ticket, b.lease, b.decision) for b in self._books().kick(now)]
+
+    def _send(self, ticket: Ticket, lease: Lease | None, decision: Decision | None) -> Send:
+        request = self._tickets.pop(id(ticket))
+        if lease is None or decision is None:
+            reason = decision.reason if decision else "-"
+            raise SimulationError(f"the router policy rejected model {request.model!r} ({reason})")
+        self._leases[request.id] = lease
+        return request, Choice(lease.backend.name, decision.evict, decision.reason)
+
+    def wakeups(self) -> list[float]:
+        return self._books().take_wakeups()
+
+    def held(self) -> int:
+        return sum(len(q) for q in self._books().queues.values())
+
+    def load_began(self, backend: str, model: str, now: float) -> None:
+        books = self._books()
+        books.load_began(books.fleet.backends[backend], model, now)
+
+    def load_done(self, backend: str, model: str, now: float) -> None:
+        books = self._books()
+        books.loaded(books.fleet.backends[backend], model, now)
+
+    def finished(self, request: Request, backend: str, now: float) -> None:
+        self._books().release(self._leases.pop(request.id), now, ok=True)
+
+    def dropped(self, backend: str, model: str, now: float) -> None:
+        books = self._books()
+        books.unloaded(books.fleet.backends[backend], model, now)
 
 
 # --------------------------------------------------------------------------- the simulator
@@ -551,7 +587,7 @@ class RouterPolicy:
 # Event kinds, in the order they run at one instant: a finished request frees its slot
 # before a load completes, both before a new arrival looks at the fleet, and a keep-alive
 # expiry comes last so that a request arriving at that very instant still finds the model.
-FINISH, LOAD_DONE, ARRIVAL, EXPIRE = 0, 1, 2, 3
+FINISH, LOAD_DONE, ARRIVAL, EXPIRE, RETRY = 0, 1, 2, 3, 4
 
 
 @dataclass
@@ -628,14 +664,14 @@ class Simulator:
         self.now = 0.0
         self._events: list[tuple[float, int, int, Any]] = []
         self._seq = 0
-        self._router_queue: dict[str, deque[Request]] = {}
         self._cold: set[str] = set()  # ids of requests that waited for a load
         self._served: list[Served] = []
-        self._started: dict[str, tuple[str, float, float]] = {}  # id -> backend, ttft, start
+        self._started: dict[str, tuple[str, float]] = {}  # id -> backend, first token
         self._loads = self._replica_loads = self._evictions = 0
         self._load_seconds = 0.0
         self._decisions: dict[str, int] = {}
         self._log: list[tuple[float, str, str]] = []
+        self._retries: set[float] = set()  # wake-ups scheduled for held requests
 
     # -- event queue
     def _schedule(self, at: float, kind: int, payload: Any) -> None:
@@ -646,7 +682,7 @@ class Simulator:
         for backend in self.fleet.backends:
             if backend.kind == "openai":  # any OpenAI server: serves what it lists, no loads
                 for model in backend.models.values():
-                    res = Residency(model.name, model.size_mb, "resident", 0.0)
+                    res = Residency(model.name, model.size_mb, "loaded", 0.0)
                     backend.residency.setdefault(model.name, res)
         self.policy.start(self.fleet)
         for request in self.trace:
@@ -656,17 +692,17 @@ class Simulator:
             self.now = at
             if kind == ARRIVAL:
                 self._note("arrival", payload.id)
-                self.policy.on_arrival(payload, at)
-                self._route(payload)
+                self._send(self.policy.arrive(payload, at))
             elif kind == LOAD_DONE:
                 self._load_done(*payload)
             elif kind == FINISH:
                 self._finish(*payload)
+            elif kind == RETRY:  # a held request's hold ran out: decide again
+                self._retries.discard(payload)
+                self._kick()
             else:
                 self._expire(*payload)
-        unserved = sum(len(q) for q in self._router_queue.values()) + sum(
-            b.queued() for b in self.fleet.backends
-        )
+        unserved = self.policy.held() + sum(b.queued() for b in self.fleet.backends)
         if unserved:
             raise SimulationError(
                 f"policy {self.policy.name!r} left {unserved} request(s) unserved at the end "
@@ -691,37 +727,27 @@ class Simulator:
             self._log.append((round(self.now, 6), what, detail))
 
     # -- routing
-    def _route(self, request: Request) -> None:
-        waiting = self._router_queue.get(request.model)
-        if waiting:  # FIFO per model: never overtake an earlier request
-            waiting.append(request)
-            return
-        if not self._try_place(request):
-            self._router_queue.setdefault(request.model, deque()).append(request)
+    def _send(self, sends: list[Send]) -> None:
+        """Send what the router decided, then arm the wake-ups it asked for."""
+        for request, choice in sends:
+            backend = self.fleet.by_name.get(choice.backend)
+            if backend is None or request.model not in backend.models:
+                raise SimulationError(
+                    f"policy {self.policy.name!r} sent model {request.model!r} to "
+                    f"{choice.backend!r}, which does not serve it"
+                )
+            reason = choice.reason or "-"
+            self._decisions[reason] = self._decisions.get(reason, 0) + 1
+            self._note("route", f"{request.id}->{backend.name} ({choice.reason})")
+            self._dispatch(request, backend, choice.evict)
+        for until in self.policy.wakeups():
+            if until not in self._retries:  # one wake-up per instant is enough
+                self._retries.add(until)
+                self._schedule(max(until, self.now), RETRY, until)
 
-    def _try_place(self, request: Request) -> bool:
-        self.fleet.router_queued = {m: len(q) for m, q in self._router_queue.items() if q}
-        choice = self.policy.choose(request, self.fleet, self.now)
-        if choice is None:
-            return False
-        backend = self.fleet.by_name.get(choice.backend)
-        if backend is None or request.model not in backend.models:
-            raise SimulationError(
-                f"policy {self.policy.name!r} sent model {request.model!r} to "
-                f"{choice.backend!r}, which does not serve it"
-            )
-        self._decisions[choice.reason or "-"] = self._decisions.get(choice.reason or "-", 0) + 1
-        self._note("route", f"{request.id}->{backend.name} ({choice.reason})")
-        self._dispatch(request, backend, choice.evict)
-        return True
-
-    def _drain_router_queue(self) -> None:
-        for model in list(self._router_queue):
-            waiting = self._router_queue[model]
-            while waiting and self._try_place(waiting[0]):
-                waiting.popleft()
-            if not waiting:
-                del self._router_queue[model]
+    def _kick(self) -> None:
+        """Something may have freed capacity: the router hands out what it queued."""
+        self._send(self.policy.kick(self.now))
 
     # -- one backend, Ollama-like
     def _dispatch(self, request: Request, backend: SimBackend, evict: Evictions) -> None:
@@ -729,7 +755,7 @@ class Simulator:
         res = backend.residency.get(request.model)
         if res is not None:
             res.last_used = self.now
-        if res is not None and res.state == "resident" and res.in_flight < backend.slots:
+        if res is not None and res.state == "loaded" and res.in_flight < backend.slots:
             self._start(request, backend, res)
             return
         backend.waiting.setdefault(request.model, deque()).append(request)
@@ -746,7 +772,7 @@ class Simulator:
         res.in_flight += 1
         first = self.now + request.prompt_tokens * hw.prefill_s_per_token(res.size_mb)
         done = first + request.output_tokens * hw.decode_s_per_token(res.size_mb)
-        self._started[request.id] = (backend.name, first, self.now)
+        self._started[request.id] = (backend.name, first)
         self._schedule(done, FINISH, (request, backend.name))
 
     def _finish(self, request: Request, backend_name: str) -> None:
@@ -754,15 +780,15 @@ class Simulator:
         res = backend.residency[request.model]
         res.in_flight -= 1
         res.last_used = self.now
-        _, first, started = self._started.pop(request.id)
+        _, first = self._started.pop(request.id)
         self._served.append(
             Served(request, backend_name, first, self.now, request.id in self._cold)
         )
         self._note("finish", f"{request.id}@{backend_name}")
-        self.policy.on_finish(request, backend_name, self.now - started, self.now)
+        self.policy.finished(request, backend_name, self.now)
         self._fill_slots(backend, res)
         self._arm_keep_alive(backend, res)
-        self._drain_router_queue()
+        self._kick()
         self._start_loads(backend.host)
 
     def _fill_slots(self, backend: SimBackend, res: Residency) -> None:
@@ -794,6 +820,7 @@ class Simulator:
             model, size, "loading", self.now + load_s, load_started=self.now
         )
         backend.loading_now = model
+        self.policy.load_began(backend.name, model, self.now)
         self._note("load", f"{model}@{backend.name}")
         self._schedule(self.now + load_s, LOAD_DONE, (backend.name, model))
 
@@ -803,7 +830,7 @@ class Simulator:
             res = owner.residency.get(model) if owner is not None else None
             if owner is None or res is None:
                 continue
-            if res.state != "resident" or res.in_flight or owner.waiting.get(model):
+            if res.state != "loaded" or res.in_flight or owner.waiting.get(model):
                 raise SimulationError(
                     f"policy {self.policy.name!r} evicted {model!r} on {owner_name!r} "
                     "while it was busy or loading"
@@ -827,12 +854,12 @@ class Simulator:
         for owner in sorted(host_backends, key=lambda b: b is not backend):
             if owner.kind == "openai":
                 continue  # the router cannot unload from a plain OpenAI server
-            idle = [r for r in owner.residency.values() if r.state == "resident"]
+            idle = [r for r in owner.residency.values() if r.state == "loaded"]
             victims += [(owner, r) for r in sorted(idle, key=lambda r: r.last_used)]
         for owner, res in victims:
             if fits():
                 break
-            if res.in_flight or res.state != "resident" or owner.waiting.get(res.model):
+            if res.in_flight or res.state != "loaded" or owner.waiting.get(res.model):
                 continue
             if owner is not backend and self.fleet.host_free_mb(backend.host) >= size:
                 continue  # only this backend's count cap binds: unloading elsewhere won't help
@@ -840,6 +867,7 @@ class Simulator:
                 del owner.residency[res.model]
                 self._evictions += 1
                 self._note("evict", f"{res.model}@{owner.name}")
+                self.policy.dropped(owner.name, res.model, self.now)
         return fits()
 
     def _arm_keep_alive(self, backend: SimBackend, res: Residency) -> None:
@@ -855,81 +883,52 @@ class Simulator:
             return  # used since: a later expiry event covers it
         del backend.residency[res.model]
         self._note("expire", f"{res.model}@{backend_name}")
-        self._drain_router_queue()
+        self.policy.dropped(backend_name, res.model, self.now)
+        self._kick()
         self._start_loads(backend.host)
 
     def _load_done(self, backend_name: str, model: str) -> None:
         backend = self.fleet.by_name[backend_name]
         res = backend.residency[model]
-        res.state = "resident"
+        res.state = "loaded"
         res.last_used = self.now
         backend.loading_now = None
-        self.policy.on_load_done(model, backend_name, self.now - res.load_started)
+        self.policy.load_done(backend_name, model, self.now)
         self._note("load_done", f"{model}@{backend_name}")
         self._fill_slots(backend, res)
         self._arm_keep_alive(backend, res)
-        self._drain_router_queue()
+        self._kick()
         self._start_loads(backend.host)
 
 
-# --------------------------------------------------------------------------- offline reference
+# --------------------------------------------------------------------------- offline bounds
 
 
-def belady_cold_loads(trace: Sequence[Request], fleet: SimFleet) -> dict[str, int]:
-    """Fewest loads a clairvoyant cache could do, two ways.
+def cold_load_bounds(trace: Sequence[Request], fleet: SimFleet) -> dict[str, Any]:
+    """Lower bounds on any policy's cold loads for ``trace`` on ``fleet`` (see
+    ``deploy/bounds.py`` for what each assumes), and the Belady reference heuristic.
 
-    ``pooled``: the whole fleet's VRAM as one cache; on a miss, evict the resident models
-    whose next request is furthest away until the new one fits (Belady/MIN with sizes).
-    Pooling ignores which host a model sits on and concurrency, so real fleets cannot beat it
-    in practice; with unequal sizes Belady is a strong heuristic, not a proof.
-
-    ``provable``: Belady with equal-size models and a capacity of K models, where K is the
-    most catalog models that can be co-resident in the fleet (each host packed with the
-    smallest models). No fleet can keep more models loaded than K, so this one is a proven
-    lower bound, but a looser one.
+    ``lp``: the LP relaxation of the pooled problem (None when scipy is missing);
+    ``first_touch``: distinct models; ``belady_reference``: NOT a bound.
     """
     models = [r.model for r in trace]
     sizes = {m: fleet.model_size(m) for m in set(models)}
-    budget = sum(fleet.host_budget_mb(h) for h in fleet.hosts())
-    smallest = sorted(fleet.model_size(m) for m in fleet.model_names())
-    capacity_k = 0
-    for host in fleet.hosts():
-        host_budget = fleet.host_budget_mb(host)
-        caps = [b.max_loaded for b in fleet.backends if b.host == host]
-        count_cap = math.inf if None in caps else sum(c for c in caps if c is not None)
-        used, count = 0, 0
-        for size in smallest:
-            if count >= count_cap or (host_budget and used + size > host_budget):
-                break
-            used, count = used + size, count + 1
-        capacity_k += count
+    capacity = sum(fleet.host_budget_mb(h) for h in fleet.hosts()) or math.inf
+    try:
+        lp: int | None = bounds.lp_bound(models, sizes, capacity)
+    except bounds.BoundUnavailable:
+        lp = None
     return {
-        "pooled": _belady(models, sizes, budget or math.inf),
-        "provable": _belady(models, dict.fromkeys(sizes, 1), max(capacity_k, 1)),
-        "distinct_models": len(sizes),
+        "lp": lp,
+        "first_touch": bounds.first_touch(models),
+        "belady_reference": bounds.belady_reference(models, sizes, capacity),
+        "capacity_mb": capacity,
     }
 
 
-def _belady(models: Sequence[str], sizes: dict[str, int], capacity: float) -> int:
-    # next_use[i]: index of the next request for models[i] after i (len = never again).
-    next_use = [0] * len(models)
-    upcoming: dict[str, int] = {}
-    for i in range(len(models) - 1, -1, -1):
-        next_use[i] = upcoming.get(models[i], len(models))
-        upcoming[models[i]] = i
-    resident: dict[str, int] = {}  # model -> index of its next use
-    used = 0
-    loads = 0
-    for i, model in enumerate(models):
-        if model not in resident:
-            loads += 1
-            while used + sizes[model] > capacity and resident:
-                victim = max(resident, key=lambda m: resident[m])
-                used -= sizes[victim]
-                del resident[victim]
-            used += sizes[model]
-        resident[model] = next_use[i]
-    return loads
+def best_bound(bound: dict[str, Any]) -> int:
+    """The tightest valid bound in a :func:`cold_load_bounds` result."""
+    return max(bound["lp"] or 0, bound["first_touch"], 1)
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -958,28 +957,35 @@ def compare(
     return {
         "requests": len(trace),
         "models_in_trace": len({r.model for r in trace}),
-        "lower_bound": belady_cold_loads(trace, fleet_factory()),
+        "lower_bound": cold_load_bounds(trace, fleet_factory()),
         "policies": results,
     }
 
 
 def iter_table(comparison: dict[str, Any]) -> Iterator[str]:
-    """A plain-text table of a :func:`compare` result."""
+    """A plain-text table of a :func:`compare` result; "x bound" is cold loads over the
+    tightest valid lower bound (the LP relaxation when scipy is installed)."""
     bound = comparison["lower_bound"]
+    floor = best_bound(bound)
     yield (
-        f"{'policy':<26}{'cold loads':>11}{'x bound':>9}{'evictions':>10}"
+        f"{'policy':<30}{'cold loads':>11}{'x bound':>9}{'evictions':>10}"
         f"{'ttft p50 s':>11}{'ttft p99 s':>11}{'req/s':>8}"
     )
     for label, s in comparison["policies"].items():
-        ratio = s["cold_loads"] / max(bound["pooled"], 1)
         yield (
-            f"{label:<26}{s['cold_loads']:>11}{ratio:>9.2f}{s['evictions']:>10}"
+            f"{label:<30}{s['cold_loads']:>11}{s['cold_loads'] / floor:>9.2f}{s['evictions']:>10}"
             f"{s['ttft_p50_s']:>11.2f}{s['ttft_p99_s']:>11.2f}{s['throughput_rps']:>8.3f}"
         )
-    yield (
-        f"{'offline bound (Belady)':<26}{bound['pooled']:>11}{1.0:>9.2f}"
-        f"   (provable bound {bound['provable']}, distinct models {bound['distinct_models']})"
-    )
+    rows = [
+        ("lower bound (LP, pooled)", bound["lp"]),
+        ("lower bound (first touch)", bound["first_touch"]),
+        ("Belady (heuristic, no bound)", bound["belady_reference"]),
+    ]
+    for label, loads in rows:
+        if loads is None:
+            yield f"{label:<30}{'n/a':>11}   (needs scipy: pip install 'modelfleet[simulate]')"
+        else:
+            yield f"{label:<30}{loads:>11}{loads / floor:>9.2f}"
 
 
 # --------------------------------------------------------------------------- access log
@@ -1109,7 +1115,7 @@ def simulate_command(
     """What-if: replay a request trace on your fleet, with the router's policy and others.
 
     Reports cold loads, evictions, time to first token and throughput per policy, and the
-    offline (Belady) bound on cold loads. See docs/simulate.md for the trace format.
+    lower bounds on cold loads (LP relaxation, first touch). See docs/simulate.md.
 
     \b
     modelfleet simulate --inventory inventory/example.py --trace trace.jsonl

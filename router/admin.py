@@ -8,6 +8,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modelfleet.router.api import ROUTER, router_of
@@ -132,11 +134,14 @@ async def admin_undrain(request: web.Request) -> web.Response:
 async def _model_arg(request: web.Request) -> str:
     try:
         body = await request.json()
-    except ValueError:
+    except (RequestPayloadError, HttpProcessingError):
+        request.content.feed_eof()  # undecodable: do not let aiohttp drain it (see api.py)
+        body = {}
+    except (ValueError, RecursionError):
         body = {}
     model = (body or {}).get("model") if isinstance(body, dict) else None
     model = model or request.query.get("model")
-    if not model:
+    if not model or not isinstance(model, str):
         raise web.HTTPBadRequest(
             text='{"error": "missing field \'model\'"}', content_type="application/json"
         )

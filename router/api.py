@@ -11,23 +11,31 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
-from modelfleet.router import translate
+from modelfleet.router import schemas, translate
 from modelfleet.router.backends import MIB, BackendError
 from modelfleet.router.core import Router
+from modelfleet.router.health import note_outcome, request_key, transport_failure
 from modelfleet.router.proxy import (
     BACKEND_HEADER,
+    BUSY,
+    GATEWAY,
     REASON_HEADER,
     Call,
     Front,
     error_response,
     parse_duration,
     proxy,
+    retry_after_no_backend,
+    retry_after_queue,
 )
-from modelfleet.router.scheduler import RoutingError
+from modelfleet.router.scheduler import NoBackend, QueueTimeout, RoutingError
 from modelfleet.router.state import BackendState
 
 ROUTER = web.AppKey("router", Router)
+IS_ADMIN = web.RequestKey("admin", bool)  # set by the auth middleware (router/app.py)
 OLLAMA_API_VERSION = "0.12.6"  # the Ollama API level the router's /api front speaks
 
 
@@ -40,23 +48,94 @@ def request_id(request: web.Request) -> str:
 
 
 class BadRequest(Exception):
-    def __init__(self, status: int, message: str, reason: str) -> None:
+    def __init__(self, status: int, message: str, reason: str, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.close = close  # the rest of the body is unreadable: the connection cannot be reused
+
+    def response(self, front: Front) -> web.Response:
+        answer = error_response(front, self.status, str(self), self.reason)
+        if self.close:
+            answer.force_close()
+        return answer
 
 
 async def read_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+    """The JSON object a client sent, checked against its endpoint's shape (router/schemas.py)."""
+    try:
+        raw = await request.read()
+    except (RequestPayloadError, HttpProcessingError) as exc:
+        # e.g. Content-Encoding: gzip on a body that is not gzip. The rest of the body is
+        # unreadable: mark it finished so aiohttp does not try to drain it (and log a
+        # traceback); the answer closes the connection.
+        request.content.feed_eof()
+        detail = " ".join(str(exc).split()).removeprefix("400, message: ")
+        message = f"request body cannot be decoded: {detail}"
+        raise BadRequest(400, message, "bad-body", close=True) from None
     if not raw.strip():
         raise BadRequest(400, "request body is empty; expected a JSON object", "bad-json")
     try:
         body = json.loads(raw)
+    except UnicodeDecodeError:
+        raise BadRequest(400, "request body is not UTF-8 JSON", "bad-json") from None
+    except RecursionError:
+        message = f"request body is nested too deeply (limit {schemas.MAX_DEPTH} levels)"
+        raise BadRequest(400, message, "bad-json") from None
     except ValueError as exc:
         raise BadRequest(400, f"request body is not valid JSON: {exc}", "bad-json") from None
     if not isinstance(body, dict):
         raise BadRequest(400, "request body must be a JSON object", "bad-json")
+    deep = schemas.too_deep(body)
+    if deep:
+        message = f"{deep}: nested deeper than {schemas.MAX_DEPTH} levels"
+        raise BadRequest(400, message, "bad-json")
+    try:
+        schemas.check(request.path, body)
+    except schemas.ShapeError as exc:
+        raise BadRequest(400, str(exc), "bad-request") from None
     return body
+
+
+def is_admin(request: web.Request) -> bool:
+    """The caller sent the admin token (set by the auth middleware)."""
+    return request.get(IS_ADMIN, False)
+
+
+def may_manage(request: web.Request) -> bool:
+    """Pull, delete, copy, create, push, unload, pin: the admin's, unless config grants it."""
+    return is_admin(request) or router_of(request).config.management.clients_may_manage
+
+
+def management_denied(front: Front, what: str) -> web.Response:
+    message = (
+        f"{what} changes models for the whole fleet and needs the admin token "
+        "('Authorization: Bearer <admin token>'; management.clients_may_manage is off)"
+    )
+    return error_response(front, 403, message, "admin-only")
+
+
+def client_keep_alive(request: web.Request, body: dict[str, Any]) -> float | None:
+    """A client's ``keep_alive`` in seconds, clamped to the configured range unless admin.
+
+    Raises ``BadRequest`` for a value that is not a duration (Ollama answers 400 too).
+    """
+    if "keep_alive" not in body or body["keep_alive"] is None:
+        return None
+    seconds = parse_duration(body["keep_alive"])
+    if seconds is None:
+        raise BadRequest(
+            400,
+            f"keep_alive: expected a duration ('5m', '1h30m') or seconds, got "
+            f"{json.dumps(body['keep_alive'])[:40]}",
+            "bad-request",
+        )
+    if may_manage(request):
+        return seconds
+    bounds = router_of(request).config.management
+    if seconds < 0:
+        return bounds.keep_alive_max_s  # "forever" is a pin: the longest a client may ask
+    return min(max(seconds, bounds.keep_alive_min_s), bounds.keep_alive_max_s)
 
 
 def resolve_model(router: Router, body: dict[str, Any], front: Front) -> str:
@@ -75,12 +154,22 @@ async def _model_call(request: web.Request, front: Front, endpoint: str) -> web.
     try:
         body = await read_body(request)
         model = resolve_model(router, body, front)
+        keep_alive = client_keep_alive(request, body) if front == "ollama" else None
     except BadRequest as exc:
-        return error_response(front, exc.status, str(exc), exc.reason)
+        return exc.response(front)
     stream_default = front == "ollama" and endpoint in ("chat", "generate")
     stream = body.get("stream", stream_default) is not False if endpoint != "embed" else False
+    load_only = front == "ollama" and endpoint in ("chat", "generate")
+    load_only = load_only and _is_load_only(body, endpoint)
+    if load_only and keep_alive is not None and not may_manage(request):
+        asked = parse_duration(body["keep_alive"])
+        if asked is not None and asked <= 0:
+            what = "unloading a model (keep_alive 0)" if asked == 0 else "pinning a model"
+            return management_denied(front, what)
+    if keep_alive is not None:
+        body = {**body, "keep_alive": int(keep_alive) if keep_alive.is_integer() else keep_alive}
     call = Call(front, request.path, endpoint, body, model, bool(stream), request_id(request))
-    if front == "ollama" and endpoint in ("chat", "generate") and _is_load_only(body, endpoint):
+    if load_only:
         return await _load_or_unload(router, call)
     return await proxy(router, request, call)
 
@@ -240,7 +329,7 @@ async def ollama_show(request: web.Request) -> web.Response:
         body = await read_body(request)
         model = resolve_model(router, body, "ollama")
     except BadRequest as exc:
-        return error_response("ollama", exc.status, str(exc), exc.reason)
+        return exc.response("ollama")
     holders = [s for s in router.fleet.backends.values() if model in s.catalog() and s.healthy]
     for state in holders:
         if state.kind != "ollama":
@@ -282,16 +371,55 @@ async def ollama_show(request: web.Request) -> web.Response:
     )
 
 
+# -- model management (admin by default) ---------------------------------------------------
+
+# what a client key may send on a management call when management.clients_may_manage is on;
+# anything else (``insecure``, unknown fields) is forwarded only with the admin token
+CLIENT_FIELDS = {
+    "pull": {"model", "name", "stream"},
+    "push": {"model", "name", "stream"},
+    "create": {"model", "name", "stream", "from", "files", "adapters", "template", "license"}
+    | {"system", "parameters", "messages", "quantize"},
+    "delete": {"model", "name"},
+    "copy": {"source", "destination"},
+}
+STREAMING = {"pull", "push", "create"}
+
+
 async def ollama_pull(request: web.Request) -> web.StreamResponse:
     """Pull on one named backend (``"backend": "gpu-01"``) or on every Ollama backend."""
+    return await _manage(request, "pull")
+
+
+async def ollama_push(request: web.Request) -> web.StreamResponse:
+    return await _manage(request, "push")
+
+
+async def ollama_create(request: web.Request) -> web.StreamResponse:
+    return await _manage(request, "create")
+
+
+async def ollama_delete(request: web.Request) -> web.StreamResponse:
+    return await _manage(request, "delete")
+
+
+async def ollama_copy(request: web.Request) -> web.StreamResponse:
+    return await _manage(request, "copy")
+
+
+async def _manage(request: web.Request, action: str) -> web.StreamResponse:
+    """One management call, fanned out to the Ollama backends it targets."""
     router = router_of(request)
+    if not may_manage(request):
+        return management_denied("ollama", f"/api/{action}")
     try:
         body = await read_body(request)
     except BadRequest as exc:
-        return error_response("ollama", exc.status, str(exc), exc.reason)
-    model = body.get("model") or body.get("name")
-    if not model or not isinstance(model, str):
-        return error_response("ollama", 400, "missing field 'model' in the request body", "bad")
+        return exc.response("ollama")
+    subject = body.get("source") if action == "copy" else body.get("model") or body.get("name")
+    if not subject or not isinstance(subject, str):
+        field = "source" if action == "copy" else "model"
+        return error_response("ollama", 400, f"missing field {field!r} in the request body", "bad")
     target = body.pop("backend", None) or request.query.get("backend") or "all"
     if target == "all":
         targets = [s for s in router.fleet.backends.values() if s.kind == "ollama" and s.healthy]
@@ -300,28 +428,92 @@ async def ollama_pull(request: web.Request) -> web.StreamResponse:
     else:
         return error_response("ollama", 404, f"backend {target!r} is not configured", "bad")
     if not targets:
-        return error_response("ollama", 503, "no healthy Ollama backend to pull on", "no-backend")
+        message = f"no healthy Ollama backend to {action} on"
+        return error_response(
+            "ollama", 503, message, "no-backend", retry_after_no_backend(router, None)
+        )
     unsupported = [s.name for s in targets if s.kind != "ollama"]
     if unsupported:
         message = (
-            f"backend {unsupported[0]!r} cannot pull models through the API; "
+            f"backend {unsupported[0]!r} cannot {action} models through the API; "
             "its models come from the deploy"
         )
         return error_response("ollama", 400, message, "bad")
+    if not is_admin(request):
+        body = {k: v for k, v in body.items() if k in CLIENT_FIELDS[action]}
+    if action == "pull" or action == "push":
+        body["model"] = subject
+    method, path = ("DELETE", "/api/delete") if action == "delete" else ("POST", f"/api/{action}")
+    if action in STREAMING:
+        return await _fan_out_stream(request, router, targets, path, body, subject, action)
+    return await _fan_out(router, targets, method, path, body, subject, action)
+
+
+async def _fan_out(
+    router: Router,
+    targets: list[BackendState],
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    subject: str,
+    action: str,
+) -> web.Response:
+    """delete / copy: one answer per backend, folded into one."""
+
+    async def one(state: BackendState) -> tuple[str, int, str]:
+        adapter = router.adapter(state)
+        try:
+            async with router.http().request(
+                method,
+                adapter.base + path,
+                json=body,
+                headers=adapter.headers(),
+                timeout=aiohttp.ClientTimeout(total=router.config.health.timeout_s * 3),
+            ) as resp:
+                text = translate.openai_error_message(await resp.read())
+                return state.name, resp.status, text
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return state.name, 502, f"{type(exc).__name__}: {exc}"
+        finally:
+            await router.refresh(state)
+
+    results = await asyncio.gather(*(one(s) for s in targets))
+    failed = [(name, status, text) for name, status, text in results if status >= 400]
+    names = ",".join(s.name for s in targets)
+    headers = {BACKEND_HEADER: names, REASON_HEADER: action}
+    if not failed:
+        answer = {"status": "success", "backends": names.split(",")}
+        return web.json_response(answer, headers=headers)
+    status = min(status for _, status, _ in failed)
+    status = status if status < 500 else 502
+    detail = "; ".join(f"{name}: {text}" for name, _, text in failed)
+    return error_response("ollama", status, f"{action} of {subject} failed on {detail}", action)
+
+
+async def _fan_out_stream(
+    request: web.Request,
+    router: Router,
+    targets: list[BackendState],
+    path: str,
+    body: dict[str, Any],
+    subject: str,
+    action: str,
+) -> web.StreamResponse:
+    """pull / push / create: progress lines from every backend, each tagged with its name."""
     stream = body.get("stream", True) is not False
     out = web.StreamResponse(
-        headers={BACKEND_HEADER: ",".join(s.name for s in targets), REASON_HEADER: "pull"}
+        headers={BACKEND_HEADER: ",".join(s.name for s in targets), REASON_HEADER: action}
     )
     out.content_type = "application/x-ndjson" if stream else "application/json"
     lines: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     failed: list[str] = []
 
-    async def pull_one(state: BackendState) -> None:
+    async def one(state: BackendState) -> None:
         adapter = router.adapter(state)
         try:
             async with router.http().post(
-                adapter.base + "/api/pull",
-                json={**body, "model": model, "stream": True},
+                adapter.base + path,
+                json={**body, "stream": True},
                 headers=adapter.headers(),
                 timeout=aiohttp.ClientTimeout(total=None, sock_read=router.config.stall_timeout_s),
             ) as resp:
@@ -330,21 +522,24 @@ async def ollama_pull(request: web.Request) -> web.StreamResponse:
                     buffer += chunk
                     *done, buffer = buffer.split(b"\n")
                     for line in done:
-                        if line.strip():
-                            obj = json.loads(line)
-                            if "error" in obj:
-                                failed.append(state.name)
-                            await lines.put({**obj, "backend": state.name})
+                        obj = _json_line(line) if line.strip() else None
+                        if obj is None:
+                            continue
+                        if "error" in obj:
+                            failed.append(state.name)
+                        await lines.put({**obj, "backend": state.name})
                 if resp.status >= 400 and state.name not in failed:
                     failed.append(state.name)
-                    await lines.put({"error": f"HTTP {resp.status}", "backend": state.name})
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                    message = translate.openai_error_message(buffer) if buffer else ""
+                    error = f"HTTP {resp.status}" + (f": {message}" if message else "")
+                    await lines.put({"error": error, "backend": state.name})
+        except (aiohttp.ClientError, TimeoutError) as exc:
             failed.append(state.name)
             await lines.put({"error": f"{type(exc).__name__}: {exc}", "backend": state.name})
         await router.refresh(state)
 
     async def run_all() -> None:
-        await asyncio.gather(*(pull_one(s) for s in targets))
+        await asyncio.gather(*(one(s) for s in targets))
         await lines.put(None)
 
     task = asyncio.ensure_future(run_all())
@@ -354,7 +549,8 @@ async def ollama_pull(request: web.Request) -> web.StreamResponse:
             if stream:
                 await out.write(json.dumps(item).encode() + b"\n")
         if failed:
-            final: dict[str, Any] = {"error": f"pull of {model} failed on {', '.join(failed)}"}
+            error = f"{action} of {subject} failed on {', '.join(failed)}"
+            final: dict[str, Any] = {"error": error}
         else:
             final = {"status": "success", "backends": [s.name for s in targets]}
         await out.write(json.dumps(final).encode() + b"\n")
@@ -362,6 +558,14 @@ async def ollama_pull(request: web.Request) -> web.StreamResponse:
         return out
     finally:
         task.cancel()
+
+
+def _json_line(line: bytes) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 # -- load-only and unload-only requests (empty prompt) --------------------------------------
@@ -393,8 +597,13 @@ async def _load_or_unload(router: Router, call: Call) -> web.Response:
         )
     try:
         lease = await router.scheduler.acquire(call.model)
-    except RoutingError as exc:
-        return error_response("ollama", exc.status, str(exc), "no-backend", exc.retry_after)
+    except NoBackend as exc:
+        retry_after = retry_after_no_backend(router, call.model)
+        return error_response("ollama", exc.status, str(exc), "no-backend", retry_after)
+    except RoutingError as exc:  # queue full or deadline: from observed service times
+        retry_after = retry_after_queue(router, call.model)
+        reason = "queue-deadline" if isinstance(exc, QueueTimeout) else "queue-full"
+        return error_response("ollama", exc.status, str(exc), reason, retry_after)
     start = time.monotonic()
     record = {"kind": "load", "request_id": call.request_id, "api": "ollama", "path": call.path}
     record |= {"model": call.model, "backend": lease.backend.name, "reason": lease.reason}
@@ -407,12 +616,24 @@ async def _load_or_unload(router: Router, call: Call) -> web.Response:
             await router.adapter(lease.backend).load(call.model, call.body.get("keep_alive"))
             router.scheduler.first_byte(lease)
         ok = True
-    except (BackendError, aiohttp.ClientError, TimeoutError) as exc:
-        router.record_failure(lease.backend, "load")
-        router.access_log.write({**record, "status": 502, "error": f"load failed: {exc}"})
+    except BackendError as exc:
+        if exc.status is None:  # the router cannot load there (not the backend's fault)
+            router.access_log.write({**record, "status": 502, "error": str(exc)})
+            return error_response("ollama", 502, str(exc), "backend-failed")
+        if exc.status in BUSY or exc.status in GATEWAY:
+            return _load_failed(router, lease.backend, record, str(exc))
+        # the backend answered this request with an error (an embedding model asked to
+        # generate ...): the request's fault, handed back with the backend's message
+        ok = True  # the slot was used normally
+        if exc.status >= 500:
+            note_outcome(router, lease.backend, bad=True, key=request_key(call.body))
+        router.access_log.write({**record, "status": exc.status, "error": exc.detail})
         return error_response(
-            "ollama", 502, f"load failed: {exc}", "load-failed", backend=lease.backend.name
+            "ollama", exc.status, exc.detail, "backend-error", backend=lease.backend.name
         )
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return _load_failed(router, lease.backend, record, detail)
     finally:
         router.scheduler.release(lease, ok=ok, served=False)
     router.access_log.write({**record, "status": 200, "loaded": True, "error": None})
@@ -433,6 +654,17 @@ async def _load_or_unload(router: Router, call: Call) -> web.Response:
     )
 
 
+def _load_failed(
+    router: Router, backend: BackendState, record: dict[str, Any], detail: str
+) -> web.Response:
+    """A load that failed for the backend's own reasons: counts against it, 502 to the client."""
+    transport_failure(router, backend, "load")
+    router.access_log.write({**record, "status": 502, "error": f"load failed: {detail}"})
+    return error_response(
+        "ollama", 502, f"load failed: {detail}", "backend-failed", backend=backend.name
+    )
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_routes(
         [
@@ -447,6 +679,10 @@ def setup_routes(app: web.Application) -> None:
             web.get("/api/ps", ollama_ps),
             web.post("/api/show", ollama_show),
             web.post("/api/pull", ollama_pull),
+            web.post("/api/push", ollama_push),
+            web.post("/api/create", ollama_create),
+            web.post("/api/copy", ollama_copy),
+            web.delete("/api/delete", ollama_delete),
             web.post("/api/chat", ollama_chat),
             web.post("/api/generate", ollama_generate),
             web.post("/api/embed", ollama_embed),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -17,12 +18,13 @@ import aiohttp
 from aiohttp import web
 
 from modelfleet.router.admin import setup_admin_routes
-from modelfleet.router.api import ROUTER, setup_routes
+from modelfleet.router.api import IS_ADMIN, ROUTER, setup_routes
 from modelfleet.router.config import RouterConfig
 from modelfleet.router.core import Router
 from modelfleet.router.health import health_loop, refresh_loop, run_forever
 from modelfleet.router.proxy import BACKEND_HEADER, REASON_HEADER, Front, error_body
 
+log = logging.getLogger("modelfleet.router")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PUBLIC_PATHS = {"/healthz", "/readyz", "/dashboard"}
 
@@ -43,8 +45,10 @@ def _matches(given: str | None, secrets: list[str]) -> bool:
         return False
     # compare against every key, always, so timing says nothing about which one was close
     found = False
+    # a header that is not UTF-8 reaches us with surrogate escapes: compare its raw bytes
+    raw = given.encode("utf-8", "surrogateescape")
     for secret in secrets:
-        found |= hmac.compare_digest(given.encode(), secret.encode())
+        found |= hmac.compare_digest(raw, secret.encode())
     return found
 
 
@@ -65,18 +69,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     path = request.path
     if path in PUBLIC_PATHS:
         return await handler(request)
+    admin = bool(router.admin_token) and _matches(_bearer(request), [router.admin_token or ""])
+    request[IS_ADMIN] = admin  # model management (router/api.py) needs it
     if path.startswith("/admin/"):
         if not router.admin_token:
             return _deny(request, 403, "admin API disabled: set admin_token in the router config")
-        if not _matches(_bearer(request), [router.admin_token]):
+        if not admin:
             return _deny(request, 401, "admin API needs 'Authorization: Bearer <admin token>'")
         return await handler(request)
-    if router.client_keys:
-        allowed = list(router.client_keys)
-        if path == "/metrics" and router.admin_token:
-            allowed.append(router.admin_token)
-        if not _matches(_bearer(request), allowed):
-            return _deny(request, 401, "missing or wrong API key ('Authorization: Bearer <key>')")
+    if router.client_keys and not admin and not _matches(_bearer(request), router.client_keys):
+        return _deny(request, 401, "missing or wrong API key ('Authorization: Bearer <key>')")
     return await handler(request)
 
 
@@ -105,9 +107,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         for key in ("Allow", "Retry-After"):
             if key in exc.headers:
                 response.headers[key] = exc.headers[key]
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:  # a bug: answer in the front's shape, keep the traceback in the log
+        log.exception("internal error on %s %s", request.method, request.path)
+        response = web.json_response(
+            error_body(front_of(request.path), 500, "internal router error (logged)"), status=500
+        )
     if not response.prepared:
         response.headers.setdefault(BACKEND_HEADER, "router")
         response.headers.setdefault(REASON_HEADER, "local")
+        if response.status == 503:  # every 503 says when to come back
+            response.headers.setdefault(
+                "Retry-After", str(request.app[ROUTER].config.queue.retry_after_s)
+            )
     return response
 
 

@@ -25,7 +25,16 @@ PINNED_AFTER_S = 50 * 365 * 86400
 
 
 class BackendError(Exception):
-    """A backend answered an admin/refresh call badly; the message names the backend."""
+    """A backend answered an admin/refresh call badly; the message names the backend.
+
+    ``status`` is the HTTP status it answered (None: the router refused the call itself);
+    ``detail`` the backend's own error message.
+    """
+
+    def __init__(self, message: str, status: int | None = None, detail: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail or message
 
 
 class Adapter:
@@ -63,8 +72,13 @@ class Adapter:
             timeout=timeout or self.timeout,
         ) as resp:
             if resp.status >= 400:
-                text = (await resp.text())[:200]
-                raise BackendError(f"{self.state.name}: {method} {path} -> {resp.status} {text}")
+                raw = await resp.read()
+                detail = _error_message(raw)
+                raise BackendError(
+                    f"{self.state.name}: {method} {path} -> {resp.status} {detail}",
+                    resp.status,
+                    detail,
+                )
             text = await resp.text()
             try:
                 return json.loads(text) if text.strip() else None
@@ -205,7 +219,7 @@ class LlamaSwapAdapter(Adapter):
         ) as resp:
             await resp.read()
             if resp.status >= 500:
-                raise BackendError(f"{self.state.name}: load {model} -> {resp.status}")
+                raise BackendError(f"{self.state.name}: load {model} -> {resp.status}", resp.status)
 
     async def unload(self, model: str) -> None:
         await self._json("POST", f"/api/models/unload/{self.state.upstream_name(model)}")
@@ -317,6 +331,21 @@ def adapter_for(
     load_timeout_s: float = 300.0,
 ) -> Adapter:
     return ADAPTERS[state.kind](state, session, timeout_s, load_timeout_s)
+
+
+def _error_message(raw: bytes) -> str:
+    """The message in an Ollama (``{"error": "..."}``) or OpenAI error body, else the text."""
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")[:200]
+    if isinstance(obj, dict):
+        err = obj.get("error")
+        if isinstance(err, dict):
+            return str(err.get("message") or err)[:200]
+        if err:
+            return str(err)[:200]
+    return str(obj)[:200]
 
 
 def _has_status(items: Any) -> bool:

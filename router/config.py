@@ -21,11 +21,20 @@ so they never show up in a repr, a log line or a validation error.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 BackendKind = Literal["ollama", "llama-swap", "llama-server", "openai"]
 
@@ -70,6 +79,11 @@ class BackendConfig(_Strict):
     weight: float = Field(default=1.0, gt=0)
     drained: bool = False
 
+    @field_validator("api_key")
+    @classmethod
+    def _api_key_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        return _not_blank(value, "api_key")
+
     @property
     def host_name(self) -> str:
         return self.host or self.name
@@ -96,6 +110,34 @@ class HealthConfig(_Strict):
     fail_threshold: int = Field(default=2, ge=1)
     success_threshold: int = Field(default=1, ge=1)
     max_backoff_s: float = Field(default=60.0, gt=0)
+    error_rate_window_s: float = Field(
+        default=60.0, gt=0, description="window of the error-rate rule (5xx and timeouts)"
+    )
+    error_rate_requests: int = Field(
+        default=20, ge=2, description="the rule looks at this many latest requests at most"
+    )
+    error_rate_threshold: float = Field(
+        default=0.5, gt=0, le=1, description="share of bad answers in the window that ejects"
+    )
+    error_rate_min_errors: int = Field(
+        default=5, ge=1, description="distinct failed requests needed before the rule applies"
+    )
+
+
+class ManagementConfig(_Strict):
+    """Who may change what the fleet holds (pull, delete, copy, create, push, unload, pin)."""
+
+    clients_may_manage: bool = Field(
+        default=False, description="client keys may manage models too (default: admin token only)"
+    )
+    keep_alive_min_s: float = Field(default=60.0, ge=0, description="clamp for client keep_alive")
+    keep_alive_max_s: float = Field(default=3600.0, gt=0, description="clamp for client keep_alive")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ManagementConfig:
+        if self.keep_alive_min_s > self.keep_alive_max_s:
+            raise ValueError("keep_alive_min_s is larger than keep_alive_max_s")
+        return self
 
 
 class PolicyConfig(_Strict):
@@ -106,6 +148,9 @@ class PolicyConfig(_Strict):
     default_service_s: float = Field(default=5.0, gt=0, description="until a request was seen")
     scale_out: bool = True
     allow_spill: bool = True
+    max_hold_s: float = Field(
+        default=30.0, ge=0, description="hold a cold request rather than evict hotter models"
+    )
     demand_half_life_s: float = Field(default=300.0, gt=0)
 
 
@@ -128,8 +173,29 @@ class RouterConfig(_Strict):
     stall_timeout_s: float = Field(
         default=120.0, gt=0, description="silence mid-stream before the backend counts as stalled"
     )
+    first_byte_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="wait for a resident model's first streamed byte (load_timeout_s: loads)",
+    )
+    client_write_timeout_s: float = Field(
+        default=30.0, gt=0, description="a client that reads nothing this long is cut off"
+    )
+    management: ManagementConfig = Field(default_factory=ManagementConfig)
     access_log: str | None = Field(default=None, description="JSONL file; '-' = stdout")
     recent_decisions: int = Field(default=200, ge=0, description="kept for admin/dashboard")
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        return _not_blank(value, "admin_token")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys_not_blank(cls, values: list[SecretStr]) -> list[SecretStr]:
+        for i, value in enumerate(values):
+            _not_blank(value, f"api_keys[{i}]")
+        return values
 
     @model_validator(mode="after")
     def _unique_backend_names(self) -> RouterConfig:
@@ -150,7 +216,10 @@ class RouterConfig(_Strict):
         if self.admin_token is not None:
             return self.admin_token.get_secret_value()
         if self.admin_token_file is not None:
-            return _read_secret(self.admin_token_file, "admin_token_file")
+            token = _read_secret(self.admin_token_file, "admin_token_file")
+            if not token:
+                raise ConfigError(f"admin_token_file: {self.admin_token_file} is empty")
+            return token
         return None
 
     def client_keys(self) -> list[str]:
@@ -160,6 +229,13 @@ class RouterConfig(_Strict):
             text = _read_secret(self.api_keys_file, "api_keys_file")
             keys += [line.strip() for line in text.splitlines() if line.strip()]
         return keys
+
+
+def _not_blank(value: SecretStr | None, key: str) -> SecretStr | None:
+    """An empty key would let in anyone who sends an empty header: refuse it at load."""
+    if value is not None and not value.get_secret_value().strip():
+        raise ValueError(f"{key} is empty or whitespace; remove it or set a real secret")
+    return value
 
 
 def _read_secret(path: Path, key: str) -> str:
@@ -187,14 +263,65 @@ def load_config(path: str | Path) -> RouterConfig:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc, path)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
     try:
         return RouterConfig.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
-            for err in exc.errors(include_input=False)
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {_redacted(err['msg'])}"
+            for err in exc.errors(include_input=False, include_context=False)
         )
         raise ConfigError(f"{path}: {problems}") from None
+
+
+_KEY = re.compile(r"^\s*(?:-\s*)?([A-Za-z_][A-Za-z0-9_.-]*)\s*:")
+
+
+def yaml_problem(exc: yaml.YAMLError, path: Path) -> str:
+    """Where a YAML error is (line, column, key), never the text of the line: it may be a secret.
+
+    PyYAML's own message quotes the offending line, token and all.
+    """
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return type(exc).__name__
+    mark = exc.problem_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}"
+    key = _key_at(path, mark.line)
+    if key:
+        where += f" (under key {key!r}; values not shown)"
+    problem = exc.problem or "syntax error"
+    return f"{where}: {_redacted(problem)}"
+
+
+def _key_at(path: Path, line: int) -> str | None:
+    """The mapping key on ``line`` or the nearest one above it."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    known = _field_names()
+    for text in reversed(lines[: line + 1]):
+        match = _KEY.match(text)
+        if match and match.group(1) in known:  # a secret may look like "key: value" too
+            return match.group(1)
+    return None
+
+
+def _field_names() -> set[str]:
+    models: list[type[BaseModel]] = [
+        RouterConfig,
+        BackendConfig,
+        ModelEntry,
+        QueueConfig,
+        HealthConfig,
+        PolicyConfig,
+        ManagementConfig,
+    ]
+    return {name for model in models for name in model.model_fields}
+
+
+def _redacted(message: str) -> str:
+    """Drop quoted fragments (a scanner error quotes the character or token it choked on)."""
+    return re.sub(r"(['\"]).*?\1", "'…'", message)

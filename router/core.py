@@ -17,7 +17,7 @@ from modelfleet.router.config import RouterConfig, load_config
 from modelfleet.router.metrics import Metrics
 from modelfleet.router.policy import Decision, Policy, PolicyParams
 from modelfleet.router.scheduler import Scheduler
-from modelfleet.router.state import BackendState, FleetState
+from modelfleet.router.state import BackendState, ErrorRate, FleetState
 
 log = logging.getLogger("modelfleet.router")
 AFTER_REQUEST_S = 0.25  # debounce: one after-request refresh per backend per this interval
@@ -32,6 +32,7 @@ def policy_for(config: RouterConfig) -> Policy:
             default_service_s=p.default_service_s,
             scale_out=p.scale_out,
             allow_spill=p.allow_spill,
+            max_hold_s=p.max_hold_s,
         )
     )
 
@@ -52,6 +53,7 @@ class Router:
         self.started = time.time()
         self.background: set[asyncio.Future[Any]] = set()
         self._refreshing: set[str] = set()
+        self.error_rates: dict[str, ErrorRate] = {}  # per backend, see router/health.py
 
     # -- backends ---------------------------------------------------------------------------
 

@@ -12,14 +12,17 @@ back after ``success_threshold`` good probes in a row.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 
 from modelfleet.router.core import Router
-from modelfleet.router.state import BackendState
+from modelfleet.router.state import BackendState, ErrorRate, Outcome
 
 log = logging.getLogger("modelfleet.router")
 
@@ -81,14 +84,8 @@ async def refresh_loop(router: Router) -> None:
 
 
 async def expire_keep_alive(router: Router) -> None:
-    now = time.monotonic()
-    for state in list(router.fleet.backends.values()):
-        for ms in list(state.models.values()):
-            if ms.unload_at is not None and ms.unload_at <= now and ms.in_flight == 0:
-                ms.unload_at = None
-                if ms.status == "loaded":
-                    ms.status = "cold"  # first, so no request is routed to it meanwhile
-                    await router.unload(state.name, ms.model)
+    for backend, model in router.scheduler.books.expire_keep_alive(time.monotonic()):
+        await router.unload(backend, model)
 
 
 async def run_forever(loop: Callable[[], Awaitable[None]], name: str) -> None:
@@ -101,3 +98,103 @@ async def run_forever(loop: Callable[[], Awaitable[None]], name: str) -> None:
         except Exception:
             log.exception("%s loop failed; restarting", name)
             await asyncio.sleep(1.0)
+
+
+# -- the error-rate rule ------------------------------------------------------------------
+#
+# A probe only asks "is the process up?". A backend that answers its probe but fails real
+# requests (500 on everything, accepts and never answers) is caught by the rate of bad
+# outcomes across many *different* requests: the same poisoned request sent again and again
+# counts once, and answered 5xx only count when the backend fails clearly more often than
+# its peers (a request that breaks every backend is the request's fault, not theirs).
+
+
+def request_key(body: bytes | dict[str, Any]) -> str:
+    """Identifies a request's content, so one poisoned request repeated counts once."""
+    raw = body if isinstance(body, bytes) else json.dumps(body, sort_keys=True).encode()
+    return hashlib.blake2b(raw, digest_size=8).hexdigest()
+
+
+def note_outcome(
+    router: Router,
+    state: BackendState,
+    *,
+    bad: bool,
+    transport: bool = False,
+    key: str | None = None,
+) -> None:
+    """Record one request's outcome on ``state``; eject it when the error-rate rule fires."""
+    cfg = router.config.health
+    now = time.monotonic()
+    rate = router.error_rates.setdefault(state.name, ErrorRate())
+    rate.outcomes.append(Outcome(now, bad, transport, key))
+    rate.trim(now, cfg.error_rate_window_s, cfg.error_rate_requests)
+    if bad and state.healthy:
+        reason = _rate_verdict(router, state.name, rate, now)
+        if reason:
+            eject(router, state, reason)
+
+
+def _rate_verdict(router: Router, name: str, rate: ErrorRate, now: float) -> str | None:
+    cfg = router.config.health
+    outcomes = rate.outcomes
+    bad = [o for o in outcomes if o.bad]
+    transport = sum(o.transport for o in bad)
+    distinct = transport + len({o.key for o in bad if not o.transport})
+    share = len(bad) / len(outcomes)
+    if distinct < cfg.error_rate_min_errors or share < cfg.error_rate_threshold:
+        return None
+    if transport < cfg.error_rate_min_errors:
+        # the answered 5xx tipped it: only the backend's fault if its peers do clearly better
+        own = rate.answered_5xx_share() or 0.0
+        since = now - cfg.error_rate_window_s
+        peer_answered = [
+            o
+            for peer, other in router.error_rates.items()
+            if peer != name
+            for o in other.outcomes
+            if not o.transport and o.at >= since
+        ]
+        if peer_answered:
+            peer_share = sum(o.bad for o in peer_answered) / len(peer_answered)
+            if peer_share * 2 > own:
+                return None
+    return (
+        f"error rate: {len(bad)} of {len(outcomes)} requests failed in the last "
+        f"{cfg.error_rate_window_s:g}s ({distinct} different requests, {transport} transport)"
+    )
+
+
+def transport_failure(router: Router, state: BackendState, kind: str) -> None:
+    """Connect error, timeout, cut stream, gateway error: always counts against the backend.
+
+    ``fail_threshold`` in a row eject it (a good probe in between resets the count, so the
+    error-rate rule is what catches a backend that keeps timing out behind a live probe).
+    """
+    now = time.monotonic()
+    state.record_failure(now, kind)  # the policy's error score
+    state.consecutive_successes = 0
+    state.consecutive_failures += 1
+    router.metrics.backend_failures.labels(state.name, kind).inc()
+    threshold = router.config.health.fail_threshold
+    if state.healthy and state.consecutive_failures >= threshold:
+        eject(router, state, f"{state.consecutive_failures} failures in a row (last: {kind})")
+    note_outcome(router, state, bad=True, transport=True)
+
+
+def eject(router: Router, state: BackendState, reason: str) -> None:
+    """Take a backend out of rotation until its probe answers again (doubling backoff)."""
+    cfg = router.config.health
+    now = time.monotonic()
+    rate = router.error_rates.setdefault(state.name, ErrorRate())
+    recent = now - rate.last_ejected < cfg.error_rate_window_s
+    rate.ejections = rate.ejections + 1 if recent else 1
+    rate.last_ejected = now
+    state.healthy = False
+    state.consecutive_successes = 0
+    state.last_error = reason
+    state.backoff_s = min(cfg.max_backoff_s, cfg.interval_s * 2 ** (rate.ejections - 1))
+    state.next_check = now + state.backoff_s
+    router.metrics.backend_healthy.labels(state.name).set(0)
+    log.warning("backend %s ejected: %s", state.name, reason)
+    router.scheduler.kick()

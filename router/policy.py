@@ -11,9 +11,11 @@ API (stable; the simulator depends on it)
     ``decide(fleet: FleetView, request: Request, now: float,
     exclude: frozenset[str] = frozenset()) -> Decision``
 
-    ``exclude`` names backends that already failed this request (retry before the first
-    byte goes elsewhere). ``now`` is seconds on any monotonic clock; it is only used to
-    read demand and LRU ages, so a simulator passes its virtual time.
+    ``request.waited_s`` is how long the request has been held already (for ``hold-evict``;
+    the caller decides again by ``wait_s`` at the latest). ``exclude`` names backends that
+    already failed this request (retry before the first byte goes elsewhere). ``now`` is
+    seconds on any monotonic clock; it is only used to read demand and LRU ages, so a
+    simulator passes its virtual time.
 
 ``DemandTracker(half_life_s=300.0)``
     ``record(model, now)`` on every request, ``rate(model, now)`` / ``rates(now)`` give
@@ -43,16 +45,20 @@ Decision order (``reason`` says which rule fired):
 2. ``join-load``: a load of this model is under way; send the request there (if it has a
    free slot) or wait for it (``wait-load``). One load per model fleet-wide.
 3. The model is resident but every slot is busy: ``scale-out`` to a host that does not
-   hold it yet only when the expected queue wait exceeds the model's load time, else
-   ``wait-slot``.
+   hold it yet only when the expected queue wait, on an *observed* service time, exceeds
+   the model's load time, and only into free VRAM or where the requests it spares the queue
+   (queued + demand x time saved) outweigh the victims' demand; else ``wait-slot``.
 4. ``load-fits``: load where it fits in free VRAM (and under ``max_loaded``) without
    evicting anything; on the smallest host it fits on (the large ones are the only room
    for the large models), the emptiest of those.
 5. ``resident-spilled``: a CPU-spilled copy with a free slot (slow, but no load).
 6. ``load-evict``: load where eviction costs least: cost = sum of the evicted models'
-   recent demand (req/s); ties go to fewer evicted MB, then more free VRAM. On each host
-   the victims are the cheapest set of idle models that frees enough, so a load never
-   evicts a model it did not need gone.
+   recent demand (req/s); ties go to the host with fewer seconds of loads under way, then
+   fewer evicted MB, then more free VRAM. On each host the victims are the cheapest set of
+   idle models that frees enough, so a load never evicts a model it did not need gone.
+   ``hold-evict`` (a wait): when that cost exceeds the request model's own demand and some
+   host busy now would offer cheaper room once idle, hold the request for up to
+   ``max_hold_s`` from its arrival (never longer than its own load time) and decide again.
 7. ``load-spill``: the model is larger than any host's VRAM; load where most fits.
 8. ``wait-capacity``: every placement is blocked by models with requests in flight.
 """
@@ -67,6 +73,7 @@ from typing import Literal, NamedTuple
 ResidencyState = Literal["loaded", "loading"]
 Action = Literal["serve", "load", "wait", "reject"]
 Reason = Literal[
+    "hold-evict",
     "resident",
     "join-load",
     "scale-out",
@@ -154,6 +161,7 @@ class FleetView:
 class Request:
     model: str
     size_mb: int = 0  # footprint once loaded (catalog weights + KV); 0 = unknown
+    waited_s: float = 0.0  # how long it has been held in the router's queue so far
 
 
 @dataclass(frozen=True)
@@ -173,6 +181,10 @@ class PolicyParams:
     default_service_s: float = 5.0  # slot hold time when none was observed yet
     scale_out: bool = True
     allow_spill: bool = True
+    # Hold a cold request up to this long (and never longer than its own load takes) when the
+    # cheapest eviction would lose more demand than the load brings (``hold-evict``); 0 = never.
+    # 30 s: the knee of cold loads vs p99 TTFT in docs/benchmarks.md.
+    max_hold_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -184,6 +196,7 @@ class _Placement:
     free_after_mb: float
     spill: bool
     host_mb: float  # the host's VRAM; inf = unknown
+    pending_s: float = 0.0  # expected time of the loads already under way on the host
 
 
 class Policy:
@@ -228,15 +241,21 @@ class Policy:
 
         loadable = [b for b in candidates if b.can_load and b.resident(model) is None]
 
-        # 3. resident but busy: scale out only when waiting would cost more than a load
+        # 3. resident but busy: scale out only when waiting would cost more than a load, on
+        #    an observed service time, into free VRAM or where the queue time saved is worth
+        #    more than what the eviction loses
         if clean:
             wait_s = self._expected_wait(fleet, model, [r for _, r in clean])
-            load_s = fleet.load_s.get(model, self.params.default_load_s)
-            if self.params.scale_out and wait_s > load_s:
+            load_s = self._load_s(fleet, model)
+            observed = model in fleet.service_s
+            if self.params.scale_out and observed and wait_s > load_s:
                 holding_hosts = {b.host for b, _ in clean}
                 elsewhere = [b for b in loadable if b.host not in holding_hosts]
                 placement = self._best_placement(fleet, request, elsewhere, now, spill=False)
-                if placement is not None:
+                if placement is not None and (
+                    not placement.evict
+                    or self._scale_out_gain(fleet, model, wait_s, load_s) > placement.cost
+                ):
                     return _load(placement, "scale-out", wait_s)
             least_busy = min(clean, key=lambda br: _busy_key(*br))[0]
             return Decision("wait", "wait-slot", least_busy.name, wait_s=wait_s)
@@ -257,9 +276,24 @@ class Policy:
             backend, _ = min(spilled_free, key=lambda br: _busy_key(*br))
             return Decision("serve", "resident-spilled", backend.name)
 
-        # 6. load where eviction costs least
+        # 6. load where eviction costs least; hold the request a bounded time when even the
+        #    cheapest eviction loses more than the load gains (a busy host may free cheaper
+        #    room meanwhile)
         if placements:
-            return _load(min(placements, key=_placement_key), "load-evict")
+            best = min(placements, key=_placement_key)
+            # never held longer than its own load would take: a hold at most doubles it
+            hold_s = min(self.params.max_hold_s, self._load_s(fleet, model))
+            remaining = hold_s - request.waited_s
+            if remaining > _HOLD_EPSILON_S and best.cost > fleet.demand.get(model, 0.0):
+                later = [
+                    p
+                    for b in loadable
+                    if (p := self._placement(fleet, request, b, now, once_idle=True)) is not None
+                    and not p.spill
+                ]
+                if min((p.cost for p in later), default=math.inf) < best.cost:
+                    return Decision("wait", "hold-evict", best.backend.name, wait_s=remaining)
+            return _load(best, "load-evict")
 
         if loaded:  # spilled and busy: wait for its slot
             backend = min(loaded, key=lambda br: _busy_key(*br))[0]
@@ -283,6 +317,14 @@ class Policy:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _load_s(self, fleet: FleetView, model: str) -> float:
+        return fleet.load_s.get(model, self.params.default_load_s)
+
+    def _scale_out_gain(self, fleet: FleetView, model: str, wait_s: float, load_s: float) -> float:
+        """Requests a second copy would spare the queue's wait: those queued, and those that
+        arrive in the time it saves."""
+        return fleet.queued.get(model, 0) + fleet.demand.get(model, 0.0) * (wait_s - load_s)
+
     def _expected_wait(self, fleet: FleetView, model: str, copies: list[Residency]) -> float:
         slots = sum(r.slots for r in copies) or 1
         service = fleet.service_s.get(model, self.params.default_service_s)
@@ -304,9 +346,16 @@ class Policy:
         return min(options, key=_placement_key) if options else None
 
     def _placement(
-        self, fleet: FleetView, request: Request, backend: BackendView, now: float
+        self,
+        fleet: FleetView,
+        request: Request,
+        backend: BackendView,
+        now: float,
+        once_idle: bool = False,
     ) -> _Placement | None:
-        """What loading ``request.model`` on ``backend`` would evict, or None if blocked."""
+        """What loading ``request.model`` on ``backend`` would evict, or None if blocked.
+        ``once_idle``: as if the models serving requests now were idle (what holding the
+        request until they finish could offer)."""
         host_vram = fleet.hosts.get(backend.host, HostView(backend.host)).vram_mb
         on_host = [b for b in fleet.backends if b.host == backend.host]
         used = sum(r.gpu_mb for b in on_host for r in b.residents)
@@ -315,8 +364,17 @@ class Policy:
         spill = bool(host_vram) and need > usable
         free = math.inf if not host_vram else usable - used
         over_count = backend.max_loaded is not None and len(backend.residents) >= backend.max_loaded
+        # loads already under way on this host: a backend loads one model at a time
+        pending = sum(
+            self._load_s(fleet, r.model)
+            for b in on_host
+            for r in b.residents
+            if r.state == "loading"
+        )
         if (spill or need <= free) and not over_count:
-            return _Placement(backend, (), 0.0, 0, free - need, spill, host_vram or math.inf)
+            return _Placement(
+                backend, (), 0.0, 0, free - need, spill, host_vram or math.inf, pending
+            )
 
         # idle, unpinned, fully loaded models on this host; LRU first, so ties go to the oldest
         victims = sorted(
@@ -325,7 +383,7 @@ class Policy:
                 for b in on_host
                 if b.can_unload
                 for r in b.residents
-                if r.state == "loaded" and r.in_flight == 0 and not r.pinned
+                if r.state == "loaded" and (r.in_flight == 0 or once_idle) and not r.pinned
             ),
             key=lambda br: (br[1].last_used, br[0].name, br[1].model),
         )
@@ -343,8 +401,11 @@ class Policy:
             free + chosen.freed_mb - need,
             spill,
             host_vram or math.inf,
+            pending,
         )
 
+
+_HOLD_EPSILON_S = 1e-3  # a hold that would end sooner is over (clock rounding)
 
 _Victim = tuple[BackendView, Residency]
 
@@ -456,15 +517,25 @@ def _busy_key(backend: BackendView, res: Residency) -> tuple[float, float, str]:
     return (load, -res.free_slots, backend.name)
 
 
-def _placement_key(p: _Placement) -> tuple[float, int, float, float, str]:
-    return (p.cost, p.evicted_mb, -p.free_after_mb, p.backend.error_score, p.backend.name)
+def _placement_key(p: _Placement) -> tuple[float, float, int, float, float, str]:
+    """Least demand evicted; among equally cheap hosts the one with the fewest seconds of
+    loads already under way (this load would queue behind them), then fewest MB evicted."""
+    return (
+        p.cost,
+        p.pending_s,
+        p.evicted_mb,
+        -p.free_after_mb,
+        p.backend.error_score,
+        p.backend.name,
+    )
 
 
-def _fit_key(p: _Placement) -> tuple[float, float, float, str]:
+def _fit_key(p: _Placement) -> tuple[float, float, float, float, str]:
     """The smallest host it fits on, then the emptiest: the large hosts are the only room for
     the large models, and small models spread over them would leave none (then every large
-    load evicts). Among hosts of one size the emptiest still spreads the load."""
-    return (p.host_mb, -p.free_after_mb, p.backend.error_score, p.backend.name)
+    load evicts). Among hosts of one size the emptiest, which spreads the load, then the one
+    with the fewest seconds of loads under way."""
+    return (p.host_mb, -p.free_after_mb, p.pending_s, p.backend.error_score, p.backend.name)
 
 
 def _load(p: _Placement, reason: Reason, wait_s: float = 0.0) -> Decision:

@@ -5,18 +5,24 @@ The flow for every inference call (OpenAI or Ollama front):
 1. ``Scheduler.acquire`` picks the backend (or queues, or refuses with 429/503).
 2. The request is rewritten for that backend (model name; Ollama -> OpenAI translation when
    the backend does not speak Ollama) and sent.
-3. A connection error, timeout, 5xx or 429 *before the first byte* releases the slot,
-   counts against the backend and retries on another one (``max_retries``). After the first
-   byte reached the client nothing is retried: a failure becomes an error line in the
-   stream, in the front API's own shape.
+3. Failures are classified. A *transport* failure before the first byte (connection
+   refused or reset, no first byte within ``first_byte_timeout_s`` / ``load_timeout_s``,
+   a 502/504 from a gateway in front of the backend) releases the slot, counts against the
+   backend and retries on another one (``max_retries``); a busy answer (429, 503) retries
+   without counting. An *answered* error (any other 4xx/5xx with a body) is this request's
+   own: it goes back to the client in the front API's shape with the backend's message,
+   and only feeds the error-rate rule (``router/health.py``). After the first byte nothing
+   is retried: a failure becomes an error line in the stream.
 4. Bytes are written to the client as they arrive (no buffering). A client that goes away
-   cancels the handler, which closes the upstream connection.
+   cancels the handler, which closes the upstream connection; one that stops reading for
+   ``client_write_timeout_s`` is cut off the same way, freeing its slot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,7 +33,8 @@ from aiohttp import web
 
 from modelfleet.router import translate
 from modelfleet.router.core import Router
-from modelfleet.router.scheduler import Lease, RoutingError
+from modelfleet.router.health import note_outcome, request_key, transport_failure
+from modelfleet.router.scheduler import Lease, NoBackend, RoutingError
 from modelfleet.router.state import BackendState
 
 Front = Literal["openai", "ollama"]
@@ -39,6 +46,14 @@ REASON_HEADER = "X-Modelfleet-Reason"
 
 class Stall(Exception):
     """The backend went silent mid-answer for longer than ``stall_timeout_s``."""
+
+
+class ClientStopped(Exception):
+    """The client read nothing for ``client_write_timeout_s`` (or went away) mid-answer."""
+
+
+BUSY = (429, 503)  # the backend is full or loading: try another, nothing is wrong with it
+GATEWAY = (502, 504)  # a proxy in front of the backend lost it: a transport failure
 
 
 @dataclass
@@ -76,6 +91,7 @@ class Outcome:
     attempts: int = 0
     error: str | None = None
     loaded: bool = False
+    failure: str | None = None  # the last attempt's: "timeout", "transport", "busy"
 
 
 # -- error shapes ---------------------------------------------------------------------------
@@ -88,6 +104,39 @@ _OPENAI_ERROR_TYPES = {
     413: "invalid_request_error",
     429: "rate_limit_error",
 }
+
+
+def retry_after_no_backend(router: Router, model: str | None) -> int:
+    """Seconds until an ejected backend that serves ``model`` is probed again (at least 1)."""
+    now = time.monotonic()
+    waits = [
+        s.next_check - now
+        for s in router.fleet.backends.values()
+        if not s.healthy and (model is None or model in s.serves() or s.kind == "openai")
+    ]
+    if not waits:
+        return router.config.queue.retry_after_s
+    return max(1, math.ceil(min(waits)))
+
+
+def retry_after_queue(router: Router, model: str) -> int:
+    """Expected drain time of ``model``'s queue from *observed* service times.
+
+    Observed for this model, else the mean of the other models' observations, else the
+    configured default (nothing has finished yet).
+    """
+    fleet = router.fleet
+    observed = fleet.service_s.get(model)
+    if observed is None and fleet.service_s:
+        observed = sum(fleet.service_s.values()) / len(fleet.service_s)
+    service = observed if observed is not None else router.config.policy.default_service_s
+    slots = 0
+    for state in fleet.backends.values():
+        ms = state.models.get(model)
+        if ms is not None and ms.status != "cold" and state.healthy and not state.drained:
+            slots += ms.slots
+    waiting = fleet.queued.get(model, 0) + 1
+    return max(router.config.queue.retry_after_s, math.ceil(waiting * service / max(1, slots)))
 
 
 def error_body(front: Front, status: int, message: str) -> dict[str, Any]:
@@ -152,36 +201,70 @@ async def proxy(router: Router, request: web.Request, call: Call) -> web.StreamR
             try:
                 lease = await router.scheduler.acquire(call.model, frozenset(exclude), len(exclude))
             except RoutingError as exc:
-                why = type(exc).__name__
-                router.metrics.rejected.labels(call.model, why).inc()
-                outcome.status, outcome.error, outcome.reason = exc.status, str(exc), why
-                reason = {"QueueFull": "queue-full", "QueueTimeout": "queue-deadline"}.get(
-                    why, "no-backend"
-                )
-                outcome.reason = reason
-                return error_response(call.front, exc.status, str(exc), reason, exc.retry_after)
+                if exclude and isinstance(exc, NoBackend):
+                    return _all_failed(router, call, outcome, exclude)
+                return _refused(router, call, outcome, exc)
             outcome.backend, outcome.reason = lease.backend.name, lease.reason
             outcome.queue_s, outcome.attempts = lease.queued_s, len(exclude) + 1
             outcome.loaded = lease.loading
-            outcome.error, outcome.status = None, 0  # a retry starts clean
+            outcome.error, outcome.status, outcome.failure = None, 0, None  # a retry starts clean
             router.metrics.queue_wait.labels(call.model).observe(lease.queued_s)
             answer = await _attempt(router, request, call, lease, outcome)
             if answer is not None:
                 return answer
             exclude.add(lease.backend.name)
             if len(exclude) > cfg.max_retries:
-                outcome.status = outcome.status if outcome.status in (429, 503) else 502
-                message = f"model {call.model!r}: {outcome.error} (tried {', '.join(exclude)})"
-                return error_response(
-                    call.front,
-                    outcome.status,
-                    message,
-                    "backend-failed",
-                    backend=lease.backend.name,
-                )
+                return _all_failed(router, call, outcome, exclude)
             router.metrics.retries.labels(lease.backend.name, call.model).inc()
+    except (asyncio.CancelledError, ConnectionError):
+        # the client went away: say so in the log rather than the status of a stream it cut
+        outcome.status = 499
+        outcome.error = outcome.error or "client closed the connection before the answer ended"
+        raise
     finally:
         _account(router, call, outcome)
+
+
+def _refused(router: Router, call: Call, outcome: Outcome, exc: RoutingError) -> web.Response:
+    """Queue full, queue deadline or no backend at all: with a Retry-After from what was seen."""
+    why = type(exc).__name__
+    router.metrics.rejected.labels(call.model, why).inc()
+    reason = {"QueueFull": "queue-full", "QueueTimeout": "queue-deadline"}.get(why, "no-backend")
+    if reason == "no-backend":
+        retry_after = retry_after_no_backend(router, call.model)
+    else:
+        retry_after = retry_after_queue(router, call.model)
+    outcome.status, outcome.error, outcome.reason = exc.status, str(exc), reason
+    return error_response(call.front, exc.status, str(exc), reason, retry_after)
+
+
+def _all_failed(router: Router, call: Call, outcome: Outcome, tried: set[str]) -> web.Response:
+    """Every backend tried failed before the first byte: 504 for timeouts, 503 busy, else 502."""
+    status = {"timeout": 504, "busy": 503}.get(outcome.failure or "", 502)
+    message = f"model {call.model!r}: {outcome.error} (tried {', '.join(sorted(tried))})"
+    outcome.status, outcome.reason = status, "backend-failed"
+    retry_after = retry_after_queue(router, call.model) if status == 503 else None
+    return error_response(
+        call.front,
+        status,
+        message,
+        "backend-failed",
+        retry_after=retry_after,
+        backend=outcome.backend or "none",
+    )
+
+
+def _upstream_timeout(router: Router, call: Call, lease: Lease) -> float:
+    """How long to wait for response headers: a load may take minutes, a resident model not.
+
+    A non-streaming answer's headers come only with the whole answer, so it keeps the
+    longer bound; a streaming one must start within ``first_byte_timeout_s``.
+    """
+    cfg = router.config
+    resident = not lease.loading and lease.backend.model(call.model).status == "loaded"
+    if resident and call.stream:
+        return cfg.first_byte_timeout_s
+    return cfg.load_timeout_s
 
 
 async def _attempt(
@@ -198,48 +281,62 @@ async def _attempt(
             await lease.ready
         up = plan(call, backend)
         adapter = router.adapter(backend)
+        timeout_s = _upstream_timeout(router, call, lease)
         try:
             # asyncio.timeout, not wait_for: no extra task per request on the hot path
-            async with asyncio.timeout(router.config.load_timeout_s):
+            async with asyncio.timeout(timeout_s):
                 resp = await router.http().post(
                     adapter.base + up.path,
                     json=up.body,
                     headers={**adapter.headers(), "X-Request-Id": call.request_id},
                 )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            kind = "timeout" if isinstance(exc, TimeoutError) else "connect"
-            router.record_failure(backend, kind)
-            outcome.error = f"backend {backend.name}: {kind} error: {exc or type(exc).__name__}"
+            if isinstance(exc, TimeoutError):
+                detail = f"no answer within {timeout_s:g}s"
+                _transport_failure(router, backend, outcome, "timeout", detail)
+            else:
+                detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                _transport_failure(router, backend, outcome, "connect", detail)
             return None
-        if resp.status >= 500 or resp.status == 429:
-            body = await resp.read()
-            if resp.status >= 500:
-                router.record_failure(backend, "5xx")
-            outcome.status = resp.status
-            outcome.error = (
-                f"backend {backend.name} answered {resp.status}: "
-                f"{translate.openai_error_message(body)}"
-            )
-            return None
-        router.record_success(backend)
         if resp.status >= 400:
-            body = await resp.read()
-            ok = True
+            try:
+                async with asyncio.timeout(router.config.stall_timeout_s):
+                    body = await resp.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                _transport_failure(router, backend, outcome, "cut", f"error body lost: {exc}")
+                return None
+            message = translate.openai_error_message(body)
             outcome.status = resp.status
-            outcome.error = translate.openai_error_message(body)
+            outcome.error = f"backend {backend.name} answered {resp.status}: {message}"
+            if resp.status in BUSY:
+                outcome.failure = "busy"
+                return None  # full or loading: another backend may take it; not a fault
+            if resp.status in GATEWAY:
+                _transport_failure(router, backend, outcome, "gateway", outcome.error)
+                return None
+            # an answered error belongs to this request: hand it back, leave health alone
+            ok = True
+            bad = resp.status >= 500
+            note_outcome(router, backend, bad=bad, key=request_key(call.body) if bad else None)
+            if bad:
+                backend.record_failure(time.monotonic(), "5xx")  # error score only
+                router.metrics.backend_failures.labels(backend.name, "5xx").inc()
+            else:
+                router.record_success(backend)
+            outcome.error = message
             headers = route_headers(lease, call, outcome.attempts - 1)
-            if call.front == "openai" or backend.kind == "ollama":
-                ctype = resp.headers.get("Content-Type", "application/json")
-                return web.Response(
-                    body=body, status=resp.status, headers={**headers, "Content-Type": ctype}
-                )
+            headers[REASON_HEADER] = "backend-error"
+            if _in_front_shape(call.front, body):  # keep its type/param/code as they are
+                headers["Content-Type"] = "application/json"
+                return web.Response(body=body, status=resp.status, headers=headers)
             return web.json_response(
-                error_body(call.front, resp.status, outcome.error),
-                status=resp.status,
-                headers=headers,
+                error_body(call.front, resp.status, message), status=resp.status, headers=headers
             )
+        router.record_success(backend)
         answer = await _relay(router, request, call, lease, resp, up, outcome)
         ok = outcome.error is None
+        if ok:
+            note_outcome(router, backend, bad=False)
         return answer
     finally:
         gauge.dec()
@@ -252,6 +349,29 @@ async def _attempt(
         if ok:
             _keep_alive(router, call, lease)
         router.refresh_soon(backend)  # learn what the request changed (loads, evictions)
+
+
+def _in_front_shape(front: Front, body: bytes) -> bool:
+    """Is a backend's error body already what this front's clients expect?"""
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return False
+    error = obj.get("error") if isinstance(obj, dict) else None
+    if front == "ollama":
+        return isinstance(error, str)
+    return isinstance(error, dict) and isinstance(error.get("message"), str)
+
+
+def _transport_failure(
+    router: Router, backend: BackendState, outcome: Outcome, kind: str, detail: str
+) -> None:
+    """Connect error, timeout, cut stream, gateway error: the backend's fault, always."""
+    transport_failure(router, backend, kind)
+    outcome.failure = "timeout" if kind in ("timeout", "stall") else "transport"
+    if not detail.startswith(f"backend {backend.name}"):
+        detail = f"backend {backend.name}: {kind}: {detail}"
+    outcome.error = detail
 
 
 async def _chunks(resp: aiohttp.ClientResponse, stall_s: float) -> AsyncIterator[bytes]:
@@ -274,7 +394,8 @@ async def _relay(
     resp: aiohttp.ClientResponse,
     up: Upstream,
     outcome: Outcome,
-) -> web.StreamResponse:
+) -> web.StreamResponse | None:
+    """Send the backend's answer on; None when it failed before anything reached the client."""
     headers = route_headers(lease, call, outcome.attempts - 1)
     stall_s = router.config.stall_timeout_s
     ctype = resp.headers.get("Content-Type", "application/json")
@@ -290,7 +411,9 @@ async def _relay(
         try:
             data = b"".join([c async for c in _chunks(resp, stall_s)])
         except (Stall, aiohttp.ClientError) as exc:
-            return _failed_before_body(router, call, lease, outcome, exc)
+            kind = "stall" if isinstance(exc, Stall) else "cut"
+            _transport_failure(router, lease.backend, outcome, kind, f"answer lost: {exc}")
+            return None  # nothing reached the client yet: retry elsewhere
         first_byte()
         return _whole(call, lease, up, data, headers, outcome)
 
@@ -320,58 +443,72 @@ async def _relay(
         if up.translation == "raw" and upstream_model and upstream_model != client_model
         else None
     )
+    write_s = router.config.client_write_timeout_s
+
+    async def send(data: bytes | None = None) -> None:
+        """Write to the client, giving up when it reads nothing for ``write_s``."""
+        try:
+            async with asyncio.timeout(write_s):
+                if not out.prepared:
+                    first_byte()
+                    await out.prepare(request)
+                if data:
+                    await out.write(data)
+        except TimeoutError:
+            raise ClientStopped(f"the client read nothing for {write_s:g}s") from None
+
     try:
         async for chunk in _chunks(resp, stall_s):
-            if not out.prepared:
-                first_byte()
-                await out.prepare(request)
             if reply is None:
                 sniffer.feed(chunk)
-                await out.write(renamer.feed(chunk) if renamer else chunk)
+                await send(renamer.feed(chunk) if renamer else chunk)
                 continue
+            await send()
             for line in sse.feed(chunk):
                 obj = _sse_data(line)
                 if obj is None:
                     continue
                 reply.chunk(obj)
                 for piece in reply.lines():
-                    await out.write(_ndjson(piece))
-        if not out.prepared:
-            first_byte()
-            await out.prepare(request)
+                    await send(_ndjson(piece))
+        await send()
         if reply is not None:
             reply.timing.first_byte = lease.first_byte_at
             reply.timing.end = time.monotonic()
             tool_line = reply.tool_call_line()
             if tool_line:
-                await out.write(_ndjson(tool_line))
+                await send(_ndjson(tool_line))
             final = reply.final(streamed=True)
-            await out.write(_ndjson(final))
+            await send(_ndjson(final))
             outcome.prompt_tokens = final["prompt_eval_count"]
             outcome.completion_tokens = final["eval_count"]
+    except ClientStopped as exc:
+        # cut the client off: the finally in _attempt closes the upstream and frees the slot
+        _cut_off(request, outcome, str(exc))
+        return out
     except (Stall, aiohttp.ClientError) as exc:
-        kind = "stall" if isinstance(exc, Stall) else "connect"
-        router.record_failure(lease.backend, kind)
-        outcome.error = f"backend {lease.backend.name} failed mid-answer: {kind}: {exc}"
+        kind = "stall" if isinstance(exc, Stall) else "cut"
+        what = f"no data for {stall_s:g}s" if kind == "stall" else "stream cut"
         if not out.prepared:
-            await out.prepare(request)
-        await out.write(_stream_error(call.front, up, outcome.error))
+            _transport_failure(router, lease.backend, outcome, kind, f"{what} ({exc})")
+            return None  # nothing reached the client yet: retry elsewhere
+        _transport_failure(router, lease.backend, outcome, kind, "")
+        outcome.error = f"backend {lease.backend.name} failed mid-answer: {what}: {exc}"
+        try:
+            await send(_stream_error(call.front, up, outcome.error))
+        except ClientStopped as stopped:
+            _cut_off(request, outcome, str(stopped))
+            return out
     await out.write_eof()
     return out
 
 
-def _failed_before_body(
-    router: Router, call: Call, lease: Lease, outcome: Outcome, exc: Exception
-) -> web.Response:
-    kind = "stall" if isinstance(exc, Stall) else "connect"
-    router.record_failure(lease.backend, kind)
-    outcome.status = 502
-    outcome.error = f"backend {lease.backend.name} failed: {kind}: {exc}"
-    return web.json_response(
-        error_body(call.front, 502, outcome.error),
-        status=502,
-        headers=route_headers(lease, call, outcome.attempts - 1),
-    )
+def _cut_off(request: web.Request, outcome: Outcome, why: str) -> None:
+    """Drop a client that stopped reading; logged as 499 like one that went away."""
+    outcome.status = 499
+    outcome.error = f"{why}; answer cancelled"
+    if request.transport is not None:
+        request.transport.abort()
 
 
 def _whole(
@@ -537,6 +674,8 @@ def parse_duration(value: Any) -> float | None:
     if isinstance(value, int | float):
         return float(value)
     text = str(value).strip()
+    if not text:
+        return None  # Go's time.ParseDuration("") fails too: not "0", never an unload
     try:
         return float(text)
     except ValueError:

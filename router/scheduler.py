@@ -1,10 +1,12 @@
-"""Binds requests to backends: policy decisions, slot bookkeeping and the per-model queue.
+"""Binds requests to backends on the event loop; the bookkeeping itself is pure
+(``router/bookkeeping.py``, which the simulator drives too).
 
-``acquire`` asks the pure policy; a ``serve`` or ``load`` decision takes a slot at once, a
-``wait`` parks the request in a bounded FIFO per model. Every change that could free
-capacity (a request ends, a load finishes, a refresh, a drain) calls ``kick``, which hands
-waiting requests to the first backend that can take them (late binding). A request that
-waits past the deadline gets ``QueueTimeout``; a full queue gets ``QueueFull`` at once.
+``acquire`` hands the request to the bookkeeping; a ``serve`` or ``load`` decision takes a
+slot at once, a ``wait`` parks the request in a bounded FIFO per model and the caller awaits
+a future. Every change that could free capacity (a request ends, a load finishes, a refresh,
+a drain) calls ``kick``, which hands waiting requests to the first backend that can take
+them (late binding). A request that waits past the deadline gets ``QueueTimeout``; a full
+queue gets ``QueueFull`` at once.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from modelfleet.router.policy import Decision, Policy, Request
-from modelfleet.router.state import BackendState, Decided, FleetState
+from modelfleet.router.bookkeeping import Bookkeeping, Lease, Ticket
+from modelfleet.router.policy import Decision, Policy
+from modelfleet.router.state import Decided, FleetState
+
+__all__ = ["Lease", "NoBackend", "QueueFull", "QueueTimeout", "RoutingError", "Scheduler"]
 
 
 class RoutingError(Exception):
@@ -40,35 +44,10 @@ class QueueTimeout(RoutingError):
     status = 503
 
 
-@dataclass
-class Lease:
-    """One slot on one backend, held by one request until ``release``."""
-
-    backend: BackendState
-    model: str
-    decision: Decision
-    queued_s: float = 0.0
-    attempt: int = 0
-    ready: asyncio.Task[None] | None = None  # evictions to finish before sending
-    started: float = field(default_factory=time.monotonic)
-    first_byte_at: float | None = None
-    released: bool = False
-
-    @property
-    def reason(self) -> str:
-        return self.decision.reason
-
-    @property
-    def loading(self) -> bool:
-        return self.decision.action == "load" or self.decision.reason == "join-load"
-
-
-@dataclass
+@dataclass(eq=False)
 class _Waiter:
-    model: str
-    exclude: frozenset[str]
+    ticket: Ticket
     future: asyncio.Future[Lease]
-    since: float
 
 
 Unload = Callable[[str, str], Awaitable[None]]  # (backend name, model)
@@ -76,6 +55,9 @@ OnDecision = Callable[[str, Decision], None]
 
 
 class Scheduler:
+    """Drives :class:`router.bookkeeping.Bookkeeping` from the event loop: a queued request
+    waits on a future, hold wake-ups are loop timers, evictions are unload calls."""
+
     def __init__(
         self,
         fleet: FleetState,
@@ -84,10 +66,19 @@ class Scheduler:
         on_decision: OnDecision | None = None,
     ) -> None:
         self.fleet = fleet
-        self.policy = policy
         self.unload = unload
         self.on_decision = on_decision or (lambda model, decision: None)
-        self.waiters: dict[str, deque[_Waiter]] = {}
+        self.books = Bookkeeping(fleet, policy, self._record)
+        self.waiters: dict[Ticket, _Waiter] = {}
+        self._wakeups: set[float] = set()  # loop times of pending hold wake-ups
+
+    @property
+    def policy(self) -> Policy:
+        return self.books.policy
+
+    @policy.setter
+    def policy(self, policy: Policy) -> None:
+        self.books.policy = policy
 
     # -- acquiring and releasing ------------------------------------------------------------
 
@@ -95,154 +86,101 @@ class Scheduler:
         self, model: str, exclude: frozenset[str] = frozenset(), attempt: int = 0
     ) -> Lease:
         cfg = self.fleet.config.queue
-        queue = self.waiters.setdefault(model, deque())
         now = time.monotonic()
-        if attempt == 0:
-            self.fleet.demand.record(model, now)
-        decision = self._decide(model, exclude, now)
-        # FIFO: a newcomer binds at once only when nobody is waiting; a retry already waited
-        if (not queue or attempt > 0) and decision.action in ("serve", "load"):
-            return self._bind(model, decision, exclude, now, since=now, attempt=attempt)
-        if decision.action == "reject":
+        ticket = Ticket(model, now, exclude, attempt)
+        arrival = self.books.arrive(ticket, now, limit=cfg.max_per_model, explain=True)
+        self._arm_wakeups()
+        if arrival.outcome == "bound":
+            assert arrival.lease is not None
+            return self._start(arrival.lease)
+        if arrival.outcome == "rejected":
             raise NoBackend(f"no healthy backend can serve model {model!r}")
-        retry_after = max(cfg.retry_after_s, math.ceil(decision.wait_s))
-        if len(queue) >= cfg.max_per_model:
+        wait_s = arrival.decision.wait_s if arrival.decision else 0.0
+        retry_after = max(cfg.retry_after_s, math.ceil(wait_s))
+        if arrival.outcome == "full":
             error = QueueFull(
                 f"queue for model {model!r} is full ({cfg.max_per_model} waiting)", retry_after
             )
             error.status = cfg.full_status
             raise error
-        waiter = _Waiter(model, exclude, asyncio.get_running_loop().create_future(), now)
-        if attempt > 0:
-            queue.appendleft(waiter)  # a retry keeps its place at the front
-        else:
-            queue.append(waiter)
-        self._count_queue(model)
-        if decision.action in ("serve", "load"):
-            self.kick()  # capacity is free but others were first in line: serve them in order
+        waiter = _Waiter(ticket, asyncio.get_running_loop().create_future())
+        self.waiters[ticket] = waiter
         try:
-            lease = await asyncio.wait_for(asyncio.shield(waiter.future), cfg.deadline_s)
+            return await asyncio.wait_for(asyncio.shield(waiter.future), cfg.deadline_s)
         except BaseException as exc:
             # timed out, rejected or the client went away: give back a slot bound meanwhile
             fut = waiter.future
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 self.release(fut.result(), ok=True, served=False)
             fut.cancel()
-            if waiter in queue:
-                queue.remove(waiter)
-                self._count_queue(model)
+            self.books.withdraw(ticket)
+            self.waiters.pop(ticket, None)
             if isinstance(exc, TimeoutError):
                 raise QueueTimeout(
                     f"model {model!r} waited {cfg.deadline_s:g}s for a free backend", retry_after
                 ) from None
             raise
-        lease.attempt = attempt
-        return lease
 
     def release(self, lease: Lease, ok: bool, served: bool = True) -> None:
         """Give the slot back. ``ok=False`` for a failure before the first byte."""
         if lease.released:
             return
-        lease.released = True
-        now = time.monotonic()
-        ms = lease.backend.model(lease.model)
-        ms.in_flight = max(0, ms.in_flight - 1)
-        ms.last_used = now
-        if ok and served:
-            self.fleet.observe_service(lease.model, now - lease.started)
-        if not ok and ms.status == "loading" and lease.first_byte_at is None and ms.in_flight == 0:
-            ms.status = "cold"  # the load we started did not happen; the refresher will tell
-            ms.load_started = None
-        self.fleet.forget_removed()
+        self.books.release(lease, time.monotonic(), ok, served)
         self.kick()
 
     def first_byte(self, lease: Lease) -> None:
         """The backend started answering: a load it was doing is over."""
-        now = time.monotonic()
-        lease.first_byte_at = now
-        ms = lease.backend.model(lease.model)
-        if ms.status == "loading":
-            if ms.load_started is not None and lease.decision.action == "load":
-                self.fleet.observe_load(lease.model, now - ms.load_started)
-            ms.status = "loaded"
-            ms.load_started = None
+        was_loading = lease.backend.model(lease.model).status == "loading"
+        self.books.ready(lease, time.monotonic())
+        if was_loading:
             self.kick()
-        elif ms.status == "cold":
-            ms.status = "loaded"
 
     # -- late binding -----------------------------------------------------------------------
 
     def kick(self) -> None:
         """Hand waiting requests to backends that can take them now."""
-        now = time.monotonic()
-        for model, queue in list(self.waiters.items()):
-            while queue:
-                waiter = queue[0]
-                if waiter.future.done():
-                    queue.popleft()
-                    continue
-                decision = self._decide(model, waiter.exclude, now, record=False)
-                if decision.action == "reject":
-                    queue.popleft()
+        for bound in self.books.kick(time.monotonic()):
+            waiter = self.waiters.pop(bound.ticket, None)
+            if bound.lease is None:
+                if waiter is not None and not waiter.future.done():
                     waiter.future.set_exception(
-                        NoBackend(f"no healthy backend can serve model {model!r}")
+                        NoBackend(f"no healthy backend can serve model {bound.ticket.model!r}")
                     )
-                    continue
-                if decision.action == "wait":
-                    break
-                queue.popleft()
-                waiter.future.set_result(
-                    self._bind(model, decision, waiter.exclude, now, since=waiter.since)
-                )
-            self._count_queue(model)
+                continue
+            lease = self._start(bound.lease)
+            if waiter is None or waiter.future.done():
+                self.release(lease, ok=True, served=False)  # nobody waits for it any more
+            else:
+                waiter.future.set_result(lease)
+        self._arm_wakeups()
 
     # -- internals --------------------------------------------------------------------------
 
-    def _decide(
-        self, model: str, exclude: frozenset[str], now: float, record: bool = True
-    ) -> Decision:
-        request = Request(model, self.fleet.size_mb(model))
-        decision = self.policy.decide(self.fleet.view(now), request, now, exclude)
-        if record and decision.action in ("wait", "reject"):
-            self._record(model, decision)
-        return decision
-
-    def _bind(
-        self,
-        model: str,
-        decision: Decision,
-        exclude: frozenset[str],
-        now: float,
-        since: float,
-        attempt: int = 0,
-    ) -> Lease:
-        assert decision.backend is not None
-        backend = self.fleet.backends[decision.backend]
-        ms = backend.model(model)
-        ms.in_flight += 1
-        ms.last_used = now
-        if decision.action == "load":
-            ms.status = "loading"
-            ms.load_started = now
-            ms.vram_mb = None
-            ms.size_mb = ms.size_mb or self.fleet.size_mb(model)
-        lease = Lease(backend, model, decision, queued_s=now - since, attempt=attempt)
-        if decision.evict:
-            lease.ready = asyncio.ensure_future(self._evict(decision.evict))
-        self._record(model, decision)
+    def _start(self, lease: Lease) -> Lease:
+        if lease.decision.evict:
+            lease.ready = asyncio.ensure_future(self._evict(lease.decision.evict))
         return lease
 
+    def _arm_wakeups(self) -> None:
+        """A held request must be decided again when its hold runs out, even if nothing else
+        happens by then (one timer per instant is enough)."""
+        loop = asyncio.get_running_loop()
+        offset = loop.time() - time.monotonic()
+        for wake in self.books.take_wakeups():
+            at = math.ceil((wake + offset) * 1000) / 1000
+            if at not in self._wakeups:
+                self._wakeups.add(at)
+                loop.call_at(at, self._wake, at)
+
+    def _wake(self, at: float) -> None:
+        self._wakeups.discard(at)
+        self.kick()
+
     async def _evict(self, victims: tuple[tuple[str, str], ...]) -> None:
-        for backend_name, victim in victims:
-            state = self.fleet.backends.get(backend_name)
-            if state is None:
-                continue
-            ms = state.model(victim)
-            ms.status = "cold"  # bookkeeping first, so nobody is routed to it meanwhile
-            ms.vram_mb = None
+        # the bookkeeping already marked them cold, so nobody is routed to them meanwhile
         await asyncio.gather(*(self.unload(b, m) for b, m in victims), return_exceptions=True)
 
-    def _record(self, model: str, decision: Decision) -> None:
+    def _record(self, model: str, decision: Decision, queued: int) -> None:
         self.fleet.decisions.append(
             Decided(
                 at=time.time(),
@@ -251,13 +189,7 @@ class Scheduler:
                 reason=decision.reason,
                 backend=decision.backend,
                 evict=list(decision.evict),
-                queued=len(self.waiters.get(model, ())),
+                queued=queued,
             )
         )
         self.on_decision(model, decision)
-
-    def _count_queue(self, model: str) -> None:
-        depth = sum(1 for w in self.waiters.get(model, ()) if not w.future.done())
-        self.fleet.queued[model] = depth
-        if not depth:
-            self.fleet.queued.pop(model, None)

@@ -33,6 +33,7 @@ class ModelState:
     slots: int = 1
     last_used: float = 0.0  # monotonic
     load_started: float | None = None  # monotonic, while loading
+    ready_at: float = 0.0  # monotonic; when the last load the router saw finished
     pinned: bool = False
     context_length: int | None = None
     unload_at: float | None = None  # router-kept keep_alive for backends without one (monotonic)
@@ -317,3 +318,30 @@ class FleetState:
 
 def _ewma(old: float | None, new: float, alpha: float = 0.3) -> float:
     return new if old is None else (1 - alpha) * old + alpha * new
+
+
+@dataclass
+class Outcome:
+    at: float
+    bad: bool
+    transport: bool  # connect error, timeout, cut stream: always the backend's fault
+    key: str | None  # which request (hash of its body), for answered 5xx
+
+
+@dataclass
+class ErrorRate:
+    """One backend's recent outcomes, for the error-rate rule (router/health.py)."""
+
+    outcomes: deque[Outcome] = field(default_factory=deque)
+    ejections: int = 0
+    last_ejected: float = float("-inf")
+
+    def trim(self, now: float, window_s: float, keep: int) -> None:
+        while self.outcomes and (self.outcomes[0].at < now - window_s or len(self.outcomes) > keep):
+            self.outcomes.popleft()
+
+    def answered_5xx_share(self) -> float | None:
+        answered = [o for o in self.outcomes if not o.transport]
+        if not answered:
+            return None
+        return sum(o.bad for o in answered) / len(answered)

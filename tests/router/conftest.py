@@ -140,15 +140,27 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None
         await asyncio.sleep(0.02)
 
 
+POISON_MESSAGE = "tools param requires --jinja flag"  # what llama-server answers, with a 500
+
+
 @dataclass
 class FaultyBackend:
-    """An OpenAI-shaped backend that fails on purpose. ``mode``: ok | 500 | stall | hang."""
+    """An OpenAI-shaped backend that fails on purpose.
+
+    ``mode``: ok | 500 | 502 (a gateway's HTML page) | stall (first chunk, then silence) |
+    hang (accepts, never answers) | cut (first chunk, then drops the connection) | flood
+    (streams without end, for clients that stop reading). In every mode a request whose body
+    contains ``poison`` gets llama-server's 500 for content it cannot handle, and ``delay_s``
+    holds each answer that long after its first chunk (so concurrent requests overlap).
+    """
 
     mode: str = "ok"
     models: list[str] = field(default_factory=lambda: ["m"])
     requests: int = 0
     cancelled: int = 0
     health_status: int = 200
+    poison: str | None = None
+    delay_s: float = 0.0
     server: TestServer | None = None
 
     @property
@@ -158,9 +170,16 @@ class FaultyBackend:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
-        body = await request.json()
+        raw = await request.read()
+        body = json.loads(raw)
+        if self.poison and self.poison in raw.decode():
+            error = {"code": 500, "message": POISON_MESSAGE, "type": "server_error"}
+            return web.json_response({"error": error}, status=500)
         if self.mode == "500":
             return web.json_response({"error": {"message": "boom", "code": 500}}, status=500)
+        if self.mode == "502":
+            page = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+            return web.Response(text=page, status=502, content_type="text/html")
         if self.mode == "hang":
             try:
                 await asyncio.sleep(3600)
@@ -171,6 +190,23 @@ class FaultyBackend:
         await resp.prepare(request)
         chunk = {"choices": [{"index": 0, "delta": {"content": "hi"}}], "model": body["model"]}
         await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.mode == "cut":
+            assert request.transport is not None
+            request.transport.abort()
+            return resp
+        if self.mode == "flood":
+            line = b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            try:
+                while True:
+                    await resp.write(line * 256)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+            except ConnectionError:
+                self.cancelled += 1
+                return resp
         if self.mode == "stall":
             try:
                 await asyncio.sleep(3600)
@@ -189,8 +225,10 @@ class FaultyBackend:
 async def faulty_backend() -> AsyncIterator[Callable[..., Awaitable[FaultyBackend]]]:
     servers: list[TestServer] = []
 
-    async def start(mode: str = "ok", models: list[str] | None = None) -> FaultyBackend:
-        backend = FaultyBackend(mode=mode, models=models or ["m"])
+    async def start(
+        mode: str = "ok", models: list[str] | None = None, **kwargs: Any
+    ) -> FaultyBackend:
+        backend = FaultyBackend(mode=mode, models=models or ["m"], **kwargs)
         app = web.Application()
         app.router.add_post("/v1/chat/completions", backend.chat)
         app.router.add_get("/v1/models", backend.models_list)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.router.conftest import ndjson, router_of, wait_for
+from tests.router.conftest import admin, ndjson, router_of, wait_for
 
 MODEL = "qwen2.5:0.5b"
 
@@ -116,7 +116,9 @@ async def test_embed_and_legacy_embeddings(ollama, make_router):
 async def test_pull_to_one_backend_and_to_all_streams_progress(ollama, make_router):
     a, b = ollama(models=[]), ollama(models=[])
     client = await make_router([{"name": "a", "url": a.url}, {"name": "b", "url": b.url}])
-    resp = await client.post("/api/pull", json={"model": MODEL, "backend": "a"})
+    resp = await client.post(
+        "/api/pull", json={"model": MODEL, "backend": "a"}, headers=admin(client)
+    )
     lines = await ndjson(resp)
     assert {line.get("backend") for line in lines[:-1]} == {"a"}
     assert any(line.get("status", "").startswith("pulling") for line in lines)
@@ -125,7 +127,7 @@ async def test_pull_to_one_backend_and_to_all_streams_progress(ollama, make_rout
     await wait_for(lambda: MODEL in router.fleet.backends["a"].catalog())
     assert MODEL not in router.fleet.backends["b"].catalog()
 
-    resp = await client.post("/api/pull", json={"model": "llama3.2:1b"})
+    resp = await client.post("/api/pull", json={"model": "llama3.2:1b"}, headers=admin(client))
     lines = await ndjson(resp)
     assert {line.get("backend") for line in lines[:-1]} == {"a", "b"}
     assert lines[-1]["status"] == "success"
@@ -134,7 +136,8 @@ async def test_pull_to_one_backend_and_to_all_streams_progress(ollama, make_rout
 async def test_pull_of_unknown_model_reports_the_backend_error(ollama, make_router):
     server = ollama(models=[])
     client = await make_router([{"name": "a", "url": server.url}])
-    lines = await ndjson(await client.post("/api/pull", json={"model": "nope:1b"}))
+    pull = await client.post("/api/pull", json={"model": "nope:1b"}, headers=admin(client))
+    lines = await ndjson(pull)
     assert "error" in lines[-1] and "a" in lines[-1]["error"]
 
 
@@ -146,7 +149,8 @@ async def test_load_and_unload_with_empty_prompt(ollama, make_router):
     assert body["done_reason"] == "load"
     router = router_of(client)
     assert router.fleet.backends["o1"].models[MODEL].status == "loaded"
-    resp = await client.post("/api/chat", json={"model": MODEL, "messages": [], "keep_alive": 0})
+    unload = {"model": MODEL, "messages": [], "keep_alive": 0}
+    resp = await client.post("/api/chat", json=unload, headers=admin(client))
     body = await resp.json()
     assert body["done_reason"] == "unload"
     await router.refresh_all()

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import pytest
 
-from modelfleet.router.policy import BackendView, FleetView, HostView, Policy, Request, Residency
+from modelfleet.router.policy import (
+    BackendView,
+    FleetView,
+    HostView,
+    Policy,
+    PolicyParams,
+    Request,
+    Residency,
+)
 
 HOST_MB = 24_000
 
@@ -88,7 +96,8 @@ def test_busy_and_pinned_models_stay_even_when_cheapest():
         hosts={"gpu": HostView("gpu", HOST_MB)},
         demand={"busy": 0.0, "pinned": 0.0, "a": 0.5, "b": 0.4},
     )
-    d = Policy().decide(view, Request("new-model", 5_000), now=100.0)
+    # (no hold: this is about which victims, not whether to wait for "busy" to finish)
+    d = Policy(PolicyParams(max_hold_s=0)).decide(view, Request("new-model", 5_000), now=100.0)
     assert set(d.evict) == {("gpu", "a"), ("gpu", "b")}
 
 

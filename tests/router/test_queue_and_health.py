@@ -88,10 +88,11 @@ async def test_queue_deadline_gives_503(ollama, make_router):
     assert router.fleet.queued.get("qwen2.5:0.5b", 0) == 0
 
 
-async def test_failing_backend_is_retried_elsewhere_before_the_first_byte(
+async def test_transport_failure_is_retried_elsewhere_before_the_first_byte(
     faulty_backend, make_router, tmp_path
 ):
-    bad, good = await faulty_backend("500"), await faulty_backend("ok")
+    """A gateway's 502 page is a transport failure: retried, counted against the backend."""
+    bad, good = await faulty_backend("502"), await faulty_backend("ok")
     client = await make_router(
         [
             {"name": "bad", "url": bad.url, "kind": "openai"},
@@ -108,34 +109,65 @@ async def test_failing_backend_is_retried_elsewhere_before_the_first_byte(
         assert resp.status == 200
         assert resp.headers["X-Modelfleet-Backend"] == "good"
         assert (await sse(resp))[-1] == "[DONE]"
-    assert bad.requests == 1  # fail_threshold 1: ejected after its first 5xx
+    assert bad.requests == 1  # fail_threshold 1: ejected after its first transport failure
     assert router.fleet.backends["bad"].healthy is False
     assert any(r.headers["X-Modelfleet-Attempts"] == "2" for r in replies)
     metrics = await (await client.get("/metrics")).text()
-    assert 'modelfleet_backend_failures_total{backend="bad",kind="5xx"}' in metrics
+    assert 'modelfleet_backend_failures_total{backend="bad",kind="gateway"}' in metrics
     assert 'modelfleet_retries_total{backend="bad",model="m"} 1.0' in metrics
     records = [json.loads(line) for line in (tmp_path / "access.jsonl").read_text().splitlines()]
     assert records[0]["attempts"] == 2 and records[0]["error"] is None
     assert all(r["backend"] == "good" and r["status"] == 200 for r in records)
 
 
-async def test_fast_failing_backend_does_not_look_idle(faulty_backend, make_router):
-    """Its health probe passes, so only the passive error score keeps traffic away."""
-    bad, good = await faulty_backend("500"), await faulty_backend("ok")
+async def test_backend_that_500s_on_everything_is_ejected_though_its_probe_answers(
+    faulty_backend, make_router, monkeypatch
+):
+    """Issue 9, case 1 (other side): answered 5xx on many different requests eject it, and
+    after that it gets under 5 % of the traffic. Its probe answers 200 throughout."""
+    from modelfleet.router import health
+
+    bad = await faulty_backend("500")
+    good = await faulty_backend("ok", delay_s=0.02)  # slow enough that both get traffic
     client = await make_router(
         [
             {"name": "bad", "url": bad.url, "kind": "openai"},
             {"name": "good", "url": good.url, "kind": "openai"},
         ],
-        health={"interval_s": 0.05, "fail_threshold": 100},
+        health={"interval_s": 30.0, "fail_threshold": 100},  # only the error-rate rule
     )
-    for _ in range(8):
-        resp = await client.post("/v1/chat/completions", json=chat())
-        assert resp.status == 200
-    assert bad.requests == 1
-    assert (
-        router_of(client).fleet.backends["bad"].error_score(asyncio.get_running_loop().time()) >= 0
-    )
+    router = router_of(client)
+    answered_at_detection: list[int] = []
+    bad_at_detection: list[int] = []
+    statuses: list[int] = []
+    eject = health.eject
+
+    def spy(router_: object, state: object, reason: str) -> None:
+        answered_at_detection.append(len(statuses))
+        bad_at_detection.append(bad.requests)
+        eject(router_, state, reason)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(health, "eject", spy)
+
+    async def worker(n: int) -> None:
+        for i in range(40):
+            body = chat()
+            body["messages"][0]["content"] = f"worker {n} request {i}"  # all different
+            resp = await client.post("/v1/chat/completions", json=body)
+            statuses.append(resp.status)
+            if resp.status != 200:  # the backend's own message, in the OpenAI shape
+                assert resp.status == 500
+                assert (await resp.json())["error"]["message"] == "boom"
+                assert resp.headers["X-Modelfleet-Reason"] == "backend-error"
+
+    await asyncio.gather(*(worker(n) for n in range(4)))
+    assert bad_at_detection, "the backend that fails everything was never ejected"
+    state = router.fleet.backends["bad"]
+    assert not state.healthy and "error rate" in (state.last_error or "")
+    sent_after = len(statuses) - answered_at_detection[0]
+    share_after = (bad.requests - bad_at_detection[0]) / sent_after
+    assert share_after < 0.05, share_after
+    assert statuses.count(500) == bad.requests  # every failure answered, none lost
 
 
 async def test_connection_refused_is_retried(faulty_backend, make_router):
@@ -284,7 +316,7 @@ async def test_bookkeeping_returns_to_zero_after_a_burst_with_cancellations(olla
             and not router.fleet.queued
         )
     )
-    assert all(not q for q in router.scheduler.waiters.values())
+    assert not router.scheduler.waiters and not router.scheduler.books.queues
     metrics = await (await client.get("/metrics")).text()
     assert "modelfleet_in_flight" in metrics
     for line in metrics.splitlines():

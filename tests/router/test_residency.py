@@ -94,15 +94,91 @@ async def test_backends_on_one_host_share_its_vram(ollama, make_router):
     assert resp.headers["X-Modelfleet-Reason"] == "load-fits"
 
 
+async def test_burst_for_a_cold_model_loads_it_once_and_evicts_nothing(ollama, make_router):
+    # Both hosts hold a hot model and have room. Eight concurrent requests for a cold model:
+    # one load, the rest join it or wait for its slots. No service time was observed yet, so
+    # the default (5 s x 7 queued / 2 slots > the 1.5 s load) must not trigger a scale-out.
+    hosts = {
+        name: ollama(
+            catalog=CATALOG,
+            models=["hot:1b", "cold:1b"],
+            vram_mb=8000,
+            num_parallel=2,
+            load_ms_per_gb=1000,
+            tokens_per_s=1000,
+        )
+        for name in "ab"
+    }
+    client = await make_router(
+        [{"name": n, "url": h.url, "vram_mb": 8000, "slots": 2} for n, h in hosts.items()]
+    )
+    router = router_of(client)
+    for name in "ab":
+        loaded = await client.post(
+            f"/admin/backends/{name}/load", json={"model": "hot:1b"}, headers=_admin()
+        )
+        assert loaded.status == 200
+    replies = await asyncio.gather(
+        *(client.post("/api/generate", json=gen("cold:1b", str(i))) for i in range(8))
+    )
+    assert all(r.status == 200 for r in replies)
+    assert sum(h.app.scheduler.load_counts.get("cold:1b", 0) for h in hosts.values()) == 1
+    assert len({r.headers["X-Modelfleet-Backend"] for r in replies}) == 1
+    assert not [d for d in router.fleet.decisions if d.evict or d.reason == "scale-out"]
+    await router.refresh_all()
+    for name in "ab":
+        assert router.fleet.backends[name].models["hot:1b"].status == "loaded"
+
+
+async def test_a_held_request_is_served_when_its_hold_runs_out(ollama, make_router):
+    # a holds hot:1b (asked four times), b is busy with cold:1b for seconds. new:1b must evict
+    # one of them: hot is idle but in demand, so the request is held (cold may free cheaper
+    # room); after max_hold_s the router's own timer decides again and evicts hot.
+    hosts = {
+        name: ollama(catalog=CATALOG, models=["hot:1b", "cold:1b", "new:1b"], vram_mb=2000,
+                     tokens_per_s=speed)
+        for name, speed in (("a", 100), ("b", 4))  # b answers in 2-4 s
+    }  # fmt: skip
+    client = await make_router(
+        [{"name": n, "url": h.url, "vram_mb": 2000} for n, h in hosts.items()],
+        policy={"max_hold_s": 0.5},
+    )
+    router = router_of(client)
+    for name, model in (("a", "hot:1b"), ("b", "cold:1b")):
+        loaded = await client.post(
+            f"/admin/backends/{name}/load", json={"model": model}, headers=_admin()
+        )
+        assert loaded.status == 200
+    short = {"num_predict": 1}
+    for i in range(4):
+        await client.post("/api/generate", json=gen("hot:1b", str(i)) | {"options": short})
+    busy = asyncio.ensure_future(client.post("/api/generate", json=gen("cold:1b", "a long one")))
+    while not router.fleet.backends["b"].models["cold:1b"].in_flight:
+        await asyncio.sleep(0.01)
+    new = await client.post("/api/generate", json=gen("new:1b") | {"options": short})
+    assert new.status == 200
+    assert (new.headers["X-Modelfleet-Reason"], new.headers["X-Modelfleet-Backend"]) == (
+        "load-evict",
+        "a",
+    )
+    assert [d.backend for d in router.fleet.decisions if d.reason == "hold-evict"] == ["a"]
+    assert not busy.done()  # nothing freed room meanwhile: the hold's timer woke it
+    assert (await busy).status == 200
+
+
 async def test_hot_model_scales_out_when_the_queue_would_outlast_a_load(ollama, make_router):
     a = ollama(models=["qwen2.5:0.5b"], tokens_per_s=40)
     b = ollama(models=["qwen2.5:0.5b"], tokens_per_s=40)
     client = await make_router(
         [{"name": "a", "url": a.url}, {"name": "b", "url": b.url}],
-        policy={"default_load_s": 0.01, "default_service_s": 1.0},
+        policy={"default_load_s": 0.01},
     )
-    first = asyncio.ensure_future(client.post("/api/generate", json=gen("qwen2.5:0.5b", "1")))
     router = router_of(client)
+    # one request served first, so its service time is observed (never scale out on a guess)
+    await client.post("/api/generate", json=gen("qwen2.5:0.5b", "0"))
+    assert "qwen2.5:0.5b" in router.fleet.service_s
+    router.fleet.service_s["qwen2.5:0.5b"] = 1.0  # as if requests held a slot for a second
+    first = asyncio.ensure_future(client.post("/api/generate", json=gen("qwen2.5:0.5b", "1")))
     while not any(ms.in_flight for s in router.fleet.backends.values() for ms in s.models.values()):
         await asyncio.sleep(0.01)
     second = await client.post("/api/generate", json=gen("qwen2.5:0.5b", "2"))

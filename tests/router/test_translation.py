@@ -9,7 +9,7 @@ from aiohttp import web
 
 from modelfleet.router.proxy import parse_duration
 from modelfleet.router.translate import OllamaReply, Timing, chat_request, generate_request
-from tests.router.conftest import ndjson, openai_upstream, router_of, sse, wait_for
+from tests.router.conftest import admin, ndjson, openai_upstream, router_of, sse, wait_for
 
 SWAP_CONFIG = {
     "models": {
@@ -73,7 +73,9 @@ async def test_ollama_embed_over_llama_swap(llama_swap, make_router):
 async def test_keep_alive_zero_unloads_on_llama_swap(llama_swap, make_router):
     swap, client = await swap_router(llama_swap, make_router)
     await client.post(
-        "/api/generate", json={"model": "small", "prompt": "a", "stream": False, "keep_alive": 0}
+        "/api/generate",
+        json={"model": "small", "prompt": "a", "stream": False, "keep_alive": 0},
+        headers=admin(client),  # an explicit unload: the admin's to ask
     )
     router = router_of(client)
     await wait_for(lambda: swap.app.scheduler.models["small"].state == "stopped")
@@ -86,6 +88,7 @@ async def test_keep_alive_duration_is_kept_by_the_router(llama_swap, make_router
     await client.post(
         "/api/generate",
         json={"model": "small", "prompt": "a", "stream": False, "keep_alive": "300ms"},
+        headers=admin(client),  # below management.keep_alive_min_s: clients get clamped
     )
     ps = await (await client.get("/api/ps")).json()
     assert [m["name"] for m in ps["models"]] == ["small"]

@@ -1,12 +1,15 @@
-"""The discrete-event simulator (deploy/simulate.py): traces, event order, policies, bound."""
+"""The discrete-event simulator (deploy/simulate.py): traces, event order, policies, bounds."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 from collections import Counter
 
 import pytest
 
+from modelfleet.deploy.bounds import belady_reference, first_touch, lp_bound
 from modelfleet.deploy.simulate import (
     HardwareModel,
     LeastConnections,
@@ -20,7 +23,7 @@ from modelfleet.deploy.simulate import (
     SimulationError,
     Simulator,
     TraceSpec,
-    belady_cold_loads,
+    cold_load_bounds,
     generate_trace,
     percentile,
     read_trace,
@@ -212,22 +215,51 @@ def test_router_policy_goes_where_the_model_is_resident():
 # --------------------------------------------------------------------------- offline bound
 
 
-def test_belady_on_a_hand_checked_sequence():
-    # Room for two 1 GB models. A B C A B: C evicts B (next used later than A), then A hits
-    # and B misses: 4 loads. LRU would do 5.
+def test_bounds_on_a_hand_checked_sequence():
+    # Room for two 1 GB models. a b c a b: Belady's C evicts B (next used later than A), then
+    # A hits and B misses: 4 loads; LRU would do 5. The LP relaxation proves 4 here: at c,
+    # a and b cannot both stay, so one of the two reuses costs a load.
     f = fleet(("b1", 2048, 1), models={"a": 1024, "b": 1024, "c": 1024})
     trace = [req(float(i), m) for i, m in enumerate("abcab")]
-    assert belady_cold_loads(trace, f) == {"pooled": 4, "provable": 4, "distinct_models": 3}
+    bound = cold_load_bounds(trace, f)
+    assert (bound["lp"], bound["first_touch"], bound["belady_reference"]) == (4, 3, 4)
     assert Simulator(f, RoundRobin(), trace).run().loads == 5
 
 
-def test_provable_bound_counts_models_that_fit_together():
-    # 3 GB host, sizes 1, 1, 2 GB: at most two models co-resident (K = 2).
-    f = fleet(("b1", 3072, 1), models={"a": 1024, "b": 1024, "c": 2048})
-    trace = [req(float(i), m) for i, m in enumerate("abcabc")]
-    bound = belady_cold_loads(trace, f)
-    assert bound["provable"] <= bound["pooled"]
-    assert bound["provable"] == 4  # equal-size Belady with K=2 on a b c a b c
+def _pooled_optimum(models: str, sizes: dict[str, int], capacity: int) -> int:
+    """Exact fewest loads on one pooled cache (dynamic programming over resident sets)."""
+    states = {frozenset[str](): 0}
+    for model in models:
+        after: dict[frozenset[str], int] = {}
+        for resident, loads in states.items():
+            cost = loads + (model not in resident)
+            others = sorted(resident - {model})
+            for k in range(len(others) + 1):
+                for keep in itertools.combinations(others, k):
+                    kept = frozenset(keep) | {model}
+                    if sum(sizes[m] for m in kept) <= capacity and after.get(kept, 10**9) > cost:
+                        after[kept] = cost
+        states = after
+    return min(states.values())
+
+
+def test_lp_bound_is_never_above_the_exact_optimum():
+    rng = random.Random(0)
+    for _ in range(150):
+        sizes = {m: rng.choice([1, 2, 3]) for m in "abcd"}
+        models = "".join(rng.choice("abcd") for _ in range(9))
+        bound = lp_bound(list(models), sizes, 4)
+        assert first_touch(models) <= bound <= _pooled_optimum(models, sizes, 4), (models, sizes)
+
+
+def test_belady_with_sizes_is_a_heuristic_not_a_bound():
+    # 4 units pooled; a and d take 3, c takes 1. Furthest-next-use loads 7 times, the best
+    # schedule 6 (found by exhaustive search), and the LP proves 6.
+    sizes = {"a": 3, "c": 1, "d": 3}
+    models = "ddcaaadadc"
+    assert belady_reference(list(models), sizes, 4) == 7
+    assert _pooled_optimum(models, sizes, 4) == 6
+    assert lp_bound(list(models), sizes, 4) == 6
 
 
 def test_percentile_nearest_rank():
@@ -273,3 +305,26 @@ def test_fleet_from_router_config_shares_host_vram():
     assert f.hosts() == ["h"]
     assert f.host_budget_mb("h") == 8192
     assert f.model_size("m") == 1024
+
+
+def test_a_held_request_is_decided_again_when_its_hold_runs_out():
+    # h1 holds "hot" (asked four times, busy until t=11), h2 is busy with "cold" for 200 s.
+    # "new" (t=10) has to evict hot: without a hold as soon as hot is idle (t=11, + 2 s load);
+    # with max_hold_s=5 it waits until t=15 (cold might free cheaper room), then evicts hot
+    # anyway. Nothing else happens at t=15: the hold's own wake-up decides.
+    f = fleet(("h1", 2048, 1), ("h2", 2048, 1), models={"hot": 2048, "cold": 2048, "new": 2048})
+    trace = [req(0.0, "hot"), req(0.1, "cold", out=100)]
+    trace += [req(t, "hot") for t in (5.0, 6.0, 7.0)] + [req(10.0, "new")]
+    ttft = {}
+    for hold in (0.0, 5.0):
+        config = f.to_router_config()
+        config = config.model_copy(
+            update={"policy": config.policy.model_copy(update={"max_hold_s": hold})}
+        )
+        fresh = fleet(("h1", 2048, 1), ("h2", 2048, 1), models={"hot": 2048, "cold": 2048,
+                                                                 "new": 2048})  # fmt: skip
+        result = Simulator(fresh, RouterPolicy(config), trace).run()
+        served = {s.request.id: s for s in result.served}
+        ttft[hold] = served["new10.0"].first_token_at - 10.0
+        assert served["new10.0"].backend == "h1"
+    assert ttft == {0.0: pytest.approx(3.0), 5.0: pytest.approx(7.0)}

@@ -1,49 +1,26 @@
-"""The benchmark harness pieces that decide numbers: online references, profile summary,
-percentiles and the fast stand-in backend (loopback only)."""
+"""The benchmark harness pieces that decide numbers: the bench fleet and workload mapping,
+profile summary, percentiles and the fast stand-in backend (loopback only)."""
 
 from __future__ import annotations
 
 from bench.fast_backend import create_app
 from bench.proxy_overhead import pct, summarize_profile
 from bench.routing_quality import (
-    EvictionProbe,
-    TrimmedEvictions,
+    AZURE_FAMILIES,
+    CATALOG_GB,
     bench_router_config,
-    pooled_online_loads,
 )
 from modelfleet.deploy.simulate import (
-    HardwareModel,
-    Request,
-    SimBackend,
     SimFleet,
-    SimModel,
-    Simulator,
-    belady_cold_loads,
 )
 
 
-def two_slot_fleet() -> SimFleet:
-    catalog = {m: SimModel(m, 1024) for m in "abc"}
-    return SimFleet([SimBackend("b1", "h1", 2048, 1, catalog)], HardwareModel())
-
-
-def test_pooled_online_references_on_a_hand_checked_sequence():
-    # Room for two models. a b c a b c: LRU misses every time (6); evicting by lowest decayed
-    # demand keeps the two most requested so far.
-    trace = [Request(float(i), m) for i, m in enumerate("abcabc")]
-    loads = pooled_online_loads(trace, two_slot_fleet())
-    assert loads["pooled_lru"] == 6
-    assert belady_cold_loads(trace, two_slot_fleet())["pooled"] <= loads["pooled_demand"] <= 6
-
-
-def test_trimmed_evictions_never_load_more_than_needed_here():
-    # a, b fill the host; c needs one slot: a single victim is enough either way.
-    trace = [Request(0.0, "a", 0, 1), Request(5.0, "b", 0, 1), Request(10.0, "c", 0, 1)]
-    probe = EvictionProbe()
-    Simulator(two_slot_fleet(), probe, trace).run()
-    assert (probe.decisions, probe.victims, probe.not_needed) == (1, 1, 0)
-    trimmed = Simulator(two_slot_fleet(), TrimmedEvictions(), trace).run()
-    assert trimmed.loads == 3
+def test_azure_families_split_the_catalog():
+    # every catalog model belongs to exactly one service's family, so the Azure workload
+    # asks for the whole catalog and a code request never asks for a chat model
+    families = list(AZURE_FAMILIES.values())
+    listed = [m for family in families for m in family]
+    assert sorted(listed) == sorted(name for name, _ in CATALOG_GB)
 
 
 def test_bench_fleet_is_the_documented_six_hosts_and_32_models():

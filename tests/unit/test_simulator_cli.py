@@ -60,7 +60,7 @@ def test_synthetic_trace_on_the_example_inventory(tmp_path):
     out = tmp_path / "result.json"
     code, text = run("--inventory", EXAMPLE, "--synthetic", "--duration", "300", "--json", str(out))
     assert code == 0, text
-    for label in ("modelfleet", "round-robin", "least-connections", "least-models", "Belady"):
+    for label in ("modelfleet", "round-robin", "least-connections", "least-models", "LP", "Belady"):
         assert label in text
     result = json.loads(out.read_text())
     assert set(result["policies"]) == {

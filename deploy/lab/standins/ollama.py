@@ -22,6 +22,13 @@ Stand-in-only knobs (environment):
   STANDIN_TOKENS_PER_S     simulated decode speed (default 50; 0 = as fast as possible)
   STANDIN_PULL_MB_PER_S    simulated download speed (default 2000)
   STANDIN_CATALOG          pullable models: a JSON file path or inline JSON list (see Catalog)
+  STANDIN_POISON           fault injection: an inference request whose body contains this text
+                           gets a 500 {"error": ...}, like content a real backend cannot handle
+
+Stand-in-only fault injection at run time (for the router's soak, bench/router_soak.py):
+``POST /standin/faults {"mode": "ok" | "hang" | "500"}``: ``hang`` accepts inference requests
+and never answers them (the probe ``/api/version`` still answers), ``500`` answers every
+inference request with a 500.
 
 Run it like the real binary::
 
@@ -145,6 +152,7 @@ class Settings:
     tokens_per_s: float = 50.0
     pull_mb_per_s: float = 2000.0
     catalog_source: str = ""
+    poison: str = ""  # stand-in fault injection, see STANDIN_POISON
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -172,6 +180,7 @@ class Settings:
             tokens_per_s=_env_float(env, "STANDIN_TOKENS_PER_S", 50.0),
             pull_mb_per_s=_env_float(env, "STANDIN_PULL_MB_PER_S", 2000.0),
             catalog_source=env.get("STANDIN_CATALOG", ""),
+            poison=env.get("STANDIN_POISON", ""),
         )
 
     @property
@@ -582,13 +591,34 @@ def count_tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
-def fake_tokens(prompt: str, limit: int | None) -> tuple[list[str], str]:
-    """Deterministic reply tokens for ``prompt`` and the done_reason ("stop" or "length")."""
+def fake_tokens(
+    prompt: str, limit: int | None, natural: int | None = None
+) -> tuple[list[str], str]:
+    """Deterministic reply tokens for ``prompt`` and the done_reason ("stop" or "length").
+
+    ``natural`` (stand-in only, option ``standin_tokens``) overrides where the fake model
+    would stop by itself: a long answer on demand, for clients that stop reading.
+    """
     seed = int(hashlib.sha256(prompt.encode()).hexdigest(), 16)
-    natural = 8 + seed % 9
+    natural = natural if natural is not None and natural > 0 else 8 + seed % 9
     count = natural if limit is None or limit < 0 else min(natural, limit)
     tokens = [("" if i == 0 else " ") + WORDS[(seed + i) % len(WORDS)] for i in range(count)]
     return tokens, "length" if count < natural else "stop"
+
+
+def _int_option(options: Any, key: str) -> int | None:
+    """An integer option (Ollama answers 400 for one of another type)."""
+    if not isinstance(options, dict):
+        raise ApiError(400, "options: expected an object")
+    value = options.get(key)
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(value)
+        return int(value)
+    except (ValueError, OverflowError):
+        raise ApiError(400, f"option {key!r} must be of type integer") from None
 
 
 def fake_embedding(text: str, dims: int) -> list[float]:
@@ -753,6 +783,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 route = self.app.openai.model
             if route is None:
                 raise ApiError(404, "404 page not found")
+            if self.command == "POST" and path in INFERENCE_PATHS:
+                self.app.inject_fault(self)
             route(self)
         except ApiError as exc:
             if openai:
@@ -795,6 +827,7 @@ class Generation:
     lease: Lease
     started: float
     tool_call: dict[str, Any] | None = None
+    tokens_per_s: float | None = None  # stand-in only option ``standin_tokens_per_s``
 
     def metrics(self, eval_s: float) -> dict[str, Any]:
         total = time.monotonic() - self.started
@@ -1253,6 +1286,10 @@ class Puller:
         yield {"status": "success"}
 
 
+INFERENCE_PATHS = {"/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions"}
+FAULT_MODES = ("ok", "hang", "500")
+
+
 class OllamaStandin:
     """The server: settings + catalog + store + scheduler + HTTP routes."""
 
@@ -1285,11 +1322,34 @@ class OllamaStandin:
             ("POST", "/v1/completions"): self.openai.completions,
             ("POST", "/v1/embeddings"): self.openai.embeddings,
             ("GET", "/standin/stats"): self.stats,
+            ("POST", "/standin/faults"): self.set_faults,
         }
+        self.fault_mode = "ok"
+        self.inference_requests = 0
         handler = type("BoundHandler", (Handler,), {"app": self})
         self.httpd = HttpServer((settings.host, settings.port), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
+
+    def set_faults(self, h: Handler) -> None:
+        """Stand-in only: switch fault injection (``{"mode": "ok" | "hang" | "500"}``)."""
+        mode = h._body().get("mode", "ok")
+        if mode not in FAULT_MODES:
+            raise ApiError(400, f"mode: expected one of {', '.join(FAULT_MODES)}")
+        self.fault_mode = mode
+        h.send_json(200, {"mode": mode})
+
+    def inject_fault(self, h: Handler) -> None:
+        """Stand-in only: poisoned content, a hung server or a 500 on everything."""
+        self.inference_requests += 1
+        if self.settings.poison and self.settings.poison.encode() in h.raw_body:
+            raise ApiError(500, "stand-in poison: this request's content breaks the backend")
+        if self.fault_mode == "500":
+            raise ApiError(500, "stand-in fault: every inference request fails")
+        while self.fault_mode == "hang" and not self._stop.is_set():
+            if h.client_gone():
+                raise ClientGone
+            time.sleep(0.05)
 
     def stats(self, h: Handler) -> None:
         """Stand-in only: counters for tests (loads per model, unloads, pulls, rejections)."""
@@ -1303,6 +1363,8 @@ class OllamaStandin:
                     "pending": sched.pending,
                     "slots_in_use": {n: r.active for n, r in sched.runners.items()},
                     "pull_counts": self.puller.pull_counts,
+                    "inference_requests": self.inference_requests,
+                    "fault_mode": self.fault_mode,
                 },
             )
 
@@ -1315,20 +1377,28 @@ class OllamaStandin:
         tools: list[dict[str, Any]] | None,
         cancelled: Callable[[], bool] = never_cancelled,
     ) -> Generation:
-        num_ctx = options.get("num_ctx")
         started = time.monotonic()
-        ctx = int(num_ctx) if num_ctx else None
-        lease = self.scheduler.acquire(model, keep_alive, ctx, cancelled)
-        limit = options.get("num_predict")
-        tokens, reason = fake_tokens(prompt, int(limit) if limit is not None else None)
-        tool_call = fake_tool_call(tools) if tools and "tools" in model.capabilities else None
+        # read every option before taking a slot: a bad one is a 400, never a leaked slot
+        num_ctx = _int_option(options, "num_ctx")
+        ctx = num_ctx if num_ctx else None
+        limit = _int_option(options, "num_predict")
+        natural = options.get("standin_tokens")
+        tokens, reason = fake_tokens(prompt, limit, natural if isinstance(natural, int) else None)
+        try:
+            tool_call = fake_tool_call(tools) if tools and "tools" in model.capabilities else None
+        except (AttributeError, KeyError, TypeError):
+            raise ApiError(400, "invalid tools") from None
         if tool_call:
             tokens, reason = [], "stop"
-        return Generation(model, prompt, tokens, reason, lease, started, tool_call)
+        speed = options.get("standin_tokens_per_s")
+        speed = float(speed) if isinstance(speed, int | float) and speed > 0 else None
+        lease = self.scheduler.acquire(model, keep_alive, ctx, cancelled)
+        return Generation(model, prompt, tokens, reason, lease, started, tool_call, speed)
 
     def emit(self, gen: Generation) -> Iterator[tuple[str, float]]:
         """Yield (token, seconds spent) at STANDIN_TOKENS_PER_S."""
-        delay = 1 / self.settings.tokens_per_s if self.settings.tokens_per_s > 0 else 0.0
+        rate = gen.tokens_per_s or self.settings.tokens_per_s
+        delay = 1 / rate if rate > 0 else 0.0
         for token in gen.tokens:
             if delay:
                 time.sleep(delay)
