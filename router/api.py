@@ -207,6 +207,19 @@ async def openai_model(request: web.Request) -> web.Response:
     return web.json_response(_openai_model(router, model))
 
 
+async def openai_responses(request: web.Request) -> web.StreamResponse:
+    """OpenAI Responses API (stateless: ``previous_response_id`` is the backend's business)."""
+    return await _model_call(request, "openai", "responses")
+
+
+# -- Anthropic front ------------------------------------------------------------------------
+
+
+async def anthropic_messages(request: web.Request) -> web.StreamResponse:
+    """Anthropic Messages API (``/v1/messages`` and ``/v1/messages/count_tokens``)."""
+    return await _model_call(request, "anthropic", "messages")
+
+
 # -- Ollama front ---------------------------------------------------------------------------
 
 
@@ -671,6 +684,9 @@ def setup_routes(app: web.Application) -> None:
             web.post("/v1/chat/completions", openai_chat),
             web.post("/v1/completions", openai_chat),
             web.post("/v1/embeddings", openai_chat),
+            web.post("/v1/responses", openai_responses),
+            web.post("/v1/messages", anthropic_messages),
+            web.post("/v1/messages/count_tokens", anthropic_messages),
             web.get("/v1/models", openai_models),
             web.get("/v1/models/{model:.+}", openai_model),
             web.get("/", ollama_root),  # GET also answers HEAD

@@ -30,6 +30,8 @@ PUBLIC_PATHS = {"/healthz", "/readyz", "/dashboard"}
 
 
 def front_of(path: str) -> Front:
+    if path.startswith("/v1/messages"):
+        return "anthropic"
     return "openai" if path.startswith("/v1/") else "ollama"
 
 
@@ -78,7 +80,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             return _deny(request, 401, "admin API needs 'Authorization: Bearer <admin token>'")
         return await handler(request)
     if router.client_keys and not admin and not _matches(_bearer(request), router.client_keys):
-        return _deny(request, 401, "missing or wrong API key ('Authorization: Bearer <key>')")
+        return _deny(
+            request,
+            401,
+            "missing or wrong API key ('Authorization: Bearer <key>' or 'x-api-key: <key>')",
+        )
     return await handler(request)
 
 

@@ -352,6 +352,9 @@ async def _attempt(
             if resp.status in GATEWAY:
                 _transport_failure(router, backend, outcome, "gateway", outcome.error)
                 return None
+            if resp.status in (404, 405) and call.path in NOT_EVERYWHERE:
+                ok = True  # the slot was used normally
+                return _not_served(router, call, lease, backend, outcome, message)
             # an answered error belongs to this request: hand it back, leave health alone
             ok = True
             bad = resp.status >= 500
@@ -387,6 +390,32 @@ async def _attempt(
         if ok:
             _keep_alive(router, call, lease)
         router.refresh_soon(backend)  # learn what the request changed (loads, evictions)
+
+
+# paths some backends of a kind do not serve (llama-swappo: no /v1/responses; a generic
+# OpenAI-compatible server: either); a 404 there means "not here", not "no such model"
+NOT_EVERYWHERE = {"/v1/responses", "/v1/messages", "/v1/messages/count_tokens"}
+
+
+def _not_served(
+    router: Router,
+    call: Call,
+    lease: Lease,
+    backend: BackendState,
+    outcome: Outcome,
+    message: str,
+) -> web.Response:
+    """501 in the front's shape naming the backend and its kind, never a bare 404."""
+    router.record_success(backend)  # it answered; it just does not speak this API
+    outcome.status = 501
+    outcome.error = (
+        f"backend {backend.name} (kind {backend.kind}) does not serve {call.path}: {message}"
+    )
+    headers = route_headers(lease, call, outcome.attempts - 1)
+    headers[REASON_HEADER] = "not-served"
+    return web.json_response(
+        error_body(call.front, 501, outcome.error), status=501, headers=headers
+    )
 
 
 def _in_front_shape(front: Front, body: bytes) -> bool:
