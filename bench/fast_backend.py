@@ -7,7 +7,8 @@ the OpenAI chat API with a fixed reply so that any time on top of "direct" is th
 * ``GET /v1/models`` lists ``bench-model``; ``GET /health`` says ok;
 * ``POST /v1/chat/completions`` non-streaming: a small JSON completion;
 * ``POST /v1/chat/completions`` with ``"stream": true``: ``--chunks`` SSE chunks, one every
-  ``--chunk-interval-ms`` (0 = back to back), then ``data: [DONE]``.
+  ``--chunk-interval-ms`` (0 = back to back), a usage chunk when ``stream_options`` asks
+  for one, then ``data: [DONE]``.
 
 Loopback only::
 
@@ -55,6 +56,13 @@ def chunk(model: str, index: int, last: bool) -> bytes:
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 
+def usage_chunk(model: str, chunks: int) -> bytes:
+    usage = {"prompt_tokens": 8, "completion_tokens": chunks, "total_tokens": 8 + chunks}
+    body: dict[str, object] = {"id": "chatcmpl-bench", "object": "chat.completion.chunk"}
+    body |= {"model": model, "created": int(time.time()), "choices": [], "usage": usage}
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+
 def create_app(chunks: int = 64, chunk_interval_s: float = 0.002) -> web.Application:
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
@@ -74,6 +82,8 @@ def create_app(chunks: int = 64, chunk_interval_s: float = 0.002) -> web.Applica
             if chunk_interval_s:
                 await asyncio.sleep(chunk_interval_s)
         await response.write(chunk(model, chunks, last=True))
+        if (body.get("stream_options") or {}).get("include_usage"):  # as OpenAI, llama-server
+            await response.write(usage_chunk(model, chunks))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
