@@ -21,6 +21,7 @@ from router.admin import setup_admin_routes
 from router.api import IS_ADMIN, ROUTER, setup_routes
 from router.config import RouterConfig
 from router.core import Router
+from router.cors import add_cors_headers, compile_origins, cors_middleware
 from router.health import health_loop, refresh_loop, run_forever
 from router.proxy import BACKEND_HEADER, REASON_HEADER, Front, error_body
 
@@ -159,12 +160,14 @@ def create_app(config: RouterConfig, config_path: str | Path | None = None) -> w
         app = create_app(load_config("router.yaml"), "router.yaml")
         web.run_app(app, host="127.0.0.1", port=11434, handler_cancellation=True)
     """
+    cors = cors_middleware(compile_origins(config.cors_origins), _deny)
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[cors, error_middleware, auth_middleware],
         client_max_size=int(config.max_body_mb * 1024 * 1024),
     )
     app[ROUTER] = Router(config, Path(config_path) if config_path else None)
     setup_routes(app)
     setup_admin_routes(app)
+    app.on_response_prepare.append(add_cors_headers)
     app.cleanup_ctx.append(_lifecycle)
     return app
