@@ -37,6 +37,7 @@ from router.state import BackendState
 ROUTER = web.AppKey("router", Router)
 IS_ADMIN = web.RequestKey("admin", bool)  # set by the auth middleware (router/app.py)
 OLLAMA_API_VERSION = "0.12.6"  # the Ollama API level the router's /api front speaks
+FOREVER_S = (2**63 - 1) / 1e9  # Ollama's expiry for keep_alive -1: Go's longest duration
 
 
 def router_of(request: web.Request) -> Router:
@@ -314,6 +315,9 @@ async def ollama_ps(request: web.Request) -> web.Response:
             expires = ms.expires_at
             if expires is None and ms.unload_at is not None:
                 expires = now_wall + (ms.unload_at - now)
+            if expires is None and state.kind != "ollama":
+                expires = now_wall + FOREVER_S  # no idle unload there: what Ollama says for -1
+            entry = state.entry(ms.model)
             entries.append(
                 {
                     "name": ms.model,
@@ -323,13 +327,13 @@ async def ollama_ps(request: web.Request) -> web.Response:
                     "details": _details(router, ms.model),
                     "expires_at": _iso(expires),
                     "size_vram": (ms.size_mb if ms.vram_mb is None else ms.vram_mb) * MIB,
-                    "context_length": ms.context_length or 0,
+                    "context_length": ms.context_length or (entry.ctx if entry else None) or 0,
                     "backend": state.name,
                     "host": state.host,
                     "status": ms.status,
                     "in_flight": ms.in_flight,
                     "slots": ms.slots,
-                    "_expires": expires or float("inf"),
+                    "_expires": float("inf") if expires is None else expires,
                 }
             )
     entries.sort(key=lambda e: e.pop("_expires"), reverse=True)
@@ -362,25 +366,47 @@ async def ollama_show(request: web.Request) -> web.Response:
                     )
         except (aiohttp.ClientError, TimeoutError, ValueError):
             continue
-    ctx = 0
+    return await _show_from_llama_cpp(router, model, holders)
+
+
+async def _show_from_llama_cpp(
+    router: Router, model: str, holders: list[BackendState]
+) -> web.Response:
+    """``/api/show`` for llama-server / llama-swap models: what the backend reports
+    (``/props``, ``/v1/models`` meta), else the catalog's ``ctx``."""
+    facts, source = None, None
+    for state in holders:
+        if state.kind not in ("llama-server", "llama-swap"):
+            continue
+        try:
+            async with asyncio.timeout(router.config.health.timeout_s * 3):
+                facts = await router.adapter(state).describe(model)
+        except (BackendError, aiohttp.ClientError, TimeoutError, ValueError):
+            facts = None
+        if facts is not None:
+            source = state.name
+            break
+    ctx = facts.context_length if facts else None
     for state in holders:
         entry = state.entry(model)
         ms = state.models.get(model)
-        ctx = max(
-            ctx, (entry.ctx if entry and entry.ctx else 0), (ms.context_length or 0) if ms else 0
-        )
+        ctx = ctx or (ms.context_length if ms else None) or (entry.ctx if entry else None)
     details = _details(router, model)
     arch = details.get("family") or "llama"
+    info: dict[str, Any] = {"general.architecture": arch, f"{arch}.context_length": ctx or 0}
+    info |= facts.model_info if facts else {}
+    headers = {BACKEND_HEADER: source or "router", REASON_HEADER: "show"}
     return web.json_response(
         {
             "modelfile": f"# served by modelfleet from {', '.join(s.name for s in holders)}\n",
-            "parameters": "",
-            "template": "",
+            "parameters": f"num_ctx {ctx}" if ctx else "",
+            "template": facts.template if facts else "",
             "details": details,
-            "model_info": {"general.architecture": arch, f"{arch}.context_length": ctx},
-            "capabilities": ["completion"],
+            "model_info": info,
+            "capabilities": facts.capabilities if facts else ["completion"],
             "modified_at": _iso(router.started),
-        }
+        },
+        headers=headers,
     )
 
 
