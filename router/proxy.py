@@ -38,7 +38,9 @@ from router.scheduler import Lease, NoBackend, RoutingError
 from router.state import BackendState
 
 Front = Literal["openai", "ollama", "anthropic"]
-Translation = Literal["raw", "ollama-chat", "ollama-generate", "ollama-embed", "ollama-embeddings"]
+Translation = Literal[
+    "raw", "ollama-chat", "ollama-generate", "ollama-embed", "ollama-embeddings", "openai-infill"
+]
 
 BACKEND_HEADER = "X-Modelfleet-Backend"
 REASON_HEADER = "X-Modelfleet-Reason"
@@ -87,7 +89,9 @@ STREAM_FORMATS: dict[str, translate.StreamFormat] = {
     "/v1/messages": "anthropic",
     "/api/chat": "ollama",
     "/api/generate": "ollama",
+    "/infill": "llama",
 }
+FIM_KINDS = ("llama-server", "llama-swap")  # serve fill-in-the-middle at /infill
 
 
 @dataclass
@@ -204,11 +208,18 @@ def route_headers(lease: Lease, call: Call, attempts: int) -> dict[str, str]:
 
 def plan(call: Call, backend: BackendState) -> Upstream:
     upstream_model = backend.upstream_name(call.model)
+    fim = bool(call.body.get("suffix")) and backend.kind in FIM_KINDS
+    if fim and call.front == "openai" and call.path == "/v1/completions":
+        body = translate.openai_infill_request(call.body, upstream_model)
+        return _streamed(Upstream("/infill", body, "openai-infill"), call)
     if call.front != "ollama" or backend.kind == "ollama":
         return _streamed(Upstream(call.path, {**call.body, "model": upstream_model}, "raw"), call)
     if call.endpoint == "chat":
         body = translate.chat_request(call.body, upstream_model)
         return _streamed(Upstream("/v1/chat/completions", body, "ollama-chat"), call)
+    if call.endpoint == "generate" and fim:
+        body = translate.infill_request(call.body, upstream_model)
+        return _streamed(Upstream("/infill", body, "ollama-generate"), call)
     if call.endpoint == "generate":
         path, body = translate.generate_request(call.body, upstream_model)
         return _streamed(Upstream(path, body, "ollama-generate"), call)
@@ -494,6 +505,8 @@ async def _relay(
     out.headers["X-Accel-Buffering"] = "no"
     if up.translation == "raw":
         out.content_type = ctype.split(";")[0]
+    elif up.translation == "openai-infill":
+        out.content_type = "text/event-stream"
     else:
         out.content_type = "application/x-ndjson"
     sniffer = _Sniffer(outcome)
@@ -503,7 +516,7 @@ async def _relay(
             chat=up.translation == "ollama-chat",
             timing=translate.Timing(start=call.started, loaded=lease.loading),
         )
-        if up.translation != "raw"
+        if up.translation not in ("raw", "openai-infill")
         else None
     )
     sse = _Lines()
@@ -530,6 +543,14 @@ async def _relay(
 
     try:
         async for chunk in _chunks(resp, stall_s):
+            if up.translation == "openai-infill":
+                for line in sse.feed(chunk):
+                    obj = _sse_data(line)
+                    if obj is not None:
+                        piece = translate.infill_completion(obj, client_model, chunk=True)
+                        _count_tokens(piece, outcome)
+                        await send(b"data: " + json.dumps(piece).encode() + b"\n\n")
+                continue
             if reply is None:
                 sniffer.feed(chunk)
                 await send(renamer.feed(chunk) if renamer else chunk)
@@ -543,6 +564,8 @@ async def _relay(
                 for piece in reply.lines():
                     await send(_ndjson(piece))
         await send()
+        if up.translation == "openai-infill":
+            await send(b"data: [DONE]\n\n")
         if reply is not None:
             reply.timing.first_byte = lease.first_byte_at
             reply.timing.end = time.monotonic()
@@ -655,6 +678,10 @@ def _whole(
             headers={**headers, "Content-Type": "application/json"},
         )
     elapsed_ns = int((time.monotonic() - call.started) * 1e9)
+    if up.translation == "openai-infill":
+        answer = translate.infill_completion(obj, client_model, chunk=False)
+        _count_tokens(answer, outcome)
+        return web.json_response(answer, headers=headers)
     if up.translation in ("ollama-embed", "ollama-embeddings"):
         _count_tokens(obj, outcome)
         legacy = up.translation == "ollama-embeddings"

@@ -161,6 +161,85 @@ def generate_request(body: dict[str, Any], upstream_model: str) -> tuple[str, di
     return path, out
 
 
+# Ollama option -> llama-server native (/completion, /infill) field
+NATIVE_OPTION_FIELDS = {**OPTION_FIELDS, "num_predict": "n_predict"}
+
+
+def infill_request(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
+    """Ollama ``/api/generate`` with ``suffix`` -> llama-server ``/infill`` (fill in the middle).
+
+    ``prompt`` is the code before the cursor (``input_prefix``), ``suffix`` the code after
+    (``input_suffix``); llama-server builds the model's FIM prompt from its FIM tokens.
+    """
+    out: dict[str, Any] = {
+        "model": upstream_model,
+        "input_prefix": body.get("prompt") or "",
+        "input_suffix": body.get("suffix") or "",
+        "stream": body.get("stream", True) is not False,
+    }
+    options = body.get("options") or {}
+    if isinstance(options, dict):
+        for key, target in NATIVE_OPTION_FIELDS.items():
+            if key in options:
+                out[target] = options[key]
+    return out
+
+
+OPENAI_NATIVE_FIELDS = {
+    "max_tokens": "n_predict",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "seed": "seed",
+    "stop": "stop",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+}
+
+
+def openai_infill_request(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
+    """OpenAI ``/v1/completions`` with ``suffix`` -> llama-server ``/infill``."""
+    prompt = body.get("prompt") or ""
+    out: dict[str, Any] = {
+        "model": upstream_model,
+        "input_prefix": prompt if isinstance(prompt, str) else "".join(map(str, prompt)),
+        "input_suffix": body.get("suffix") or "",
+        "stream": bool(body.get("stream")),
+    }
+    for key, target in OPENAI_NATIVE_FIELDS.items():
+        if body.get(key) is not None:
+            out[target] = body[key]
+    return out
+
+
+def infill_completion(obj: dict[str, Any], model: str, chunk: bool) -> dict[str, Any]:
+    """llama-server ``/infill`` answer (or stream chunk) -> OpenAI ``text_completion``."""
+    finish = None
+    if obj.get("stop"):
+        finish = "length" if obj.get("stop_type") == "limit" else "stop"
+    out: dict[str, Any] = {
+        "id": f"cmpl-{obj.get('id_slot', 0)}-{int(time.time() * 1000)}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "text": obj.get("content") or "",
+                "finish_reason": finish,
+                "logprobs": None,
+            }
+        ],
+    }
+    if not chunk or obj.get("stop"):
+        prompt, completion = obj.get("tokens_evaluated") or 0, obj.get("tokens_predicted") or 0
+        out["usage"] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+    return out
+
+
 def embed_request(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
     """Ollama ``/api/embed`` (``input``) or ``/api/embeddings`` (``prompt``) -> OpenAI."""
     text = body.get("input", body.get("prompt", ""))
@@ -239,8 +318,23 @@ class OllamaReply:
         if isinstance(obj.get("timings"), dict):
             self.server_timings = obj["timings"]
 
+    def _native(self, obj: dict[str, Any]) -> None:
+        """llama-server's own completion format (``/infill``, ``/completion``)."""
+        if obj.get("stop"):
+            self.finish_reason = "length" if obj.get("stop_type") == "limit" else "stop"
+        self.prompt_tokens = obj.get("tokens_evaluated") or self.prompt_tokens
+        self.completion_tokens = obj.get("tokens_predicted") or self.completion_tokens
+
     def chunk(self, obj: dict[str, Any]) -> None:
         self._usage(obj)
+        if "choices" not in obj and "content" in obj:
+            content = obj.get("content") or ""
+            if content:
+                self.timing.first_token = self.timing.first_token or time.monotonic()
+                self.pending.append(self._piece(content))
+                self.text.append(content)
+            self._native(obj)
+            return
         for choice in obj.get("choices") or []:
             delta = choice.get("delta") or {}
             content = delta.get("content") or choice.get("text") or ""
@@ -260,6 +354,10 @@ class OllamaReply:
 
     def whole(self, obj: dict[str, Any]) -> None:
         self._usage(obj)
+        if "choices" not in obj and "content" in obj:
+            self.text.append(obj.get("content") or "")
+            self._native(obj)
+            return
         choice = (obj.get("choices") or [{}])[0]
         message = choice.get("message") or {}
         self.text.append(message.get("content") or choice.get("text") or "")
@@ -347,13 +445,14 @@ def openai_error_message(body: bytes) -> str:
 # tell a hung backend from a slow answer on every request. The answer is then put together
 # here, in the shape the backend would have sent had it been asked for one object.
 
-StreamFormat = Literal["openai", "ollama", "responses", "anthropic"]
+StreamFormat = Literal["openai", "ollama", "responses", "anthropic", "llama"]
 
 
 class StreamAssembler:
     """Feed the parsed objects of one stream (``feed``); ``result()`` is the whole answer.
 
     Formats: ``openai`` (chat and text completion chunks), ``ollama`` (native NDJSON),
+    ``llama`` (llama-server's own ``/infill`` chunks),
     ``responses`` (OpenAI Responses events), ``anthropic`` (Messages events). ``error`` holds
     an error object the stream carried instead of an answer.
 
@@ -508,6 +607,14 @@ class StreamAssembler:
             if thinking:
                 out["thinking"] = thinking
         return out
+
+    def _llama(self, obj: dict[str, Any]) -> None:
+        self.text.append(obj.get("content") or "")
+        if obj.get("stop"):
+            self.done = obj
+
+    def _result_llama(self) -> dict[str, Any] | None:
+        return None if self.done is None else {**self.done, "content": "".join(self.text)}
 
     def _result_responses(self) -> dict[str, Any] | None:
         return self.done
