@@ -461,7 +461,11 @@ async def _manage(request: web.Request, action: str) -> web.StreamResponse:
         return error_response("ollama", 400, f"missing field {field!r} in the request body", "bad")
     target = body.pop("backend", None) or request.query.get("backend") or "all"
     if target == "all":
-        targets = [s for s in router.fleet.backends.values() if s.kind == "ollama" and s.healthy]
+        targets = _fleet_targets(router, action, subject, body)
+        source = body.get("from") if action == "create" else subject
+        if not targets and action != "pull" and isinstance(source, str):
+            message = f"model {source!r} not found on any healthy Ollama backend"
+            return error_response("ollama", 404, message, "unknown-model")
     elif target in router.fleet.backends:
         targets = [router.fleet.backends[target]]
     else:
@@ -486,6 +490,29 @@ async def _manage(request: web.Request, action: str) -> web.StreamResponse:
     if action in STREAMING:
         return await _fan_out_stream(request, router, targets, path, body, subject, action)
     return await _fan_out(router, targets, method, path, body, subject, action)
+
+
+def _fleet_targets(
+    router: Router, action: str, subject: str, body: dict[str, Any]
+) -> list[BackendState]:
+    """Where a management call with no ``backend`` goes: fleet semantics.
+
+    pull: the Ollama backends the catalog places the model on (every one when none does);
+    delete, copy, push: those that hold the model; create: those that hold its ``from``
+    model (every one when it is built from files).
+    """
+    ollama = [s for s in router.fleet.backends.values() if s.kind == "ollama" and s.healthy]
+    if action == "pull":
+        placed = [
+            s
+            for s in ollama
+            if any(subject == e.name or subject in e.aliases for e in s.config.models)
+        ]
+        return placed or ollama
+    source = body.get("from") if action == "create" else subject
+    if action == "create" and not isinstance(source, str):
+        return ollama
+    return [s for s in ollama if source in s.catalog()]
 
 
 async def _fan_out(
