@@ -137,6 +137,9 @@ def test_ollama_client(router_url: str) -> None:
     with pytest.raises(ollama.ResponseError) as unknown:
         client.chat("nope", messages=HI)
     assert unknown.value.status_code == 404 and "nope" in unknown.value.error
+    with pytest.raises(ollama.ResponseError) as no_key:
+        ollama.Client(host=router_url).list()
+    assert no_key.value.status_code == 401
 
 
 # -- openai ---------------------------------------------------------------------------------
