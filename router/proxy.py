@@ -617,7 +617,12 @@ async def _assemble(
                 router.scheduler.first_byte(lease)
                 outcome.ttft_s = time.monotonic() - call.started
             for line in lines.feed(chunk):
-                obj = _sse_data(line) if line.startswith(b"data:") else _json_line(line)
+                if line.startswith(b"data:"):
+                    obj = _sse_data(line)
+                elif line.startswith(b"{"):  # NDJSON; not SSE's "event:" lines
+                    obj = _json_line(line)
+                else:
+                    continue
                 if obj is not None:
                     assembler.feed(obj)
     except (Stall, aiohttp.ClientError) as exc:

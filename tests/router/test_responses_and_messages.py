@@ -123,3 +123,27 @@ async def test_backend_that_does_not_serve_them_gives_501_naming_its_kind(
     body = await resp.json()
     assert body["type"] == "error" and "(kind openai)" in body["error"]["message"]
     assert router_of(client).fleet.backends["gen"].healthy  # not a fault of the backend
+
+
+async def test_hung_backend_fails_over_before_the_first_byte(ollama, make_router):
+    a, b = ollama(models=[MODEL]), ollama(models=[MODEL])
+    client = await make_router(
+        [{"name": "a", "url": a.url}, {"name": "b", "url": b.url}], first_byte_timeout_s=0.5
+    )
+    router = router_of(client)
+    first = await client.post("/v1/messages", json=messages())
+    home = first.headers["X-Modelfleet-Backend"]
+    other = "b" if home == "a" else "a"
+    hung = a if home == "a" else b
+    async with client.session.post(hung.url + "/standin/faults", json={"mode": "hang"}) as resp:
+        assert resp.status == 200
+    for path, body in (("/v1/responses", responses(stream=True)), ("/v1/messages", messages())):
+        resp = await client.post(path, json=body)
+        assert resp.status == 200, await resp.text()
+        assert resp.headers["X-Modelfleet-Backend"] == other
+        await resp.read()
+        if path == "/v1/responses":  # tried on the hung one first, then failed over
+            assert resp.headers["X-Modelfleet-Attempts"] == "2"
+    assert router.fleet.backends[home].counters["timeout"] >= 1
+    async with client.session.post(hung.url + "/standin/faults", json={"mode": "ok"}) as resp:
+        assert resp.status == 200
