@@ -609,29 +609,20 @@ async def _assemble(
     """Read the whole stream, answer with one JSON object; None: failed, nothing sent, retry."""
     assert up.assemble is not None
     assembler = translate.StreamAssembler(up.assemble)
-    lines = _Lines()
+    received: list[bytes] = []  # split and parsed once at the end: far cheaper than per line
     stall_s = router.config.stall_timeout_s
     try:
         async for chunk in _chunks(resp, stall_s):
             if lease.first_byte_at is None:
                 router.scheduler.first_byte(lease)
                 outcome.ttft_s = time.monotonic() - call.started
-            for line in lines.feed(chunk):
-                if line.startswith(b"data:"):
-                    obj = _sse_data(line)
-                elif line.startswith(b"{"):  # NDJSON; not SSE's "event:" lines
-                    obj = _json_line(line)
-                else:
-                    continue
-                if obj is not None:
-                    assembler.feed(obj)
+            received.append(chunk)
     except (Stall, aiohttp.ClientError) as exc:
         kind = "stall" if isinstance(exc, Stall) else "cut"
         _transport_failure(router, lease.backend, outcome, kind, f"answer lost: {exc}")
         return None
-    tail = _json_line(lines.tail) if lines.tail.strip() else None
-    if tail is not None:
-        assembler.feed(tail)
+    for obj in _parse_all(_payloads(b"".join(received).split(b"\n"))):
+        assembler.feed(obj)
     if assembler.error is not None:  # the backend answered with an error, in the stream
         message = translate.openai_error_message(json.dumps({"error": assembler.error}).encode())
         outcome.status, outcome.error = 500, f"backend {lease.backend.name}: {message}"
@@ -643,6 +634,28 @@ async def _assemble(
         _transport_failure(router, lease.backend, outcome, "cut", detail)
         return None
     return _whole(call, lease, up, b"", headers, outcome, assembled=whole)
+
+
+def _payloads(lines: list[bytes]) -> list[bytes]:
+    """The JSON text of SSE ``data:`` lines and NDJSON lines (not SSE's ``event:`` lines)."""
+    out = []
+    for line in lines:
+        if line.startswith(b"data:"):
+            line = line[5:].strip()
+            if line != b"[DONE]":
+                out.append(line)
+        elif line.startswith(b"{"):
+            out.append(line)
+    return out
+
+
+def _parse_all(payloads: list[bytes]) -> list[dict[str, Any]]:
+    """All objects of a stream; one JSON parse of them all unless one line is bad."""
+    try:
+        objs = json.loads(b"[" + b",".join(payloads) + b"]")
+    except ValueError:
+        objs = [_json_line(p) for p in payloads]
+    return [obj for obj in objs if isinstance(obj, dict)]
 
 
 def _cut_off(request: web.Request, outcome: Outcome, why: str) -> None:

@@ -488,15 +488,17 @@ class StreamAssembler:
     def _openai(self, obj: dict[str, Any]) -> None:
         for choice in obj.get("choices") or []:
             index = choice.get("index", 0)
-            slot = self.choices.setdefault(
-                index,
-                {"content": [], "reasoning": [], "tools": {}, "logprobs": [], "finish": None},
-            )
+            slot = self.choices.get(index)
+            if slot is None:  # not setdefault: no new dict per chunk
+                slot = {"content": [], "reasoning": [], "tools": {}, "logprobs": [], "finish": None}
+                self.choices[index] = slot
             delta = choice.get("delta")
             if isinstance(delta, dict):
                 slot["chat"] = True
-                slot["content"].append(delta.get("content") or "")
-                slot["reasoning"].append(delta.get("reasoning_content") or "")
+                if delta.get("content"):
+                    slot["content"].append(delta["content"])
+                if delta.get("reasoning_content"):
+                    slot["reasoning"].append(delta["reasoning_content"])
                 for call in delta.get("tool_calls") or []:
                     tool = slot["tools"].setdefault(
                         call.get("index", len(slot["tools"])),
