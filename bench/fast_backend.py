@@ -27,7 +27,13 @@ from aiohttp import web
 MODEL = "bench-model"
 
 
-def completion(model: str) -> dict[str, object]:
+def completion(model: str, tokens: int | None = None) -> dict[str, object]:
+    """The whole answer; with ``tokens``, the same text and count a stream of that many has."""
+    content = "Hello from the stand-in."
+    usage = {"prompt_tokens": 8, "completion_tokens": 6, "total_tokens": 14}
+    if tokens is not None:
+        content = "".join(f"tok{i} " for i in range(tokens))
+        usage = {"prompt_tokens": 8, "completion_tokens": tokens, "total_tokens": 8 + tokens}
     return {
         "id": "chatcmpl-bench",
         "object": "chat.completion",
@@ -36,11 +42,11 @@ def completion(model: str) -> dict[str, object]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": "Hello from the stand-in."},
+                "message": {"role": "assistant", "content": content},
                 "finish_reason": "stop",
             }
         ],
-        "usage": {"prompt_tokens": 8, "completion_tokens": 6, "total_tokens": 14},
+        "usage": usage,
     }
 
 
@@ -63,7 +69,12 @@ def usage_chunk(model: str, chunks: int) -> bytes:
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 
-def create_app(chunks: int = 64, chunk_interval_s: float = 0.002) -> web.Application:
+def create_app(
+    chunks: int = 64, chunk_interval_s: float = 0.002, same_answer: bool = False
+) -> web.Application:
+    """``same_answer``: the whole answer is the stream's text and token count (faithful to a
+    real server, where both are one generation); otherwise the short fixed completion."""
+
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
 
@@ -74,7 +85,7 @@ def create_app(chunks: int = 64, chunk_interval_s: float = 0.002) -> web.Applica
         body = await request.json()
         model = body.get("model") or MODEL
         if not body.get("stream"):
-            return web.json_response(completion(model))
+            return web.json_response(completion(model, chunks if same_answer else None))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for index in range(chunks):
@@ -100,8 +111,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--chunks", type=int, default=64)
     parser.add_argument("--chunk-interval-ms", type=float, default=2.0)
+    parser.add_argument(
+        "--same-answer", action="store_true", help="whole answers = the stream's tokens"
+    )
     args = parser.parse_args()
-    app = create_app(args.chunks, args.chunk_interval_ms / 1000)
+    app = create_app(args.chunks, args.chunk_interval_ms / 1000, args.same_answer)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
 
 
