@@ -201,3 +201,38 @@ def test_anthropic_client(router_url: str) -> None:
     wrong = anthropic.Anthropic(base_url=router_url, api_key="wrong", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
         wrong.messages.create(model="gemma", max_tokens=8, messages=HI)
+
+
+# -- LangChain ------------------------------------------------------------------------------
+
+
+def test_langchain_chat_ollama_and_chat_openai(router_url: str) -> None:
+    from langchain_ollama import ChatOllama
+    from langchain_openai import ChatOpenAI
+
+    auth = {"headers": {"Authorization": f"Bearer {KEY}"}}
+    ollama_chat = ChatOllama(
+        model="gemma", base_url=router_url, client_kwargs=auth, num_predict=4, temperature=0
+    )
+    reply = ollama_chat.invoke("Say hi.")
+    assert reply.type == "ai" and reply.response_metadata["done"] is True
+    assert len(list(ollama_chat.stream("Say hi."))) > 1
+    openai_chat = ChatOpenAI(
+        model="gemma", base_url=router_url + "/v1", api_key=KEY, max_tokens=4, max_retries=0
+    )
+    reply = openai_chat.invoke("Say hi.")
+    assert reply.type == "ai" and reply.response_metadata["finish_reason"] in ("stop", "length")
+    assert len(list(openai_chat.stream("Say hi."))) > 1
+    responses_chat = ChatOpenAI(
+        model="gemma",
+        base_url=router_url + "/v1",
+        api_key=KEY,
+        max_tokens=16,
+        max_retries=0,
+        use_responses_api=True,
+    )
+    reply = responses_chat.invoke("Say hi.")
+    assert reply.type == "ai" and reply.response_metadata.get("status") in (
+        "completed",
+        "incomplete",
+    )
