@@ -7,7 +7,8 @@ the OpenAI chat API with a fixed reply so that any time on top of "direct" is th
 * ``GET /v1/models`` lists ``bench-model``; ``GET /health`` says ok;
 * ``POST /v1/chat/completions`` non-streaming: a small JSON completion;
 * ``POST /v1/chat/completions`` with ``"stream": true``: ``--chunks`` SSE chunks, one every
-  ``--chunk-interval-ms`` (0 = back to back), then ``data: [DONE]``.
+  ``--chunk-interval-ms`` (0 = back to back), a usage chunk when ``stream_options`` asks
+  for one, then ``data: [DONE]``.
 
 Loopback only::
 
@@ -26,7 +27,13 @@ from aiohttp import web
 MODEL = "bench-model"
 
 
-def completion(model: str) -> dict[str, object]:
+def completion(model: str, tokens: int | None = None) -> dict[str, object]:
+    """The whole answer; with ``tokens``, the same text and count a stream of that many has."""
+    content = "Hello from the stand-in."
+    usage = {"prompt_tokens": 8, "completion_tokens": 6, "total_tokens": 14}
+    if tokens is not None:
+        content = "".join(f"tok{i} " for i in range(tokens))
+        usage = {"prompt_tokens": 8, "completion_tokens": tokens, "total_tokens": 8 + tokens}
     return {
         "id": "chatcmpl-bench",
         "object": "chat.completion",
@@ -35,11 +42,11 @@ def completion(model: str) -> dict[str, object]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": "Hello from the stand-in."},
+                "message": {"role": "assistant", "content": content},
                 "finish_reason": "stop",
             }
         ],
-        "usage": {"prompt_tokens": 8, "completion_tokens": 6, "total_tokens": 14},
+        "usage": usage,
     }
 
 
@@ -55,7 +62,19 @@ def chunk(model: str, index: int, last: bool) -> bytes:
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
 
-def create_app(chunks: int = 64, chunk_interval_s: float = 0.002) -> web.Application:
+def usage_chunk(model: str, chunks: int) -> bytes:
+    usage = {"prompt_tokens": 8, "completion_tokens": chunks, "total_tokens": 8 + chunks}
+    body: dict[str, object] = {"id": "chatcmpl-bench", "object": "chat.completion.chunk"}
+    body |= {"model": model, "created": int(time.time()), "choices": [], "usage": usage}
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+
+
+def create_app(
+    chunks: int = 64, chunk_interval_s: float = 0.002, same_answer: bool = False
+) -> web.Application:
+    """``same_answer``: the whole answer is the stream's text and token count (faithful to a
+    real server, where both are one generation); otherwise the short fixed completion."""
+
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
 
@@ -66,7 +85,7 @@ def create_app(chunks: int = 64, chunk_interval_s: float = 0.002) -> web.Applica
         body = await request.json()
         model = body.get("model") or MODEL
         if not body.get("stream"):
-            return web.json_response(completion(model))
+            return web.json_response(completion(model, chunks if same_answer else None))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for index in range(chunks):
@@ -74,6 +93,8 @@ def create_app(chunks: int = 64, chunk_interval_s: float = 0.002) -> web.Applica
             if chunk_interval_s:
                 await asyncio.sleep(chunk_interval_s)
         await response.write(chunk(model, chunks, last=True))
+        if (body.get("stream_options") or {}).get("include_usage"):  # as OpenAI, llama-server
+            await response.write(usage_chunk(model, chunks))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
@@ -90,8 +111,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--chunks", type=int, default=64)
     parser.add_argument("--chunk-interval-ms", type=float, default=2.0)
+    parser.add_argument(
+        "--same-answer", action="store_true", help="whole answers = the stream's tokens"
+    )
     args = parser.parse_args()
-    app = create_app(args.chunks, args.chunk_interval_ms / 1000)
+    app = create_app(args.chunks, args.chunk_interval_ms / 1000, args.same_answer)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
 
 

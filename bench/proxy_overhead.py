@@ -107,11 +107,13 @@ class Target:
     version: str = ""
 
 
-def start_backend(stack: ExitStack, work: Path, chunks: int, interval_ms: float) -> Target:
+def start_backend(
+    stack: ExitStack, work: Path, chunks: int, interval_ms: float, same_answer: bool = False
+) -> Target:
     port = free_port()
     log = work / "backend.log"
     cmd = [PYTHON, "-m", "bench.fast_backend", "--port", str(port), "--chunks", str(chunks)]
-    cmd += ["--chunk-interval-ms", str(interval_ms)]
+    cmd += ["--chunk-interval-ms", str(interval_ms)] + (["--same-answer"] if same_answer else [])
     proc = stack.enter_context(process(cmd, log, env={**os.environ, "PYTHONPATH": str(REPO)}))
     url = f"http://127.0.0.1:{port}"
     wait_ready(url + "/health", 30, proc, log)
@@ -581,6 +583,12 @@ def main() -> None:
     parser.add_argument("--streams-n", type=int, default=96, help="streams per c=16 block")
     parser.add_argument("--chunks", type=int, default=64, help="SSE chunks per stream")
     parser.add_argument("--chunk-interval-ms", type=float, default=2.0)
+    parser.add_argument(
+        "--same-answer",
+        action="store_true",
+        help="the backend's whole answer has the stream's tokens (use with interval 0: the "
+        "router streams non-streaming requests from the backend)",
+    )
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument(
         "--targets", nargs="+", default=["router", "nginx", "litellm"],
@@ -601,7 +609,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="mf-proxy-bench-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        backend = start_backend(stack, work, args.chunks, args.chunk_interval_ms)
+        backend = start_backend(stack, work, args.chunks, args.chunk_interval_ms, args.same_answer)
         targets = [backend]
         starters = {
             "router": lambda: start_router(stack, work, backend.base_url),

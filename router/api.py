@@ -37,6 +37,7 @@ from modelfleet.router.state import BackendState
 ROUTER = web.AppKey("router", Router)
 IS_ADMIN = web.RequestKey("admin", bool)  # set by the auth middleware (router/app.py)
 OLLAMA_API_VERSION = "0.12.6"  # the Ollama API level the router's /api front speaks
+FOREVER_S = (2**63 - 1) / 1e9  # Ollama's expiry for keep_alive -1: Go's longest duration
 
 
 def router_of(request: web.Request) -> Router:
@@ -207,6 +208,19 @@ async def openai_model(request: web.Request) -> web.Response:
     return web.json_response(_openai_model(router, model))
 
 
+async def openai_responses(request: web.Request) -> web.StreamResponse:
+    """OpenAI Responses API (stateless: ``previous_response_id`` is the backend's business)."""
+    return await _model_call(request, "openai", "responses")
+
+
+# -- Anthropic front ------------------------------------------------------------------------
+
+
+async def anthropic_messages(request: web.Request) -> web.StreamResponse:
+    """Anthropic Messages API (``/v1/messages`` and ``/v1/messages/count_tokens``)."""
+    return await _model_call(request, "anthropic", "messages")
+
+
 # -- Ollama front ---------------------------------------------------------------------------
 
 
@@ -301,6 +315,9 @@ async def ollama_ps(request: web.Request) -> web.Response:
             expires = ms.expires_at
             if expires is None and ms.unload_at is not None:
                 expires = now_wall + (ms.unload_at - now)
+            if expires is None and state.kind != "ollama":
+                expires = now_wall + FOREVER_S  # no idle unload there: what Ollama says for -1
+            entry = state.entry(ms.model)
             entries.append(
                 {
                     "name": ms.model,
@@ -310,13 +327,13 @@ async def ollama_ps(request: web.Request) -> web.Response:
                     "details": _details(router, ms.model),
                     "expires_at": _iso(expires),
                     "size_vram": (ms.size_mb if ms.vram_mb is None else ms.vram_mb) * MIB,
-                    "context_length": ms.context_length or 0,
+                    "context_length": ms.context_length or (entry.ctx if entry else None) or 0,
                     "backend": state.name,
                     "host": state.host,
                     "status": ms.status,
                     "in_flight": ms.in_flight,
                     "slots": ms.slots,
-                    "_expires": expires or float("inf"),
+                    "_expires": float("inf") if expires is None else expires,
                 }
             )
     entries.sort(key=lambda e: e.pop("_expires"), reverse=True)
@@ -349,25 +366,47 @@ async def ollama_show(request: web.Request) -> web.Response:
                     )
         except (aiohttp.ClientError, TimeoutError, ValueError):
             continue
-    ctx = 0
+    return await _show_from_llama_cpp(router, model, holders)
+
+
+async def _show_from_llama_cpp(
+    router: Router, model: str, holders: list[BackendState]
+) -> web.Response:
+    """``/api/show`` for llama-server / llama-swap models: what the backend reports
+    (``/props``, ``/v1/models`` meta), else the catalog's ``ctx``."""
+    facts, source = None, None
+    for state in holders:
+        if state.kind not in ("llama-server", "llama-swap"):
+            continue
+        try:
+            async with asyncio.timeout(router.config.health.timeout_s * 3):
+                facts = await router.adapter(state).describe(model)
+        except (BackendError, aiohttp.ClientError, TimeoutError, ValueError):
+            facts = None
+        if facts is not None:
+            source = state.name
+            break
+    ctx = facts.context_length if facts else None
     for state in holders:
         entry = state.entry(model)
         ms = state.models.get(model)
-        ctx = max(
-            ctx, (entry.ctx if entry and entry.ctx else 0), (ms.context_length or 0) if ms else 0
-        )
+        ctx = ctx or (ms.context_length if ms else None) or (entry.ctx if entry else None)
     details = _details(router, model)
     arch = details.get("family") or "llama"
+    info: dict[str, Any] = {"general.architecture": arch, f"{arch}.context_length": ctx or 0}
+    info |= facts.model_info if facts else {}
+    headers = {BACKEND_HEADER: source or "router", REASON_HEADER: "show"}
     return web.json_response(
         {
             "modelfile": f"# served by modelfleet from {', '.join(s.name for s in holders)}\n",
-            "parameters": "",
-            "template": "",
+            "parameters": f"num_ctx {ctx}" if ctx else "",
+            "template": facts.template if facts else "",
             "details": details,
-            "model_info": {"general.architecture": arch, f"{arch}.context_length": ctx},
-            "capabilities": ["completion"],
+            "model_info": info,
+            "capabilities": facts.capabilities if facts else ["completion"],
             "modified_at": _iso(router.started),
-        }
+        },
+        headers=headers,
     )
 
 
@@ -422,7 +461,11 @@ async def _manage(request: web.Request, action: str) -> web.StreamResponse:
         return error_response("ollama", 400, f"missing field {field!r} in the request body", "bad")
     target = body.pop("backend", None) or request.query.get("backend") or "all"
     if target == "all":
-        targets = [s for s in router.fleet.backends.values() if s.kind == "ollama" and s.healthy]
+        targets = _fleet_targets(router, action, subject, body)
+        source = body.get("from") if action == "create" else subject
+        if not targets and action != "pull" and isinstance(source, str):
+            message = f"model {source!r} not found on any healthy Ollama backend"
+            return error_response("ollama", 404, message, "unknown-model")
     elif target in router.fleet.backends:
         targets = [router.fleet.backends[target]]
     else:
@@ -447,6 +490,29 @@ async def _manage(request: web.Request, action: str) -> web.StreamResponse:
     if action in STREAMING:
         return await _fan_out_stream(request, router, targets, path, body, subject, action)
     return await _fan_out(router, targets, method, path, body, subject, action)
+
+
+def _fleet_targets(
+    router: Router, action: str, subject: str, body: dict[str, Any]
+) -> list[BackendState]:
+    """Where a management call with no ``backend`` goes: fleet semantics.
+
+    pull: the Ollama backends the catalog places the model on (every one when none does);
+    delete, copy, push: those that hold the model; create: those that hold its ``from``
+    model (every one when it is built from files).
+    """
+    ollama = [s for s in router.fleet.backends.values() if s.kind == "ollama" and s.healthy]
+    if action == "pull":
+        placed = [
+            s
+            for s in ollama
+            if any(subject == e.name or subject in e.aliases for e in s.config.models)
+        ]
+        return placed or ollama
+    source = body.get("from") if action == "create" else subject
+    if action == "create" and not isinstance(source, str):
+        return ollama
+    return [s for s in ollama if source in s.catalog()]
 
 
 async def _fan_out(
@@ -671,6 +737,9 @@ def setup_routes(app: web.Application) -> None:
             web.post("/v1/chat/completions", openai_chat),
             web.post("/v1/completions", openai_chat),
             web.post("/v1/embeddings", openai_chat),
+            web.post("/v1/responses", openai_responses),
+            web.post("/v1/messages", anthropic_messages),
+            web.post("/v1/messages/count_tokens", anthropic_messages),
             web.get("/v1/models", openai_models),
             web.get("/v1/models/{model:.+}", openai_model),
             web.get("/", ollama_root),  # GET also answers HEAD

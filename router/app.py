@@ -21,6 +21,7 @@ from modelfleet.router.admin import setup_admin_routes
 from modelfleet.router.api import IS_ADMIN, ROUTER, setup_routes
 from modelfleet.router.config import RouterConfig
 from modelfleet.router.core import Router
+from modelfleet.router.cors import add_cors_headers, compile_origins, cors_middleware
 from modelfleet.router.health import health_loop, refresh_loop, run_forever
 from modelfleet.router.proxy import BACKEND_HEADER, REASON_HEADER, Front, error_body
 
@@ -30,6 +31,8 @@ PUBLIC_PATHS = {"/healthz", "/readyz", "/dashboard"}
 
 
 def front_of(path: str) -> Front:
+    if path.startswith("/v1/messages"):
+        return "anthropic"
     return "openai" if path.startswith("/v1/") else "ollama"
 
 
@@ -78,7 +81,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             return _deny(request, 401, "admin API needs 'Authorization: Bearer <admin token>'")
         return await handler(request)
     if router.client_keys and not admin and not _matches(_bearer(request), router.client_keys):
-        return _deny(request, 401, "missing or wrong API key ('Authorization: Bearer <key>')")
+        return _deny(
+            request,
+            401,
+            "missing or wrong API key ('Authorization: Bearer <key>' or 'x-api-key: <key>')",
+        )
     return await handler(request)
 
 
@@ -153,12 +160,14 @@ def create_app(config: RouterConfig, config_path: str | Path | None = None) -> w
         app = create_app(load_config("router.yaml"), "router.yaml")
         web.run_app(app, host="127.0.0.1", port=11434, handler_cancellation=True)
     """
+    cors = cors_middleware(compile_origins(config.cors_origins), _deny)
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[cors, error_middleware, auth_middleware],
         client_max_size=int(config.max_body_mb * 1024 * 1024),
     )
     app[ROUTER] = Router(config, Path(config_path) if config_path else None)
     setup_routes(app)
     setup_admin_routes(app)
+    app.on_response_prepare.append(add_cors_headers)
     app.cleanup_ctx.append(_lifecycle)
     return app

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -35,6 +37,48 @@ class BackendError(Exception):
         super().__init__(message)
         self.status = status
         self.detail = detail or message
+
+
+@dataclass
+class ModelFacts:
+    """What a llama.cpp backend reports about one model, for Ollama's ``/api/show``."""
+
+    context_length: int | None = None
+    capabilities: list[str] = field(default_factory=lambda: ["completion"])
+    model_info: dict[str, Any] = field(default_factory=dict)
+    template: str = ""
+
+
+def facts_from(props: dict[str, Any] | None, meta: dict[str, Any] | None) -> ModelFacts:
+    """llama-server ``/props`` (n_ctx, modalities, chat template caps) + ``/v1/models`` meta.
+
+    Example::
+
+        facts_from({"default_generation_settings": {"n_ctx": 4096},
+                    "chat_template_caps": {"supports_tools": True}}, None)
+        # ModelFacts(context_length=4096, capabilities=["completion", "tools"], ...)
+    """
+    props, meta = props or {}, meta or {}
+    facts = ModelFacts()
+    settings = props.get("default_generation_settings") or {}
+    facts.context_length = settings.get("n_ctx") or meta.get("n_ctx") or None
+    caps = props.get("chat_template_caps")
+    template = str(props.get("chat_template") or "")
+    tools = caps.get("supports_tools") if isinstance(caps, dict) else "tools" in template
+    if tools:
+        facts.capabilities.append("tools")
+    modalities = props.get("modalities") or {}
+    facts.capabilities += [m for m in ("vision", "audio") if modalities.get(m)]
+    facts.template = template
+    for key, info in (
+        ("n_params", "general.parameter_count"),
+        ("n_ctx_train", "general.context_length_train"),
+        ("n_embd", "general.embedding_length"),
+        ("n_vocab", "general.vocab_size"),
+    ):
+        if meta.get(key) is not None:
+            facts.model_info[info] = meta[key]
+    return facts
 
 
 class Adapter:
@@ -103,6 +147,19 @@ class Adapter:
 
     async def load(self, model: str, keep_alive: Any = None) -> None:
         raise BackendError(f"{self.state.name}: {self.state.kind} backends cannot load on request")
+
+    async def describe(self, model: str) -> ModelFacts | None:
+        """Context length and capabilities as the backend reports them; None: it cannot say."""
+        return None
+
+    async def _meta(self, model: str) -> dict[str, Any] | None:
+        """The ``meta`` of ``model``'s entry in ``/v1/models`` (llama-server, llama-swap)."""
+        listing = await self._json("GET", "/v1/models")
+        upstream = self.state.upstream_name(model)
+        for item in (listing or {}).get("data") or []:
+            if item.get("id") == upstream and isinstance(item.get("meta"), dict):
+                return dict(item["meta"])
+        return None
 
     async def unload(self, model: str) -> None:
         raise BackendError(
@@ -187,6 +244,9 @@ class LlamaSwapAdapter(Adapter):
                 continue
             client = self.state.client_name(upstream)
             learned[client] = upstream
+            meta = item.get("meta")
+            if isinstance(meta, dict) and meta.get("n_ctx"):
+                self.state.model(client).context_length = int(meta["n_ctx"])
             value = (item.get("status") or {}).get("value")
             if value:
                 status[client] = value
@@ -196,7 +256,9 @@ class LlamaSwapAdapter(Adapter):
         for item in running.get("running") or []:
             upstream = item.get("model")
             if upstream:
-                status[self.state.client_name(upstream)] = item.get("state") or "ready"
+                client = self.state.client_name(upstream)
+                status[client] = item.get("state") or "ready"
+                self._expiry(client, item.get("ttl"))
         now = time.monotonic()
         reported: dict[str, ModelState | None] = {}
         for client, value in status.items():
@@ -209,6 +271,15 @@ class LlamaSwapAdapter(Adapter):
                 if ms.observe("loading", self.since):
                     ms.load_started = ms.load_started or now
         self._mark(reported, now)
+
+    def _expiry(self, model: str, ttl: Any) -> None:
+        """llama-swap unloads a model ``ttl`` s after its last request: while it is busy the
+        expiry moves on; once idle it stays (to within one refresh interval)."""
+        if not isinstance(ttl, int | float) or isinstance(ttl, bool) or ttl <= 0:
+            return
+        ms = self.state.model(model)
+        if ms.in_flight > 0 or ms.expires_at is None:
+            ms.expires_at = time.time() + ttl
 
     async def load(self, model: str, keep_alive: Any = None) -> None:
         # any /upstream/<model>/ path makes llama-swap start that model and wait until ready
@@ -223,6 +294,18 @@ class LlamaSwapAdapter(Adapter):
 
     async def unload(self, model: str) -> None:
         await self._json("POST", f"/api/models/unload/{self.state.upstream_name(model)}")
+
+    async def describe(self, model: str) -> ModelFacts | None:
+        # /upstream/<model>/... would start the model: ask its llama-server only when loaded
+        meta = await self._meta(model)
+        props = None
+        ms = self.state.models.get(model)
+        if ms is not None and ms.status == "loaded":
+            upstream = quote(self.state.upstream_name(model), safe="")
+            props = await self._json("GET", f"/upstream/{upstream}/props")
+        if props is None and meta is None:
+            return None
+        return facts_from(props if isinstance(props, dict) else None, meta)
 
 
 class LlamaServerAdapter(Adapter):
@@ -270,6 +353,8 @@ class LlamaServerAdapter(Adapter):
                 value = (item.get("status") or {}).get("value", "unloaded")
             if isinstance(meta, dict) and meta.get("size") and not ms.size_mb:
                 ms.size_mb = int(meta["size"]) // MIB
+            if isinstance(meta, dict) and meta.get("n_ctx"):
+                ms.context_length = int(meta["n_ctx"])
             if value == "loaded":
                 reported[client] = ms
                 ms.observe("loaded", self.since)
@@ -290,6 +375,17 @@ class LlamaServerAdapter(Adapter):
         if self.state.mode != "router":
             await super().unload(model)
         await self._json("POST", "/models/unload", {"model": self.state.upstream_name(model)})
+
+    async def describe(self, model: str) -> ModelFacts | None:
+        if self.state.mode == "router":
+            ms = self.state.models.get(model)
+            if ms is None or ms.status != "loaded":
+                return None  # /props?model= would autoload it
+            upstream = quote(self.state.upstream_name(model), safe="")
+            props = await self._json("GET", f"/props?model={upstream}")
+            return facts_from(props if isinstance(props, dict) else None, None)
+        props = await self._json("GET", "/props")
+        return facts_from(props if isinstance(props, dict) else None, await self._meta(model))
 
 
 class OpenAIAdapter(Adapter):

@@ -36,6 +36,8 @@ from pydantic import (
     model_validator,
 )
 
+from modelfleet.router.cors import OLLAMA_DEFAULT_ORIGINS
+
 BackendKind = Literal["ollama", "llama-swap", "llama-server", "openai"]
 
 
@@ -184,6 +186,11 @@ class RouterConfig(_Strict):
     management: ManagementConfig = Field(default_factory=ManagementConfig)
     access_log: str | None = Field(default=None, description="JSONL file; '-' = stdout")
     recent_decisions: int = Field(default=200, ge=0, description="kept for admin/dashboard")
+    cors_origins: list[str] = Field(
+        default_factory=lambda: list(OLLAMA_DEFAULT_ORIGINS),
+        description="browser origins allowed to call the front APIs ('*' = any); "
+        "default: Ollama's (localhost, 127.0.0.1, 0.0.0.0 any port; app://, file://, tauri://)",
+    )
 
     @field_validator("admin_token")
     @classmethod

@@ -37,8 +37,10 @@ from modelfleet.router.health import note_outcome, request_key, transport_failur
 from modelfleet.router.scheduler import Lease, NoBackend, RoutingError
 from modelfleet.router.state import BackendState
 
-Front = Literal["openai", "ollama"]
-Translation = Literal["raw", "ollama-chat", "ollama-generate", "ollama-embed", "ollama-embeddings"]
+Front = Literal["openai", "ollama", "anthropic"]
+Translation = Literal[
+    "raw", "ollama-chat", "ollama-generate", "ollama-embed", "ollama-embeddings", "openai-infill"
+]
 
 BACKEND_HEADER = "X-Modelfleet-Backend"
 REASON_HEADER = "X-Modelfleet-Reason"
@@ -62,7 +64,7 @@ class Call:
 
     front: Front
     path: str  # front path, e.g. /api/chat or /v1/chat/completions
-    endpoint: str  # chat | generate | embed | embeddings | openai
+    endpoint: str  # chat | generate | embed | embeddings | openai | responses | messages
     body: dict[str, Any]
     model: str  # the fleet's name for the model (resolved)
     stream: bool
@@ -75,6 +77,21 @@ class Upstream:
     path: str
     body: dict[str, Any]
     translation: Translation
+    # the client wants one JSON answer, the backend was asked to stream it: put it together
+    assemble: translate.StreamFormat | None = None
+
+
+# the stream format of each generating path; what is not here (embeddings) cannot stream
+STREAM_FORMATS: dict[str, translate.StreamFormat] = {
+    "/v1/chat/completions": "openai",
+    "/v1/completions": "openai",
+    "/v1/responses": "responses",
+    "/v1/messages": "anthropic",
+    "/api/chat": "ollama",
+    "/api/generate": "ollama",
+    "/infill": "llama",
+}
+FIM_KINDS = ("llama-server", "llama-swap")  # serve fill-in-the-middle at /infill
 
 
 @dataclass
@@ -139,9 +156,24 @@ def retry_after_queue(router: Router, model: str) -> int:
     return max(router.config.queue.retry_after_s, math.ceil(waiting * service / max(1, slots)))
 
 
+_ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
 def error_body(front: Front, status: int, message: str) -> dict[str, Any]:
     if front == "ollama":
         return {"error": message}
+    if front == "anthropic":
+        kind = _ANTHROPIC_ERROR_TYPES.get(status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": message}}
     kind = _OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "api_error")
     return {"error": {"message": message, "type": kind, "param": None, "code": status}}
 
@@ -176,19 +208,37 @@ def route_headers(lease: Lease, call: Call, attempts: int) -> dict[str, str]:
 
 def plan(call: Call, backend: BackendState) -> Upstream:
     upstream_model = backend.upstream_name(call.model)
-    if call.front == "openai" or backend.kind == "ollama":
-        return Upstream(call.path, {**call.body, "model": upstream_model}, "raw")
+    fim = bool(call.body.get("suffix")) and backend.kind in FIM_KINDS
+    if fim and call.front == "openai" and call.path == "/v1/completions":
+        body = translate.openai_infill_request(call.body, upstream_model)
+        return _streamed(Upstream("/infill", body, "openai-infill"), call)
+    if call.front != "ollama" or backend.kind == "ollama":
+        return _streamed(Upstream(call.path, {**call.body, "model": upstream_model}, "raw"), call)
     if call.endpoint == "chat":
-        return Upstream(
-            "/v1/chat/completions", translate.chat_request(call.body, upstream_model), "ollama-chat"
-        )
+        body = translate.chat_request(call.body, upstream_model)
+        return _streamed(Upstream("/v1/chat/completions", body, "ollama-chat"), call)
+    if call.endpoint == "generate" and fim:
+        body = translate.infill_request(call.body, upstream_model)
+        return _streamed(Upstream("/infill", body, "ollama-generate"), call)
     if call.endpoint == "generate":
         path, body = translate.generate_request(call.body, upstream_model)
-        return Upstream(path, body, "ollama-generate")
+        return _streamed(Upstream(path, body, "ollama-generate"), call)
     translation: Translation = "ollama-embed" if call.endpoint == "embed" else "ollama-embeddings"
     return Upstream(
         "/v1/embeddings", translate.embed_request(call.body, upstream_model), translation
     )
+
+
+def _streamed(up: Upstream, call: Call) -> Upstream:
+    """Ask for a stream even when the client wants one answer (see ``StreamAssembler``)."""
+    fmt = STREAM_FORMATS.get(up.path)
+    if call.stream or fmt is None:
+        return up
+    up.body = {**up.body, "stream": True}
+    if fmt == "openai":
+        up.body["stream_options"] = {"include_usage": True}
+    up.assemble = fmt
+    return up
 
 
 async def proxy(router: Router, request: web.Request, call: Call) -> web.StreamResponse:
@@ -257,14 +307,13 @@ def _all_failed(router: Router, call: Call, outcome: Outcome, tried: set[str]) -
 def _upstream_timeout(router: Router, call: Call, lease: Lease) -> float:
     """How long to wait for response headers: a load may take minutes, a resident model not.
 
-    A non-streaming answer's headers come only with the whole answer, so it keeps the
-    longer bound; a streaming one must start within ``first_byte_timeout_s``.
+    Every generating request is streamed from the backend (``_streamed``), so its headers
+    come with its first token; an embedding's come with the whole (short) answer. Either way
+    a resident model answers within ``first_byte_timeout_s`` or the backend is hung.
     """
     cfg = router.config
     resident = not lease.loading and lease.backend.model(call.model).status == "loaded"
-    if resident and call.stream:
-        return cfg.first_byte_timeout_s
-    return cfg.load_timeout_s
+    return cfg.first_byte_timeout_s if resident else cfg.load_timeout_s
 
 
 async def _attempt(
@@ -314,6 +363,9 @@ async def _attempt(
             if resp.status in GATEWAY:
                 _transport_failure(router, backend, outcome, "gateway", outcome.error)
                 return None
+            if resp.status in (404, 405) and call.path in NOT_EVERYWHERE:
+                ok = True  # the slot was used normally
+                return _not_served(router, call, lease, backend, outcome, message)
             # an answered error belongs to this request: hand it back, leave health alone
             ok = True
             bad = resp.status >= 500
@@ -351,6 +403,32 @@ async def _attempt(
         router.refresh_soon(backend)  # learn what the request changed (loads, evictions)
 
 
+# paths some backends of a kind do not serve (llama-swappo: no /v1/responses; a generic
+# OpenAI-compatible server: either); a 404 there means "not here", not "no such model"
+NOT_EVERYWHERE = {"/v1/responses", "/v1/messages", "/v1/messages/count_tokens"}
+
+
+def _not_served(
+    router: Router,
+    call: Call,
+    lease: Lease,
+    backend: BackendState,
+    outcome: Outcome,
+    message: str,
+) -> web.Response:
+    """501 in the front's shape naming the backend and its kind, never a bare 404."""
+    router.record_success(backend)  # it answered; it just does not speak this API
+    outcome.status = 501
+    outcome.error = (
+        f"backend {backend.name} (kind {backend.kind}) does not serve {call.path}: {message}"
+    )
+    headers = route_headers(lease, call, outcome.attempts - 1)
+    headers[REASON_HEADER] = "not-served"
+    return web.json_response(
+        error_body(call.front, 501, outcome.error), status=501, headers=headers
+    )
+
+
 def _in_front_shape(front: Front, body: bytes) -> bool:
     """Is a backend's error body already what this front's clients expect?"""
     try:
@@ -360,6 +438,8 @@ def _in_front_shape(front: Front, body: bytes) -> bool:
     error = obj.get("error") if isinstance(obj, dict) else None
     if front == "ollama":
         return isinstance(error, str)
+    if front == "anthropic" and obj.get("type") != "error":
+        return False
     return isinstance(error, dict) and isinstance(error.get("message"), str)
 
 
@@ -407,6 +487,8 @@ async def _relay(
             router.scheduler.first_byte(lease)
             outcome.ttft_s = time.monotonic() - call.started
 
+    if streaming and up.assemble is not None:
+        return await _assemble(router, call, lease, resp, up, headers, outcome)
     if not streaming:
         try:
             data = b"".join([c async for c in _chunks(resp, stall_s)])
@@ -423,6 +505,8 @@ async def _relay(
     out.headers["X-Accel-Buffering"] = "no"
     if up.translation == "raw":
         out.content_type = ctype.split(";")[0]
+    elif up.translation == "openai-infill":
+        out.content_type = "text/event-stream"
     else:
         out.content_type = "application/x-ndjson"
     sniffer = _Sniffer(outcome)
@@ -432,7 +516,7 @@ async def _relay(
             chat=up.translation == "ollama-chat",
             timing=translate.Timing(start=call.started, loaded=lease.loading),
         )
-        if up.translation != "raw"
+        if up.translation not in ("raw", "openai-infill")
         else None
     )
     sse = _Lines()
@@ -459,6 +543,14 @@ async def _relay(
 
     try:
         async for chunk in _chunks(resp, stall_s):
+            if up.translation == "openai-infill":
+                for line in sse.feed(chunk):
+                    obj = _sse_data(line)
+                    if obj is not None:
+                        piece = translate.infill_completion(obj, client_model, chunk=True)
+                        _count_tokens(piece, outcome)
+                        await send(b"data: " + json.dumps(piece).encode() + b"\n\n")
+                continue
             if reply is None:
                 sniffer.feed(chunk)
                 await send(renamer.feed(chunk) if renamer else chunk)
@@ -472,6 +564,8 @@ async def _relay(
                 for piece in reply.lines():
                     await send(_ndjson(piece))
         await send()
+        if up.translation == "openai-infill":
+            await send(b"data: [DONE]\n\n")
         if reply is not None:
             reply.timing.first_byte = lease.first_byte_at
             reply.timing.end = time.monotonic()
@@ -503,6 +597,67 @@ async def _relay(
     return out
 
 
+async def _assemble(
+    router: Router,
+    call: Call,
+    lease: Lease,
+    resp: aiohttp.ClientResponse,
+    up: Upstream,
+    headers: dict[str, str],
+    outcome: Outcome,
+) -> web.Response | None:
+    """Read the whole stream, answer with one JSON object; None: failed, nothing sent, retry."""
+    assert up.assemble is not None
+    assembler = translate.StreamAssembler(up.assemble)
+    received: list[bytes] = []  # split and parsed once at the end: far cheaper than per line
+    stall_s = router.config.stall_timeout_s
+    try:
+        async for chunk in _chunks(resp, stall_s):
+            if lease.first_byte_at is None:
+                router.scheduler.first_byte(lease)
+                outcome.ttft_s = time.monotonic() - call.started
+            received.append(chunk)
+    except (Stall, aiohttp.ClientError) as exc:
+        kind = "stall" if isinstance(exc, Stall) else "cut"
+        _transport_failure(router, lease.backend, outcome, kind, f"answer lost: {exc}")
+        return None
+    for obj in _parse_all(_payloads(b"".join(received).split(b"\n"))):
+        assembler.feed(obj)
+    if assembler.error is not None:  # the backend answered with an error, in the stream
+        message = translate.openai_error_message(json.dumps({"error": assembler.error}).encode())
+        outcome.status, outcome.error = 500, f"backend {lease.backend.name}: {message}"
+        headers[REASON_HEADER] = "backend-error"
+        return web.json_response(error_body(call.front, 500, message), status=500, headers=headers)
+    whole = assembler.result()
+    if whole is None:
+        detail = "the stream ended before the answer was complete"
+        _transport_failure(router, lease.backend, outcome, "cut", detail)
+        return None
+    return _whole(call, lease, up, b"", headers, outcome, assembled=whole)
+
+
+def _payloads(lines: list[bytes]) -> list[bytes]:
+    """The JSON text of SSE ``data:`` lines and NDJSON lines (not SSE's ``event:`` lines)."""
+    out = []
+    for line in lines:
+        if line.startswith(b"data:"):
+            line = line[5:].strip()
+            if line != b"[DONE]":
+                out.append(line)
+        elif line.startswith(b"{"):
+            out.append(line)
+    return out
+
+
+def _parse_all(payloads: list[bytes]) -> list[dict[str, Any]]:
+    """All objects of a stream; one JSON parse of them all unless one line is bad."""
+    try:
+        objs = json.loads(b"[" + b",".join(payloads) + b"]")
+    except ValueError:
+        objs = [_json_line(p) for p in payloads]
+    return [obj for obj in objs if isinstance(obj, dict)]
+
+
 def _cut_off(request: web.Request, outcome: Outcome, why: str) -> None:
     """Drop a client that stopped reading; logged as 499 like one that went away."""
     outcome.status = 499
@@ -518,17 +673,22 @@ def _whole(
     data: bytes,
     headers: dict[str, str],
     outcome: Outcome,
+    assembled: dict[str, Any] | None = None,
 ) -> web.Response:
     client_model = call.body.get("model", call.model)
-    try:
-        obj = json.loads(data) if data else {}
-    except ValueError:
-        obj = None
+    obj: Any = assembled
+    if obj is None:
+        try:
+            obj = json.loads(data) if data else {}
+        except ValueError:
+            obj = None
     if up.translation == "raw" or not isinstance(obj, dict):
         if isinstance(obj, dict):
             _count_tokens(obj, outcome)
-            if obj.get("model") not in (None, client_model):
+            renamed = obj.get("model") not in (None, client_model)
+            if renamed:
                 obj["model"] = client_model
+            if renamed or assembled is not None:
                 return web.json_response(obj, status=outcome.status, headers=headers)
         return web.Response(
             body=data,
@@ -536,6 +696,10 @@ def _whole(
             headers={**headers, "Content-Type": "application/json"},
         )
     elapsed_ns = int((time.monotonic() - call.started) * 1e9)
+    if up.translation == "openai-infill":
+        answer = translate.infill_completion(obj, client_model, chunk=False)
+        _count_tokens(answer, outcome)
+        return web.json_response(answer, headers=headers)
     if up.translation in ("ollama-embed", "ollama-embeddings"):
         _count_tokens(obj, outcome)
         legacy = up.translation == "ollama-embeddings"
@@ -558,9 +722,16 @@ def _whole(
 
 def _count_tokens(obj: dict[str, Any], outcome: Outcome) -> None:
     usage = obj.get("usage")
+    for inner in ("message", "response"):  # Anthropic message_start, Responses events
+        if not isinstance(usage, dict) and isinstance(obj.get(inner), dict):
+            usage = obj[inner].get("usage")
     if isinstance(usage, dict):
-        outcome.prompt_tokens = usage.get("prompt_tokens", outcome.prompt_tokens)
-        outcome.completion_tokens = usage.get("completion_tokens", outcome.completion_tokens)
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+        completion = usage.get("completion_tokens", usage.get("output_tokens"))
+        outcome.prompt_tokens = prompt if prompt is not None else outcome.prompt_tokens
+        outcome.completion_tokens = (
+            completion if completion is not None else outcome.completion_tokens
+        )
     if "eval_count" in obj or "prompt_eval_count" in obj:
         outcome.prompt_tokens = obj.get("prompt_eval_count", outcome.prompt_tokens)
         outcome.completion_tokens = obj.get("eval_count", outcome.completion_tokens)
@@ -645,6 +816,10 @@ def _ndjson(obj: dict[str, Any]) -> bytes:
 def _stream_error(front: Front, up: Upstream, message: str) -> bytes:
     if front == "ollama":
         return _ndjson({"error": message})
+    if front == "anthropic":
+        return (
+            b"event: error\ndata: " + json.dumps(error_body(front, 502, message)).encode() + b"\n\n"
+        )
     return b"data: " + json.dumps(error_body("openai", 502, message)).encode() + b"\n\n"
 
 

@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 # Ollama option -> OpenAI field (num_ctx has no OpenAI equivalent: the backend's context rules)
 OPTION_FIELDS = {
@@ -161,6 +161,85 @@ def generate_request(body: dict[str, Any], upstream_model: str) -> tuple[str, di
     return path, out
 
 
+# Ollama option -> llama-server native (/completion, /infill) field
+NATIVE_OPTION_FIELDS = {**OPTION_FIELDS, "num_predict": "n_predict"}
+
+
+def infill_request(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
+    """Ollama ``/api/generate`` with ``suffix`` -> llama-server ``/infill`` (fill in the middle).
+
+    ``prompt`` is the code before the cursor (``input_prefix``), ``suffix`` the code after
+    (``input_suffix``); llama-server builds the model's FIM prompt from its FIM tokens.
+    """
+    out: dict[str, Any] = {
+        "model": upstream_model,
+        "input_prefix": body.get("prompt") or "",
+        "input_suffix": body.get("suffix") or "",
+        "stream": body.get("stream", True) is not False,
+    }
+    options = body.get("options") or {}
+    if isinstance(options, dict):
+        for key, target in NATIVE_OPTION_FIELDS.items():
+            if key in options:
+                out[target] = options[key]
+    return out
+
+
+OPENAI_NATIVE_FIELDS = {
+    "max_tokens": "n_predict",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "seed": "seed",
+    "stop": "stop",
+    "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty",
+}
+
+
+def openai_infill_request(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
+    """OpenAI ``/v1/completions`` with ``suffix`` -> llama-server ``/infill``."""
+    prompt = body.get("prompt") or ""
+    out: dict[str, Any] = {
+        "model": upstream_model,
+        "input_prefix": prompt if isinstance(prompt, str) else "".join(map(str, prompt)),
+        "input_suffix": body.get("suffix") or "",
+        "stream": bool(body.get("stream")),
+    }
+    for key, target in OPENAI_NATIVE_FIELDS.items():
+        if body.get(key) is not None:
+            out[target] = body[key]
+    return out
+
+
+def infill_completion(obj: dict[str, Any], model: str, chunk: bool) -> dict[str, Any]:
+    """llama-server ``/infill`` answer (or stream chunk) -> OpenAI ``text_completion``."""
+    finish = None
+    if obj.get("stop"):
+        finish = "length" if obj.get("stop_type") == "limit" else "stop"
+    out: dict[str, Any] = {
+        "id": f"cmpl-{obj.get('id_slot', 0)}-{int(time.time() * 1000)}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "text": obj.get("content") or "",
+                "finish_reason": finish,
+                "logprobs": None,
+            }
+        ],
+    }
+    if not chunk or obj.get("stop"):
+        prompt, completion = obj.get("tokens_evaluated") or 0, obj.get("tokens_predicted") or 0
+        out["usage"] = {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+    return out
+
+
 def embed_request(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
     """Ollama ``/api/embed`` (``input``) or ``/api/embeddings`` (``prompt``) -> OpenAI."""
     text = body.get("input", body.get("prompt", ""))
@@ -239,8 +318,23 @@ class OllamaReply:
         if isinstance(obj.get("timings"), dict):
             self.server_timings = obj["timings"]
 
+    def _native(self, obj: dict[str, Any]) -> None:
+        """llama-server's own completion format (``/infill``, ``/completion``)."""
+        if obj.get("stop"):
+            self.finish_reason = "length" if obj.get("stop_type") == "limit" else "stop"
+        self.prompt_tokens = obj.get("tokens_evaluated") or self.prompt_tokens
+        self.completion_tokens = obj.get("tokens_predicted") or self.completion_tokens
+
     def chunk(self, obj: dict[str, Any]) -> None:
         self._usage(obj)
+        if "choices" not in obj and "content" in obj:
+            content = obj.get("content") or ""
+            if content:
+                self.timing.first_token = self.timing.first_token or time.monotonic()
+                self.pending.append(self._piece(content))
+                self.text.append(content)
+            self._native(obj)
+            return
         for choice in obj.get("choices") or []:
             delta = choice.get("delta") or {}
             content = delta.get("content") or choice.get("text") or ""
@@ -260,6 +354,10 @@ class OllamaReply:
 
     def whole(self, obj: dict[str, Any]) -> None:
         self._usage(obj)
+        if "choices" not in obj and "content" in obj:
+            self.text.append(obj.get("content") or "")
+            self._native(obj)
+            return
         choice = (obj.get("choices") or [{}])[0]
         message = choice.get("message") or {}
         self.text.append(message.get("content") or choice.get("text") or "")
@@ -338,3 +436,202 @@ def openai_error_message(body: bytes) -> str:
         if obj.get("message"):
             return str(obj["message"])
     return str(obj)[:500]
+
+
+# -- non-streaming answers assembled from a stream -------------------------------------------
+#
+# The router asks the backend for a *stream* even when the client wants one JSON answer: a
+# stream's first byte comes as soon as the backend starts, so ``first_byte_timeout_s`` can
+# tell a hung backend from a slow answer on every request. The answer is then put together
+# here, in the shape the backend would have sent had it been asked for one object.
+
+StreamFormat = Literal["openai", "ollama", "responses", "anthropic", "llama"]
+
+
+class StreamAssembler:
+    """Feed the parsed objects of one stream (``feed``); ``result()`` is the whole answer.
+
+    Formats: ``openai`` (chat and text completion chunks), ``ollama`` (native NDJSON),
+    ``llama`` (llama-server's own ``/infill`` chunks),
+    ``responses`` (OpenAI Responses events), ``anthropic`` (Messages events). ``error`` holds
+    an error object the stream carried instead of an answer.
+
+    Example::
+
+        asm = StreamAssembler("openai")
+        for obj in chunks:
+            asm.feed(obj)
+        asm.result()  # {"object": "chat.completion", "choices": [{"message": ...}], ...}
+    """
+
+    def __init__(self, fmt: StreamFormat) -> None:
+        self.fmt = fmt
+        self.head: dict[str, Any] | None = None  # the first object: ids, model, created
+        self.last: dict[str, Any] = {}
+        self.error: Any = None
+        self.choices: dict[int, dict[str, Any]] = {}
+        self.blocks: dict[int, dict[str, Any]] = {}
+        self.text: list[str] = []
+        self.thinking: list[str] = []
+        self.tool_calls: list[Any] = []
+        self.done: dict[str, Any] | None = None
+
+    def feed(self, obj: dict[str, Any]) -> None:
+        if "error" in obj and not obj.get("choices") and self.fmt != "anthropic":
+            self.error = obj["error"]
+            return
+        if self.head is None:
+            self.head = obj
+        self.last = obj
+        getattr(self, "_" + self.fmt)(obj)
+
+    def _openai(self, obj: dict[str, Any]) -> None:
+        for choice in obj.get("choices") or []:
+            index = choice.get("index", 0)
+            slot = self.choices.get(index)
+            if slot is None:  # not setdefault: no new dict per chunk
+                slot = {"content": [], "reasoning": [], "tools": {}, "logprobs": [], "finish": None}
+                self.choices[index] = slot
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                slot["chat"] = True
+                if delta.get("content"):
+                    slot["content"].append(delta["content"])
+                if delta.get("reasoning_content"):
+                    slot["reasoning"].append(delta["reasoning_content"])
+                for call in delta.get("tool_calls") or []:
+                    tool = slot["tools"].setdefault(
+                        call.get("index", len(slot["tools"])),
+                        {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+                    )
+                    tool["id"] = call.get("id") or tool["id"]
+                    function = call.get("function") or {}
+                    tool["function"]["name"] += function.get("name") or ""
+                    tool["function"]["arguments"] += function.get("arguments") or ""
+            else:
+                slot["content"].append(choice.get("text") or "")
+            logprobs = choice.get("logprobs")
+            if isinstance(logprobs, dict) and isinstance(logprobs.get("content"), list):
+                slot["logprobs"].extend(logprobs["content"])
+            if choice.get("finish_reason"):
+                slot["finish"] = choice["finish_reason"]
+
+    def _ollama(self, obj: dict[str, Any]) -> None:
+        message = obj.get("message")
+        if isinstance(message, dict):
+            self.text.append(message.get("content") or "")
+            self.thinking.append(message.get("thinking") or "")
+            self.tool_calls.extend(message.get("tool_calls") or [])
+        else:
+            self.text.append(obj.get("response") or "")
+            self.thinking.append(obj.get("thinking") or "")
+        if obj.get("done"):
+            self.done = obj
+
+    def _responses(self, obj: dict[str, Any]) -> None:
+        if obj.get("type") in ("response.completed", "response.incomplete", "response.failed"):
+            self.done = obj.get("response")
+        elif obj.get("type") == "error":
+            self.error = obj.get("error") or obj
+
+    def _anthropic(self, obj: dict[str, Any]) -> None:
+        kind = obj.get("type")
+        if kind == "message_start":
+            self.done = dict(obj.get("message") or {})
+        elif kind == "content_block_start":
+            self.blocks[obj.get("index", len(self.blocks))] = dict(obj.get("content_block") or {})
+        elif kind == "content_block_delta":
+            block = self.blocks.setdefault(obj.get("index", 0), {"type": "text", "text": ""})
+            delta = obj.get("delta") or {}
+            for field_name, key in (
+                ("text", "text"),
+                ("thinking", "thinking"),
+                ("signature", "signature"),
+                ("partial_json", "_json"),
+            ):
+                if field_name in delta:
+                    block[key] = block.get(key, "") + delta[field_name]
+        elif kind == "message_delta" and self.done is not None:
+            self.done.update(obj.get("delta") or {})
+            usage = obj.get("usage")
+            if isinstance(usage, dict):
+                self.done["usage"] = {**(self.done.get("usage") or {}), **usage}
+        elif kind == "error":
+            self.error = obj.get("error") or obj
+
+    def result(self) -> dict[str, Any] | None:
+        """The assembled answer; None when the stream ended before one was complete."""
+        return getattr(self, "_result_" + self.fmt)()
+
+    def _result_openai(self) -> dict[str, Any] | None:
+        if self.head is None:
+            return None
+        out = {k: v for k, v in self.head.items() if k not in ("choices", "usage", "timings")}
+        chat = any(slot.get("chat") for slot in self.choices.values())
+        out["object"] = "chat.completion" if chat else "text_completion"
+        choices = []
+        for index, slot in sorted(self.choices.items()):
+            choice: dict[str, Any] = {"index": index, "finish_reason": slot["finish"]}
+            text = "".join(slot["content"])
+            if chat:
+                message: dict[str, Any] = {"role": "assistant", "content": text}
+                reasoning = "".join(slot["reasoning"])
+                if reasoning:
+                    message["reasoning_content"] = reasoning
+                if slot["tools"]:
+                    message["tool_calls"] = [t for _, t in sorted(slot["tools"].items())]
+                    message["content"] = text or None
+                choice["message"] = message
+            else:
+                choice["text"] = text
+            choice["logprobs"] = {"content": slot["logprobs"]} if slot["logprobs"] else None
+            choices.append(choice)
+        out["choices"] = choices
+        for key in ("usage", "timings", "system_fingerprint"):
+            if self.last.get(key) is not None:
+                out[key] = self.last[key]
+        return out
+
+    def _result_ollama(self) -> dict[str, Any] | None:
+        if self.done is None:
+            return None
+        out = dict(self.done)
+        thinking = "".join(self.thinking)
+        if isinstance(out.get("message"), dict):
+            message = {**out["message"], "content": "".join(self.text)}
+            if thinking:
+                message["thinking"] = thinking
+            if self.tool_calls:
+                message["tool_calls"] = self.tool_calls
+            out["message"] = message
+        else:
+            out["response"] = "".join(self.text)
+            if thinking:
+                out["thinking"] = thinking
+        return out
+
+    def _llama(self, obj: dict[str, Any]) -> None:
+        self.text.append(obj.get("content") or "")
+        if obj.get("stop"):
+            self.done = obj
+
+    def _result_llama(self) -> dict[str, Any] | None:
+        return None if self.done is None else {**self.done, "content": "".join(self.text)}
+
+    def _result_responses(self) -> dict[str, Any] | None:
+        return self.done
+
+    def _result_anthropic(self) -> dict[str, Any] | None:
+        if self.done is None:
+            return None
+        content = []
+        for _, block in sorted(self.blocks.items()):
+            block = dict(block)
+            partial = block.pop("_json", None)
+            if partial is not None:
+                try:
+                    block["input"] = json.loads(partial) if partial.strip() else {}
+                except ValueError:
+                    block["input"] = {"_raw": partial}
+            content.append(block)
+        return {**self.done, "content": content}

@@ -208,10 +208,14 @@ async def test_no_retry_after_the_first_byte(faulty_backend, make_router):
     assert "error" in events[-1] and "stall" in events[-1]["error"]["message"]
     assert good.requests == 0 and stalling.requests == 1
     assert router.fleet.backends["stalling"].counters["stall"] == 1
-    ollama_resp = await client.post("/api/chat", json=chat())
+    ollama_resp = await client.post("/api/chat", json=chat(stream=True))
     assert ollama_resp.status == 200
     lines = (await ollama_resp.text()).splitlines()
     assert '"error"' in lines[-1] and "stall" in lines[-1]
+    # a non-streaming answer is put together before anything is sent: nothing reached the
+    # client, so the stall is a failure before the first byte (here no other backend: 504)
+    whole = await client.post("/api/chat", json=chat())
+    assert whole.status == 504 and "stall" in (await whole.json())["error"]
 
 
 async def test_client_disconnect_cancels_the_upstream_request(faulty_backend, make_router):

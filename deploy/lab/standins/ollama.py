@@ -1242,6 +1242,134 @@ class OpenAiApi:
         h.end_stream()
 
 
+def _text_of(content: Any) -> str:
+    """The text in a Responses/Anthropic content field (a string or a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            _text_of(p.get("text") or p.get("content")) for p in content if isinstance(p, dict)
+        )
+    return ""
+
+
+class CompatApi:
+    """``/v1/responses`` (stateless, Ollama >= 0.13.3) and Anthropic ``/v1/messages``.
+
+    Text in, text out (no tools), in the shapes and event sequences those APIs define; the
+    generation is the stand-in's usual one, so loads, slots and keep-alive behave alike.
+    """
+
+    def __init__(self, app: OllamaStandin) -> None:
+        self.app = app
+
+    def _generate(self, h: Handler, body: dict[str, Any], prompt: str, limit: Any) -> Generation:
+        model = self.app.ollama.require(body)
+        return self.app.start_generation(
+            model,
+            prompt,
+            self.app.settings.keep_alive_s,
+            {"num_predict": limit} if limit else {},
+            None,
+            h.client_gone,
+        )
+
+    @staticmethod
+    def _event(h: Handler, name: str, obj: dict[str, Any]) -> None:
+        h.write_chunk(
+            f"event: {name}\ndata: ".encode() + json.dumps({"type": name, **obj}).encode() + b"\n\n"
+        )
+
+    def responses(self, h: Handler) -> None:
+        body = h._body()
+        items = body.get("input")
+        prompt = (
+            items
+            if isinstance(items, str)
+            else "\n".join(_text_of(i.get("content")) for i in items or [] if isinstance(i, dict))
+        )
+        if body.get("instructions"):
+            prompt = f"{body['instructions']}\n{prompt}"
+        gen = self._generate(h, body, prompt, body.get("max_output_tokens"))
+        ident = f"resp_{int(time.time() * 1000) % 1000000}"
+        response: dict[str, Any] = {
+            "id": ident, "object": "response", "created_at": int(time.time()),
+            "status": "in_progress", "model": body["model"], "output": [],
+        }  # fmt: skip
+        item: dict[str, Any] = {
+            "id": "msg_" + ident[5:], "type": "message", "status": "in_progress",
+            "role": "assistant", "content": [],
+        }  # fmt: skip
+        try:
+            if body.get("stream"):
+                h.start_stream("text/event-stream")
+                self._event(h, "response.created", {"response": response})
+                self._event(h, "response.output_item.added", {"output_index": 0, "item": item})
+                pieces = []
+                for token, _ in self.app.emit(gen):
+                    pieces.append(token)
+                    self._event(h, "response.output_text.delta",
+                                {"item_id": item["id"], "output_index": 0, "content_index": 0,
+                                 "delta": token})  # fmt: skip
+                text = "".join(pieces)
+            else:
+                text = "".join(token for token, _ in self.app.emit(gen))
+            part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": []}
+            item = {**item, "status": "completed", "content": [part]}
+            used = {"input_tokens": count_tokens(prompt), "output_tokens": len(gen.tokens)}
+            used["total_tokens"] = used["input_tokens"] + used["output_tokens"]
+            response = {**response, "status": "completed", "output": [item], "usage": used}
+            if body.get("stream"):
+                self._event(h, "response.output_item.done", {"output_index": 0, "item": item})
+                self._event(h, "response.completed", {"response": response})
+                h.end_stream()
+            else:
+                h.send_json(200, response)
+        finally:
+            self.app.scheduler.release(gen.lease)
+
+    def messages(self, h: Handler) -> None:
+        body = h._body()
+        if not isinstance(body.get("max_tokens"), int):
+            raise ApiError(400, "max_tokens is required")
+        prompt = "\n".join(
+            _text_of(m.get("content")) for m in body.get("messages") or [] if isinstance(m, dict)
+        )
+        if body.get("system"):
+            prompt = f"{_text_of(body['system'])}\n{prompt}"
+        gen = self._generate(h, body, prompt, body["max_tokens"])
+        message: dict[str, Any] = {
+            "id": f"msg_{int(time.time() * 1000) % 1000000}", "type": "message",
+            "role": "assistant", "model": body["model"], "content": [],
+            "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": count_tokens(prompt), "output_tokens": 0},
+        }  # fmt: skip
+        try:
+            if body.get("stream"):
+                h.start_stream("text/event-stream")
+                self._event(h, "message_start", {"message": message})
+                block = {"type": "text", "text": ""}
+                self._event(h, "content_block_start", {"index": 0, "content_block": block})
+                for token, _ in self.app.emit(gen):
+                    delta = {"type": "text_delta", "text": token}
+                    self._event(h, "content_block_delta", {"index": 0, "delta": delta})
+                self._event(h, "content_block_stop", {"index": 0})
+                stop = "max_tokens" if gen.done_reason == "length" else "end_turn"
+                end: dict[str, Any] = {"delta": {"stop_reason": stop, "stop_sequence": None}}
+                end["usage"] = {"output_tokens": len(gen.tokens)}
+                self._event(h, "message_delta", end)
+                self._event(h, "message_stop", {})
+                h.end_stream()
+                return
+            text = "".join(token for token, _ in self.app.emit(gen))
+            message["content"] = [{"type": "text", "text": text}]
+            message["stop_reason"] = "max_tokens" if gen.done_reason == "length" else "end_turn"
+            message["usage"]["output_tokens"] = len(gen.tokens)
+            h.send_json(200, message)
+        finally:
+            self.app.scheduler.release(gen.lease)
+
+
 class Puller:
     """``/api/pull``: simulated download with Ollama's progress events. Concurrent pulls of
     one model share the download (the second waits for the first, then succeeds)."""
@@ -1287,6 +1415,7 @@ class Puller:
 
 
 INFERENCE_PATHS = {"/api/chat", "/api/generate", "/v1/chat/completions", "/v1/completions"}
+INFERENCE_PATHS |= {"/v1/responses", "/v1/messages"}
 FAULT_MODES = ("ok", "hang", "500")
 
 
@@ -1304,6 +1433,7 @@ class OllamaStandin:
         self.verbose = verbose
         self.ollama = OllamaApi(self)
         self.openai = OpenAiApi(self)
+        self.compat = CompatApi(self)
         self._stop = threading.Event()
         self.routes: dict[tuple[str, str], Callable[[Handler], None]] = {
             ("GET", "/"): self.ollama.root,
@@ -1321,6 +1451,8 @@ class OllamaStandin:
             ("POST", "/v1/chat/completions"): self.openai.chat,
             ("POST", "/v1/completions"): self.openai.completions,
             ("POST", "/v1/embeddings"): self.openai.embeddings,
+            ("POST", "/v1/responses"): self.compat.responses,
+            ("POST", "/v1/messages"): self.compat.messages,
             ("GET", "/standin/stats"): self.stats,
             ("POST", "/standin/faults"): self.set_faults,
         }

@@ -1,0 +1,149 @@
+"""``/v1/responses`` and Anthropic ``/v1/messages``: routed by residency like chat.
+
+Over the Ollama stand-in (which serves both, as Ollama does since 0.13.3) and a
+generic OpenAI-compatible server that serves neither (a 501 naming its kind).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from tests.router.conftest import openai_upstream, router_of, sse
+
+MODEL = "qwen2.5:0.5b"
+
+
+def responses(stream: bool = False, model: str = MODEL) -> dict[str, Any]:
+    return {"model": model, "input": "say hi", "max_output_tokens": 8, "stream": stream}
+
+
+def messages(stream: bool = False, model: str = MODEL) -> dict[str, Any]:
+    body = {"model": model, "max_tokens": 8, "stream": stream}
+    return body | {"messages": [{"role": "user", "content": "say hi"}]}
+
+
+async def test_responses_whole_and_streamed_go_where_the_model_is_resident(
+    ollama, make_router, tmp_path
+):
+    a, b = ollama(models=[MODEL]), ollama(models=[MODEL])
+    log = tmp_path / "access.jsonl"
+    client = await make_router(
+        [{"name": "a", "url": a.url}, {"name": "b", "url": b.url}], access_log=str(log)
+    )
+    first = await client.post("/v1/responses", json=responses())
+    assert first.status == 200, await first.text()
+    where = first.headers["X-Modelfleet-Backend"]
+    assert first.headers["X-Modelfleet-Reason"] == "load-fits"
+    whole = await first.json()
+    assert whole["object"] == "response" and whole["status"] == "completed"
+    assert whole["output"][0]["content"][0]["type"] == "output_text"
+    assert whole["usage"]["output_tokens"] > 0
+    second = await client.post("/v1/responses", json=responses(stream=True))
+    assert second.status == 200
+    assert second.headers["X-Modelfleet-Backend"] == where  # resident there now
+    assert second.headers["X-Modelfleet-Reason"] == "resident"
+    events = await sse(second)
+    assert events[0]["type"] == "response.created"
+    assert events[-1]["type"] == "response.completed"
+    deltas = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert deltas == events[-1]["response"]["output"][0]["content"][0]["text"]
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["path"] for r in records] == ["/v1/responses"] * 2
+    assert records[0]["completion_tokens"] == whole["usage"]["output_tokens"]
+    router = router_of(client)
+    metrics = (await (await client.get("/metrics")).text()).splitlines()
+    assert any(
+        line.startswith("modelfleet_requests_total")
+        and 'api="openai"' in line
+        and 'status="200"' in line
+        for line in metrics
+    )
+    assert router.fleet.backends[where].models[MODEL].status == "loaded"
+
+
+async def test_messages_whole_and_streamed_with_x_api_key(ollama, make_router):
+    server = ollama(models=[MODEL])
+    client = await make_router([{"name": "o", "url": server.url}], api_keys=["client-key"])
+    denied = await client.post("/v1/messages", json=messages())
+    assert denied.status == 401
+    error = await denied.json()
+    assert error["type"] == "error" and error["error"]["type"] == "authentication_error"
+    key = {"x-api-key": "client-key", "anthropic-version": "2023-06-01"}
+    resp = await client.post("/v1/messages", json=messages(), headers=key)
+    assert resp.status == 200, await resp.text()
+    whole = await resp.json()
+    assert whole["type"] == "message" and whole["role"] == "assistant"
+    assert whole["content"][0]["type"] == "text" and whole["stop_reason"] in (
+        "end_turn",
+        "max_tokens",
+    )
+    streamed = await client.post("/v1/messages", json=messages(stream=True), headers=key)
+    assert streamed.status == 200
+    events = await sse(streamed)
+    assert [e["type"] for e in events][:2] == ["message_start", "content_block_start"]
+    assert events[-1]["type"] == "message_stop"
+
+
+async def test_messages_errors_come_in_anthropic_shape(ollama, make_router):
+    server = ollama(models=[MODEL])
+    client = await make_router([{"name": "o", "url": server.url}])
+    unknown = await client.post("/v1/messages", json=messages(model="nope"))
+    assert unknown.status == 404
+    body = await unknown.json()
+    assert body == {
+        "type": "error",
+        "error": {"type": "not_found_error", "message": body["error"]["message"]},
+    }
+    assert "nope" in body["error"]["message"]
+    # the backend's own 400 (no max_tokens) comes back in the Anthropic shape with its message
+    bad = await client.post(
+        "/v1/messages", json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
+    )
+    assert bad.status == 400
+    assert (await bad.json())["error"]["message"] == "max_tokens is required"
+
+
+async def test_backend_that_does_not_serve_them_gives_501_naming_its_kind(
+    aiohttp_server, make_router
+):
+    async def chat(request: web.Request) -> web.Response:
+        return web.json_response({"choices": []})
+
+    url = await openai_upstream(aiohttp_server, chat, "m")
+    client = await make_router([{"name": "gen", "url": url, "kind": "openai"}])
+    resp = await client.post("/v1/responses", json=responses(model="m"))
+    assert resp.status == 501
+    message = (await resp.json())["error"]["message"]
+    assert "backend gen (kind openai) does not serve /v1/responses" in message
+    resp = await client.post("/v1/messages", json=messages(model="m"))
+    assert resp.status == 501
+    body = await resp.json()
+    assert body["type"] == "error" and "(kind openai)" in body["error"]["message"]
+    assert router_of(client).fleet.backends["gen"].healthy  # not a fault of the backend
+
+
+async def test_hung_backend_fails_over_before_the_first_byte(ollama, make_router):
+    a, b = ollama(models=[MODEL]), ollama(models=[MODEL])
+    client = await make_router(
+        [{"name": "a", "url": a.url}, {"name": "b", "url": b.url}], first_byte_timeout_s=0.5
+    )
+    router = router_of(client)
+    first = await client.post("/v1/messages", json=messages())
+    home = first.headers["X-Modelfleet-Backend"]
+    other = "b" if home == "a" else "a"
+    hung = a if home == "a" else b
+    async with client.session.post(hung.url + "/standin/faults", json={"mode": "hang"}) as resp:
+        assert resp.status == 200
+    for path, body in (("/v1/responses", responses(stream=True)), ("/v1/messages", messages())):
+        resp = await client.post(path, json=body)
+        assert resp.status == 200, await resp.text()
+        assert resp.headers["X-Modelfleet-Backend"] == other
+        await resp.read()
+        if path == "/v1/responses":  # tried on the hung one first, then failed over
+            assert resp.headers["X-Modelfleet-Attempts"] == "2"
+    assert router.fleet.backends[home].counters["timeout"] >= 1
+    async with client.session.post(hung.url + "/standin/faults", json={"mode": "ok"}) as resp:
+        assert resp.status == 200
