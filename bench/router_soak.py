@@ -56,18 +56,14 @@ from typing import Any
 import aiohttp
 import yaml
 
+from bench.proxy_overhead import free_port, wait_ready
+
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 MODEL = "qwen2.5:0.5b"
 POISON = "<<poison>>"
 ADMIN = "soak-admin-token"
 CONCURRENCY = 8
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get_json(url: str, timeout: float = 2.0, token: str | None = None) -> Any:
@@ -84,21 +80,6 @@ def post_json(url: str, body: dict[str, Any], timeout: float = 30.0) -> Any:
     )
     with urllib.request.urlopen(request, timeout=timeout) as resp:
         return resp.read()
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url}: not ready after {timeout_s:.0f} s")
 
 
 @dataclass
@@ -133,7 +114,7 @@ class Standin:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        wait_ready(self.url + "/api/version", self.proc)
+        wait_ready(self.url + "/api/version", 30, self.proc, self.log)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -256,7 +237,7 @@ class Soak:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        wait_ready(self.url + "/readyz", self.router)
+        wait_ready(self.url + "/readyz", 30, self.router, self.workdir / "router.log")
         # both copies resident before the clock starts: the soak is about faults, not loads
         for name in ("a", "b"):
             request = urllib.request.Request(

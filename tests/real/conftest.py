@@ -7,12 +7,19 @@ case a missing build fails loudly instead of hiding behind a skip.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from modelfleet.deploy.lab import llama
 
@@ -66,3 +73,42 @@ def start_llama_server(
     yield start
     for server in started:
         server.stop()
+
+
+@contextlib.contextmanager
+def router_process(config: dict[str, Any], workdir: Path) -> Iterator[str]:
+    """``modelfleet-router`` as a process with ``config`` (its ``listen`` on 127.0.0.1): yields
+    its URL once ``/readyz`` lists every configured backend; stopped at exit. Logs to
+    ``workdir/router.log``."""
+    path = workdir / "router.yaml"
+    path.write_text(yaml.safe_dump(config))
+    router_log = workdir / "router.log"
+    with router_log.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modelfleet.router", "--config", str(path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        )
+        url = "http://" + config["listen"]
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, router_log.read_text()[-2000:]
+                try:
+                    with urllib.request.urlopen(url + "/readyz", timeout=5) as resp:
+                        ready = json.loads(resp.read())["backends"]
+                    if len(ready) == len(config["backends"]):
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, "router did not become ready"
+                time.sleep(0.1)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

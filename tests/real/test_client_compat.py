@@ -12,12 +12,7 @@ docs/router.md ("Client compatibility") names those "backend limit".
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,9 +20,9 @@ import anthropic
 import ollama
 import openai
 import pytest
-import yaml
 
 from modelfleet.deploy.lab import llama
+from tests.real.conftest import router_process
 
 pytestmark = pytest.mark.real
 KEY = "compat-client-key"
@@ -69,38 +64,11 @@ def router_url(
             for name, server in servers.items()
         ],
     }
-    path = tmp / "router.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = (tmp / "router.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelfleet.router", "--config", str(path)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp / "router.log").read_text()[-2000:]
-            try:
-                with urllib.request.urlopen(url + "/readyz", timeout=5) as resp:
-                    if len(json.loads(resp.read())["backends"]) == 3:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "router did not become ready"
-            time.sleep(0.1)
-        time.sleep(1.0)  # one refresh: every model known and resident
-        yield url
+        with router_process(config, tmp) as url:
+            time.sleep(1.0)  # one refresh: every model known and resident
+            yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
         for server in servers.values():
             server.stop()
 

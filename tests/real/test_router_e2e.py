@@ -10,9 +10,6 @@ structure, never on the (parroted) text.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -21,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from modelfleet.deploy.lab import llama
+from tests.real.conftest import router_process
 
 pytestmark = pytest.mark.real
 ADMIN = "e2e-admin-token"
@@ -84,37 +81,8 @@ def fleet(
             for name, server in servers.items()
         ],
     }
-    path = tmp_path / "router.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = (tmp_path / "router.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelfleet.router", "--config", str(path)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "router.log").read_text()[-2000:]
-            try:
-                status, _, raw = request(url + "/readyz")
-                if status == 200 and len(json.loads(raw)["backends"]) == 2:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "router did not become ready"
-            time.sleep(0.1)
+    with router_process(config, tmp_path) as url:
         yield url, access_log, servers
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def loaded_models(server: llama.LlamaServer) -> set[str]:
