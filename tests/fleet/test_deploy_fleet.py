@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,6 +273,8 @@ def test_failing_router_release_keeps_the_previous_one(fleet: Fleet, tmp_path: P
     main.write_text(
         main.read_text().replace("def main(", "def main_ok(")
         + ("\n\ndef main() -> None:\n    raise SystemExit('broken release (rollback test)')\n")
+        # A release id no earlier run has built: the wheelhouse cache outlives test runs.
+        + f"# rollback test {uuid.uuid4().hex}\n"
     )
     pyinfra = [str(Path(sys.executable).with_name("pyinfra")), "-y", "--json"]
     # --dry builds nothing: the new release's wheelhouse is made only when its upload runs.
