@@ -52,15 +52,23 @@ def port_of(runner: web.AppRunner) -> int:
     return int(runner.addresses[0][1])
 
 
-async def test_drain_waits_for_every_request_on_the_backend(tmp_path: Path) -> None:
+async def program_against_fake_router(
+    tmp_path: Path, in_flight: dict[str, int], action: str, models: str
+) -> tuple[str, list[str]]:
+    """Run the program once against a fake router; its printed line and the admin calls."""
     token = tmp_path / "admin-token"
     token.write_text("s3cret\n")
-    in_flight, calls = {"gemma": 2, "qwen": 1}, []
+    calls: list[str] = []
     runner = await fake_router(in_flight, calls)
     try:
-        line = await run_program(port_of(runner), token, "drain", "")
+        return await run_program(port_of(runner), token, action, models), calls
     finally:
         await runner.cleanup()
+
+
+async def test_drain_waits_for_every_request_on_the_backend(tmp_path: Path) -> None:
+    in_flight = {"gemma": 2, "qwen": 1}
+    line, calls = await program_against_fake_router(tmp_path, in_flight, "drain", "")
     assert calls == ["drain"]
     assert in_flight == {"gemma": 0, "qwen": 0}
     assert line.startswith("backend nv drained: 3 requests in flight then, all finished")
@@ -68,14 +76,8 @@ async def test_drain_waits_for_every_request_on_the_backend(tmp_path: Path) -> N
 
 
 async def test_wait_only_for_the_leaving_models_and_never_drains(tmp_path: Path) -> None:
-    token = tmp_path / "admin-token"
-    token.write_text("s3cret\n")
-    in_flight, calls = {"gemma": 1, "qwen": 5}, []
-    runner = await fake_router(in_flight, calls)
-    try:
-        line = await run_program(port_of(runner), token, "wait", "gemma")
-    finally:
-        await runner.cleanup()
+    in_flight = {"gemma": 1, "qwen": 5}
+    line, calls = await program_against_fake_router(tmp_path, in_flight, "wait", "gemma")
     assert calls == []  # the backend keeps serving its other models
     assert in_flight["gemma"] == 0
     assert line.startswith("backend nv (gemma) no longer routed: 1 requests in flight then")
