@@ -163,8 +163,10 @@ def start_router(
     cpu: str | None = None,
     tree: Path = REPO,
     name: str = "modelfleet router",
+    settings: dict[str, Any] | None = None,
 ) -> Target:
-    """The router of source tree ``tree`` (this checkout, or a baseline's)."""
+    """The router of source tree ``tree`` (this checkout, or a baseline's); ``settings`` are
+    extra router.yaml keys."""
     port = free_port()
     config = {
         "listen": f"127.0.0.1:{port}",
@@ -178,6 +180,7 @@ def start_router(
             }
         ],
         "queue": {"max_per_model": 4096},
+        **(settings or {}),
     }
     path = work / f"router-{port}.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -656,7 +659,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument(
         "--targets", nargs="+", default=["router", "nginx", "litellm"],
-        choices=["router", "nginx", "litellm"],
+        choices=["router", "router-whole", "nginx", "litellm"],
     )  # fmt: skip
     parser.add_argument("--litellm-venv", type=Path, default=LITELLM_VENV)
     parser.add_argument("--profile", action="store_true", help="py-spy the router afterwards")
@@ -695,6 +698,14 @@ def main() -> None:
         base = backend.base_url
         starters = {
             "router": lambda: start_router(stack, work, base, proxy_cpu),
+            "router-whole": lambda: start_router(
+                stack,
+                work,
+                base,
+                proxy_cpu,
+                name="modelfleet, stream_upstream off",
+                settings={"stream_upstream": False},
+            ),
             "nginx": lambda: start_nginx(stack, work, base, proxy_cpu),
             "litellm": lambda: start_litellm(stack, work, base, args.litellm_venv, proxy_cpu),
         }
