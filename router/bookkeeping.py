@@ -31,9 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dataclasses import replace
-
-from modelfleet.router.policy import Decision, DemandTracker, Policy, Request
+from modelfleet.router.policy import Decision, Policy, Request
 from modelfleet.router.state import BackendState, FleetState, ModelState, ModelStatus
 
 OnDecision = Callable[[str, Decision, int], None]  # model, decision, queue depth
@@ -102,8 +100,6 @@ class Bookkeeping:
     queues: dict[str, deque[Ticket]] = field(default_factory=dict)
     # times at which a held request must be decided again (hold-evict), for the driver's timer
     wakeups: list[float] = field(default_factory=list)
-    history: dict = field(default_factory=dict)
-    frequency: DemandTracker = field(default_factory=lambda: DemandTracker(float(__import__("os").environ.get("MF_H", "1800"))))
 
     # -- arrivals and late binding ----------------------------------------------------------
 
@@ -119,8 +115,6 @@ class Bookkeeping:
         model = ticket.model
         if ticket.attempt == 0:
             self.fleet.demand.record(model, now)
-            self.frequency.record(model, now)
-            self.history.setdefault(model, []).append(now)
         queue = self.queues.get(model)
         behind = bool(queue) and ticket.attempt == 0
         decision = None
@@ -252,14 +246,7 @@ class Bookkeeping:
 
     def _decide(self, ticket: Ticket, now: float, hold_timer: bool = True) -> Decision:
         request = Request(ticket.model, self.fleet.size_mb(ticket.model), now - ticket.since)
-        import os
-        if os.environ.get("MF_X", "").startswith("lru"):
-            k = int(os.environ["MF_X"][3:])
-            freq = {m: min(k, len(h)) / max(now - h[-min(k, len(h))], 1.0) for m, h in self.history.items()}
-        else:
-            freq = self.frequency.rates(now)
-        view = replace(self.fleet.view(now), frequency=freq)
-        decision = self.policy.decide(view, request, now, ticket.exclude)
+        decision = self.policy.decide(self.fleet.view(now), request, now, ticket.exclude)
         if decision.reason == "hold-evict" and hold_timer:
             self.wakeups.append(now + decision.wait_s)
         return decision

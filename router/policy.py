@@ -152,9 +152,6 @@ class FleetView:
     backends: tuple[BackendView, ...]
     hosts: Mapping[str, HostView] = field(default_factory=dict)
     demand: Mapping[str, float] = field(default_factory=dict)  # req/s per model
-    # req/s per model over a longer memory (``frequency_half_life_s``): how often a model comes
-    # back, which the short-memory demand forgets between two requests of a rarely used model
-    frequency: Mapping[str, float] = field(default_factory=dict)
     queued: Mapping[str, int] = field(default_factory=dict)  # router queue depth per model
     load_s: Mapping[str, float] = field(default_factory=dict)  # expected load time
     service_s: Mapping[str, float] = field(default_factory=dict)  # expected slot hold time
@@ -216,7 +213,6 @@ class Policy:
         exclude: frozenset[str] = frozenset(),
     ) -> Decision:
         model = request.model
-        fleet = _with_value(fleet)
         candidates = [
             b
             for b in fleet.backends
@@ -286,16 +282,16 @@ class Policy:
         if placements:
             best = min(placements, key=_placement_key)
             # never held longer than its own load would take: a hold at most doubles it
-            hold_s = min(self.params.max_hold_s, self._load_s(fleet, model) * float(os.environ.get("MF_CAP", "1")))
+            hold_s = min(self.params.max_hold_s, self._load_s(fleet, model))
             remaining = hold_s - request.waited_s
-            if remaining > _HOLD_EPSILON_S and (os.environ.get("MF_HOLDLATER") or best.cost > fleet.value.get(model, 0.0)):
+            if remaining > _HOLD_EPSILON_S and best.cost > fleet.demand.get(model, 0.0):
                 later = [
                     p
                     for b in loadable
                     if (p := self._placement(fleet, request, b, now, once_idle=True)) is not None
                     and not p.spill
                 ]
-                if os.environ.get("MF_HOLDANY") or min((p.cost for p in later), default=math.inf) < best.cost:
+                if min((p.cost for p in later), default=math.inf) < best.cost:
                     return Decision("wait", "hold-evict", best.backend.name, wait_s=remaining)
             return _load(best, "load-evict")
 
@@ -393,7 +389,7 @@ class Policy:
         )
         shortfall = 0.0 if spill else need - free
         chosen = _cheapest_victims(
-            victims, shortfall, fleet.value, own=backend if over_count else None
+            victims, shortfall, fleet.demand, own=backend if over_count else None
         )
         if chosen is None:
             return None
@@ -407,27 +403,6 @@ class Policy:
             host_vram or math.inf,
             pending,
         )
-
-
-import os
-_MODE = os.environ.get("MF_X", "short")
-
-
-def _with_value(fleet):
-    d, f = fleet.demand, fleet.frequency
-    keys = set(d) | set(f)
-    if _MODE == "short":
-        v = dict(d)
-    elif _MODE == "long" or _MODE.startswith("lru"):
-        v = dict(f)
-    elif _MODE == "max":
-        v = {k: max(d.get(k, 0.0), f.get(k, 0.0)) for k in keys}
-    elif _MODE == "sum":
-        v = {k: d.get(k, 0.0) + f.get(k, 0.0) for k in keys}
-    elif _MODE == "min":
-        v = {k: min(d.get(k, 0.0), f.get(k, 0.0)) for k in keys}
-    object.__setattr__(fleet, "value", v)
-    return fleet
 
 
 _HOLD_EPSILON_S = 1e-3  # a hold that would end sooner is over (clock rounding)
@@ -548,7 +523,7 @@ def _placement_key(p: _Placement) -> tuple[float, float, int, float, float, str]
     return (
         p.cost,
         p.pending_s,
-        p.evicted_mb if not os.environ.get("MF_LEFT") else -p.evicted_mb,
+        p.evicted_mb,
         -p.free_after_mb,
         p.backend.error_score,
         p.backend.name,
@@ -560,10 +535,6 @@ def _fit_key(p: _Placement) -> tuple[float, float, float, float, str]:
     the large models, and small models spread over them would leave none (then every large
     load evicts). Among hosts of one size the emptiest, which spreads the load, then the one
     with the fewest seconds of loads under way."""
-    if os.environ.get("MF_FIT") == "best":
-        return (p.host_mb, p.free_after_mb, p.pending_s, p.backend.error_score, p.backend.name)
-    if os.environ.get("MF_FIT") == "bestany":
-        return (p.free_after_mb, p.host_mb, p.pending_s, p.backend.error_score, p.backend.name)
     return (p.host_mb, -p.free_after_mb, p.pending_s, p.backend.error_score, p.backend.name)
 
 
