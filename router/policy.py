@@ -393,13 +393,10 @@ class Policy:
         )
         if chosen is None:
             return None
-        eff = chosen.cost
-        if _DENS and chosen.freed_mb > 0:
-            eff = chosen.cost * min(1.0, (max(shortfall, 1.0) / chosen.freed_mb) ** _DENS)
         return _Placement(
             backend,
             tuple((b.name, r.model) for b, r in chosen.members),
-            eff,
+            chosen.cost,
             chosen.freed_mb,
             free + chosen.freed_mb - need,
             spill,
@@ -408,8 +405,6 @@ class Policy:
         )
 
 
-import os
-_DENS = float(os.environ.get("MF_DENS", "0"))
 _HOLD_EPSILON_S = 1e-3  # a hold that would end sooner is over (clock rounding)
 
 _Victim = tuple[BackendView, Residency]
@@ -428,8 +423,6 @@ class _VictimSet(NamedTuple):
     def key(self) -> tuple[float, int, int, float]:
         """Least demand, then fewest MB, then fewest models, then the least recently used."""
         newest = max((r.last_used for _, r in self.members), default=0.0)
-        if _DENS:
-            return (self.cost / max(self.freed_mb, 1), self.freed_mb, len(self.members), newest)
         return (self.cost, self.freed_mb, len(self.members), newest)
 
 
@@ -480,7 +473,7 @@ def _cheapest_cover(
         for option in grown:
             if option.freed_mb >= shortfall_mb and (best is None or option.key() < best.key()):
                 best = option
-        limit = math.inf if best is None or _DENS else best.cost  # growing never makes a set cheaper
+        limit = math.inf if best is None else best.cost  # growing never makes a set cheaper
         partial = _undominated(
             [c for c in partial + grown if c.freed_mb < shortfall_mb and c.cost <= limit]
         )
