@@ -284,10 +284,7 @@ class Policy:
             # never held longer than its own load would take: a hold at most doubles it
             hold_s = min(self.params.max_hold_s, self._load_s(fleet, model))
             remaining = hold_s - request.waited_s
-            own = fleet.demand.get(model, 0.0)
-            if _CONCAVE:
-                own = -math.expm1(-own * _CONCAVE)
-            if remaining > _HOLD_EPSILON_S and best.cost > own:
+            if remaining > _HOLD_EPSILON_S and best.cost > fleet.demand.get(model, 0.0):
                 later = [
                     p
                     for b in loadable
@@ -408,9 +405,6 @@ class Policy:
         )
 
 
-import os
-
-_CONCAVE = float(os.environ.get("MF_CONCAVE", "0"))
 _HOLD_EPSILON_S = 1e-3  # a hold that would end sooner is over (clock rounding)
 
 _Victim = tuple[BackendView, Residency]
@@ -423,10 +417,7 @@ class _VictimSet(NamedTuple):
 
     def plus(self, victim: _Victim, demand: Mapping[str, float]) -> _VictimSet:
         _, res = victim
-        rate = demand.get(res.model, 0.0)
-        if _CONCAVE:  # the chance it is asked for again within _CONCAVE seconds
-            rate = -math.expm1(-rate * _CONCAVE)
-        cost = self.cost + rate
+        cost = self.cost + demand.get(res.model, 0.0)
         return _VictimSet(cost, self.freed_mb + res.gpu_mb, (*self.members, victim))
 
     def key(self) -> tuple[float, int, int, float]:
