@@ -152,6 +152,12 @@ class FleetPlan(_Frozen):
     router: RouterSettings
     versions: Versions = Field(default_factory=Versions)
     skipped: tuple[Misfit, ...] = ()
+    router_state: str | None = Field(default=None, description="node name of the Redis host")
+    router_vip: str | None = Field(default=None, description="keepalived's virtual IP/prefix")
+
+    @property
+    def router_hosts(self) -> list[HostPlan]:
+        return [h for h in self.hosts if h.router]
 
     @property
     def instances(self) -> list[BackendInstance]:
@@ -462,6 +468,8 @@ def plan_fleet(fleet: Fleet, gpus_by_host: Mapping[str, HostHardware]) -> FleetP
         router=fleet.router,
         versions=fleet.versions,
         skipped=tuple(skipped),
+        router_state=fleet.router_state,
+        router_vip=fleet.router_vip,
     )
 
 
