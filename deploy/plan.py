@@ -32,6 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelfleet.deploy.hardware.parsers import Gpu, HostHardware
 from modelfleet.deploy.inventory import (
+    FLEET_KEYS as FLEET_KEYS,  # re-exported: the roles see the inventory only through the plan
+)
+from modelfleet.deploy.inventory import (
     BackendSpec,
     Fleet,
     GgufSource,

@@ -19,7 +19,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from modelfleet.deploy.inventory import FLEET_KEYS
+from modelfleet.deploy.plan import FLEET_KEYS
 from modelfleet.roles.container_runtime.defaults import DEFAULTS as CONTAINER_RUNTIME
 from modelfleet.roles.keepalived.defaults import DEFAULTS as KEEPALIVED
 from modelfleet.roles.llama_server.defaults import DEFAULTS as LLAMA_SERVER
