@@ -31,6 +31,10 @@ PACKAGE_DIRS = ("modelfleet", "deploy", "router", "roles", "templates")
 SOURCE_SUFFIXES = (".py", ".j2", ".html", ".js", ".css", ".svg", ".json", ".typed")
 # What ``modelfleet-router`` imports (router/): the only dependencies a router host gets.
 ROUTER_DEPENDENCIES = ("aiohttp", "pydantic", "pyyaml", "prometheus-client", "click", "redis")
+# Wheels a host may need although the controller's Python does not: redis-py wants
+# async-timeout below Python 3.11.3, and Debian bookworm ships 3.11.2. pip on the host picks
+# them from the wheelhouse through the requirement's marker.
+HOST_ONLY_WHEELS = ("async-timeout>=4.0.3",)
 # One build at a time (pyinfra runs hosts in greenlets; this lock is gevent's when patched).
 _BUILD_LOCK = threading.Lock()
 
@@ -122,7 +126,11 @@ def _build(root: Path) -> Path:
         )
         pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(wheels)]
         requirements = router_requirements(root)
-        for command in ([*pip_wheel, "--no-deps", str(src)], [*pip_wheel, *requirements]):
+        for command in (
+            [*pip_wheel, "--no-deps", str(src)],
+            [*pip_wheel, *requirements],
+            [*pip_wheel, "--no-deps", *HOST_ONLY_WHEELS],
+        ):
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise WheelhouseError(

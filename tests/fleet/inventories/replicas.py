@@ -19,12 +19,12 @@ from pathlib import Path
 
 from modelfleet.deploy.lab import localfleet
 
-HOSTS = ("ra", "rb")
+_HOSTS = ("ra", "rb")
 
 _fleet = os.environ["MODELFLEET_FLEET"]
 _data = json.loads(Path(os.environ["MODELFLEET_LOCAL_DATA"]).read_text())
 _running = {host.name: host for host in localfleet.status(_fleet)}
-_missing = [name for name in HOSTS if name not in _running]
+_missing = [name for name in _HOSTS if name not in _running]
 if _missing:
     raise RuntimeError(f"tests/fleet/inventories/replicas.py: {_missing} of {_fleet} not running")
 
@@ -35,5 +35,5 @@ def _host(name: str) -> tuple[str, dict]:
     return name, {**data, **localfleet.ssh_host_data(running)}
 
 
-cpu = [_host(name) for name in HOSTS]
-router = list(HOSTS)
+cpu = [_host(name) for name in _HOSTS]
+router = list(_HOSTS)
