@@ -411,7 +411,11 @@ def render_redis_state(
         maxmemory_mb=int(values["redis_state_maxmemory_mb"]),
         secret_config=values["redis_state_secret_config"],
     )
-    dropin = render_template("redis_state/redis-server.dropin.conf.j2", config=config_path)
+    dropin = render_template(
+        "redis_state/redis-server.dropin.conf.j2",
+        config=config_path,
+        overrides=sorted(dict(values["redis_state_service_overrides"]).items()),
+    )
     return [
         RenderedFile(path=config_path, content=config, role="redis_state"),
         RenderedFile(

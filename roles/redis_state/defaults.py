@@ -22,6 +22,10 @@ DEFAULTS: dict[str, Any] = {
     # as shipped and unused), and the 0600 file with `requirepass` that it includes.
     "redis_state_config": "/etc/redis/modelfleet.conf",
     "redis_state_secret_config": "/etc/redis/modelfleet-secret.conf",
+    # Extra [Service] settings for Debian's redis-server.service, in modelfleet's drop-in.
+    # Containers without user namespaces need {"PrivateUsers": "false"} (the unit's
+    # PrivateUsers=true then fails with status 217/USER); a real host keeps Debian's hardening.
+    "redis_state_service_overrides": {},
     # Debian packages (bookworm: redis-server 7.0).
     "redis_state_packages": ["redis-server"],
     # apt cache age (seconds) that is fresh enough to skip `apt-get update`.

@@ -59,7 +59,17 @@ class Replicas:
     workdir: Path
 
     def deploy(self) -> dict[str, Any]:
-        return run_pyinfra(INVENTORY, "deploy.py", env=self.env)
+        result = run_pyinfra(INVENTORY, "deploy.py", env=self.env, check=False)
+        if result["returncode"] != 0:
+            # The failing operations' lines, wherever they are in pyinfra's long output.
+            lines = result["stderr"].splitlines()
+            errors = [
+                "\n".join(lines[max(n - 3, 0) : n + 3])
+                for n, line in enumerate(lines)
+                if "rror" in line or "failed at" in line
+            ]
+            pytest.fail("the deploy failed:\n" + "\n--\n".join(errors[:12]))
+        return result
 
     def sh(self, host: str, command: str, check: bool = True) -> str:
         done = subprocess.run(
@@ -194,6 +204,8 @@ def replicas(fleet_available: None, tmp_path_factory: pytest.TempPathFactory) ->
                 "ram_mb": 8192,
                 "router_state": "ra",
                 "router_vip": vip,
+                # The containers have no user namespaces for Debian's PrivateUsers=true.
+                "redis_state_service_overrides": {"PrivateUsers": "false"},
             }
             data_file = workdir / "data.json"
             localstack.write_data(data_file, data)

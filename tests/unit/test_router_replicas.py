@@ -102,6 +102,12 @@ def test_redis_runs_on_the_router_state_host_only(replicas: str) -> None:
     assert "\nrequirepass" not in conf  # the password is only in the 0600 file
     dropin = r1["/etc/systemd/system/redis-server.service.d/modelfleet.conf"]
     assert "ExecStart=\nExecStart=/usr/bin/redis-server /etc/redis/modelfleet.conf" in dropin
+    assert "PrivateUsers" not in dropin  # Debian's hardening stays unless a knob says otherwise
+    override = {"redis_state_service_overrides": {"PrivateUsers": False}}
+    dropin = files_of(replicas, "r1", override)[
+        "/etc/systemd/system/redis-server.service.d/modelfleet.conf"
+    ]
+    assert dropin.endswith("--daemonize no\nPrivateUsers=false\n")
     assert not any("redis" in path for path in r2)
 
 
