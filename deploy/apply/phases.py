@@ -132,26 +132,15 @@ def withdraw_leaving_models(context: FleetContext) -> list[OperationMeta]:
 
 
 def router_rollout(context: FleetContext) -> list[OperationMeta]:
-    """The router release and config, one replica at a time.
-
-    pyinfra runs an operation on every host before the next operation starts, in the order
-    of where they are called; the ``host.loop`` position is part of that order. Each router
-    host calls the role at its own position in the router group, so every operation of the
-    role (each restart with its wait for ``/readyz``) runs on replica 1, then on replica 2:
-    never two replicas restarting at once.
-    """
+    """The router release and config; with several router hosts one replica at a time (the
+    role's restarting operations run host by host, each waiting for ``/readyz``)."""
     config, *units = _router_files(context)
-    me = context.plan.host(host.name).name
-    replicas = [router.name for router in context.plan.router_hosts]
-    ops: Any = []
-    for position in host.loop(range(len(replicas))):
-        if replicas[position] == me:
-            ops = router_role.rollout(
-                config=config,
-                units=units,
-                token_path=admin_token_file(context.plan),
-                shared_password=context.redis_password,
-            )
+    ops = router_role.rollout(
+        config=config,
+        units=units,
+        token_path=admin_token_file(context.plan),
+        shared_password=context.redis_password,
+    )
     return cast(list[OperationMeta], ops)
 
 

@@ -181,9 +181,9 @@ def rollout(
     ``shared_password``: the Redis password of a fleet with router replicas, written to
     ``redis_state_password_file`` (0600, owned by ``router_user``).
 
-    Every operation that restarts the router also waits for its ``/readyz``, so a deploy that
-    runs each replica's operations after the previous replica's (``deploy/apply/phases.py``)
-    restarts one replica at a time, each ready before the next.
+    Router replicas restart one at a time: every operation that restarts the router waits for
+    its ``/readyz`` and runs host by host (``_serial``), and pyinfra runs one operation at a
+    time, so each replica is restarted and ready before the next one restarts.
     """
     data = host.data
     root, user, service = data.router_root, data.router_user, data.router_service
@@ -279,6 +279,7 @@ def rollout(
         root=root,
         script=ROLLOUT_SCRIPT,
         keep_releases=data.router_keep_releases,
+        _serial=True,
     )
     # A new unit or token needs a restart even when release and config stay the same (the
     # rollout script restarts on its own when it switches the release).
@@ -286,6 +287,7 @@ def rollout(
     server.shell(
         name=f"Restart {service} (unit or a secret changed), then wait for /readyz",
         commands=[f"systemctl restart {service}.service", ready],
+        _serial=True,
         _if=lambda: (
             (unit.did_change() or any(op.did_change() for op in secrets)) and not live.did_change()
         ),
@@ -298,6 +300,7 @@ def rollout(
             f"&& systemctl start {service}.service",
             ready,
         ],
+        _serial=True,
         _if=lambda: socket_unit.did_change() and not live.did_change(),
     )
     systemd.service(
