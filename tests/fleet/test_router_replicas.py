@@ -232,17 +232,23 @@ def test_deploy_redis_keepalived_replicas_one_at_a_time_rerun_clean(replicas: Re
     first = replicas.deploy()
     totals = first["results"]["totals"]
     assert totals["error"] == 0 and not first["results"]["failed_hosts"], first["stderr"][-3000:]
-    # One replica at a time: the rollout (switch, restart, /readyz) ran host by host, ra's
-    # router started (and answered /readyz) before rb's (both hosts share the kernel's clock).
+    # One replica at a time: on each host the rollout runs from its side-port candidate to the
+    # restarted service answering /readyz; those windows do not overlap (journal timestamps on
+    # the kernel's monotonic clock, which both containers share).
     assert rollout_hosts(first) == [["ra", "rb"]], rollout_hosts(first)
-    show = f"systemctl show -p ExecMainStartTimestampMonotonic --value {SERVICE}.service"
-    started = {host: int(replicas.sh(host, show)) for host in replicas.hosts}
-    print(f"\nrouter started on rb {(started['rb'] - started['ra']) / 1e6:.1f} s after ra")
-    assert started["ra"] < started["rb"], started
+    windows = sorted((*rollout_window(replicas, host), host) for host in replicas.hosts)
+    (_, first_ready, first_host), (second_start, _, second_host) = windows
+    print(
+        f"\nrouter rollout: {second_host}'s began {(second_start - first_ready) / 1e6:.1f} s "
+        f"after {first_host}'s restarted router started"
+    )
+    assert first_ready < second_start, windows
 
     # Redis: the fleet address and loopback only, a password, soft state, 0600 secrets.
     listening = replicas.sh("ra", "ss -Hltn 'sport = :6379' | awk '{print $4}' | sort")
-    assert listening.split() == sorted([f"{replicas.hosts['ra'].address}:6379", "127.0.0.1:6379"])
+    fleet_address = f"{replicas.hosts['ra'].address}:6379"
+    assert fleet_address in listening.split(), listening
+    assert set(listening.split()) <= {fleet_address, "127.0.0.1:6379", "[::1]:6379"}, listening
     assert "NOAUTH" in replicas.sh("ra", "redis-cli -h 127.0.0.1 ping 2>&1")
     password = replicas.workdir / "secrets" / f"replicas-{replicas.name}" / "redis-password"
     secret = password.read_text().strip()
@@ -271,6 +277,15 @@ def test_deploy_redis_keepalived_replicas_one_at_a_time_rerun_clean(replicas: Re
         op["name"] for op in second["results"]["operations"] if op["success"]
     ]
     assert second["results"]["totals"]["error"] == 0
+
+
+def rollout_window(replicas: Replicas, host: str) -> tuple[int, int]:
+    """(first message of the side-port candidate, start of the live router process) on
+    ``host``, in microseconds of the kernel's monotonic clock."""
+    out = replicas.sh(host, f"journalctl -o json -u {SERVICE}-candidate.service")
+    candidate = min(int(json.loads(line)["__MONOTONIC_TIMESTAMP"]) for line in out.splitlines())
+    show = f"systemctl show -p ExecMainStartTimestampMonotonic --value {SERVICE}.service"
+    return candidate, int(replicas.sh(host, show))
 
 
 def redis_ping(replicas: Replicas, password: str) -> str:
