@@ -25,8 +25,8 @@ import re
 import socket
 import stat
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
