@@ -62,7 +62,13 @@ class Router:
             # imported here: a single router never loads the Redis client
             from modelfleet.router.shared import SharedState
 
-            self.shared = SharedState(config.shared_state, self)
+            self.shared = SharedState(
+                config.shared_state,
+                self.scheduler.books,
+                self.scheduler.kick,
+                self.spawn,
+                self.metrics.shared_state_connected,
+            )
         self.scheduler.shared = self.shared
 
     @property

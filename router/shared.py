@@ -25,7 +25,7 @@ tests) what the replicas told each other. ``MAXLEN ~`` keeps it bounded.
 
 Example::
 
-    shared = SharedState(config.shared_state, router)
+    shared = SharedState(config.shared_state, books, kick, spawn, gauge)
     claim = await shared.claim_load("llama3:8b", "gpu-01")  # "won" | "lost" | "alone"
 """
 
@@ -36,7 +36,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -49,8 +49,10 @@ from redis.exceptions import RedisError
 from modelfleet.router.config import SharedStateConfig
 
 if TYPE_CHECKING:
-    from modelfleet.router.core import Router
-    from modelfleet.router.state import BackendState
+    from prometheus_client import Gauge
+
+    from modelfleet.router.bookkeeping import Bookkeeping
+    from modelfleet.router.state import BackendState, FleetState
 
 log = logging.getLogger("modelfleet.router.shared")
 
@@ -114,9 +116,23 @@ class Claim:
 
 
 class SharedState:
-    def __init__(self, config: SharedStateConfig, router: Router) -> None:
+    def __init__(
+        self,
+        config: SharedStateConfig,
+        books: Bookkeeping,
+        kick: Callable[[], None],
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        gauge: Gauge,
+    ) -> None:
+        """``books``: the router's bookkeeping, which remote events go through; ``kick``: hand
+        queued requests out after a change; ``spawn``: run in the background; ``gauge``:
+        modelfleet_shared_state_connected."""
         self.config = config
-        self.router = router
+        self.books = books
+        self.fleet: FleetState = books.fleet
+        self.kick = kick
+        self.spawn = spawn
+        self.gauge = gauge
         self.replica = config.replica
         self.timeout_s = config.timeout_ms / 1000
         self.connected = False
@@ -225,7 +241,7 @@ class SharedState:
                 await self._bounded(lambda: self._release(keys=[key], args=[value]))
             await self._publish(kind, backend, model)
 
-        self.router.spawn(release())
+        self.spawn(release())
 
     async def _keep(self, model: str, backend: str, value: str) -> None:
         """Renew a held lease every third of its lifetime until released (or lost), and
@@ -248,7 +264,7 @@ class SharedState:
         """Another replica loads ``model`` on ``backend``: join it, for one lease lifetime
         unless it is announced again (or ends)."""
         now = time.monotonic()
-        self.router.scheduler.books.load_elsewhere(backend, model, now)
+        self.books.load_elsewhere(backend, model, now)
         self._remote_loads[(backend.name, model)] = now + self.config.lease_ttl_ms / 1000
 
     def _sweep(self) -> None:
@@ -258,18 +274,18 @@ class SharedState:
             if until > now:
                 continue
             del self._remote_loads[(name, model)]
-            state = self.router.fleet.backends.get(name)
+            state = self.fleet.backends.get(name)
             ms = state.models.get(model) if state else None
             if state and ms and ms.status == "loading" and ms.in_flight == 0:
-                self.router.scheduler.books.unloaded(state, model, now)
+                self.books.unloaded(state, model, now)
                 swept = True
         if swept:
-            self.router.scheduler.kick()
+            self.kick()
 
     def publish(self, kind: EventKind, backend: str, model: str = "") -> None:
         """Tell the other replicas, in the background (never awaited by a request)."""
         if self.connected:
-            self.router.spawn(self._publish(kind, backend, model))
+            self.spawn(self._publish(kind, backend, model))
 
     async def _publish(self, kind: EventKind, backend: str, model: str = "") -> None:
         fields = {"replica": self.replica, "kind": kind, "backend": backend, "model": model}
@@ -300,10 +316,10 @@ class SharedState:
     def _apply_admin(self, fields: dict[str, str]) -> None:
         for field, value in fields.items():
             kind, _, backend = field.partition(":")
-            state = self.router.fleet.backends.get(backend)
+            state = self.fleet.backends.get(backend)
             if kind == "drained" and state is not None:
                 state.drained = value == "1"
-        self.router.scheduler.kick()
+        self.kick()
 
     # -- connection and listener (the app's cleanup_ctx runs this) --------------------------
 
@@ -339,8 +355,14 @@ class SharedState:
         last_id = str(newest[0][0]) if newest else "0-0"
         self._apply_admin(await client.hgetall(ADMIN_KEY))  # type: ignore[misc]
         if not self.connected:
-            self.reconnects += 1
-            log.warning("shared state: connected to Redis as replica %s", self.replica)
+            again = self.joined.is_set()
+            self.reconnects += again
+            log.log(
+                logging.WARNING if again else logging.INFO,
+                "shared state: %s Redis as replica %s",
+                "reconnected to" if again else "connected to",
+                self.replica,
+            )
         self.connected = True
         self.last_error = None
         self._gauge()
@@ -364,10 +386,10 @@ class SharedState:
             return  # our own decision, already in our bookkeeping
         self.events_seen += 1
         kind, model = fields.get("kind"), fields.get("model", "")
-        state = self.router.fleet.backends.get(fields.get("backend", ""))
+        state = self.fleet.backends.get(fields.get("backend", ""))
         if state is None:
             return
-        books, now = self.router.scheduler.books, time.monotonic()
+        books, now = self.books, time.monotonic()
         if kind == "drain" or kind == "undrain":
             state.drained = kind == "drain"
         elif kind == "load" and model:
@@ -381,7 +403,7 @@ class SharedState:
             ms = state.model(model)
             if ms.in_flight == 0 and (kind == "evict" or ms.status == "loading"):
                 books.unloaded(state, model, now)
-        self.router.scheduler.kick()
+        self.kick()
 
     def _lost(self, exc: BaseException) -> None:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -392,7 +414,7 @@ class SharedState:
         self._gauge()
 
     def _gauge(self) -> None:
-        self.router.metrics.shared_state_connected.set(1 if self.connected else 0)
+        self.gauge.set(1 if self.connected else 0)
 
     async def close(self) -> None:
         for _token, renewer in self._held.values():

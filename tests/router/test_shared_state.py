@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 
 from modelfleet.router.app import create_app
 from modelfleet.router.config import ConfigError, load_config
@@ -327,7 +330,42 @@ async def test_a_lease_held_elsewhere_makes_a_request_join_that_load(replicas, r
     assert resp.headers["X-Modelfleet-Reason"] == "join-load"
 
 
-# -- (e) the password stays secret -------------------------------------------------------
+# -- (e) the password stays secret; bad config names its key ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ({"url": "http://127.0.0.1:6379"}, "shared_state.url"),
+        ({"url": "redis://127.0.0.1:6379/0", "timeout_ms": 0}, "shared_state.timeout_ms"),
+        ({"url": "redis://127.0.0.1:6379/0", "replica": "a b"}, "shared_state.replica"),
+        ({"url": "redis://127.0.0.1:6379/0", "passwd": "x"}, "shared_state.passwd"),
+        ({"timeout_ms": 50}, "shared_state.url"),
+    ],
+)
+def test_bad_shared_state_config_names_the_key(tmp_path, section, key):
+    config = tmp_path / "router.yaml"
+    config.write_text(yaml.safe_dump({"shared_state": section}))
+    with pytest.raises(ConfigError) as refused:
+        load_config(config)
+    assert f"{key}:" in str(refused.value)
+
+
+def test_without_shared_state_the_router_is_alone_and_never_imports_redis(tmp_path):
+    code = (
+        "import sys; from modelfleet.router.app import create_app;"
+        "from modelfleet.router.config import RouterConfig;"
+        "create_app(RouterConfig()); print('redis' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+async def test_readyz_says_off_without_shared_state(make_router, standins):
+    client = await make_router(_backends(standins, "a"))
+    assert (await (await client.get("/readyz")).json())["shared_state"] == "off"
+    assert await _metric(client, "modelfleet_shared_state_connected") is None
 
 
 async def test_redis_password_never_shows(replicas, redis_server, caplog, tmp_path):
