@@ -13,7 +13,7 @@ import aiohttp
 
 from modelfleet.router.accesslog import AccessLog
 from modelfleet.router.backends import Adapter, BackendError, adapter_for
-from modelfleet.router.config import RouterConfig, load_config
+from modelfleet.router.config import ConfigError, RouterConfig, load_config
 from modelfleet.router.metrics import Metrics
 from modelfleet.router.policy import Decision, Policy, PolicyParams
 from modelfleet.router.scheduler import Scheduler
@@ -60,7 +60,12 @@ class Router:
         self.shared: SharedState | None = None
         if config.shared_state is not None:
             # imported here: a single router never loads the Redis client
-            from modelfleet.router.shared import SharedState
+            try:
+                from modelfleet.router.shared import SharedState
+            except ImportError as exc:
+                raise ConfigError(
+                    f"shared_state: needs the Python package {exc.name!r} (pip install redis)"
+                ) from None
 
             self.shared = SharedState(
                 config.shared_state,

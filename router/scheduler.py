@@ -208,7 +208,7 @@ class Scheduler:
             winner = self.fleet.backends.get(holder.backend) if holder else None
             if claim.outcome == "lost" and holder and holder.replica == self.shared.replica:
                 winner = None  # our own load elsewhere (a scale-out): load here too
-            if claim.outcome == "lost" and winner is not None and winner.healthy:
+            if claim.outcome == "lost" and winner and winner.healthy and not winner.drained:
                 now = time.monotonic()
                 for joined in self._claims[key].leases:
                     if not joined.released:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -285,6 +286,25 @@ async def test_redis_killed_mid_traffic_fails_no_request_and_rejoins(replicas, r
         assert await _metric(client, "modelfleet_shared_state_connected") == 1.0
     await wait_for(lambda: router_of(b).fleet.backends["b"].drained, timeout=20)
     assert redis_server.client().hget("modelfleet:admin", "drained:b") == "1"
+
+
+async def test_a_frozen_redis_costs_a_cold_request_at_most_the_timeout(replicas, redis_server):
+    """Redis that accepts connections but never answers (SIGSTOP): the first cold request's
+    lease check gives up after timeout_ms, the replica serves alone and says so."""
+    a = await replicas("router-a")
+    await _preload_hot(a)
+    assert redis_server.proc is not None
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        replies = await asyncio.gather(
+            *(a.post("/api/generate", json=gen("cold:1b", str(i))) for i in range(4))
+        )
+        assert [r.status for r in replies] == [200] * 4
+        assert router_of(a).shared_mode == "degraded"
+        assert "Timeout" in (router_of(a).shared.last_error or "")
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    await wait_for(lambda: router_of(a).shared_mode == "connected", timeout=30)
 
 
 # -- (d) a lease whose holder died expires ----------------------------------------------------
