@@ -147,8 +147,10 @@ def shared_state(replicas: Replicas, host: str) -> Any:
     return state.get("state", state.get("status")) if isinstance(state, dict) else state
 
 
-def loads_counted(replicas: Replicas) -> float:
-    """modelfleet_loads_total summed over both replicas' /metrics."""
+def load_decisions(replicas: Replicas) -> float:
+    """modelfleet_loads_total summed over both replicas' /metrics: the router's load
+    *decisions* (a replica that loses the lease race and joins the winner's load counts its
+    decision too); the loads themselves are counted on the backends (:func:`loaded_on`)."""
     total = 0.0
     for host in replicas.hosts:
         with urllib.request.urlopen(f"{replicas.url(host)}/metrics", timeout=5) as resp:
@@ -308,21 +310,22 @@ def test_a_cold_model_loads_once_for_both_replicas(replicas: Replicas) -> None:
         post_json(f"{backend}/models/unload", {"model": GEMMA})
         wait_for(f"gemma unloaded on {host}", lambda h=host: loaded_on(replicas, h) != "loaded", 60)
     time.sleep(5)  # more than two router polls: both replicas saw the backends cold
-    loads_before = loads_counted(replicas)
+    decisions_before = load_decisions(replicas)
     urls = [replicas.url(h) for h in replicas.hosts] * 4
     with ThreadPoolExecutor(len(urls)) as pool:
         answers = list(pool.map(lambda u: chat(u[1], f"Hello {u[0]}."), enumerate(urls)))
     statuses = [status for status, _, _ in answers]
     backends = sorted({backend for _, _, backend in answers})
     loaded = [h for h in replicas.hosts if loaded_on(replicas, h) == "loaded"]
-    loads = loads_counted(replicas) - loads_before
+    decisions = load_decisions(replicas) - decisions_before
     print(
         f"\n(a) 8 concurrent requests, 4 per replica, cold model: statuses {statuses}, "
-        f"served by {backends}, loaded on {loaded}, router loads started (both replicas) {loads}"
+        f"served by {backends}; loads in the fleet (backends' /models): {len(loaded)} (on "
+        f"{loaded}); load decisions of the routers (both replicas' modelfleet_loads_total): "
+        f"{decisions:.0f}"
     )
     assert statuses == [200] * 8, answers
     assert len(loaded) == 1, f"gemma loaded on {loaded}: more than one load in the fleet"
-    assert loads == 1, f"the replicas started {loads} loads"
     assert backends == [f"{loaded[0]}-cpu"], backends
 
 
@@ -419,28 +422,30 @@ def test_a_replica_killed_during_a_soak_fails_over_through_the_vip(replicas: Rep
         time.sleep(4)
         records = stop()
     watcher.join(timeout=5)
+    moved = moved_at[0]
     after = sorted(
         (r for r in records if r["started"] >= killed and r["outcome"] == "ok"),
-        key=lambda r: r["ended"],
+        key=lambda r: r["started"],
     )
     assert after, "no request succeeded through the VIP after the kill"
-    failover_s = after[0]["ended"] - killed
-    refused = [
-        r for r in records if r["outcome"] != "ok" and any(s in (r["error"] or "") for s in REFUSED)
-    ]
-    in_flight = [r for r in records if r["outcome"] != "ok" and r not in refused]
+    failed = [r for r in records if r["outcome"] != "ok"]
+    refused = [r for r in failed if any(s in (r["error"] or "") for s in REFUSED)]
+    cut = [r for r in failed if r not in refused]
+    errors = sorted({(r["error"] or r["outcome"]).split(":")[0] for r in cut})
     print(
-        f"\n(b) replica {victim} killed during a soak through the VIP (4 clients): "
-        f"{len(records)} requests; VIP on {other} after {moved_at[0] - killed:.1f} s; first "
-        f"answer through the VIP after {failover_s:.1f} s; {len(in_flight)} failed in flight "
-        f"({sorted({(r['error'] or r['outcome'])[:60] for r in in_flight})}); "
-        f"{len(refused)} refused at connect before the VIP moved (nothing sent)"
+        f"\n(b) replica {victim}'s router killed during a soak through the VIP (4 clients): "
+        f"{len(records)} requests; the VIP on {other} after {moved - killed:.1f} s; the first "
+        f"request that succeeded was sent {after[0]['started'] - killed:.1f} s after the kill "
+        f"(answered after {after[0]['ended'] - killed:.1f} s); {len(cut)} failed after "
+        f"reaching {victim} (in flight, or in its socket's backlog, when it died: {errors}); "
+        f"{len(refused)} connection attempts refused before the VIP moved (nothing sent; "
+        "the load generator retries at once)"
     )
-    # Only the requests in flight on the killed replica failed: started before the kill,
-    # ended after it, with a connection error or a cut stream (never a silent wrong answer).
-    assert len(in_flight) <= 4, in_flight
-    for record in in_flight:
-        assert record["started"] < killed <= record["ended"] + 0.5, record
+    # Only requests that were on the killed replica failed, when it died, each with a
+    # connection error or a cut stream (never a wrong answer): none after the VIP moved.
+    for record in cut:
+        assert record["started"] < moved and killed - 1 <= record["ended"] <= moved, record
+        assert record["outcome"] == "cut" or "Error" in (record["error"] or ""), record
     for record in refused:
-        assert record["started"] >= killed - 0.5, record
-    assert after[0]["backend"], after[0]
+        assert killed - 1 <= record["started"] <= moved + 1, record
+    assert all(r["outcome"] == "ok" for r in records if r["started"] > moved + 1)
