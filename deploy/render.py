@@ -498,7 +498,16 @@ def parse_back(file: RenderedFile) -> Any:
         return RouterConfig.model_validate(yaml.safe_load(file.content))
     if file.path.endswith((".yaml", ".yml")):
         return yaml.safe_load(file.content)
-    if file.path.endswith((".ini", ".service", ".socket")):
+    if file.role == "redis_state" and not file.path.endswith(".d/modelfleet.conf"):
+        # redis.conf: one directive per line, arguments quoted as in a shell.
+        return [
+            shlex.split(line)
+            for line in file.content.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+    if file.role == "keepalived":
+        return _keepalived_blocks(file)
+    if file.path.endswith((".ini", ".service", ".socket", ".d/modelfleet.conf")):
         parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
         parser.optionxform = str  # type: ignore[assignment,method-assign]
         # Presets may open with top-level keys (``version = 1``) before the first section.
@@ -515,3 +524,18 @@ def parse_back(file: RenderedFile) -> Any:
                 env[key] = value
         return env
     raise ValueError(f"{file.path}: no parser for this kind of file")
+
+
+def _keepalived_blocks(file: RenderedFile) -> list[str]:
+    """The top-level block names of a keepalived.conf; its braces must balance."""
+    depth, blocks = 0, []
+    for raw in file.content.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.endswith("{") and depth == 0:
+            blocks.append(line[:-1].strip())
+        depth += line.count("{") - line.count("}")
+        if depth < 0:
+            raise ValueError(f"{file.path}: a '}}' closes nothing: {raw!r}")
+    if depth:
+        raise ValueError(f"{file.path}: {depth} block(s) left open")
+    return blocks

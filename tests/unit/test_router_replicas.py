@@ -124,6 +124,21 @@ def test_keepalived_unicast_to_the_other_routers(replicas: str) -> None:
     assert "include /etc/keepalived/modelfleet-auth.conf" in r1 and "auth_pass" not in r1
 
 
+def test_replica_files_parse_back(replicas: str) -> None:
+    fleet = load_fleet(replicas)
+    plan = plan_fleet(fleet, hardware_from_overrides(fleet))
+    files = render_host(plan, plan.host("r1"), {"keepalived_interface": "eth0"})
+    parsed = {f.path: parse_back(f) for f in files if f.role in ("redis_state", "keepalived")}
+    assert ["save", ""] in parsed["/etc/redis/modelfleet.conf"]
+    dropin = parsed["/etc/systemd/system/redis-server.service.d/modelfleet.conf"]
+    assert dropin["Service"]["ExecStart"].endswith("--daemonize no")
+    assert parsed["/etc/keepalived/keepalived.conf"] == [
+        "global_defs",
+        "vrrp_script router_ready",
+        "vrrp_instance modelfleet_router",
+    ]
+
+
 def test_keepalived_without_an_interface_is_a_clear_error(replicas: str) -> None:
     with pytest.raises(ValueError, match="host r1: key keepalived_interface"):
         files_of(replicas, "r1", {"keepalived_interface": None})
