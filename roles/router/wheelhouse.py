@@ -31,7 +31,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIRS = ("modelfleet", "deploy", "router", "roles", "templates")
 SOURCE_SUFFIXES = (".py", ".j2", ".html", ".js", ".css", ".svg", ".json", ".typed")
 # What ``modelfleet-router`` imports (router/): the only dependencies a router host gets.
-ROUTER_DEPENDENCIES = ("aiohttp", "pydantic", "pyyaml", "prometheus-client", "click")
+ROUTER_DEPENDENCIES = ("aiohttp", "pydantic", "pyyaml", "prometheus-client", "click", "orjson")
 # One build at a time (pyinfra runs hosts in greenlets; this lock is gevent's when patched).
 _BUILD_LOCK = threading.Lock()
 
