@@ -3,9 +3,11 @@
 One run, on loopback: the fast stand-in backend (bench/fast_backend.py), a router without
 ``shared_state`` and a router with it, pointed at a real redis-server (password, no
 persistence). The phases of bench/proxy_overhead.py run round by round over direct, the
-lone router and the replica, the order rotating each round:
+lone routers and the replica, the order rotating each round:
 
 * resident requests (the steady state): latency at concurrency 1, req/s at 32, streaming;
+  a second lone router runs alongside as an A/A control (two identical routers differ by
+  this much on the machine of the run);
 * a cold load's Redis round trips, which are all a request ever waits on Redis for: the
   pre-check (GET of the model's load lease) and the claim (SET NX PX GET), timed in-process
   with the router's own ``SharedState``; the release and the events go in the background.
@@ -124,6 +126,9 @@ def main() -> None:
         targets = [
             backend,
             start_router(stack, work, backend.base_url, name="router alone"),
+            # the same lone router twice: how far two identical routers differ on this
+            # machine, the noise any difference with Redis must stand out of
+            start_router(stack, work, backend.base_url, name="router alone (A/A control)"),
             start_router(
                 stack,
                 work,
@@ -135,7 +140,12 @@ def main() -> None:
         samples = asyncio.run(measure(targets, args))
         results = summarize(samples)
         alone, replica = results["router alone"], results["router + redis"]
+        control = results["router alone (A/A control)"]
         report["results"] = results
+        report["a_a_control"] = {
+            "p50_ms": round(control["latency_p50_ms"] - alone["latency_p50_ms"], 3),
+            "rps_c32_ratio": round(control["rps_c32_mean"] / alone["rps_c32_mean"], 3),
+        }
         report["added_by_redis"] = {
             "resident_p50_ms": round(replica["latency_p50_ms"] - alone["latency_p50_ms"], 3),
             "resident_p50_ms_by_round": [
@@ -152,6 +162,7 @@ def main() -> None:
         report["machine_after"] = machine()
     print_table(report["results"])
     print("\nadded by Redis:", json.dumps(report["added_by_redis"]))
+    print("A/A control (lone router vs lone router):", json.dumps(report["a_a_control"]))
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {args.out}")
