@@ -29,7 +29,7 @@ def main() -> None:
     start = time.process_time()
     for _ in range(args.n):
         assembler = StreamAssembler("openai")
-        for obj in _parse_all(_payloads(stream.split(b"\n"))):
+        for obj in _parse_all(_payloads(stream)):
             assembler.feed(obj)
         json.dumps(assembler.result())
     per_answer_us = (time.process_time() - start) / args.n * 1e6

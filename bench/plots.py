@@ -26,6 +26,7 @@ COLORS = {
     "direct": "#7f7f7f",
     "nginx": "#2ca02c",
     "LiteLLM proxy": "#9467bd",
+    "modelfleet, stream_upstream off": "#aec7e8",
 }
 
 

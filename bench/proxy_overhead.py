@@ -9,8 +9,14 @@ each round), so background load on the machine hits all targets alike:
 * streaming: SSE chat completions at concurrency 16, time to first token and chunks/s.
 
 Every request loop is bounded (a fixed request count per block). Failed requests are
-counted and reported, never dropped silently. ``--profile`` then attaches py-spy to the
-router during an extra throughput block and reports where its time goes.
+counted and reported, never dropped silently. With ``--pin`` (the default on a machine with
+two or more CPUs) every proxy runs on CPU 0 and the backend and this client on CPU 1, so a
+proxy's own cost is not mixed with the load generator's; the CPU time each target's
+processes use during the concurrency-32 blocks, divided by the requests answered, is its CPU
+per request. ``--baseline-tree DIR`` adds a second router started from another source tree
+(say ``git archive <rev>`` unpacked), so before and after come from the same run.
+``--profile`` then attaches py-spy to the router during an extra throughput block and reports
+where its time goes.
 
     .venv/bin/python -m bench.proxy_overhead --rounds 5 --out bench/results/proxy_overhead.json
 
@@ -81,11 +87,13 @@ def wait_ready(url: str, timeout_s: float, proc: subprocess.Popen[bytes], log: P
 
 
 @contextmanager
-def process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[Any]:
+def process(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[Any]:
     """Start ``cmd`` in its own process group; stop it (SIGTERM, then SIGKILL) on exit."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
         )
     try:
         yield proc
@@ -103,24 +111,62 @@ def process(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Ite
 class Target:
     name: str
     base_url: str  # ends before /v1
-    pid: int | None = None
+    pid: int | None = None  # leads its own process group (``process``)
     version: str = ""
 
 
+PROXY_CPU, LOAD_CPU = "0", "1"  # --pin: proxies on one CPU, backend and client on the other
+
+
+def pinned(cmd: list[str], cpu: str | None) -> list[str]:
+    """``cmd`` under ``taskset`` (every thread it starts inherits the CPU), or as it is."""
+    return ["taskset", "-c", cpu, *cmd] if cpu is not None else cmd
+
+
+def group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds of every live process in process group ``pgid``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[2]) == pgid:  # fields after "(comm)": state ppid pgrp ... utime stime
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def start_backend(
-    stack: ExitStack, work: Path, chunks: int, interval_ms: float, same_answer: bool = False
+    stack: ExitStack,
+    work: Path,
+    chunks: int,
+    interval_ms: float,
+    same_answer: bool = False,
+    cpu: str | None = None,
 ) -> Target:
     port = free_port()
     log = work / "backend.log"
     cmd = [PYTHON, "-m", "bench.fast_backend", "--port", str(port), "--chunks", str(chunks)]
     cmd += ["--chunk-interval-ms", str(interval_ms)] + (["--same-answer"] if same_answer else [])
-    proc = stack.enter_context(process(cmd, log, env={**os.environ, "PYTHONPATH": str(REPO)}))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = stack.enter_context(process(pinned(cmd, cpu), log, env=env))
     url = f"http://127.0.0.1:{port}"
     wait_ready(url + "/health", 30, proc, log)
     return Target("direct", url, proc.pid, "bench/fast_backend.py (aiohttp)")
 
 
-def start_router(stack: ExitStack, work: Path, backend: str) -> Target:
+def start_router(
+    stack: ExitStack,
+    work: Path,
+    backend: str,
+    cpu: str | None = None,
+    tree: Path = REPO,
+    name: str = "modelfleet router",
+    settings: dict[str, Any] | None = None,
+) -> Target:
+    """The router of source tree ``tree`` (this checkout, or a baseline's); ``settings`` are
+    extra router.yaml keys."""
     port = free_port()
     config = {
         "listen": f"127.0.0.1:{port}",
@@ -134,15 +180,19 @@ def start_router(stack: ExitStack, work: Path, backend: str) -> Target:
             }
         ],
         "queue": {"max_per_model": 4096},
+        **(settings or {}),
     }
-    path = work / "router.yaml"
+    path = work / f"router-{port}.yaml"
     path.write_text(yaml.safe_dump(config))
-    log = work / "router.log"
+    log = work / f"router-{port}.log"
     cmd = [PYTHON, "-m", "modelfleet.router", "--config", str(path), "--log-level", "warning"]
-    proc = stack.enter_context(process(cmd, log, env={**os.environ, "PYTHONPATH": str(REPO)}))
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    # run from the tree: `python -m` puts the working directory first on sys.path
+    proc = stack.enter_context(process(pinned(cmd, cpu), log, env=env, cwd=tree))
     url = f"http://127.0.0.1:{port}"
     wait_ready(url + "/readyz", 30, proc, log)
-    return Target("modelfleet router", url, proc.pid, "router/ (this checkout)")
+    version = "router/ (this checkout)" if tree == REPO else f"router/ of {tree}"
+    return Target(name, url, proc.pid, version)
 
 
 NGINX_CONF = """
@@ -177,7 +227,9 @@ http {{
 """
 
 
-def start_nginx(stack: ExitStack, work: Path, backend: str) -> Target | None:
+def start_nginx(
+    stack: ExitStack, work: Path, backend: str, cpu: str | None = None
+) -> Target | None:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
         return None
@@ -187,14 +239,17 @@ def start_nginx(stack: ExitStack, work: Path, backend: str) -> Target | None:
         NGINX_CONF.format(work=work, port=port, backend=backend.removeprefix("http://"))
     )
     log = work / "nginx.log"
-    proc = stack.enter_context(process([nginx, "-p", str(work), "-c", str(conf)], log))
+    cmd = pinned([nginx, "-p", str(work), "-c", str(conf)], cpu)
+    proc = stack.enter_context(process(cmd, log))
     url = f"http://127.0.0.1:{port}"
     wait_ready(url + "/health", 30, proc, log)
     version = subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()
     return Target("nginx", url, proc.pid, version)
 
 
-def start_litellm(stack: ExitStack, work: Path, backend: str, venv: Path) -> Target | None:
+def start_litellm(
+    stack: ExitStack, work: Path, backend: str, venv: Path, cpu: str | None = None
+) -> Target | None:
     exe = venv / "bin" / "litellm"
     if not exe.exists():
         return None
@@ -226,7 +281,7 @@ def start_litellm(stack: ExitStack, work: Path, backend: str, venv: Path) -> Tar
     log = work / "litellm.log"
     cmd = [str(exe), "--config", str(path), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--num_workers", "1"]
-    proc = stack.enter_context(process(cmd, log, env=env))
+    proc = stack.enter_context(process(pinned(cmd, cpu), log, env=env))
     url = f"http://127.0.0.1:{port}"
     wait_ready(url + "/health/liveliness", 180, proc, log)
     version = subprocess.run(
@@ -251,6 +306,7 @@ class Samples:
     throughput: list[dict[str, float]] = field(default_factory=list)
     ttft_s: list[float] = field(default_factory=list)
     streaming: list[dict[str, float]] = field(default_factory=list)
+    cpu_us_per_req: list[float] = field(default_factory=list)  # one per c=32 block
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -382,9 +438,12 @@ async def measure(targets: list[Target], args: argparse.Namespace) -> dict[str, 
             for t in order:
                 await latency_block(sessions[t.name], urls[t.name], args.latency_n, samples[t.name])
             for t in order:
-                await throughput_block(
-                    sessions[t.name], urls[t.name], 32, args.throughput_n, samples[t.name]
-                )
+                s = samples[t.name]
+                cpu_before = group_cpu_s(t.pid) if t.pid else 0.0
+                await throughput_block(sessions[t.name], urls[t.name], 32, args.throughput_n, s)
+                if t.pid and s.throughput[-1]["ok"]:
+                    used = group_cpu_s(t.pid) - cpu_before
+                    s.cpu_us_per_req.append(used / s.throughput[-1]["ok"] * 1e6)
             for t in order:
                 await streaming_block(
                     sessions[t.name], urls[t.name], 16, args.streams_n, args.chunks, samples[t.name]
@@ -400,6 +459,7 @@ def summarize(samples: dict[str, Samples]) -> dict[str, Any]:
     direct_p50 = pct(direct.latency_s, 50)
     direct_rps = sum(b["rps"] for b in direct.throughput) / len(direct.throughput)
     direct_cps = sum(b["cps"] for b in direct.streaming) / len(direct.streaming)
+    direct_ttft = pct(direct.ttft_s, 50)
     out: dict[str, Any] = {}
     for name, s in samples.items():
         rps = [b["rps"] for b in s.throughput]
@@ -421,7 +481,10 @@ def summarize(samples: dict[str, Samples]) -> dict[str, Any]:
             "rps_c32_mean": round(mean_rps, 1),
             "rps_c32_blocks": [round(r, 1) for r in rps],
             "rps_vs_direct": round(mean_rps / direct_rps, 3),
+            "cpu_us_per_req": round(pct(s.cpu_us_per_req, 50), 1) if s.cpu_us_per_req else None,
+            "cpu_us_per_req_blocks": [round(c, 1) for c in s.cpu_us_per_req],
             "stream_ttft_p50_ms": round(pct(s.ttft_s, 50) * 1000, 3),
+            "stream_ttft_added_p50_ms": round((pct(s.ttft_s, 50) - direct_ttft) * 1000, 3),
             "stream_ttft_p99_ms": round(pct(s.ttft_s, 99) * 1000, 3),
             "stream_chunks_per_s_mean": round(mean_cps, 1),
             "stream_chunks_per_s_blocks": [round(c, 1) for c in cps],
@@ -563,15 +626,19 @@ def machine() -> dict[str, Any]:
 
 def print_table(results: dict[str, Any]) -> None:
     print(
-        f"\n{'target':<20}{'p50 ms':>8}{'p99 ms':>8}{'+p50 ms':>9}{'req/s c32':>11}"
-        f"{'x direct':>9}{'ttft p50':>9}{'chunks/s':>10}{'x direct':>9}  errors"
+        f"\n{'target':<28}{'p50 ms':>8}{'p99 ms':>8}{'+p50 ms':>9}{'CPU us':>8}"
+        f"{'req/s c32':>11}{'x direct':>9}{'ttft p50':>9}{'+ttft':>7}{'chunks/s':>10}"
+        f"{'x direct':>9}  errors"
     )
     for name, r in results.items():
+        cpu = r["cpu_us_per_req"]
         print(
-            f"{name:<20}{r['latency_p50_ms']:>8.2f}{r['latency_p99_ms']:>8.2f}"
-            f"{r['overhead_p50_ms']:>9.2f}{r['rps_c32_mean']:>11.0f}{r['rps_vs_direct']:>9.2f}"
-            f"{r['stream_ttft_p50_ms']:>9.2f}{r['stream_chunks_per_s_mean']:>10.0f}"
-            f"{r['stream_vs_direct']:>9.2f}  {r['errors'] or ''}"
+            f"{name:<28}{r['latency_p50_ms']:>8.2f}{r['latency_p99_ms']:>8.2f}"
+            f"{r['overhead_p50_ms']:>9.2f}{cpu if cpu is not None else '-':>8}"
+            f"{r['rps_c32_mean']:>11.0f}{r['rps_vs_direct']:>9.2f}"
+            f"{r['stream_ttft_p50_ms']:>9.2f}{r['stream_ttft_added_p50_ms']:>7.2f}"
+            f"{r['stream_chunks_per_s_mean']:>10.0f}{r['stream_vs_direct']:>9.2f}"
+            f"  {r['errors'] or ''}"
         )
 
 
@@ -592,13 +659,28 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument(
         "--targets", nargs="+", default=["router", "nginx", "litellm"],
-        choices=["router", "nginx", "litellm"],
+        choices=["router", "router-whole", "nginx", "litellm"],
     )  # fmt: skip
     parser.add_argument("--litellm-venv", type=Path, default=LITELLM_VENV)
     parser.add_argument("--profile", action="store_true", help="py-spy the router afterwards")
     parser.add_argument("--profile-s", type=int, default=12)
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=(os.cpu_count() or 1) >= 2,
+        help="proxies on CPU 0, backend and client on CPU 1 (default with 2+ CPUs)",
+    )
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="also run the router of this source tree (e.g. `git archive REV | tar -x -C DIR`)",
+    )
+    parser.add_argument("--baseline-label", default="baseline", help="its name in the table")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    proxy_cpu, load_cpu = (PROXY_CPU, LOAD_CPU) if args.pin else (None, None)
+    if load_cpu is not None:
+        os.sched_setaffinity(0, {int(load_cpu)})  # this client; threads started later inherit
 
     report: dict[str, Any] = {
         "benchmark": "proxy_overhead",
@@ -609,13 +691,29 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="mf-proxy-bench-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        backend = start_backend(stack, work, args.chunks, args.chunk_interval_ms, args.same_answer)
+        backend = start_backend(
+            stack, work, args.chunks, args.chunk_interval_ms, args.same_answer, load_cpu
+        )
         targets = [backend]
+        base = backend.base_url
         starters = {
-            "router": lambda: start_router(stack, work, backend.base_url),
-            "nginx": lambda: start_nginx(stack, work, backend.base_url),
-            "litellm": lambda: start_litellm(stack, work, backend.base_url, args.litellm_venv),
+            "router": lambda: start_router(stack, work, base, proxy_cpu),
+            "router-whole": lambda: start_router(
+                stack,
+                work,
+                base,
+                proxy_cpu,
+                name="modelfleet, stream_upstream off",
+                settings={"stream_upstream": False},
+            ),
+            "nginx": lambda: start_nginx(stack, work, base, proxy_cpu),
+            "litellm": lambda: start_litellm(stack, work, base, args.litellm_venv, proxy_cpu),
         }
+        if args.baseline_tree:
+            label = f"modelfleet router {args.baseline_label}"
+            targets.append(
+                start_router(stack, work, base, proxy_cpu, args.baseline_tree.resolve(), label)
+            )
         for name in args.targets:
             target = starters[name]()
             if target is None:

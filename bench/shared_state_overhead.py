@@ -3,9 +3,11 @@
 One run, on loopback: the fast stand-in backend (bench/fast_backend.py), a router without
 ``shared_state`` and a router with it, pointed at a real redis-server (password, no
 persistence). The phases of bench/proxy_overhead.py run round by round over direct, the
-lone router and the replica, the order rotating each round:
+lone routers and the replica, the order rotating each round:
 
 * resident requests (the steady state): latency at concurrency 1, req/s at 32, streaming;
+  a second lone router runs alongside as an A/A control (two identical routers differ by
+  this much on the machine of the run);
 * a cold load's Redis round trips, which are all a request ever waits on Redis for: the
   pre-check (GET of the model's load lease) and the claim (SET NX PX GET), timed in-process
   with the router's own ``SharedState``; the release and the events go in the background.
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -29,13 +30,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.proxy_overhead import (
-    MODEL,
-    PYTHON,
-    REPO,
-    Target,
     free_port,
     machine,
     measure,
@@ -43,8 +38,8 @@ from bench.proxy_overhead import (
     print_table,
     process,
     start_backend,
+    start_router,
     summarize,
-    wait_ready,
 )
 from modelfleet.router.config import RouterConfig
 from modelfleet.router.core import Router
@@ -69,35 +64,6 @@ def start_redis(stack: ExitStack, work: Path) -> tuple[str, Path]:
             raise RuntimeError(f"redis-server did not start; see {work / 'redis.log'}")
         time.sleep(0.05)
     return f"redis://127.0.0.1:{port}/0", secret
-
-
-def start_router(
-    stack: ExitStack, work: Path, backend: str, name: str, shared: dict[str, Any] | None
-) -> Target:
-    port = free_port()
-    config: dict[str, Any] = {
-        "listen": f"127.0.0.1:{port}",
-        "backends": [
-            {
-                "name": "bench",
-                "url": backend,
-                "kind": "openai",
-                "slots": 1024,
-                "models": [{"name": MODEL}],
-            }
-        ],
-        "queue": {"max_per_model": 4096},
-    }
-    if shared is not None:
-        config["shared_state"] = shared
-    path = work / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    log = work / f"{name}.log"
-    cmd = [PYTHON, "-m", "modelfleet.router", "--config", str(path), "--log-level", "warning"]
-    proc = stack.enter_context(process(cmd, log, env={**os.environ, "PYTHONPATH": str(REPO)}))
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url + "/readyz", 30, proc, log)
-    return Target(name, url, proc.pid, "router/ (this checkout)")
 
 
 async def cold_load_round_trips(shared: dict[str, Any], n: int) -> dict[str, Any]:
@@ -133,7 +99,12 @@ def main() -> None:
     parser.add_argument("--throughput-n", type=int, default=1000, help="requests per c=32 block")
     parser.add_argument("--streams-n", type=int, default=48, help="streams per c=16 block")
     parser.add_argument("--chunks", type=int, default=32, help="SSE chunks per stream")
-    parser.add_argument("--chunk-interval-ms", type=float, default=2.0)
+    parser.add_argument(
+        "--chunk-interval-ms",
+        type=float,
+        default=0.0,
+        help="0: the backend answers at once, so a request's latency is the router's own",
+    )
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--cold-n", type=int, default=500, help="cold-load claims timed")
     parser.add_argument("--out", type=Path)
@@ -154,13 +125,27 @@ def main() -> None:
         backend = start_backend(stack, work, args.chunks, args.chunk_interval_ms)
         targets = [
             backend,
-            start_router(stack, work, backend.base_url, "router alone", None),
-            start_router(stack, work, backend.base_url, "router + redis", shared),
+            start_router(stack, work, backend.base_url, name="router alone"),
+            # the same lone router twice: how far two identical routers differ on this
+            # machine, the noise any difference with Redis must stand out of
+            start_router(stack, work, backend.base_url, name="router alone (A/A control)"),
+            start_router(
+                stack,
+                work,
+                backend.base_url,
+                name="router + redis",
+                settings={"shared_state": shared},
+            ),
         ]
         samples = asyncio.run(measure(targets, args))
         results = summarize(samples)
         alone, replica = results["router alone"], results["router + redis"]
+        control = results["router alone (A/A control)"]
         report["results"] = results
+        report["a_a_control"] = {
+            "p50_ms": round(control["latency_p50_ms"] - alone["latency_p50_ms"], 3),
+            "rps_c32_ratio": round(control["rps_c32_mean"] / alone["rps_c32_mean"], 3),
+        }
         report["added_by_redis"] = {
             "resident_p50_ms": round(replica["latency_p50_ms"] - alone["latency_p50_ms"], 3),
             "resident_p50_ms_by_round": [
@@ -177,6 +162,7 @@ def main() -> None:
         report["machine_after"] = machine()
     print_table(report["results"])
     print("\nadded by Redis:", json.dumps(report["added_by_redis"]))
+    print("A/A control (lone router vs lone router):", json.dumps(report["a_a_control"]))
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {args.out}")

@@ -184,6 +184,8 @@ async def admin_unload(request: web.Request) -> web.Response:
     except (BackendError, aiohttp.ClientError, TimeoutError) as exc:
         return web.json_response({"error": f"unload of {model} on {state.name}: {exc}"}, status=502)
     state.model(model).status = "cold"
+    if router.shared is not None:
+        router.shared.publish("evict", state.name, model)
     await router.refresh(state)
     return web.json_response({"backend": state.name, "model": model, "status": "cold"})
 

@@ -232,6 +232,11 @@ class RouterConfig(_Strict):
         gt=0,
         description="wait for a resident model's first streamed byte (load_timeout_s: loads)",
     )
+    stream_upstream: bool = Field(
+        default=True,
+        description="ask backends for a stream even when the client wants one answer, so "
+        "first_byte_timeout_s bounds every request (costs router CPU per token)",
+    )
     client_write_timeout_s: float = Field(
         default=30.0, gt=0, description="a client that reads nothing this long is cut off"
     )

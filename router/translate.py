@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -475,6 +476,7 @@ class StreamAssembler:
         self.thinking: list[str] = []
         self.tool_calls: list[Any] = []
         self.done: dict[str, Any] | None = None
+        self._take: Callable[[dict[str, Any]], None] = getattr(self, "_" + fmt)
 
     def feed(self, obj: dict[str, Any]) -> None:
         if "error" in obj and not obj.get("choices") and self.fmt != "anthropic":
@@ -483,7 +485,7 @@ class StreamAssembler:
         if self.head is None:
             self.head = obj
         self.last = obj
-        getattr(self, "_" + self.fmt)(obj)
+        self._take(obj)
 
     def _openai(self, obj: dict[str, Any]) -> None:
         for choice in obj.get("choices") or []:

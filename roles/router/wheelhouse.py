@@ -30,7 +30,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIRS = ("modelfleet", "deploy", "router", "roles", "templates")
 SOURCE_SUFFIXES = (".py", ".j2", ".html", ".js", ".css", ".svg", ".json", ".typed")
 # What ``modelfleet-router`` imports (router/): the only dependencies a router host gets.
-ROUTER_DEPENDENCIES = ("aiohttp", "pydantic", "pyyaml", "prometheus-client", "click", "redis")
+ROUTER_DEPENDENCIES = (
+    "aiohttp",
+    "pydantic",
+    "pyyaml",
+    "prometheus-client",
+    "click",
+    "orjson",
+    "redis",
+)
 # Wheels a host may need although the controller's Python does not: redis-py wants
 # async-timeout below Python 3.11.3, and Debian bookworm ships 3.11.2. pip on the host picks
 # them from the wheelhouse through the requirement's marker.

@@ -210,7 +210,9 @@ async def test_cold_burst_across_two_replicas_loads_once_and_evicts_once(replica
     assert _unloads(standins) - unloads == 1  # nothing evicted twice
     assert len({r.headers["X-Modelfleet-Backend"] for r in replies}) == 1
     reasons = [r.headers["X-Modelfleet-Reason"] for r in replies]
-    assert reasons.count("load-evict") == 1 and reasons.count("join-load") == 7
+    assert reasons.count("load-evict") == 1
+    # the others joined the load (a straggler on a slow machine may find it done: resident)
+    assert set(reasons) - {"load-evict"} <= {"join-load", "resident"}
     # the lease was released when the load ended
     await wait_for(lambda: not router_of(a).shared._held and not router_of(b).shared._held)
 
