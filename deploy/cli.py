@@ -239,11 +239,14 @@ def render(inventory: str, out_dir: str, group_data: tuple[str, ...], detect: bo
         for h in fleet_plan.hosts
         for problem in check_role_keys(data[h.name], f"{inventory}: host {h.name}")
     ]
-    files = (
-        {}
-        if problems
-        else {h.name: render_host(fleet_plan, h, data[h.name]) for h in fleet_plan.hosts}
-    )
+    try:
+        files = (
+            {}
+            if problems
+            else {h.name: render_host(fleet_plan, h, data[h.name]) for h in fleet_plan.hosts}
+        )
+    except ValueError as exc:  # e.g. keepalived_interface not set (the deploy asks the host)
+        raise click.ClickException(f"{inventory}: {exc}") from None
     for host_name, host_files in files.items():
         for file in host_files:
             try:

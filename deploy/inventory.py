@@ -24,6 +24,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import ipaddress
 import os
 import re
 import sys
@@ -68,6 +69,8 @@ FOREIGN_PREFIXES = (
     "rocm_",
     "container_",
     "gpu_",
+    "redis_state_",
+    "keepalived_",
     "_",
 )
 
@@ -242,6 +245,12 @@ class Fleet(_Strict):
     versions: Versions = Field(default_factory=Versions)
     router: RouterSettings = Field(default_factory=RouterSettings)
     placement_strict: bool = True
+    router_state: str | None = Field(
+        default=None, description="node name of the host that runs Redis for router replicas"
+    )
+    router_vip: str | None = Field(
+        default=None, description="virtual IP/prefix keepalived keeps on one router host"
+    )
     warnings: tuple[str, ...] = Field(default=(), description="worth a look, not fatal")
 
     def host(self, name: str) -> HostSpec:
@@ -296,6 +305,8 @@ FLEET_KEYS: dict[str, Any] = {
     "versions": {},
     "router": {},
     "placement_strict": True,
+    "router_state": None,
+    "router_vip": None,
 }
 DEFAULT_MODELS_DIRS = {
     "ollama": "/var/lib/ollama/models",
@@ -513,6 +524,14 @@ def fleet_from_inventory(
         problems.append(f"{_all_file(sources, 'router')}: key {exc}")
 
     _check_names(hosts, catalog, inventory, sources, problems)
+    router_state = fleet_value("router_state")
+    router_vip = fleet_value("router_vip")
+    _check_replicas(hosts, router_state, router_vip, sources, problems)
+    # The Redis host by its node name, however the inventory named it.
+    router_state = next(
+        (spec.name for spec in hosts if router_state in (spec.name, spec.inventory_name)),
+        router_state,
+    )
     if problems:
         raise FleetError(problems)
 
@@ -532,6 +551,8 @@ def fleet_from_inventory(
         versions=settings["versions"],
         router=settings["router"],
         placement_strict=bool(fleet_value("placement_strict")),
+        router_state=router_state,
+        router_vip=router_vip,
         warnings=tuple(warnings),
     )
 
@@ -584,6 +605,74 @@ def _check_names(
                     f"{_all_file(sources, 'model_catalog')}: host {spec.name}: key "
                     f"model_catalog.{model.name}: backend {spec.backend.kind} needs {what}"
                 )
+
+
+def _check_replicas(
+    hosts: list[HostSpec],
+    router_state: Any,
+    router_vip: Any,
+    sources: _Sources,
+    problems: list[str],
+) -> None:
+    """Router replicas: several routers share their state through the ``router_state`` host
+    (Redis); ``router_vip`` needs router hosts with IP addresses (keepalived's unicast peers).
+    """
+    routers = [spec for spec in hosts if spec.router]
+    state_file = _all_file(sources, "router_state")
+    if router_state is not None:
+        names = {spec.name for spec in hosts} | {spec.inventory_name for spec in hosts}
+        if not isinstance(router_state, str) or router_state not in names:
+            close = difflib.get_close_matches(str(router_state), sorted(names), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(
+                f"{state_file}: key router_state: {router_state!r} is not a host of this "
+                f"inventory{hint}; name the host that runs Redis for the router replicas"
+            )
+        elif not routers:
+            problems.append(
+                f"{state_file}: key router_state: set, but no host is in the "
+                f"{ROUTER_GROUP!r} group; the shared state is for router replicas"
+            )
+    elif len(routers) > 1:
+        problems.append(
+            f"{state_file}: key router_state: not set, but the {ROUTER_GROUP!r} group holds "
+            f"{len(routers)} hosts ({', '.join(s.name for s in routers)}); replicas share "
+            "their loads and drains through Redis: set router_state to the host that runs it"
+        )
+    if router_vip is None:
+        return
+    vip_file = _all_file(sources, "router_vip")
+    try:
+        vip = ipaddress.ip_interface(str(router_vip))
+        if "/" not in str(router_vip) or vip.version != 4:
+            raise ValueError("expected an IPv4 address with its prefix, e.g. 10.89.0.200/24")
+    except ValueError as exc:
+        problems.append(f"{vip_file}: key router_vip: {router_vip!r}: {exc}")
+        return
+    if not routers:
+        problems.append(
+            f"{vip_file}: key router_vip: set, but no host is in the {ROUTER_GROUP!r} group"
+        )
+    for spec in routers:
+        try:
+            address = ipaddress.ip_address(spec.address)
+        except ValueError:
+            problems.append(
+                f"{sources.inventory_file}: host {spec.name}: key address: {spec.address!r} is "
+                "not an IP address; keepalived's unicast peers need the router hosts' IPs "
+                "(set address: to the host's fleet-network address)"
+            )
+            continue
+        if address not in vip.network:
+            problems.append(
+                f"{vip_file}: key router_vip: {vip} is not in the network of router host "
+                f"{spec.name} ({spec.address}); the virtual IP must be on the routers' network"
+            )
+        if address == vip.ip:
+            problems.append(
+                f"{vip_file}: key router_vip: {vip.ip} is the address of router host "
+                f"{spec.name}; pick a free address for the virtual IP"
+            )
 
 
 def _default_group_data_dirs(inventory_file: str) -> list[str]:

@@ -32,6 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelfleet.deploy.hardware.parsers import Gpu, HostHardware
 from modelfleet.deploy.inventory import (
+    FLEET_KEYS as FLEET_KEYS,  # re-exported: the roles see the inventory only through the plan
+)
+from modelfleet.deploy.inventory import (
     BackendSpec,
     Fleet,
     GgufSource,
@@ -152,6 +155,12 @@ class FleetPlan(_Frozen):
     router: RouterSettings
     versions: Versions = Field(default_factory=Versions)
     skipped: tuple[Misfit, ...] = ()
+    router_state: str | None = Field(default=None, description="node name of the Redis host")
+    router_vip: str | None = Field(default=None, description="keepalived's virtual IP/prefix")
+
+    @property
+    def router_hosts(self) -> list[HostPlan]:
+        return [h for h in self.hosts if h.router]
 
     @property
     def instances(self) -> list[BackendInstance]:
@@ -462,6 +471,8 @@ def plan_fleet(fleet: Fleet, gpus_by_host: Mapping[str, HostHardware]) -> FleetP
         router=fleet.router,
         versions=fleet.versions,
         skipped=tuple(skipped),
+        router_state=fleet.router_state,
+        router_vip=fleet.router_vip,
     )
 
 

@@ -315,12 +315,37 @@ def runtime_token_path(service: str) -> str:
     return f"/run/{service}/admin-token"
 
 
-def router_yaml(plan: FleetPlan, service: str) -> str:
+def shared_state(plan: FleetPlan, replica: str, values: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The router's ``shared_state`` section for router host ``replica`` (None: the fleet has
+    no ``router_state`` host). The password stays in its file; the URL carries none."""
+    if plan.router_state is None:
+        return None
+    redis_host = plan.host(plan.router_state)
+    url_host = f"[{redis_host.address}]" if ":" in redis_host.address else redis_host.address
+    return {
+        "url": f"redis://{url_host}:{int(values['redis_state_port'])}/0",
+        "password_file": str(values["redis_state_password_file"]),
+        "timeout_ms": int(values["redis_state_timeout_ms"]),
+        "replica": replica,
+    }
+
+
+def router_yaml(plan: FleetPlan, service: str, shared: Mapping[str, Any] | None = None) -> str:
     """``router.yaml`` for a router host whose unit is ``service``: the plan's router config
-    (``FleetPlan.router_config``), with the token path the service itself reads."""
+    (``FleetPlan.router_config``), with the token path the service itself reads, and the
+    replica's ``shared_state`` section when the fleet has one (see :func:`shared_state`)."""
     config = plan.router_config()
+    update: dict[str, Any] = {}
     if config.admin_token_file:
-        update = {"admin_token_file": runtime_token_path(service)}
+        update["admin_token_file"] = runtime_token_path(service)
+    if shared is not None:
+        if "shared_state" not in type(config).model_fields:
+            raise ValueError(
+                "key router_state: this checkout's router has no shared_state setting "
+                "(router/config.py); router replicas need a router release that has it"
+            )
+        update["shared_state"] = dict(shared)
+    if update:
         config = type(config).model_validate({**config.model_dump(), **update})
     # Every non-default setting but the backends, generically (new RouterConfig keys need no
     # template change); secrets are excluded (the plan only ever carries their file paths).
@@ -335,8 +360,11 @@ def router_config_path(values: Mapping[str, Any]) -> str:
     return f"{values['router_config_dir']}/router.yaml"
 
 
-def render_router(plan: FleetPlan, values: Mapping[str, Any]) -> list[RenderedFile]:
-    """``router.yaml``, and the router's service and socket units."""
+def render_router(
+    plan: FleetPlan, values: Mapping[str, Any], replica: str = ""
+) -> list[RenderedFile]:
+    """``router.yaml``, and the router's service and socket units; ``replica`` is the router
+    host's node name (its name in the shared state, when the fleet has a router_state)."""
     service = str(values["router_service"])
     config_path = router_config_path(values)
     unit = render_template(
@@ -355,10 +383,83 @@ def render_router(plan: FleetPlan, values: Mapping[str, Any]) -> list[RenderedFi
         listen=f"{plan.router.bind}:{plan.router.port}",
     )
     return [
-        RenderedFile(path=config_path, content=router_yaml(plan, service), role="router"),
+        RenderedFile(
+            path=config_path,
+            content=router_yaml(plan, service, shared_state(plan, replica, values)),
+            role="router",
+        ),
         RenderedFile(path=f"{SYSTEMD_DIR}/{service}.service", content=unit, role="router"),
         RenderedFile(path=f"{SYSTEMD_DIR}/{service}.socket", content=socket, role="router"),
     ]
+
+
+# --------------------------------------------------------------------------- router replicas
+
+
+def render_redis_state(
+    plan: FleetPlan, host_plan: HostPlan, values: Mapping[str, Any]
+) -> list[RenderedFile]:
+    """Redis for the router replicas: modelfleet's own config (soft state, bound to the
+    fleet address and loopback) and the drop-in that points Debian's unit at it. The password
+    is not rendered: the role writes it to ``redis_state_secret_config`` (0600)."""
+    config_path = str(values["redis_state_config"])
+    config = render_template(
+        "redis_state/modelfleet.conf.j2",
+        fleet=plan.fleet,
+        address=host_plan.address,
+        port=int(values["redis_state_port"]),
+        maxmemory_mb=int(values["redis_state_maxmemory_mb"]),
+        secret_config=values["redis_state_secret_config"],
+    )
+    dropin = render_template(
+        "redis_state/redis-server.dropin.conf.j2",
+        config=config_path,
+        overrides=sorted(dict(values["redis_state_service_overrides"]).items()),
+    )
+    return [
+        RenderedFile(path=config_path, content=config, role="redis_state"),
+        RenderedFile(
+            path=f"{SYSTEMD_DIR}/redis-server.service.d/modelfleet.conf",
+            content=dropin,
+            role="redis_state",
+        ),
+    ]
+
+
+def render_keepalived(
+    plan: FleetPlan, host_plan: HostPlan, values: Mapping[str, Any]
+) -> list[RenderedFile]:
+    """keepalived.conf of a router host: VRRP in unicast to the other router hosts, the
+    fleet's VIP, and a track script on the local router's ``/readyz``. The password is not
+    rendered: the role writes ``keepalived_auth_config`` (0600), which the config includes."""
+    routers = [h.name for h in plan.router_hosts]
+    position = routers.index(host_plan.name)
+    interface = values["keepalived_interface"]
+    if not interface:
+        raise ValueError(
+            f"host {host_plan.name}: key keepalived_interface: not set and not detected; set "
+            "it to the interface that holds the host's address (the deploy asks the host)"
+        )
+    priority = values["keepalived_priority"]
+    content = render_template(
+        "keepalived/keepalived.conf.j2",
+        fleet=plan.fleet,
+        host=host_plan.name,
+        address=host_plan.address,
+        peers=[h.address for h in plan.router_hosts if h.name != host_plan.name],
+        interface=interface,
+        virtual_router_id=int(values["keepalived_virtual_router_id"]),
+        priority=int(priority) if priority is not None else max(150 - 10 * position, 1),
+        advert_int_s=int(values["keepalived_advert_int_s"]),
+        vip=plan.router_vip,
+        router_port=plan.router.port,
+        check_interval_s=int(values["keepalived_check_interval_s"]),
+        check_timeout_s=int(values["keepalived_check_timeout_s"]),
+        fall=int(values["keepalived_check_fall"]),
+        rise=int(values["keepalived_check_rise"]),
+        auth_config=values["keepalived_auth_config"],
+    )
+    return [RenderedFile(path=str(values["keepalived_config"]), content=content, role="keepalived")]
 
 
 # --------------------------------------------------------------------------- per host
@@ -379,7 +480,11 @@ def render_host(
         else:
             files += render_llama_server(inst, values)
     if host_plan.router:
-        files += render_router(plan, values)
+        files += render_router(plan, values, host_plan.name)
+    if plan.router_state == host_plan.name:
+        files += render_redis_state(plan, host_plan, values)
+    if host_plan.router and plan.router_vip:
+        files += render_keepalived(plan, host_plan, values)
     return files
 
 
@@ -393,7 +498,16 @@ def parse_back(file: RenderedFile) -> Any:
         return RouterConfig.model_validate(yaml.safe_load(file.content))
     if file.path.endswith((".yaml", ".yml")):
         return yaml.safe_load(file.content)
-    if file.path.endswith((".ini", ".service", ".socket")):
+    if file.role == "redis_state" and not file.path.endswith(".d/modelfleet.conf"):
+        # redis.conf: one directive per line, arguments quoted as in a shell.
+        return [
+            shlex.split(line)
+            for line in file.content.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+    if file.role == "keepalived":
+        return _keepalived_blocks(file)
+    if file.path.endswith((".ini", ".service", ".socket", ".d/modelfleet.conf")):
         parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
         parser.optionxform = str  # type: ignore[assignment,method-assign]
         # Presets may open with top-level keys (``version = 1``) before the first section.
@@ -410,3 +524,18 @@ def parse_back(file: RenderedFile) -> Any:
                 env[key] = value
         return env
     raise ValueError(f"{file.path}: no parser for this kind of file")
+
+
+def _keepalived_blocks(file: RenderedFile) -> list[str]:
+    """The top-level block names of a keepalived.conf; its braces must balance."""
+    depth, blocks = 0, []
+    for raw in file.content.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.endswith("{") and depth == 0:
+            blocks.append(line[:-1].strip())
+        depth += line.count("{") - line.count("}")
+        if depth < 0:
+            raise ValueError(f"{file.path}: a '}}' closes nothing: {raw!r}")
+    if depth:
+        raise ValueError(f"{file.path}: {depth} block(s) left open")
+    return blocks

@@ -58,6 +58,7 @@ if [ "$ALL" = 1 ]; then
     bash deploy/lab/llama_build.sh  # real llama-server + gemma3 270M GGUF, cached in $MODELFLEET_CACHE
     bash bench/setup-tools.sh  # nginx-light, LiteLLM venv, matplotlib/py-spy for bench/
     apt_install chromium  # headless browser for the router dashboard test (-m browser)
+    apt_install redis-server  # real Redis for the router replica tests (tests/router/test_shared_state.py)
 fi
 if [ "$MOLECULE" = 1 ]; then setup_molecule; fi
 echo "setup: done"

@@ -19,11 +19,14 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
+from modelfleet.deploy.plan import FLEET_KEYS
 from modelfleet.roles.container_runtime.defaults import DEFAULTS as CONTAINER_RUNTIME
+from modelfleet.roles.keepalived.defaults import DEFAULTS as KEEPALIVED
 from modelfleet.roles.llama_server.defaults import DEFAULTS as LLAMA_SERVER
 from modelfleet.roles.llama_swap.defaults import DEFAULTS as LLAMA_SWAP
 from modelfleet.roles.nvidia.defaults import DEFAULTS as NVIDIA
 from modelfleet.roles.ollama.defaults import DEFAULTS as OLLAMA
+from modelfleet.roles.redis_state.defaults import DEFAULTS as REDIS_STATE
 from modelfleet.roles.rocm.defaults import DEFAULTS as ROCM
 from modelfleet.roles.router.defaults import DEFAULTS as ROUTER
 
@@ -37,6 +40,8 @@ ROLES: dict[str, tuple[str, Mapping[str, Any]]] = {
     "nvidia": ("nvidia_", NVIDIA),
     "rocm": ("rocm_", ROCM),
     "container_runtime": ("container_runtime_", CONTAINER_RUNTIME),
+    "redis_state": ("redis_state_", REDIS_STATE),
+    "keepalived": ("keepalived_", KEEPALIVED),
 }
 
 
@@ -54,6 +59,8 @@ def check_role_keys(
     """Problems with the role keys of one host's data: unknown keys, a list knob not a list."""
     problems = []
     for key, value in data.items():
+        if key in FLEET_KEYS:  # router_state, router_vip: the fleet's, not the router role's
+            continue
         for role, (prefix, defaults) in roles.items():
             if not key.startswith(prefix):
                 continue

@@ -81,6 +81,7 @@ def state_snapshot(router: Router) -> dict[str, Any]:
         "uptime_s": round(now_wall - router.started),
         "hosts": list(hosts.values()),
         "backends": backends,
+        "shared_state": router.shared.snapshot() if router.shared else {"mode": "off"},
         "queues": dict(fleet.queued),
         "demand_rps": {m: round(r, 4) for m, r in fleet.demand.rates(now).items()},
         "load_s": {m: round(v, 3) for m, v in fleet.load_s.items()},
@@ -116,19 +117,28 @@ def _backend(request: web.Request) -> tuple[Router, BackendState]:
     return router, state
 
 
+async def _share_drain(router: Router, state: BackendState) -> dict[str, Any]:
+    """Tell the other replicas (``router/shared.py``); while Redis is away it holds here and
+    is shared when Redis returns."""
+    if router.shared is None:
+        return {}
+    shared = await router.shared.set_drained(state.name, state.drained)
+    return {"shared": shared, "shared_state": router.shared_mode}
+
+
 async def admin_drain(request: web.Request) -> web.Response:
-    _, state = _backend(request)
+    router, state = _backend(request)
     state.drained = True
-    return web.json_response(
-        {"backend": state.name, "drained": True, "in_flight": state.in_flight()}
-    )
+    body = {"backend": state.name, "drained": True, "in_flight": state.in_flight()}
+    return web.json_response(body | await _share_drain(router, state))
 
 
 async def admin_undrain(request: web.Request) -> web.Response:
     router, state = _backend(request)
     state.drained = False
     router.scheduler.kick()
-    return web.json_response({"backend": state.name, "drained": False})
+    body = {"backend": state.name, "drained": False}
+    return web.json_response(body | await _share_drain(router, state))
 
 
 async def _model_arg(request: web.Request) -> str:
@@ -174,6 +184,8 @@ async def admin_unload(request: web.Request) -> web.Response:
     except (BackendError, aiohttp.ClientError, TimeoutError) as exc:
         return web.json_response({"error": f"unload of {model} on {state.name}: {exc}"}, status=502)
     state.model(model).status = "cold"
+    if router.shared is not None:
+        router.shared.publish("evict", state.name, model)
     await router.refresh(state)
     return web.json_response({"backend": state.name, "model": model, "status": "cold"})
 
@@ -196,7 +208,8 @@ async def readyz(request: web.Request) -> web.Response:
     router = router_of(request)
     ready = [s.name for s in router.fleet.backends.values() if s.healthy and not s.drained]
     status = 200 if ready else 503
-    return web.json_response({"ready": bool(ready), "backends": ready}, status=status)
+    body = {"ready": bool(ready), "backends": ready, "shared_state": router.shared_mode}
+    return web.json_response(body, status=status)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -686,7 +686,8 @@ async def _load_or_unload(router: Router, call: Call) -> web.Response:
     ok = False
     try:
         if lease.ready is not None:
-            await lease.ready
+            await lease.ready  # may move it onto another replica's load (router/scheduler.py)
+            record |= {"backend": lease.backend.name, "reason": lease.reason}
         # Ollama: always ask, so a keep_alive given with a resident model still applies
         if lease.backend.kind == "ollama" or lease.backend.model(call.model).status != "loaded":
             await router.adapter(lease.backend).load(call.model, call.body.get("keep_alive"))

@@ -27,6 +27,7 @@ from modelfleet.router.proxy import BACKEND_HEADER, REASON_HEADER, Front, error_
 
 log = logging.getLogger("modelfleet.router")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STARTUP_JOIN_S = 2.0  # how long start-up waits for Redis before serving alone
 PUBLIC_PATHS = {"/healthz", "/readyz", "/dashboard"}
 
 
@@ -152,6 +153,23 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     router.access_log.close()
 
 
+async def _shared_state(app: web.Application) -> AsyncIterator[None]:
+    """Replicas: follow the shared state in Redis (and reconnect) for the app's lifetime."""
+    shared = app[ROUTER].shared
+    if shared is None:
+        yield
+        return
+    task = asyncio.create_task(shared.run())
+    try:  # start connected when Redis is there; without it the router serves alone
+        await asyncio.wait_for(shared.joined.wait(), STARTUP_JOIN_S)
+    except TimeoutError:
+        log.warning("shared state: Redis not reachable at start; serving alone meanwhile")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await shared.close()
+
+
 def create_app(config: RouterConfig, config_path: str | Path | None = None) -> web.Application:
     """Build the router app. ``config_path`` lets ``POST /admin/reload`` re-read the file.
 
@@ -170,4 +188,5 @@ def create_app(config: RouterConfig, config_path: str | Path | None = None) -> w
     setup_admin_routes(app)
     app.on_response_prepare.append(add_cors_headers)
     app.cleanup_ctx.append(_lifecycle)
+    app.cleanup_ctx.append(_shared_state)
     return app

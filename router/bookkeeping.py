@@ -229,6 +229,32 @@ class Bookkeeping:
         """The model left GPU memory: the router evicted it, or the backend dropped it."""
         self.set_status(backend.model(model), "cold", now)
 
+    def load_elsewhere(self, backend: BackendState, model: str, now: float) -> None:
+        """Another router replica is loading ``model`` on ``backend`` (``router/shared.py``):
+        mark it loading here too, so requests join that load rather than start their own."""
+        ms = backend.model(model)
+        if ms.status == "cold":
+            self.set_status(ms, "loading", now)
+            ms.size_mb = ms.size_mb or self.fleet.size_mb(model)
+
+    def join_elsewhere(self, lease: Lease, backend: BackendState, now: float) -> None:
+        """Another replica won the load ``lease`` was bound for, on ``backend`` (maybe the same
+        one). Nothing was sent yet: undo what the bind did (its victims are still loaded, the
+        model is not loading where we meant to load it) and join the winner's load instead."""
+        ms = lease.backend.model(lease.model)
+        ms.in_flight = max(0, ms.in_flight - 1)
+        for victim_backend, victim in lease.decision.evict:
+            state = self.fleet.backends.get(victim_backend)
+            if state is not None and state.model(victim).status == "cold":
+                self.set_status(state.model(victim), "loaded", now)
+        self.load_elsewhere(backend, lease.model, now)
+        if backend is not lease.backend and ms.status == "loading" and ms.in_flight == 0:
+            self.set_status(ms, "cold", now)
+        backend.model(lease.model).in_flight += 1
+        lease.backend = backend
+        lease.decision = Decision("serve", "join-load", backend.name)
+        self.on_decision(lease.model, lease.decision, len(self.queues.get(lease.model, ())))
+
     def expire_keep_alive(self, now: float) -> list[tuple[str, str]]:
         """Idle models whose router-kept keep_alive ran out: marked cold here, first, so no
         request is routed to them meanwhile; the driver unloads the ``(backend, model)``s."""

@@ -22,8 +22,11 @@ so they never show up in a repr, a log line or a validation error.
 from __future__ import annotations
 
 import re
+import socket
+import stat
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -42,7 +45,8 @@ BackendKind = Literal["ollama", "llama-swap", "llama-server", "openai"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # hide_input_in_errors: a validation error never quotes a value (it may be a secret)
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 class ModelEntry(_Strict):
@@ -156,6 +160,54 @@ class PolicyConfig(_Strict):
     demand_half_life_s: float = Field(default=300.0, gt=0)
 
 
+class SharedStateConfig(_Strict):
+    """Router replicas sharing soft state through Redis (``router/shared.py``).
+
+    Absent: one router on its own. The password lives in ``password_file`` (mode 0600),
+    never in ``url``, so it stays out of this config's repr, logs and errors.
+    """
+
+    url: str = Field(pattern=r"^rediss?://", description="redis://host:port/db, no password")
+    password_file: Path | None = None
+    timeout_ms: int = Field(
+        default=50, ge=1, le=10_000, description="bound on any Redis call in the request path"
+    )
+    replica: str = Field(
+        default_factory=socket.gethostname,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="this replica's name in leases and events (default: hostname)",
+    )
+    lease_ttl_ms: int = Field(
+        default=10_000, ge=100, description="a load lease's expiry; renewed while the load runs"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _no_password_in_url(cls, value: str) -> str:
+        if urlsplit(value).password is not None:
+            raise ValueError("has a password in it: put the password in password_file instead")
+        return value
+
+    def password(self) -> str | None:
+        """The Redis password from ``password_file`` (which nobody but its owner may read)."""
+        if self.password_file is None:
+            return None
+        key = "shared_state.password_file"
+        try:
+            mode = self.password_file.stat().st_mode
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot read {self.password_file}: {exc.strerror}") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"{key}: {self.password_file} is open to group or others "
+                f"(mode {stat.S_IMODE(mode):04o}); chmod 600 it"
+            )
+        secret = _read_secret(self.password_file, key)
+        if not secret:
+            raise ConfigError(f"{key}: {self.password_file} is empty")
+        return secret
+
+
 class RouterConfig(_Strict):
     listen: str = "127.0.0.1:11434"
     admin_token: SecretStr | None = None
@@ -195,6 +247,9 @@ class RouterConfig(_Strict):
         default_factory=lambda: list(OLLAMA_DEFAULT_ORIGINS),
         description="browser origins allowed to call the front APIs ('*' = any); "
         "default: Ollama's (localhost, 127.0.0.1, 0.0.0.0 any port; app://, file://, tauri://)",
+    )
+    shared_state: SharedStateConfig | None = Field(
+        default=None, description="replicas sharing soft state through Redis; absent: alone"
     )
 
     @field_validator("admin_token")
@@ -330,6 +385,7 @@ def _field_names() -> set[str]:
         HealthConfig,
         PolicyConfig,
         ManagementConfig,
+        SharedStateConfig,
     ]
     return {name for model in models for name in model.model_fields}
 

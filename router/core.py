@@ -7,17 +7,20 @@ import logging
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from modelfleet.router.accesslog import AccessLog
 from modelfleet.router.backends import Adapter, BackendError, adapter_for
-from modelfleet.router.config import RouterConfig, load_config
+from modelfleet.router.config import ConfigError, RouterConfig, load_config
 from modelfleet.router.metrics import Metrics
 from modelfleet.router.policy import Decision, Policy, PolicyParams
 from modelfleet.router.scheduler import Scheduler
 from modelfleet.router.state import BackendState, ErrorRate, FleetState
+
+if TYPE_CHECKING:
+    from modelfleet.router.shared import SharedState
 
 log = logging.getLogger("modelfleet.router")
 AFTER_REQUEST_S = 0.25  # debounce: one after-request refresh per backend per this interval
@@ -42,7 +45,7 @@ class Router:
         self.config = config
         self.config_path = config_path
         self.fleet = FleetState(config)
-        self.metrics = Metrics()
+        self.metrics = Metrics(shared_state=config.shared_state is not None)
         self.access_log = AccessLog(config.access_log)
         self.scheduler = Scheduler(
             self.fleet, policy_for(config), self.unload, on_decision=self._on_decision
@@ -54,6 +57,29 @@ class Router:
         self.background: set[asyncio.Future[Any]] = set()
         self._refreshing: set[str] = set()
         self.error_rates: dict[str, ErrorRate] = {}  # per backend, see router/health.py
+        self.shared: SharedState | None = None
+        if config.shared_state is not None:
+            # imported here: a single router never loads the Redis client
+            try:
+                from modelfleet.router.shared import SharedState
+            except ImportError as exc:
+                raise ConfigError(
+                    f"shared_state: needs the Python package {exc.name!r} (pip install redis)"
+                ) from None
+
+            self.shared = SharedState(
+                config.shared_state,
+                self.scheduler.books,
+                self.scheduler.kick,
+                self.spawn,
+                self.metrics.shared_state_connected,
+            )
+        self.scheduler.shared = self.shared
+
+    @property
+    def shared_mode(self) -> str:
+        """``off`` (no shared_state), ``connected`` or ``degraded`` (Redis away: alone)."""
+        return "off" if self.shared is None else self.shared.mode
 
     # -- backends ---------------------------------------------------------------------------
 
@@ -70,6 +96,8 @@ class Router:
         state = self.fleet.backends.get(backend)
         if state is None:
             return
+        if self.shared is not None:
+            self.shared.publish("evict", backend, model)
         try:
             await self.adapter(state).unload(model)
             self.metrics.evictions.labels(backend, model).inc()

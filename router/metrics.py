@@ -8,7 +8,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, shared_state: bool = False) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -85,4 +85,10 @@ class Metrics:
             "Requests retried on another backend before the first byte",
             ["backend", "model"],
             registry=r,
+        )
+        # only with a shared_state section: a single router has nothing to be connected to
+        self.shared_state_connected = Gauge(
+            "modelfleet_shared_state_connected",
+            "1 while the replica shares state through Redis, 0 while it serves alone (degraded)",
+            registry=r if shared_state else None,
         )

@@ -335,14 +335,21 @@ async def _attempt(
     router: Router, request: web.Request, call: Call, lease: Lease, outcome: Outcome
 ) -> web.StreamResponse | None:
     """One try on the leased backend; None means "failed before the first byte, retry"."""
+    if lease.ready is not None:
+        # evictions first; with replicas also the shared load lease, which may move the
+        # request onto another replica's load of the same model (router/scheduler.py)
+        try:
+            await lease.ready
+        except BaseException:
+            router.scheduler.release(lease, ok=False, served=False)
+            raise
+        outcome.backend, outcome.reason = lease.backend.name, lease.reason
     backend = lease.backend
     gauge = router.metrics.in_flight.labels(backend.name, call.model)
     gauge.inc()
     ok = False
     resp: aiohttp.ClientResponse | None = None
     try:
-        if lease.ready is not None:
-            await lease.ready
         up = plan(call, backend, router.config.stream_upstream)
         adapter = router.adapter(backend)
         timeout_s = _upstream_timeout(router, call, lease, up)

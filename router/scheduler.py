@@ -7,6 +7,11 @@ a future. Every change that could free capacity (a request ends, a load finishes
 a drain) calls ``kick``, which hands waiting requests to the first backend that can take
 them (late binding). A request that waits past the deadline gets ``QueueTimeout``; a full
 queue gets ``QueueFull`` at once.
+
+With replicas (``shared_state``, ``router/shared.py``) a load decision takes the model's
+load lease before its evictions are sent: the claim runs in ``lease.ready``, which the
+caller awaits before sending anything. A lost claim sends nothing: the bookkeeping moves
+the request (and every local request that joined it meanwhile) onto the winner's load.
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from modelfleet.router.bookkeeping import Bookkeeping, Lease, Ticket
 from modelfleet.router.policy import Decision, Policy
 from modelfleet.router.state import Decided, FleetState
+
+if TYPE_CHECKING:
+    from modelfleet.router.shared import SharedState
 
 __all__ = ["Lease", "NoBackend", "QueueFull", "QueueTimeout", "RoutingError", "Scheduler"]
 
@@ -50,6 +59,15 @@ class _Waiter:
     future: asyncio.Future[Lease]
 
 
+@dataclass(eq=False)
+class _LoadClaim:
+    """A load lease being claimed for (backend, model); ``leases``: the local requests bound
+    there meanwhile, which go wherever the claim says."""
+
+    task: asyncio.Future[None]
+    leases: list[Lease] = field(default_factory=list)
+
+
 Unload = Callable[[str, str], Awaitable[None]]  # (backend name, model)
 OnDecision = Callable[[str, Decision], None]
 
@@ -71,6 +89,9 @@ class Scheduler:
         self.books = Bookkeeping(fleet, policy, self._record)
         self.waiters: dict[Ticket, _Waiter] = {}
         self._wakeups: set[float] = set()  # loop times of pending hold wake-ups
+        self.shared: SharedState | None = None  # set by the router when replicas share state
+        self._claims: dict[tuple[str, str], _LoadClaim] = {}  # (backend, model) being claimed
+        self._held: dict[Lease, str] = {}  # a lease whose load holds the shared lease: token
 
     @property
     def policy(self) -> Policy:
@@ -88,6 +109,9 @@ class Scheduler:
         cfg = self.fleet.config.queue
         now = time.monotonic()
         ticket = Ticket(model, now, exclude, attempt)
+        if self.shared is not None and self.shared.connected and self._cold_here(model):
+            await self._learn_remote_load(model)
+            now = time.monotonic()
         arrival = self.books.arrive(ticket, now, limit=cfg.max_per_model, explain=True)
         self._arm_wakeups()
         if arrival.outcome == "bound":
@@ -125,6 +149,7 @@ class Scheduler:
         """Give the slot back. ``ok=False`` for a failure before the first byte."""
         if lease.released:
             return
+        self._end_shared_load(lease, ok=lease.first_byte_at is not None)
         self.books.release(lease, time.monotonic(), ok, served)
         self.kick()
 
@@ -132,6 +157,7 @@ class Scheduler:
         """The backend started answering: a load it was doing is over."""
         was_loading = lease.backend.model(lease.model).status == "loading"
         self.books.ready(lease, time.monotonic())
+        self._end_shared_load(lease, ok=True)
         if was_loading:
             self.kick()
 
@@ -157,9 +183,70 @@ class Scheduler:
     # -- internals --------------------------------------------------------------------------
 
     def _start(self, lease: Lease) -> Lease:
-        if lease.decision.evict:
-            lease.ready = asyncio.ensure_future(self._evict(lease.decision.evict))
+        key = (lease.backend.name, lease.model)
+        claim = self._claims.get(key)
+        if claim is not None and not claim.task.done():
+            pass  # joins a load whose claim is under way: it goes wherever that one goes
+        elif lease.decision.action == "load" and self.shared is not None and self.shared.connected:
+            claim = self._claims[key] = _LoadClaim(asyncio.ensure_future(self._claim(lease)))
+        else:
+            if lease.decision.evict:
+                lease.ready = asyncio.ensure_future(self._evict(lease.decision.evict))
+            return lease
+        # shielded: a client that goes away must not cancel the claim the others wait on
+        claim.leases.append(lease)
+        lease.ready = asyncio.shield(claim.task)
         return lease
+
+    async def _claim(self, lease: Lease) -> None:
+        """Take the model's shared load lease, then evict; or join the winner's load."""
+        assert self.shared is not None
+        key = (lease.backend.name, lease.model)
+        try:
+            claim = await self.shared.claim_load(lease.model, lease.backend.name)
+            holder = claim.holder
+            winner = self.fleet.backends.get(holder.backend) if holder else None
+            if claim.outcome == "lost" and holder and holder.replica == self.shared.replica:
+                winner = None  # our own load elsewhere (a scale-out): load here too
+            if claim.outcome == "lost" and winner and winner.healthy and not winner.drained:
+                now = time.monotonic()
+                for joined in self._claims[key].leases:
+                    if not joined.released:
+                        self.books.join_elsewhere(joined, winner, now)
+                self.kick()
+                return
+            if claim.outcome == "won":
+                self._held[lease] = claim.token
+        finally:
+            self._claims.pop(key, None)
+        if lease.released:  # its client went away while we claimed: no load, no evictions
+            self._end_shared_load(lease, ok=False)
+            return
+        if lease.decision.evict:
+            await self._evict(lease.decision.evict)
+
+    def _end_shared_load(self, lease: Lease, ok: bool) -> None:
+        token = self._held.pop(lease, None)
+        if token is not None and self.shared is not None:
+            self.shared.release_load(lease.model, lease.backend.name, token, ok)
+
+    def _cold_here(self, model: str) -> bool:
+        for state in self.fleet.backends.values():
+            ms = state.models.get(model)
+            if ms is not None and ms.status != "cold":
+                return False
+        return True
+
+    async def _learn_remote_load(self, model: str) -> None:
+        """A cold model: is another replica loading it? Then join that load (one bounded GET;
+        the event stream usually told us already)."""
+        assert self.shared is not None
+        holder = await self.shared.lease_holder(model)
+        if holder is None or holder.replica == self.shared.replica:
+            return
+        state = self.fleet.backends.get(holder.backend)
+        if state is not None and state.healthy and not state.drained:
+            self.shared.mark_remote_load(state, model)
 
     def _arm_wakeups(self) -> None:
         """A held request must be decided again when its hold runs out, even if nothing else

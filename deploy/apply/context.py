@@ -18,8 +18,10 @@ The phases, in the order pyinfra executes them across hosts:
                      every model served, each drained in the router meanwhile
                      (deploy/apply/rollout.py)
 5. models            pulls and verified GGUF downloads; pruning
-6. router rollout    roles.router on hosts of the ``router`` group
-7. health check      every backend instance answers; the router answers /readyz
+6. router state      roles.redis_state on the ``router_state`` host (fleets with replicas)
+7. router rollout    roles.router on hosts of the ``router`` group, one replica at a time
+8. router VIP        roles.keepalived on the router hosts (fleets with a ``router_vip``)
+9. health check      every backend instance answers; the router answers /readyz
 
 A host whose operation fails drops out of the run and is reported (``FailureReport``); the
 others carry on.
@@ -47,6 +49,8 @@ from modelfleet.deploy.hardware.detect import detect_hardware
 from modelfleet.deploy.inventory import Fleet, FleetError, fleet_from_inventory
 from modelfleet.deploy.plan import FleetPlan, PlanError, plan_fleet
 from modelfleet.deploy.render import RenderedFile, admin_token_file, check_host, render_host
+from modelfleet.roles.keepalived.facts import InterfaceOf
+from modelfleet.roles.secrets import controller_secret
 
 
 @dataclass
@@ -59,6 +63,9 @@ class FleetContext:
     batches: list[list[str]]  # instance names per rolling-restart batch, whole fleet
     router: RouterAdmin | None  # where backends are drained (None: the fleet has no router)
     failures: FailureReport = field(default_factory=lambda: FailureReport())
+    # Secrets several hosts share (roles/secrets.py); None where the fleet has no such part.
+    redis_password: str | None = None
+    vrrp_password: str | None = None
 
 
 # One context per pyinfra State: deploy.py runs once per host in the same process.
@@ -98,8 +105,11 @@ def _build_context() -> FleetContext:
         ]
         if problems:
             raise FleetError(problems)
+        if plan.router_vip:
+            data.update(_with_vip_interfaces(plan, data))
         # Render every host's files now: a template or value problem stops the deploy here.
         files = {h.name: render_host(plan, h, data[h.name]) for h in plan.hosts}
+        redis_password, vrrp_password = _shared_secrets(plan, data)
     except (FleetError, PlanError, ValueError) as exc:
         # Nothing has run on any host yet: stop the whole deploy with every problem listed.
         raise PyinfraError(f"the deploy was not started, the plan is invalid:\n{exc}") from None
@@ -112,9 +122,37 @@ def _build_context() -> FleetContext:
         files,
         batches=plan_batches(plan, keep_copies),
         router=router_admin(plan, admin_token_file(plan)),
+        redis_password=redis_password,
+        vrrp_password=vrrp_password,
     )
     state.add_callback_handler(context.failures)
     return context
+
+
+def _with_vip_interfaces(plan: FleetPlan, data: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Router hosts' data with ``keepalived_interface`` asked from the host where not set."""
+    updated: dict[str, Any] = {}
+    for router in plan.router_hosts:
+        if data[router.name].get("keepalived_interface"):
+            continue
+        target = inventory.get_host(router.inventory_name)
+        interface = target.get_fact(InterfaceOf, address=router.address)
+        updated[router.name] = {**data[router.name], "keepalived_interface": interface}
+    return updated
+
+
+def _shared_secrets(
+    plan: FleetPlan, data: dict[str, dict[str, Any]]
+) -> tuple[str | None, str | None]:
+    """The Redis and VRRP passwords: from the inventory data, else kept on the controller."""
+    redis_password = vrrp_password = None
+    if plan.router_state:
+        given = data[plan.router_state].get("redis_state_password")
+        redis_password = str(given or controller_secret(plan.fleet, "redis-password"))
+    if plan.router_vip:
+        given = data[plan.router_hosts[0].name].get("keepalived_auth_pass")
+        vrrp_password = str(given or controller_secret(plan.fleet, "vrrp-password", 8))
+    return redis_password, vrrp_password
 
 
 class FailureReport(BaseStateCallback):

@@ -18,7 +18,15 @@ from modelfleet.deploy.apply.rollout import knob as rollout_knob
 from modelfleet.deploy.apply.rollout import rolling_restarts as drained_batches
 from modelfleet.deploy.plan import BackendInstance, HostPlan
 from modelfleet.deploy.render import RenderedFile, admin_token_file, role_knob
-from modelfleet.roles import health, llama_server, llama_swap, ollama, system
+from modelfleet.roles import (
+    health,
+    keepalived,
+    llama_server,
+    llama_swap,
+    ollama,
+    redis_state,
+    system,
+)
 from modelfleet.roles import router as router_role
 from modelfleet.roles.units import retired_units
 
@@ -124,8 +132,38 @@ def withdraw_leaving_models(context: FleetContext) -> list[OperationMeta]:
 
 
 def router_rollout(context: FleetContext) -> list[OperationMeta]:
+    """The router release and config; with several router hosts one replica at a time (the
+    role's restarting operations run host by host, each waiting for ``/readyz``)."""
     config, *units = _router_files(context)
-    ops = router_role.rollout(config=config, units=units, token_path=admin_token_file(context.plan))
+    ops = router_role.rollout(
+        config=config,
+        units=units,
+        token_path=admin_token_file(context.plan),
+        shared_password=context.redis_password,
+    )
+    return cast(list[OperationMeta], ops)
+
+
+def _role_files(context: FleetContext, role: str) -> list[RenderedFile]:
+    node = context.plan.host(host.name).name
+    return [f for f in context.files[node] if f.role == role]
+
+
+def router_state(context: FleetContext) -> list[OperationMeta]:
+    """Redis for the router replicas, on the fleet's ``router_state`` host."""
+    assert context.redis_password is not None
+    ops = redis_state.server(
+        rendered=_role_files(context, "redis_state"), password=context.redis_password
+    )
+    return cast(list[OperationMeta], ops)
+
+
+def router_vip(context: FleetContext) -> list[OperationMeta]:
+    """keepalived and the fleet's VIP, on a router host (after its router is ready)."""
+    assert context.vrrp_password is not None
+    ops = keepalived.vip(
+        rendered=_role_files(context, "keepalived"), auth_pass=context.vrrp_password
+    )
     return cast(list[OperationMeta], ops)
 
 

@@ -26,6 +26,10 @@ def deploy_host() -> None:
     ops += phases.backends(context, host_plan, instances, restarts)
     ops += phases.rolling_restarts(context, instances, restarts)
     ops += phases.models(context, instances)
+    if context.plan.router_state == host_plan.name:
+        ops += phases.router_state(context)
     if host_plan.router:
         ops += phases.router_rollout(context)
+    if host_plan.router and context.plan.router_vip:
+        ops += phases.router_vip(context)
     phases.health_check(context, host_plan, ops)

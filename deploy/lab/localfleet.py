@@ -47,7 +47,10 @@ GPU_LABEL = "modelfleet.gpu"
 GPU_DRIVER_LABEL = "modelfleet.gpu-driver"
 # Labels that record how a host was started: `up` refuses to reuse a container that differs.
 PUBLISH_LABEL = "modelfleet.publish"
-SPEC_LABELS = (GPU_LABEL, GPU_DRIVER_LABEL, PUBLISH_LABEL)
+CAPS_LABEL = "modelfleet.caps"
+SPEC_LABELS = (GPU_LABEL, GPU_DRIVER_LABEL, PUBLISH_LABEL, CAPS_LABEL)
+# What keepalived needs on a router host: add/remove the VIP, send VRRP and gratuitous ARP.
+VRRP_CAPS = ("NET_ADMIN", "NET_RAW")
 DEFAULT_FLEET = "modelfleet"
 # The host side of podman's default bridge: how containers reach servers on this machine.
 BRIDGE_GATEWAY = "10.88.0.1"
@@ -77,6 +80,7 @@ class ContainerHost:
     + secure_boot: what ``mokutil --sb-state`` reports
     + publish: podman ``--publish`` specs, e.g. ``127.0.0.1:11434:11434`` (this machine's
       loopback port 11434 reaches the container's port 11434)
+    + capabilities: extra ``--cap-add`` capabilities, e.g. :data:`VRRP_CAPS` for keepalived
     """
 
     name: str
@@ -84,6 +88,7 @@ class ContainerHost:
     gpu_driver: bool = True
     secure_boot: bool = False
     publish: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -224,8 +229,10 @@ def up(
                 labels = info["Config"]["Labels"]
                 raise LocalFleetError(
                     f"host {spec.name}: container {container} was started with other GPU "
-                    f"emulation or published ports ({labels.get(GPU_LABEL) or 'no GPU'}; "
-                    f"published: {labels.get(PUBLISH_LABEL) or 'none'}); tear the fleet down "
+                    f"emulation, published ports or capabilities "
+                    f"({labels.get(GPU_LABEL) or 'no GPU'}; published: "
+                    f"{labels.get(PUBLISH_LABEL) or 'none'}; capabilities: "
+                    f"{labels.get(CAPS_LABEL) or 'none'}); tear the fleet down "
                     f"first: python -m modelfleet.deploy.lab.localfleet down --fleet {fleet}"
                 )
             elif not info["State"]["Running"]:
@@ -361,6 +368,7 @@ def _run_container(
         *[arg for port in spec.publish for arg in ("--publish", port)],
         # systemd units with PrivateTmp=/ProtectSystem=/DynamicUser= need mount namespaces.
         "--cap-add", "SYS_ADMIN",
+        *[arg for cap in spec.capabilities for arg in ("--cap-add", cap)],
         "--label", f"{FLEET_LABEL}={fleet}",
         "--label", f"{HOST_LABEL}={spec.name}",
         *[arg for key, value in _labels_for(spec).items() for arg in ("--label", f"{key}={value}")],
@@ -375,6 +383,7 @@ def _labels_for(spec: ContainerHost) -> dict[str, str]:
         GPU_LABEL: spec.gpu or "",
         GPU_DRIVER_LABEL: "yes" if spec.gpu_driver else "no",
         PUBLISH_LABEL: ",".join(spec.publish),
+        CAPS_LABEL: ",".join(spec.capabilities),
     }
 
 

@@ -27,6 +27,7 @@ Example (``deploy.py`` does this through ``deploy/apply/context.py``)::
 from __future__ import annotations
 
 import posixpath
+import shlex
 import sys
 from collections.abc import Sequence
 from io import StringIO
@@ -41,6 +42,7 @@ from pyinfra.operations.util import any_changed
 
 from modelfleet.deploy.plan import RenderedFile
 from modelfleet.roles import drain
+from modelfleet.roles.redis_state.defaults import DEFAULTS as REDIS_STATE
 from modelfleet.roles.router import operations as ops
 from modelfleet.roles.router.defaults import DEFAULTS
 from modelfleet.roles.router.wheelhouse import build_wheelhouse, release_id, wheelhouse_path
@@ -154,14 +156,34 @@ def withdraw_leaving_models(
     return [op, *waits]
 
 
+def wait_ready(port: int, timeout_s: float) -> str:
+    """Shell: wait until the router on ``port`` answers ``/readyz`` 200, else fail."""
+    message = shlex.quote(f"the router did not answer /readyz on port {port} within {timeout_s} s")
+    return (
+        f"for i in $(seq {int(timeout_s) * 4}); do "
+        f"[ \"$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 2 "
+        f'http://127.0.0.1:{int(port)}/readyz)" = 200 ] && exit 0; sleep 0.25; done; '
+        f"echo {message} >&2; exit 1"
+    )
+
+
 @deploy("modelfleet router", data_defaults=DEFAULTS)
 def rollout(
-    config: RenderedFile, units: Sequence[RenderedFile], token_path: str
+    config: RenderedFile,
+    units: Sequence[RenderedFile],
+    token_path: str,
+    shared_password: str | None = None,
 ) -> list[OperationMeta]:
     """Install this checkout's release and make it live with ``config`` (the whole fleet's
     router.yaml); ``units`` are the service and socket units (``deploy/render.py``).
 
     ``token_path`` is the fleet's ``router.admin_token_file``: the root-only file on the host.
+    ``shared_password``: the Redis password of a fleet with router replicas, written to
+    ``redis_state_password_file`` (0600, owned by ``router_user``).
+
+    Router replicas restart one at a time: every operation that restarts the router waits for
+    its ``/readyz`` and runs host by host (``_serial``), and pyinfra runs one operation at a
+    time, so each replica is restarted and ready before the next one restarts.
     """
     data = host.data
     root, user, service = data.router_root, data.router_user, data.router_service
@@ -200,6 +222,21 @@ def rollout(
         )
     else:
         token = ops.generated_secret(name="Admin token (made on the host)", path=token_path)
+    secrets = [token]
+    if shared_password is not None:
+        key = "redis_state_password_file"
+        password_file = str(data.get(key, REDIS_STATE[key]))
+        files.directory(
+            name=f"Directory of {password_file}", path=posixpath.dirname(password_file), mode="0755"
+        )
+        secrets.append(
+            ops.secret_file(
+                name=f"Shared-state password ({password_file})",
+                path=password_file,
+                content=shared_password,
+                owner=user,
+            )
+        )
 
     release_dir = f"{root}/releases/{release_id()}"
     installed = ops.release(
@@ -242,22 +279,28 @@ def rollout(
         root=root,
         script=ROLLOUT_SCRIPT,
         keep_releases=data.router_keep_releases,
+        _serial=True,
     )
     # A new unit or token needs a restart even when release and config stay the same (the
     # rollout script restarts on its own when it switches the release).
-    systemd.service(
-        name=f"Restart {service} (unit or token changed)",
-        service=f"{service}.service",
-        restarted=True,
-        _if=lambda: (unit.did_change() or token.did_change()) and not live.did_change(),
+    ready = wait_ready(listen_port(router_yaml), float(data.router_health_timeout_s))
+    server.shell(
+        name=f"Restart {service} (unit or a secret changed), then wait for /readyz",
+        commands=[f"systemctl restart {service}.service", ready],
+        _serial=True,
+        _if=lambda: (
+            (unit.did_change() or any(op.did_change() for op in secrets)) and not live.did_change()
+        ),
     )
     # A new listen address: the socket must be bound again, with the service stopped.
     server.shell(
         name=f"Bind {service}.socket again (its listen address changed)",
         commands=[
             f"systemctl stop {service}.service && systemctl restart {service}.socket "
-            f"&& systemctl start {service}.service"
+            f"&& systemctl start {service}.service",
+            ready,
         ],
+        _serial=True,
         _if=lambda: socket_unit.did_change() and not live.did_change(),
     )
     systemd.service(
@@ -266,4 +309,4 @@ def rollout(
         running=True,
         enabled=True,
     )
-    return [installed, unit, socket_unit, token, live]
+    return [installed, unit, socket_unit, *secrets, live]

@@ -211,14 +211,16 @@ def generated_secret(path: str, nbytes: int = 32):
 
 
 @operation()
-def secret_file(path: str, content: str):
+def secret_file(path: str, content: str, owner: str = "root"):
     """
-    Write ``content`` to ``path`` as a root-only file (0600), compared by sha256 only.
+    Write ``content`` to ``path`` as a file only ``owner`` can read (0600), compared by
+    sha256 only.
 
     Unlike ``files.put`` it never shows the content, not even with ``--diff``.
 
     + path: the secret file
     + content: the secret
+    + owner: user (and group) that owns it, e.g. the service that reads it
 
     **Example:**
 
@@ -228,9 +230,16 @@ def secret_file(path: str, content: str):
     """
     wanted = hashlib.sha256(content.encode()).hexdigest()
     info = host.get_fact(File, path=path)
-    if info and host.get_fact(Sha256File, path=path) == wanted and info.get("mode") == 600:
+    if (
+        info
+        and host.get_fact(Sha256File, path=path) == wanted
+        and info.get("mode") == 600
+        and info.get("user") == owner
+    ):
         host.noop(f"{path} holds the wanted secret")
         return
-    yield f"install -m 0600 -o root -g root /dev/null {shlex.quote(path)}"
+    quoted_owner = shlex.quote(owner)
+    yield f"install -m 0600 -o {quoted_owner} -g {quoted_owner} /dev/null {shlex.quote(path)}"
     yield FileUploadCommand(StringIO(content), path)
+    yield StringCommand("chown", f"{owner}:{owner}", path)
     yield StringCommand("chmod", "0600", path)

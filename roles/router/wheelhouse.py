@@ -2,7 +2,7 @@
 
 A release is a router-only environment: the project's wheel (installed without its
 dependencies) plus wheels of the router's own run-time dependencies (``ROUTER_DEPENDENCIES``,
-pinned as the project's metadata pins them), with ``requirements.txt`` naming them. No pyinfra,
+pinned as the released pyproject.toml pins them), with ``requirements.txt`` naming them. No pyinfra,
 paramiko, gevent or pynvml reaches a router host. It is built once per release id on the
 controller with ``pip wheel``, when the deploy first uploads it (never under ``--dry``), and
 packed into one tarball so a router host needs no index and no compiler. The release id is a
@@ -23,7 +23,6 @@ import tempfile
 import threading
 import tomllib
 from functools import cache
-from importlib import metadata
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +30,19 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIRS = ("modelfleet", "deploy", "router", "roles", "templates")
 SOURCE_SUFFIXES = (".py", ".j2", ".html", ".js", ".css", ".svg", ".json", ".typed")
 # What ``modelfleet-router`` imports (router/): the only dependencies a router host gets.
-ROUTER_DEPENDENCIES = ("aiohttp", "pydantic", "pyyaml", "prometheus-client", "click", "orjson")
+ROUTER_DEPENDENCIES = (
+    "aiohttp",
+    "pydantic",
+    "pyyaml",
+    "prometheus-client",
+    "click",
+    "orjson",
+    "redis",
+)
+# Wheels a host may need although the controller's Python does not: redis-py wants
+# async-timeout below Python 3.11.3, and Debian bookworm ships 3.11.2. pip on the host picks
+# them from the wheelhouse through the requirement's marker.
+HOST_ONLY_WHEELS = ("async-timeout>=4.0.3",)
 # One build at a time (pyinfra runs hosts in greenlets; this lock is gevent's when patched).
 _BUILD_LOCK = threading.Lock()
 
@@ -69,11 +80,14 @@ def release_id(root: Path = PROJECT_ROOT) -> str:
     return f"{project_version(root)}-{digest.hexdigest()[:12]}"
 
 
-def router_requirements() -> list[str]:
-    """The router's run-time requirements, as the project's metadata pins them."""
+def router_requirements(root: Path = PROJECT_ROOT) -> list[str]:
+    """The router's run-time requirements, as the released sources' pyproject.toml pins them
+    (not the installed metadata: that may be older than the checkout being released)."""
     wanted = {_normal(name) for name in ROUTER_DEPENDENCIES}
     found = []
-    for line in metadata.requires("modelfleet") or []:
+    with (root / "pyproject.toml").open("rb") as f:
+        requires = tomllib.load(f)["project"]["dependencies"]
+    for line in requires:
         name = re.split(r"[<>=!~ ;\[]", line, maxsplit=1)[0]
         if ";" not in line and _normal(name) in wanted:  # extras carry a marker: not these
             found.append(line.strip())
@@ -119,8 +133,12 @@ def _build(root: Path) -> Path:
             ),
         )
         pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(wheels)]
-        requirements = router_requirements()
-        for command in ([*pip_wheel, "--no-deps", str(src)], [*pip_wheel, *requirements]):
+        requirements = router_requirements(root)
+        for command in (
+            [*pip_wheel, "--no-deps", str(src)],
+            [*pip_wheel, *requirements],
+            [*pip_wheel, "--no-deps", *HOST_ONLY_WHEELS],
+        ):
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise WheelhouseError(

@@ -138,3 +138,39 @@ def test_a_held_request_asks_for_a_wakeup_and_loads_when_its_hold_runs_out():
     assert b.kick(now=105.0) == []
     (bound,) = b.kick(now=110.0)
     assert (bound.decision.reason, bound.decision.evict) == ("load-evict", (("a", "hot"),))
+
+
+def test_a_load_lost_to_another_replica_is_undone_and_joins_the_winners_load():
+    # a holds hot (idle): loading new there evicts it. Another replica won new's load lease
+    # on b (router/shared.py): nothing was sent, so hot is still loaded on a and the request
+    # joins the load on b instead.
+    b = books("a", "b", vram_mb=24_000)
+    a_hot = b.fleet.backends["a"].model("hot")
+    b.set_status(a_hot, "loaded", 0.0)
+    b_mid = b.fleet.backends["b"].model("mid")
+    b.set_status(b_mid, "loaded", 0.0)
+    b_mid.in_flight = 1  # b is busy: the policy evicts on a
+    arrived = b.arrive(Ticket("new", since=1.0), now=1.0)
+    assert arrived.lease is not None and arrived.decision is not None
+    assert arrived.decision.backend == "a" and arrived.decision.evict == (("a", "hot"),)
+    assert (status(b, "a", "new"), status(b, "a", "hot")) == ("loading", "cold")
+
+    b.join_elsewhere(arrived.lease, b.fleet.backends["b"], now=1.05)
+    assert (status(b, "a", "new"), status(b, "a", "hot")) == ("cold", "loaded")
+    assert status(b, "b", "new") == "loading"
+    assert b.fleet.backends["a"].model("new").in_flight == 0
+    assert b.fleet.backends["b"].model("new").in_flight == 1
+    assert arrived.lease.backend.name == "b" and arrived.lease.reason == "join-load"
+    # the next request for it joins the same load
+    second = b.arrive(Ticket("new", since=1.1), now=1.1)
+    assert second.decision is not None and second.decision.reason in ("join-load", "wait-load")
+    assert second.decision.backend == "b"
+
+
+def test_a_remote_load_mark_makes_requests_join_it():
+    b = books("a", "b")
+    b.load_elsewhere(b.fleet.backends["b"], "small", now=0.0)
+    assert status(b, "b", "small") == "loading"
+    arrived = b.arrive(Ticket("small", since=0.0), now=0.0)
+    assert arrived.decision is not None
+    assert (arrived.decision.reason, arrived.decision.backend) == ("join-load", "b")

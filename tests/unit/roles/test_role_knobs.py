@@ -21,6 +21,8 @@ TYPOS = {
     "nvidia": ("nvidia_driver_brnach", "nvidia_driver_branch"),
     "rocm": ("rocm_verison", "rocm_version"),
     "container_runtime": ("container_runtime_engin", "container_runtime_engine"),
+    "redis_state": ("redis_state_passwrd", "redis_state_password"),
+    "keepalived": ("keepalived_priorty", "keepalived_priority"),
 }
 
 
@@ -45,3 +47,9 @@ def test_known_knobs_and_other_keys_pass() -> None:
     assert check_role_keys(data, "inv.py: host a") == []
     assert role_values(data)["ollama_prune_models"] is True
     assert role_values({})["ollama_prune_models"] is False
+
+
+def test_fleet_keys_with_a_role_prefix_are_not_role_knobs() -> None:
+    # router_state and router_vip are the fleet's keys (deploy/inventory.py), not router knobs.
+    data = {"router_state": "r1", "router_vip": "10.0.0.9/24", "router_user": "u"}
+    assert check_role_keys(data, "inv.py: host a") == []
