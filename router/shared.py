@@ -420,5 +420,8 @@ class SharedState:
         for _token, renewer in self._held.values():
             renewer.cancel()
         self.connected = False
-        await self.client.aclose()
-        await self.listener.aclose()
+        for client in (self.client, self.listener):
+            # bounded: shutting down must not wait on a Redis that does not answer
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await client.aclose()
