@@ -48,7 +48,11 @@ class Router:
         self.metrics = Metrics(shared_state=config.shared_state is not None)
         self.access_log = AccessLog(config.access_log)
         self.scheduler = Scheduler(
-            self.fleet, policy_for(config), self.unload, on_decision=self._on_decision
+            self.fleet,
+            policy_for(config),
+            self.unload,
+            on_decision=self._on_decision,
+            on_load=self._on_load,
         )
         self.session: aiohttp.ClientSession | None = None
         self.admin_token = config.admin_secret()
@@ -170,8 +174,9 @@ class Router:
     def _on_decision(self, model: str, decision: Decision) -> None:
         backend = decision.backend or ""
         self.metrics.decisions.labels(backend, model, decision.reason).inc()
-        if decision.action == "load":
-            self.metrics.loads.labels(backend, model).inc()
+
+    def _on_load(self, backend: str, model: str) -> None:
+        self.metrics.loads.labels(backend, model).inc()
 
     def record_failure(self, state: BackendState, kind: str) -> None:
         """A passive signal: 5xx, connection error or stall. Enough in a row ejects it."""

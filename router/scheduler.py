@@ -70,6 +70,7 @@ class _LoadClaim:
 
 Unload = Callable[[str, str], Awaitable[None]]  # (backend name, model)
 OnDecision = Callable[[str, Decision], None]
+OnLoad = Callable[[str, str], None]  # (backend name, model): a load really goes out
 
 
 class Scheduler:
@@ -82,10 +83,14 @@ class Scheduler:
         policy: Policy,
         unload: Unload,
         on_decision: OnDecision | None = None,
+        on_load: OnLoad | None = None,
     ) -> None:
+        """``on_load`` hears of every load that is sent: a decision to load whose shared
+        lease another replica holds joins that load instead and is not one."""
         self.fleet = fleet
         self.unload = unload
         self.on_decision = on_decision or (lambda model, decision: None)
+        self.on_load = on_load or (lambda backend, model: None)
         self.books = Bookkeeping(fleet, policy, self._record)
         self.waiters: dict[Ticket, _Waiter] = {}
         self._wakeups: set[float] = set()  # loop times of pending hold wake-ups
@@ -190,6 +195,8 @@ class Scheduler:
         elif lease.decision.action == "load" and self.shared is not None and self.shared.connected:
             claim = self._claims[key] = _LoadClaim(asyncio.ensure_future(self._claim(lease)))
         else:
+            if lease.decision.action == "load":
+                self.on_load(lease.backend.name, lease.model)
             if lease.decision.evict:
                 lease.ready = asyncio.ensure_future(self._evict(lease.decision.evict))
             return lease
@@ -222,6 +229,7 @@ class Scheduler:
         if lease.released:  # its client went away while we claimed: no load, no evictions
             self._end_shared_load(lease, ok=False)
             return
+        self.on_load(lease.backend.name, lease.model)
         if lease.decision.evict:
             await self._evict(lease.decision.evict)
 

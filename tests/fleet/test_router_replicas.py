@@ -147,10 +147,10 @@ def shared_state(replicas: Replicas, host: str) -> Any:
     return state.get("state", state.get("status")) if isinstance(state, dict) else state
 
 
-def load_decisions(replicas: Replicas) -> float:
-    """modelfleet_loads_total summed over both replicas' /metrics: the router's load
-    *decisions* (a replica that loses the lease race and joins the winner's load counts its
-    decision too); the loads themselves are counted on the backends (:func:`loaded_on`)."""
+def loads_sent(replicas: Replicas) -> float:
+    """modelfleet_loads_total summed over both replicas' /metrics: the loads the routers
+    sent (a replica that loses the lease race joins the winner's load and sends none); the
+    loads themselves are counted on the backends too (:func:`loaded_on`)."""
     total = 0.0
     for host in replicas.hosts:
         with urllib.request.urlopen(f"{replicas.url(host)}/metrics", timeout=5) as resp:
@@ -310,23 +310,24 @@ def test_a_cold_model_loads_once_for_both_replicas(replicas: Replicas) -> None:
         post_json(f"{backend}/models/unload", {"model": GEMMA})
         wait_for(f"gemma unloaded on {host}", lambda h=host: loaded_on(replicas, h) != "loaded", 60)
     time.sleep(5)  # more than two router polls: both replicas saw the backends cold
-    decisions_before = load_decisions(replicas)
+    sent_before = loads_sent(replicas)
     urls = [replicas.url(h) for h in replicas.hosts] * 4
     with ThreadPoolExecutor(len(urls)) as pool:
         answers = list(pool.map(lambda u: chat(u[1], f"Hello {u[0]}."), enumerate(urls)))
     statuses = [status for status, _, _ in answers]
     backends = sorted({backend for _, _, backend in answers})
     loaded = [h for h in replicas.hosts if loaded_on(replicas, h) == "loaded"]
-    decisions = load_decisions(replicas) - decisions_before
+    sent = loads_sent(replicas) - sent_before
     print(
         f"\n(a) 8 concurrent requests, 4 per replica, cold model: statuses {statuses}, "
         f"served by {backends}; loads in the fleet (backends' /models): {len(loaded)} (on "
-        f"{loaded}); load decisions of the routers (both replicas' modelfleet_loads_total): "
-        f"{decisions:.0f}"
+        f"{loaded}); loads the routers sent (both replicas' modelfleet_loads_total): "
+        f"{sent:.0f}"
     )
     assert statuses == [200] * 8, answers
     assert len(loaded) == 1, f"gemma loaded on {loaded}: more than one load in the fleet"
     assert backends == [f"{loaded[0]}-cpu"], backends
+    assert sent == 1, f"the routers sent {sent:.0f} loads of gemma, not 1"
 
 
 def test_a_drain_through_one_replica_holds_for_the_other(replicas: Replicas) -> None:

@@ -181,6 +181,17 @@ async def _metric(client: Any, name: str) -> float | None:
     return None
 
 
+async def _loads_sent(clients: list[Any], model: str) -> float:
+    """modelfleet_loads_total for ``model`` over every replica: the loads the routers sent."""
+    total = 0.0
+    for client in clients:
+        text = await (await client.get("/metrics")).text()
+        for line in text.splitlines():
+            if line.startswith("modelfleet_loads_total{") and f'model="{model}"' in line:
+                total += float(line.split()[-1])
+    return total
+
+
 # -- (a) one load fleet-wide ---------------------------------------------------------------
 
 
@@ -196,6 +207,7 @@ async def test_two_independent_routers_load_a_cold_model_twice(replicas, standin
     assert [r.status for r in replies] == [200] * 8
     assert _loads(standins, "cold:1b") == 2
     assert _unloads(standins) - unloads == 2
+    assert await _loads_sent([a, b], "cold:1b") == 2
 
 
 async def test_cold_burst_across_two_replicas_loads_once_and_evicts_once(replicas, standins):
@@ -208,6 +220,8 @@ async def test_cold_burst_across_two_replicas_loads_once_and_evicts_once(replica
     assert [r.status for r in replies] == [200] * 8
     assert _loads(standins, "cold:1b") == 1
     assert _unloads(standins) - unloads == 1  # nothing evicted twice
+    # the replica that lost the lease race joined the load: its metric counts no load
+    assert await _loads_sent([a, b], "cold:1b") == 1
     assert len({r.headers["X-Modelfleet-Backend"] for r in replies}) == 1
     reasons = [r.headers["X-Modelfleet-Reason"] for r in replies]
     assert reasons.count("load-evict") == 1
