@@ -161,17 +161,15 @@ async def _model_arg(request: web.Request) -> str:
 async def admin_load(request: web.Request) -> web.Response:
     router, state = _backend(request)
     model = router.fleet.resolve(await _model_arg(request)) or await _model_arg(request)
-    ms = state.model(model)
-    started = time.monotonic()
-    ms.status, ms.load_started = "loading", started
+    books = router.scheduler.books  # residency changes go through the one bookkeeping
+    books.set_status(state.model(model), "loading", time.monotonic())
+    router.metrics.loads.labels(state.name, model).inc()
     try:
         await router.adapter(state).load(model)
     except (BackendError, aiohttp.ClientError, TimeoutError) as exc:
-        ms.status, ms.load_started = "cold", None
+        books.unloaded(state, model, time.monotonic())
         return web.json_response({"error": f"load of {model} on {state.name}: {exc}"}, status=502)
-    ms.status, ms.load_started = "loaded", None
-    router.fleet.observe_load(model, time.monotonic() - started)
-    router.metrics.loads.labels(state.name, model).inc()
+    books.loaded(state, model, time.monotonic())  # learns the load time too
     await router.refresh(state)
     return web.json_response({"backend": state.name, "model": model, "status": "loaded"})
 
@@ -183,7 +181,7 @@ async def admin_unload(request: web.Request) -> web.Response:
         await router.adapter(state).unload(model)
     except (BackendError, aiohttp.ClientError, TimeoutError) as exc:
         return web.json_response({"error": f"unload of {model} on {state.name}: {exc}"}, status=502)
-    state.model(model).status = "cold"
+    router.scheduler.books.unloaded(state, model, time.monotonic())
     if router.shared is not None:
         router.shared.publish("evict", state.name, model)
     await router.refresh(state)

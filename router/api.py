@@ -663,8 +663,9 @@ async def _load_or_unload(router: Router, call: Call) -> web.Response:
     keep_alive = parse_duration(call.body.get("keep_alive"))
     if keep_alive == 0:
         holders = _holders(router, call.model)
-        for _, ms in holders:
-            ms.status = "cold"  # first, so nothing new is routed there meanwhile
+        now = time.monotonic()
+        for state, _ in holders:  # first, so nothing new is routed there meanwhile
+            router.scheduler.books.unloaded(state, call.model, now)
         await asyncio.gather(*(router.unload(s.name, call.model) for s, _ in holders))
         names = ",".join(s.name for s, _ in holders) or "none"
         return web.json_response(

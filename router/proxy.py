@@ -894,7 +894,7 @@ def _keep_alive(router: Router, call: Call, lease: Lease) -> None:
     ms.unload_at = None if seconds < 0 else time.monotonic() + seconds
     if seconds == 0 and ms.in_flight == 0:
         ms.unload_at = None
-        ms.status = "cold"
+        router.scheduler.books.unloaded(lease.backend, call.model, time.monotonic())
         router.spawn(router.unload(lease.backend.name, call.model))
 
 
