@@ -17,7 +17,7 @@ from pyinfra.facts.server import Groups
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from modelfleet.deploy.plan import BackendInstance
+from modelfleet.deploy.plan import BackendInstance, RenderedFile
 from modelfleet.roles.artifacts import unpacked_release, verified_download
 
 
@@ -73,6 +73,26 @@ def pinned_release(
     if link and binary:
         files.link(name=f"Link {link}", path=link, target=f"{root}/current/{binary}")
     return current
+
+
+def put_rendered(rendered: Iterable[RenderedFile]) -> list[OperationMeta]:
+    """Upload the files ``deploy/render.py`` made for this host, each with its own mode.
+
+    Example::
+
+        configs = put_rendered(files)  # e.g. /etc/keepalived/keepalived.conf
+        systemd.service(..., reloaded=True, _if=any_changed(*configs))
+    """
+    return [
+        files.put(
+            name=f"Config {file.path}",
+            src=StringIO(file.content),
+            dest=file.path,
+            mode=file.mode,
+            create_remote_dir=True,
+        )
+        for file in rendered
+    ]
 
 
 # Given the unit and the operations whose change calls for a restart, adds the restart itself

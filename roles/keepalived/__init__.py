@@ -27,17 +27,17 @@ Example (``deploy/apply/phases.py``)::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import apt, files, systemd
+from pyinfra.operations import apt, systemd
 from pyinfra.operations.util import any_changed
 
 from modelfleet.deploy.plan import RenderedFile
 from modelfleet.roles.keepalived.defaults import DEFAULTS
 from modelfleet.roles.router.operations import secret_file
+from modelfleet.roles.units import put_rendered
 
 SERVICE = "keepalived"
 
@@ -64,16 +64,7 @@ def vip(rendered: Sequence[RenderedFile], auth_pass: str) -> list[OperationMeta]
         path=data.keepalived_auth_config,
         content=auth_block(auth_pass),
     )
-    configs = [
-        files.put(
-            name=f"Config {file.path}",
-            src=StringIO(file.content),
-            dest=file.path,
-            mode=file.mode,
-            create_remote_dir=True,
-        )
-        for file in rendered
-    ]
+    configs = put_rendered(rendered)
     systemd.service(
         name=f"{SERVICE} enabled and running",
         service=f"{SERVICE}.service",

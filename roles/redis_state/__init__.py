@@ -18,17 +18,17 @@ Example (``deploy/apply/phases.py``)::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import apt, files, systemd
+from pyinfra.operations import apt, systemd
 from pyinfra.operations.util import any_changed
 
 from modelfleet.deploy.plan import RenderedFile
 from modelfleet.roles.redis_state.defaults import DEFAULTS
 from modelfleet.roles.router.operations import secret_file
+from modelfleet.roles.units import put_rendered
 
 SERVICE = "redis-server"
 
@@ -49,17 +49,7 @@ def server(rendered: Sequence[RenderedFile], password: str) -> list[OperationMet
         content=f"requirepass {password}\n",
         owner="redis",
     )
-    changes = [secret]
-    for file in rendered:
-        changes.append(
-            files.put(
-                name=f"Config {file.path}",
-                src=StringIO(file.content),
-                dest=file.path,
-                mode=file.mode,
-                create_remote_dir=True,
-            )
-        )
+    changes = [secret, *put_rendered(rendered)]
     dropins = [op for op, file in zip(changes[1:], rendered, strict=True) if ".d/" in file.path]
     systemd.daemon_reload(name=f"Reload systemd for {SERVICE}", _if=any_changed(*dropins))
     systemd.service(
