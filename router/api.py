@@ -717,7 +717,7 @@ async def _load_or_unload(router: Router, call: Call) -> web.Response:
     router.access_log.write({**record, "status": 200, "loaded": True, "error": None})
     if keep_alive is not None and lease.backend.kind != "ollama":
         ms = lease.backend.model(call.model)
-        ms.pinned = keep_alive < 0
+        router.set_pinned(lease.backend, call.model, keep_alive < 0)
         ms.unload_at = None if keep_alive < 0 else time.monotonic() + keep_alive
     elapsed = int((time.monotonic() - start) * 1e9)
     return web.json_response(

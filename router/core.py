@@ -110,6 +110,16 @@ class Router:
         finally:
             asyncio.get_running_loop().call_soon(self._schedule_refresh, state)
 
+    def set_pinned(self, state: BackendState, model: str, pinned: bool) -> None:
+        """A router-kept pin (``keep_alive < 0`` where the backend has no keep-alive of its
+        own): never an eviction victim. Replicas share it (in the background)."""
+        ms = state.model(model)
+        if ms.pinned == pinned:
+            return
+        ms.pinned = pinned
+        if self.shared is not None:  # while Redis is away it is kept and shared on return
+            self.spawn(self.shared.set_pinned(state.name, model, pinned))
+
     def _schedule_refresh(self, state: BackendState) -> None:
         self.spawn(self.refresh(state))
 

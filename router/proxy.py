@@ -890,7 +890,7 @@ def _keep_alive(router: Router, call: Call, lease: Lease) -> None:
     if seconds is None or not lease.backend.can_load:
         return
     ms = lease.backend.model(call.model)
-    ms.pinned = seconds < 0
+    router.set_pinned(lease.backend, call.model, seconds < 0)
     ms.unload_at = None if seconds < 0 else time.monotonic() + seconds
     if seconds == 0 and ms.in_flight == 0:
         ms.unload_at = None

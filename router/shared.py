@@ -60,7 +60,7 @@ LEASE_PREFIX = "modelfleet:lease:load:"
 EVENTS_KEY = "modelfleet:events"
 ADMIN_KEY = "modelfleet:admin"
 EVENTS_MAXLEN = 10_000
-EVENT_KINDS = ("load", "loaded", "load-failed", "evict", "drain", "undrain")
+EVENT_KINDS = ("load", "loaded", "load-failed", "evict", "drain", "undrain", "pin", "unpin")
 LISTEN_BLOCK_MS = 1000  # the listener's XREAD BLOCK; it notices a dead Redis within this
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.1, 5.0
 
@@ -79,7 +79,22 @@ return 0
 """
 
 Mode = Literal["connected", "degraded", "off"]
-EventKind = Literal["load", "loaded", "load-failed", "evict", "drain", "undrain"]
+EventKind = Literal["load", "loaded", "load-failed", "evict", "drain", "undrain", "pin", "unpin"]
+
+
+def pin_field(backend: str, model: str) -> str:
+    """The admin hash's field of a pin: ``pinned:<backend>/<model>`` (a backend name has no
+    ``/``; a model name may)."""
+    return f"pinned:{backend}/{model}"
+
+
+def parse_admin_field(field: str) -> tuple[str, str, str]:
+    """``drained:<backend>`` or ``pinned:<backend>/<model>`` -> (kind, backend, model)."""
+    kind, _, rest = field.partition(":")
+    if kind == "pinned":
+        backend, _, model = rest.partition("/")
+        return kind, backend, model
+    return kind, rest, ""
 
 
 class Unavailable(Exception):
@@ -313,12 +328,27 @@ class SharedState:
         await self._publish("drain" if drained else "undrain", backend)
         return True
 
+    async def set_pinned(self, backend: str, model: str, pinned: bool) -> bool:
+        """Share a pin (``keep_alive < 0`` on a backend whose keep-alive the router keeps) or
+        its end, like a drain: False when Redis is away (it is shared on reconnect)."""
+        field, value = pin_field(backend, model), "1" if pinned else "0"
+        self._pending_admin[field] = value
+        try:
+            await self._bounded(lambda: self.client.hset(ADMIN_KEY, field, value))
+        except Unavailable:
+            return False
+        self._pending_admin.pop(field, None)
+        await self._publish("pin" if pinned else "unpin", backend, model)
+        return True
+
     def _apply_admin(self, fields: dict[str, str]) -> None:
         for field, value in fields.items():
-            kind, _, backend = field.partition(":")
+            kind, backend, model = parse_admin_field(field)
             state = self.fleet.backends.get(backend)
             if kind == "drained" and state is not None:
                 state.drained = value == "1"
+            elif kind == "pinned" and state is not None and model:
+                state.model(model).pinned = value == "1"
         self.kick()
 
     # -- connection and listener (the app's cleanup_ctx runs this) --------------------------
@@ -346,9 +376,10 @@ class SharedState:
             pending = dict(self._pending_admin)
             await client.hset(ADMIN_KEY, mapping=pending)  # type: ignore[misc]
             for field, value in pending.items():
-                backend = field.partition(":")[2]
-                kind = "drain" if value == "1" else "undrain"
-                fields = {"replica": self.replica, "kind": kind, "backend": backend, "model": ""}
+                what, backend, model = parse_admin_field(field)
+                kinds = ("pin", "unpin") if what == "pinned" else ("drain", "undrain")
+                kind = kinds[0] if value == "1" else kinds[1]
+                fields = {"replica": self.replica, "kind": kind, "backend": backend, "model": model}
                 await client.xadd(EVENTS_KEY, fields, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
                 self._pending_admin.pop(field, None)
         newest = await client.xrevrange(EVENTS_KEY, count=1)
@@ -392,6 +423,8 @@ class SharedState:
         books, now = self.books, time.monotonic()
         if kind == "drain" or kind == "undrain":
             state.drained = kind == "drain"
+        elif (kind == "pin" or kind == "unpin") and model:
+            state.model(model).pinned = kind == "pin"
         elif kind == "load" and model:
             self.mark_remote_load(state, model)
         elif kind == "loaded" and model:

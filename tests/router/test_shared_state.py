@@ -250,6 +250,42 @@ async def test_drain_through_one_replica_stops_routing_on_the_other(replicas, re
     await wait_for(lambda: not router_of(a).fleet.backends["a"].drained, timeout=10)
 
 
+async def test_a_pin_through_one_replica_holds_for_the_others(
+    aiohttp_client, llama_swap, redis_server
+):
+    """A router-kept pin (an Ollama client's keep_alive < 0 on a llama-swap backend, which
+    has no keep-alive of its own) is shared like a drain: on the stream for the replicas up,
+    in the admin hash for one that joins later."""
+    swap = llama_swap({"models": {"m": {"cmd": "llama-server -m m.gguf --port ${PORT}"}}})
+
+    async def replica(name: str) -> Any:
+        section = {
+            "url": redis_server.url,
+            "password_file": str(redis_server.password_file),
+            "timeout_ms": 200,
+            "replica": name,
+        }
+        backends = [{"name": "s", "url": swap.url, "kind": "llama-swap", "models": [{"name": "m"}]}]
+        return await aiohttp_client(create_app(router_config(backends, shared_state=section)))
+
+    def pinned(client: Any) -> bool:
+        return router_of(client).fleet.backends["s"].model("m").pinned
+
+    a, b = await replica("router-a"), await replica("router-b")
+    pin = {"model": "m", "prompt": "x", "stream": False, "keep_alive": -1}
+    assert (await a.post("/api/generate", json=pin, headers=ADMIN)).status == 200
+    assert pinned(a)
+    await wait_for(lambda: pinned(b), timeout=10)
+    field = "pinned:s/m"  # a backend name has no "/", a model name may
+    assert redis_server.client().hget("modelfleet:admin", field) == "1"
+    c = await replica("router-c")  # joins later: reads the pin from the admin hash
+    await wait_for(lambda: pinned(c), timeout=10)
+    unpin = {**pin, "keep_alive": "5m"}
+    assert (await a.post("/api/generate", json=unpin, headers=ADMIN)).status == 200
+    await wait_for(lambda: not pinned(b) and not pinned(c), timeout=10)
+    assert redis_server.client().hget("modelfleet:admin", field) == "0"
+
+
 # -- (c) Redis away: every replica serves alone, and rejoins -------------------------------
 
 
