@@ -18,6 +18,12 @@ from modelfleet.router.policy import BackendView, DemandTracker, FleetView, Host
 
 ModelStatus = Literal["loaded", "loading", "cold"]
 FAILURE_WINDOW_S = 60.0
+# what the policy sees of a model (``Residency``): a change to one of these on a backend's
+# model drops that backend's cached view (``BackendState.view``)
+VIEW_FIELDS = frozenset(
+    {"status", "size_mb", "vram_mb", "in_flight", "slots", "last_used", "pinned"}
+)
+BACKEND_VIEW_FIELDS = frozenset({"healthy", "drained", "mode", "config", "learned", "models"})
 
 
 @dataclass
@@ -39,6 +45,7 @@ class ModelState:
     unload_at: float | None = None  # router-kept keep_alive for backends without one (monotonic)
     details: dict[str, Any] = field(default_factory=dict)  # /api/tags details, digest
     changed_at: float = 0.0  # monotonic; when the router's own bookkeeping last set status
+    owner: BackendState | None = field(default=None, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # the router's own decisions are newer than a backend report that was already in
@@ -46,12 +53,18 @@ class ModelState:
         if name == "status":
             object.__setattr__(self, "changed_at", time.monotonic())
         object.__setattr__(self, name, value)
+        if name in VIEW_FIELDS:
+            owner = self.__dict__.get("owner")  # not there yet while __init__ runs
+            if owner is not None:
+                owner.forget_view()
 
     def observe(self, status: ModelStatus, report_started: float) -> bool:
         """Apply a backend's report unless the router changed this model since it was asked."""
         if self.changed_at > report_started:
             return False
         object.__setattr__(self, "status", status)
+        if self.owner is not None:
+            self.owner.forget_view()
         if status != "loading":
             self.load_started = None
         return True
@@ -77,6 +90,9 @@ class BackendState:
     counters: dict[str, int] = field(default_factory=dict)  # passive signal totals
     _catalog: dict[str, str] | None = field(default=None, init=False, repr=False)
     _serves: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    # the policy's view of this backend, rebuilt only after something in it changed (a
+    # request changes one backend; the others' views are reused): see FleetState.view
+    _view: BackendView | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.drained = self.config.drained
@@ -99,7 +115,12 @@ class BackendState:
     def __setattr__(self, name: str, value: Any) -> None:
         if name in ("learned", "config"):
             object.__setattr__(self, "_catalog", None)  # rebuilt on next use
+        if name in BACKEND_VIEW_FIELDS:
+            object.__setattr__(self, "_view", None)
         object.__setattr__(self, name, value)
+
+    def forget_view(self) -> None:
+        object.__setattr__(self, "_view", None)
 
     def catalog(self) -> dict[str, str]:
         """Models this backend serves: client name -> upstream name (do not modify)."""
@@ -148,6 +169,7 @@ class BackendState:
             entry = self.entry(model)
             if entry:
                 state.size_mb = entry.size_mb + entry.kv_mb
+            state.owner = self
         return state
 
     @property
@@ -155,6 +177,7 @@ class BackendState:
         return self.kind in ("ollama", "llama-swap") or self.mode == "router"
 
     def record_failure(self, now: float, what: str) -> None:
+        self.forget_view()  # its error score changed
         self.failures.append((now, what))
         self.counters[what] = self.counters.get(what, 0) + 1
         self._trim(now)
@@ -274,7 +297,7 @@ class FleetState:
         for state in self.backends.values():
             # backends on one host share its VRAM: the host budget is the largest declared
             hosts[state.host] = max(hosts.get(state.host, 0), state.config.vram_mb)
-        backends = tuple(self._backend_view(s, now) for s in self.backends.values())
+        backends = tuple(self._cached_view(s, now) for s in self.backends.values())
         return FleetView(
             backends=backends,
             hosts={h: HostView(h, v) for h, v in hosts.items()},
@@ -283,6 +306,16 @@ class FleetState:
             load_s=dict(self.load_s),
             service_s=dict(self.service_s),
         )
+
+    def _cached_view(self, state: BackendState, now: float) -> BackendView:
+        """``state``'s view, reused until something in it changes. A backend with recent
+        failures is rebuilt every time: its error score moves with every request and with
+        time as failures age out of the window."""
+        view = state._view
+        if view is None or state.failures:
+            view = self._backend_view(state, now)
+            object.__setattr__(state, "_view", view)
+        return view
 
     def _backend_view(self, state: BackendState, now: float) -> BackendView:
         residents = tuple(
