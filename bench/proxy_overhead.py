@@ -307,6 +307,7 @@ class Samples:
     ttft_s: list[float] = field(default_factory=list)
     streaming: list[dict[str, float]] = field(default_factory=list)
     cpu_us_per_req: list[float] = field(default_factory=list)  # one per c=32 block
+    stream_whole_s: list[float] = field(default_factory=list)  # direct: a whole stream, c=1
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -331,6 +332,23 @@ async def latency_block(session: aiohttp.ClientSession, url: str, n: int, s: Sam
             block.append(time.perf_counter() - start)
     s.latency_s += block
     s.latency_block_p50_s.append(pct(block, 50))
+
+
+async def stream_whole_block(session: aiohttp.ClientSession, url: str, n: int, s: Samples) -> None:
+    """A whole streamed answer, one at a time: what the backend itself takes to send the
+    stream the router asks it for when a client wants one JSON answer (``stream_upstream``)."""
+    for _ in range(n):
+        start = time.perf_counter()
+        try:
+            async with session.post(url, json=STREAM_BODY) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    s.errors[f"HTTP {resp.status}"] += 1
+                    continue
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            s.errors[type(exc).__name__] += 1
+            continue
+        s.stream_whole_s.append(time.perf_counter() - start)
 
 
 async def throughput_block(
@@ -437,6 +455,9 @@ async def measure(targets: list[Target], args: argparse.Namespace) -> dict[str, 
             print(f"round {round_no + 1}/{args.rounds}: {' -> '.join(t.name for t in order)}")
             for t in order:
                 await latency_block(sessions[t.name], urls[t.name], args.latency_n, samples[t.name])
+                if t.name == "direct":
+                    direct = samples["direct"]
+                    await stream_whole_block(sessions[t.name], urls[t.name], args.latency_n, direct)
             for t in order:
                 s = samples[t.name]
                 cpu_before = group_cpu_s(t.pid) if t.pid else 0.0
@@ -478,6 +499,10 @@ def summarize(samples: dict[str, Samples]) -> dict[str, Any]:
                 )
             ],
             "latency_samples": len(s.latency_s),
+            # direct only: the backend's own time for a whole stream at concurrency 1
+            "stream_whole_p50_ms": round(pct(s.stream_whole_s, 50) * 1000, 3)
+            if s.stream_whole_s
+            else None,
             "rps_c32_mean": round(mean_rps, 1),
             "rps_c32_blocks": [round(r, 1) for r in rps],
             "rps_vs_direct": round(mean_rps / direct_rps, 3),

@@ -132,6 +132,14 @@ def proxy_tables(report: dict[str, Any]) -> list[str]:
             f"| {'-' if added_ttft is None else f'{added_ttft:+.2f}'} "
             f"| {r['stream_chunks_per_s_mean']:.0f} | {r['stream_vs_direct']:.2f} | {errors} |"
         )
+    whole = report["results"].get("direct", {}).get("stream_whole_p50_ms")
+    if whole is not None:
+        out.append(
+            f"\nThe backend alone, asked for the same answer as a stream (what the router asks "
+            f"for when a client wants one JSON answer): {whole:.2f} ms p50 for the whole "
+            f"stream at concurrency 1, against {report['results']['direct']['latency_p50_ms']:.2f}"
+            " ms for the JSON answer."
+        )
     out.append("\np50 overhead per round (ms, target minus direct in the same round):\n")
     for name, r in report["results"].items():
         if name != "direct" and r.get("overhead_p50_ms_by_round"):
