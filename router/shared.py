@@ -318,27 +318,27 @@ class SharedState:
 
     async def set_drained(self, backend: str, drained: bool) -> bool:
         """Share a drain (or undrain); False when Redis is away (it is shared on reconnect)."""
-        field, value = f"drained:{backend}", "1" if drained else "0"
-        self._pending_admin[field] = value
-        try:
-            await self._bounded(lambda: self.client.hset(ADMIN_KEY, field, value))
-        except Unavailable:
-            return False
-        self._pending_admin.pop(field, None)
-        await self._publish("drain" if drained else "undrain", backend)
-        return True
+        kind: EventKind = "drain" if drained else "undrain"
+        return await self._set_admin(f"drained:{backend}", drained, kind, backend)
 
     async def set_pinned(self, backend: str, model: str, pinned: bool) -> bool:
         """Share a pin (``keep_alive < 0`` on a backend whose keep-alive the router keeps) or
         its end, like a drain: False when Redis is away (it is shared on reconnect)."""
-        field, value = pin_field(backend, model), "1" if pinned else "0"
+        kind: EventKind = "pin" if pinned else "unpin"
+        return await self._set_admin(pin_field(backend, model), pinned, kind, backend, model)
+
+    async def _set_admin(
+        self, field: str, on: bool, kind: EventKind, backend: str, model: str = ""
+    ) -> bool:
+        """Write one admin field and announce it; kept for the next reconnect if Redis is away."""
+        value = "1" if on else "0"
         self._pending_admin[field] = value
         try:
             await self._bounded(lambda: self.client.hset(ADMIN_KEY, field, value))
         except Unavailable:
             return False
         self._pending_admin.pop(field, None)
-        await self._publish("pin" if pinned else "unpin", backend, model)
+        await self._publish(kind, backend, model)
         return True
 
     def _apply_admin(self, fields: dict[str, str]) -> None:
