@@ -71,13 +71,23 @@ def routing_tables(report: dict[str, Any]) -> list[str]:
         out.append(f"| {s['label']} | *Belady replay (reference heuristic, not a bound)* "
                    f"| {bound['belady_reference']} | {bound['belady_reference'] / lp:.2f} "
                    "| | | | |")  # fmt: skip
+        oracle = s.get("next_use_oracle")
+        if oracle:
+            out.append(
+                f"| {s['label']} | *modelfleet with a next-use oracle (reference: clairvoyant "
+                f"demand, not a bound)* | {oracle['cold_loads']} "
+                f"| {oracle['cold_loads'] / lp:.2f} | {oracle['evictions']} "
+                f"| {oracle['ttft_p50_s']:.2f} | {oracle['ttft_p99_s']:.1f} "
+                f"| {oracle['throughput_rps']:.3f} |"
+            )
 
     out.append("\n### Against the targets\n")
     out.append(
         "| workload | router cold loads | x LP bound | before v2 | change | router p99 s "
-        "| before v2 p99 s | scale-outs | baselines better on both loads and p99 |"
+        "| before v2 p99 s | scale-outs | next-use oracle cold loads | oracle change "
+        "| baselines better on both loads and p99 |"
     )
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for s in report["scenarios"]:
         mf = s["policies"][ROUTER]
         before = BEFORE_V2.get((s.get("seed"), s.get("rate_rps")))
@@ -89,10 +99,15 @@ def routing_tables(report: dict[str, Any]) -> list[str]:
             and p["ttft_p99_s"] < mf["ttft_p99_s"]
         ]
         change = f"{(mf['cold_loads'] / before[0] - 1) * 100:+.0f} %" if before else ""
+        oracle = s.get("next_use_oracle", {}).get("cold_loads")
+        oracle_change = (
+            f"{(oracle / before[0] - 1) * 100:+.0f} %" if before and oracle is not None else ""
+        )
         out.append(
             f"| {s['label']} | {mf['cold_loads']} | {mf['cold_loads'] / _lp(s):.2f} "
             f"| {before[0] if before else ''} | {change} | {mf['ttft_p99_s']:.1f} "
             f"| {before[1] if before else ''} | {mf['decisions'].get('scale-out', 0)} "
+            f"| {'' if oracle is None else oracle} | {oracle_change} "
             f"| {', '.join(beaten) or 'none'} |"
         )
 

@@ -3,8 +3,9 @@
 Replays workloads on a modeled six-host fleet and compares cold loads, evictions, time to
 first token and throughput of the router's policy with round-robin, least-connections and
 PolyLlama's least-models-per-instance, each next to valid lower bounds on cold loads (the LP
-relaxation of the pooled problem and first touch; ``deploy/bounds.py``) and the Belady
-replay as a reference heuristic (not a bound).
+relaxation of the pooled problem and first touch; ``deploy/bounds.py``) and two reference
+points that are not bounds: the Belady replay (pooled, clairvoyant) and the router's own
+rules with clairvoyant demand (``NextUseDemand``: what better demand estimates could buy).
 
     .venv/bin/python -m bench.routing_quality --jobs 2 --out bench/results/routing_quality.json
 
@@ -29,6 +30,7 @@ from modelfleet.deploy.azure_trace import azure_trace
 from modelfleet.deploy.simulate import (
     POLICIES,
     HardwareModel,
+    NextUseDemand,
     Request,
     RouterPolicy,
     SimFleet,
@@ -206,6 +208,13 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     """One workload, every policy, the bounds. Pure and deterministic."""
     trace = cell_trace(cell)
     result = compare(fleet_factory(), trace, policies(), keep_alive_s=cell["keep_alive_s"])
+    oracle = Simulator(
+        fleet_factory()(),
+        RouterPolicy(demand=NextUseDemand(trace)),  # the same rules as the modelfleet row
+        trace,
+        keep_alive_s=cell["keep_alive_s"],
+    )
+    result["next_use_oracle"] = oracle.run().summary()
     return cell | {"label": cell_label(cell)} | result
 
 

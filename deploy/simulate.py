@@ -24,6 +24,7 @@ The trace format (JSON lines) is documented in ``docs/simulate.md``.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import json
 import math
@@ -40,7 +41,7 @@ from modelfleet.deploy import bounds
 from modelfleet.router import policy
 from modelfleet.router.bookkeeping import Bookkeeping, Lease, Ticket
 from modelfleet.router.config import BackendConfig, ModelEntry, RouterConfig
-from modelfleet.router.policy import Decision
+from modelfleet.router.policy import Decision, DemandTracker
 from modelfleet.router.state import FleetState, ModelStatus
 
 MB_PER_GB = 1024
@@ -517,16 +518,57 @@ class LeastModelsPerInstance(_Blind):
         return Choice(best.name, reason="fewest mapped models")
 
 
+class NextUseDemand(DemandTracker):
+    """Clairvoyant demand, for a reference run only: a model's rate is one over the time to
+    its next request in the trace (0 when it is never asked for again).
+
+    Plugged into the router's bookkeeping in place of its decayed request counts, it shows
+    how many cold loads the router's own rules (victim sets, holds, placement) would make
+    if they knew exactly when each model is needed next. It is not an online policy and
+    not a bound.
+
+    Example::
+
+        demand = NextUseDemand([Request(t=0.0, model="a"), Request(t=10.0, model="a")])
+        demand.rate("a", now=5.0)  # 0.2: asked for again in 5 s
+    """
+
+    MIN_GAP_S = 0.5  # a request due at once counts as 2 req/s, not infinitely many
+
+    def __init__(self, trace: Sequence[Request]) -> None:
+        super().__init__()
+        self._times: dict[str, list[float]] = {}
+        for request in sorted(trace, key=lambda r: r.t):
+            self._times.setdefault(request.model, []).append(request.t)
+
+    def record(self, model: str, now: float, count: float = 1.0) -> None:
+        """The future is already known: nothing to learn."""
+
+    def rate(self, model: str, now: float) -> float:
+        times = self._times.get(model, [])
+        upcoming = bisect.bisect_right(times, now)
+        if upcoming == len(times):
+            return 0.0
+        return 1.0 / max(times[upcoming] - now, self.MIN_GAP_S)
+
+    def rates(self, now: float) -> dict[str, float]:
+        return {model: self.rate(model, now) for model in self._times}
+
+
 class RouterPolicy:
     """modelfleet's own router, replayed with its own code: ``router.bookkeeping.Bookkeeping``
     (queue, late binding, slots, residency, learning) around ``router.policy.Policy``, the
     same objects the aiohttp scheduler drives. This adapter only translates the simulator's
-    events into the bookkeeping's calls, with the virtual time."""
+    events into the bookkeeping's calls, with the virtual time. ``demand`` replaces the
+    router's own demand tracker (a reference run with :class:`NextUseDemand`)."""
 
     name = "modelfleet"
 
-    def __init__(self, config: RouterConfig | None = None) -> None:
+    def __init__(
+        self, config: RouterConfig | None = None, demand: DemandTracker | None = None
+    ) -> None:
         self.config = config
+        self.demand = demand
         self.books: Bookkeeping | None = None
         self._tickets: dict[int, Request] = {}  # id(ticket) -> the trace request it stands for
         self._leases: dict[str, Lease] = {}  # request id -> its slot
@@ -534,7 +576,10 @@ class RouterPolicy:
     def start(self, fleet: SimFleet) -> None:
         config = self.config or fleet.to_router_config()
         knobs = config.policy.model_dump(exclude={"demand_half_life_s"})
-        self.books = Bookkeeping(FleetState(config), policy.Policy(policy.PolicyParams(**knobs)))
+        state = FleetState(config)
+        if self.demand is not None:
+            state.demand = self.demand
+        self.books = Bookkeeping(state, policy.Policy(policy.PolicyParams(**knobs)))
 
     def _books(self) -> Bookkeeping:
         if self.books is None:

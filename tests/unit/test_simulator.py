@@ -14,6 +14,7 @@ from modelfleet.deploy.simulate import (
     HardwareModel,
     LeastConnections,
     LeastModelsPerInstance,
+    NextUseDemand,
     Request,
     RoundRobin,
     RouterPolicy,
@@ -210,6 +211,32 @@ def test_router_policy_goes_where_the_model_is_resident():
     assert result.loads == 2
     by_model = {s.request.model: s.backend for s in result.served}
     assert by_model["a"] != by_model["b"]  # the second load went to the empty host
+
+
+def test_next_use_demand_is_one_over_the_time_to_the_next_request():
+    demand = NextUseDemand([req(0.0, "a"), req(10.0, "a"), req(4.0, "b")])
+    assert demand.rate("a", 5.0) == pytest.approx(0.2)  # a again at 10 s
+    assert demand.rate("a", 9.9) == pytest.approx(2.0)  # due at once: capped at 2 req/s
+    assert demand.rate("b", 5.0) == 0.0  # never asked for again
+    demand.record("a", 5.0)  # learns nothing
+    assert demand.rates(5.0) == {"a": pytest.approx(0.2), "b": 0.0}
+
+
+def test_next_use_oracle_evicts_the_model_not_needed_again():
+    # Room for two 1 GB models. a is hot early and never asked for again; b once, and again
+    # soon after c arrives. The decayed demand keeps a (three recent requests) and evicts b,
+    # which then comes back: 4 loads. Knowing the next use, the router's rules evict a: 3.
+    f = fleet(("b1", 2048, 1), models={"a": 1024, "b": 1024, "c": 1024})
+    trace = [req(0.0, "a"), req(5.0, "a"), req(10.0, "a"), req(15.0, "b"), req(20.0, "c"),
+             req(25.0, "b")]  # fmt: skip
+    decayed = Simulator(f, RouterPolicy(), trace, record_events=True).run()
+    f = fleet(("b1", 2048, 1), models={"a": 1024, "b": 1024, "c": 1024})
+    oracle = Simulator(f, RouterPolicy(demand=NextUseDemand(trace)), trace, record_events=True)
+    clairvoyant = oracle.run()
+    assert next(d for _, w, d in decayed.events if w == "evict") == "b@b1"
+    assert decayed.loads == 4
+    assert [d for _, w, d in clairvoyant.events if w == "evict"] == ["a@b1"]
+    assert clairvoyant.loads == 3
 
 
 # --------------------------------------------------------------------------- offline bound
