@@ -227,6 +227,19 @@ http {{
 """
 
 
+def start_floor(stack: ExitStack, work: Path, backend: str, cpu: str | None = None) -> Target:
+    """bench/floor_proxy.py: a bare aiohttp pass-through, the floor for any aiohttp proxy."""
+    port = free_port()
+    log = work / "floor.log"
+    cmd = [PYTHON, "-m", "bench.floor_proxy", "--port", str(port), "--backend", backend]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = stack.enter_context(process(pinned(cmd, cpu), log, env=env))
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url + "/health", 30, proc, log)
+    return Target("aiohttp floor (bare pass-through)", url, proc.pid,
+                  f"bench/floor_proxy.py, aiohttp {aiohttp.__version__}")  # fmt: skip
+
+
 def start_nginx(
     stack: ExitStack, work: Path, backend: str, cpu: str | None = None
 ) -> Target | None:
@@ -684,7 +697,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument(
         "--targets", nargs="+", default=["router", "nginx", "litellm"],
-        choices=["router", "router-whole", "nginx", "litellm"],
+        choices=["router", "router-whole", "aiohttp-floor", "nginx", "litellm"],
     )  # fmt: skip
     parser.add_argument("--litellm-venv", type=Path, default=LITELLM_VENV)
     parser.add_argument("--profile", action="store_true", help="py-spy the router afterwards")
@@ -731,6 +744,7 @@ def main() -> None:
                 name="modelfleet, stream_upstream off",
                 settings={"stream_upstream": False},
             ),
+            "aiohttp-floor": lambda: start_floor(stack, work, base, proxy_cpu),
             "nginx": lambda: start_nginx(stack, work, base, proxy_cpu),
             "litellm": lambda: start_litellm(stack, work, base, args.litellm_venv, proxy_cpu),
         }

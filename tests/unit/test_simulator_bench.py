@@ -3,6 +3,7 @@ profile summary, percentiles and the fast stand-in backend (loopback only)."""
 
 from __future__ import annotations
 
+from bench import floor_proxy
 from bench.fast_backend import create_app
 from bench.proxy_overhead import pct, summarize_profile
 from bench.routing_quality import (
@@ -63,3 +64,17 @@ async def test_fast_backend_streams_the_chunks_it_promises(aiohttp_client):
     assert lines[-1] == b"data: [DONE]\n"
     plain = await client.post("/v1/chat/completions", json={"model": "bench-model"})
     assert (await plain.json())["choices"][0]["message"]["content"]
+
+
+async def test_floor_proxy_passes_answers_and_streams_through(aiohttp_client, aiohttp_server):
+    backend = await aiohttp_server(create_app(chunks=5, chunk_interval_s=0))
+    client = await aiohttp_client(floor_proxy.create_app(str(backend.make_url(""))))
+    plain = await client.post("/v1/chat/completions", json={"model": "bench-model"})
+    assert plain.status == 200
+    assert (await plain.json())["choices"][0]["message"]["content"]
+    body = {"model": "bench-model", "messages": [], "stream": True}
+    streamed = await client.post("/v1/chat/completions", json=body)
+    assert streamed.headers["Content-Type"].startswith("text/event-stream")
+    lines = [line async for line in streamed.content if line.startswith(b"data: ")]
+    assert sum(b'"content"' in line for line in lines) == 5
+    assert lines[-1] == b"data: [DONE]\n"
