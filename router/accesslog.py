@@ -20,6 +20,11 @@ class AccessLog:
             self._file = open(target, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self.target = target
 
+    @property
+    def enabled(self) -> bool:
+        """False when no access log is configured: callers skip building the record."""
+        return self._file is not None
+
     def write(self, record: dict[str, Any]) -> None:
         if self._file is None:
             return

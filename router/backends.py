@@ -81,6 +81,17 @@ def facts_from(props: dict[str, Any] | None, meta: dict[str, Any] | None) -> Mod
     return facts
 
 
+def upstream_base(state: BackendState) -> str:
+    """The backend's URL without a trailing slash: paths are appended to it."""
+    return state.config.url.rstrip("/")
+
+
+def auth_headers(state: BackendState) -> dict[str, str]:
+    """``Authorization: Bearer`` with the backend's key, if it has one."""
+    secret = state.config.secret()
+    return {"Authorization": f"Bearer {secret}"} if secret else {}
+
+
 class Adapter:
     health_path = "/health"
 
@@ -99,11 +110,10 @@ class Adapter:
 
     @property
     def base(self) -> str:
-        return self.state.config.url.rstrip("/")
+        return upstream_base(self.state)
 
     def headers(self) -> dict[str, str]:
-        secret = self.state.config.secret()
-        return {"Authorization": f"Bearer {secret}"} if secret else {}
+        return auth_headers(self.state)
 
     async def _json(
         self, method: str, path: str, body: Any = None, timeout: aiohttp.ClientTimeout | None = None

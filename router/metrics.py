@@ -2,34 +2,69 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+class Children(Generic[M]):
+    """A metric's ``labels()`` with the children kept.
+
+    prometheus-client checks the label values and takes a lock on every ``labels()`` call
+    (about 3 us here); the per-request metrics go through this instead (about 0.3 us once a
+    label set was seen). Label sets are bounded by backends x models x a few values, as
+    prometheus-client's own children are.
+
+    Example::
+
+        requests = Children(Counter("requests", "Requests", ["model"]))
+        requests.labels("llama3:8b").inc()
+    """
+
+    def __init__(self, metric: M) -> None:
+        self.metric: M = metric
+        self._children: dict[tuple[str, ...], M] = {}
+
+    def labels(self, *values: str) -> M:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
 
 
 class Metrics:
     def __init__(self, shared_state: bool = False) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter(
-            "modelfleet_requests",
-            "Requests answered, by backend, model, front API and status",
-            ["backend", "model", "api", "status"],
-            registry=r,
+        self.requests = Children(
+            Counter(
+                "modelfleet_requests",
+                "Requests answered, by backend, model, front API and status",
+                ["backend", "model", "api", "status"],
+                registry=r,
+            )
         )
-        self.latency = Histogram(
-            "modelfleet_request_seconds",
-            "End-to-end request latency at the router",
-            ["backend", "model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.latency = Children(
+            Histogram(
+                "modelfleet_request_seconds",
+                "End-to-end request latency at the router",
+                ["backend", "model"],
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            )
         )
-        self.ttft = Histogram(
-            "modelfleet_time_to_first_token_seconds",
-            "Time from arrival to the first byte of the answer",
-            ["backend", "model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.ttft = Children(
+            Histogram(
+                "modelfleet_time_to_first_token_seconds",
+                "Time from arrival to the first byte of the answer",
+                ["backend", "model"],
+                buckets=LATENCY_BUCKETS,
+                registry=r,
+            )
         )
         self.queue_depth = Gauge(
             "modelfleet_queue_depth", "Requests waiting at the router", ["model"], registry=r
@@ -41,14 +76,16 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.in_flight = Gauge(
-            "modelfleet_in_flight", "Requests in flight", ["backend", "model"], registry=r
+        self.in_flight = Children(
+            Gauge("modelfleet_in_flight", "Requests in flight", ["backend", "model"], registry=r)
         )
-        self.decisions = Counter(
-            "modelfleet_routing_decisions",
-            "Routing decisions by reason",
-            ["backend", "model", "reason"],
-            registry=r,
+        self.decisions = Children(
+            Counter(
+                "modelfleet_routing_decisions",
+                "Routing decisions by reason",
+                ["backend", "model", "reason"],
+                registry=r,
+            )
         )
         self.loads = Counter(
             "modelfleet_loads",

@@ -34,6 +34,7 @@ import orjson
 from aiohttp import web
 
 from modelfleet.router import translate
+from modelfleet.router.backends import auth_headers, upstream_base
 from modelfleet.router.core import Router
 from modelfleet.router.health import note_outcome, request_key, transport_failure
 from modelfleet.router.scheduler import Lease, NoBackend, RoutingError
@@ -351,15 +352,14 @@ async def _attempt(
     resp: aiohttp.ClientResponse | None = None
     try:
         up = plan(call, backend, router.config.stream_upstream)
-        adapter = router.adapter(backend)
         timeout_s = _upstream_timeout(router, call, lease, up)
         try:
             # asyncio.timeout, not wait_for: no extra task per request on the hot path
             async with asyncio.timeout(timeout_s):
                 resp = await router.http().post(
-                    adapter.base + up.path,
+                    upstream_base(backend) + up.path,
                     json=up.body,
-                    headers={**adapter.headers(), "X-Request-Id": call.request_id},
+                    headers={**auth_headers(backend), "X-Request-Id": call.request_id},
                 )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             if isinstance(exc, TimeoutError):
@@ -946,6 +946,8 @@ def _account(router: Router, call: Call, outcome: Outcome) -> None:
     m.latency.labels(backend, call.model).observe(latency)
     if outcome.ttft_s is not None:
         m.ttft.labels(backend, call.model).observe(outcome.ttft_s)
+    if not router.access_log.enabled:
+        return
     router.access_log.write(
         {
             "kind": "inference",
