@@ -5,7 +5,8 @@ first token and throughput of the router's policy with round-robin, least-connec
 PolyLlama's least-models-per-instance, each next to valid lower bounds on cold loads (the LP
 relaxation of the pooled problem and first touch; ``deploy/bounds.py``) and two reference
 points that are not bounds: the Belady replay (pooled, clairvoyant) and the router's own
-rules with clairvoyant demand (``NextUseDemand``: what better demand estimates could buy).
+rules fed perfect knowledge instead of its decayed request counts: the workload's true
+rates (``TraceRates``, synthetic cells) and each model's next request (``NextUseDemand``).
 
     .venv/bin/python -m bench.routing_quality --jobs 2 --out bench/results/routing_quality.json
 
@@ -35,6 +36,7 @@ from modelfleet.deploy.simulate import (
     RouterPolicy,
     SimFleet,
     Simulator,
+    TraceRates,
     TraceSpec,
     compare,
     generate_trace,
@@ -168,11 +170,13 @@ AZURE_FAMILIES = {
 AZURE_KEEP_EVERY = 8  # 7.8 req/s in full; every 8th request of each service: ~1 req/s
 
 
+def synthetic_spec(seed: int, rate: float, duration: float) -> TraceSpec:
+    models = [name for name, _ in CATALOG_GB]
+    return TraceSpec(models=models, seed=seed, duration_s=duration, rate_rps=rate)
+
+
 def synthetic_trace(seed: int, rate: float, duration: float) -> list[Request]:
-    spec = TraceSpec(
-        models=[name for name, _ in CATALOG_GB], seed=seed, duration_s=duration, rate_rps=rate
-    )
-    return generate_trace(spec)
+    return generate_trace(synthetic_spec(seed, rate, duration))
 
 
 def azure_workload(data_dir: Path = AZURE_DIR, keep_every: int = AZURE_KEEP_EVERY) -> list[Request]:
@@ -215,6 +219,15 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
         keep_alive_s=cell["keep_alive_s"],
     )
     result["next_use_oracle"] = oracle.run().summary()
+    if cell["workload"] == "synthetic":  # the rates a synthetic trace was drawn from
+        spec = synthetic_spec(cell["seed"], cell["rate_rps"], cell["duration_s"])
+        known_rates = Simulator(
+            fleet_factory()(),
+            RouterPolicy(demand=TraceRates(spec)),
+            trace,
+            keep_alive_s=cell["keep_alive_s"],
+        )
+        result["trace_rates"] = known_rates.run().summary()
     return cell | {"label": cell_label(cell)} | result
 
 

@@ -336,6 +336,21 @@ def zipf_weights(n: int, s: float) -> list[float]:
 
 
 def generate_trace(spec: TraceSpec) -> list[Request]:
+    return _generate(spec)[0]
+
+
+@dataclass(frozen=True)
+class _Popularity:
+    """What a synthetic trace was drawn from: the ranks before and after the shift, and the
+    bursts (start, model)."""
+
+    ranking: list[str]
+    shifted: list[str]
+    shift_t: float
+    bursts: list[tuple[float, str]]
+
+
+def _generate(spec: TraceSpec) -> tuple[list[Request], _Popularity]:
     if len(spec.models) < 2:
         raise SimulationError("a synthetic trace needs at least two models")
     rng = random.Random(spec.seed)
@@ -359,9 +374,11 @@ def generate_trace(spec: TraceSpec) -> list[Request]:
             Request(t, model, tokens(spec.mean_prompt_tokens), tokens(spec.mean_output_tokens))
         )
         t += rng.expovariate(spec.rate_rps)
+    bursts = []
     for _ in range(spec.bursts):
         start = rng.uniform(0, max(spec.duration_s - spec.burst_span_s, 0))
         model = rng.choice(spec.models)
+        bursts.append((start, model))
         for _ in range(spec.burst_requests):
             requests.append(
                 Request(
@@ -372,10 +389,11 @@ def generate_trace(spec: TraceSpec) -> list[Request]:
                 )
             )
     requests.sort(key=lambda r: r.t)
-    return [
+    trace = [
         Request(r.t, r.model, r.prompt_tokens, r.output_tokens, f"r{i}")
         for i, r in enumerate(requests)
     ]
+    return trace, _Popularity(ranking, shifted, shift_t, bursts)
 
 
 # --------------------------------------------------------------------------- policies
@@ -553,6 +571,43 @@ class NextUseDemand(DemandTracker):
 
     def rates(self, now: float) -> dict[str, float]:
         return {model: self.rate(model, now) for model in self._times}
+
+
+class TraceRates(DemandTracker):
+    """The rates a synthetic trace was drawn from, for a reference run only: the model's
+    Zipf share of ``rate_rps`` at its rank at that time (before or after the shift), plus
+    ``burst_requests / burst_span_s`` while one of its bursts runs.
+
+    Plugged into the router's bookkeeping in place of its decayed request counts, it shows
+    what the router's rules do with perfect knowledge of the workload's rates, but not of
+    when each request will come (which :class:`NextUseDemand` knows). Not a bound.
+
+    Example::
+
+        rates = TraceRates(TraceSpec(models=["a", "b"], bursts=0, shift_at=None))
+        sum(rates.rates(now=0.0).values())  # 1.0 req/s, the spec's rate
+    """
+
+    def __init__(self, spec: TraceSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.popularity = _generate(spec)[1]
+        self.weights = zipf_weights(len(spec.models), spec.zipf_s)
+
+    def record(self, model: str, now: float, count: float = 1.0) -> None:
+        """The rates are known: nothing to learn."""
+
+    def rate(self, model: str, now: float) -> float:
+        spec, popularity = self.spec, self.popularity
+        order = popularity.ranking if now < popularity.shift_t else popularity.shifted
+        rate = spec.rate_rps * self.weights[order.index(model)] if model in order else 0.0
+        for start, burst_model in popularity.bursts:
+            if burst_model == model and start <= now <= start + spec.burst_span_s:
+                rate += spec.burst_requests / spec.burst_span_s
+        return rate
+
+    def rates(self, now: float) -> dict[str, float]:
+        return {model: self.rate(model, now) for model in self.spec.models}
 
 
 class RouterPolicy:

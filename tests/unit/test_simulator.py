@@ -23,6 +23,7 @@ from modelfleet.deploy.simulate import (
     SimModel,
     SimulationError,
     Simulator,
+    TraceRates,
     TraceSpec,
     cold_load_bounds,
     generate_trace,
@@ -220,6 +221,25 @@ def test_next_use_demand_is_one_over_the_time_to_the_next_request():
     assert demand.rate("b", 5.0) == 0.0  # never asked for again
     demand.record("a", 5.0)  # learns nothing
     assert demand.rates(5.0) == {"a": pytest.approx(0.2), "b": 0.0}
+
+
+def test_trace_rates_are_the_rates_the_trace_was_drawn_from():
+    spec = TraceSpec(models=["a", "b", "c"], seed=3, duration_s=600.0, rate_rps=2.0,
+                     bursts=1, burst_requests=40, burst_span_s=30.0)  # fmt: skip
+    rates = TraceRates(spec)
+    ((start, burst_model),) = rates.popularity.bursts
+    trace = generate_trace(spec)
+    in_burst = [r for r in trace if r.model == burst_model and start <= r.t <= start + 30.0]
+    assert len(in_burst) >= 40  # the burst found is the one in the trace
+    before, after = rates.rates(10.0), rates.rates(590.0)
+    quiet = 10.0 if not start <= 10.0 <= start + 30.0 else 590.0
+    assert sum(rates.rates(quiet).values()) == pytest.approx(2.0)  # outside the burst
+    assert rates.rate(burst_model, start + 1.0) >= 40 / 30.0
+    # outside a burst the most popular model gets the Zipf head's share of 2 req/s
+    head = max(before.values()) if quiet == 10.0 else max(after.values())
+    assert head == pytest.approx(2.0 / sum(1 / k**1.1 for k in (1, 2, 3)))
+    rates.record("a", 5.0)  # learns nothing
+    assert rates.rates(10.0) == before
 
 
 def test_next_use_oracle_evicts_the_model_not_needed_again():
