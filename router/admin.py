@@ -164,12 +164,20 @@ async def admin_load(request: web.Request) -> web.Response:
     books = router.scheduler.books  # residency changes go through the one bookkeeping
     books.set_status(state.model(model), "loading", time.monotonic())
     router.metrics.loads.labels(state.name, model).inc()
+    # the other replicas see the load at once (requests for the model join it), not at their
+    # next poll; an admin load takes no load lease: the operator chose the backend
+    if router.shared is not None:
+        router.shared.publish("load", state.name, model)
     try:
         await router.adapter(state).load(model)
     except (BackendError, aiohttp.ClientError, TimeoutError) as exc:
         books.unloaded(state, model, time.monotonic())
+        if router.shared is not None:
+            router.shared.publish("load-failed", state.name, model)
         return web.json_response({"error": f"load of {model} on {state.name}: {exc}"}, status=502)
     books.loaded(state, model, time.monotonic())  # learns the load time too
+    if router.shared is not None:
+        router.shared.publish("loaded", state.name, model)
     await router.refresh(state)
     return web.json_response({"backend": state.name, "model": model, "status": "loaded"})
 

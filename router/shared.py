@@ -357,12 +357,17 @@ class SharedState:
         """Connect, read admin state, follow the event stream; on any failure degrade, back
         off (0.1 s doubling to 5 s) and start over. Runs until cancelled."""
         backoff = BACKOFF_MIN_S
+        me = asyncio.current_task()
         while True:
             try:
                 last_id = await self._join()
                 backoff = BACKOFF_MIN_S
                 await self._listen(last_id)
             except (RedisError, OSError, TimeoutError, Unavailable) as exc:
+                if me is not None and me.cancelling():
+                    # our cancel came back as a connection error (the client library broke
+                    # the connection it was cut off in): stop, or shutdown waits forever
+                    raise asyncio.CancelledError from exc
                 self._lost(exc)
             self._sweep()
             await asyncio.sleep(backoff)

@@ -250,6 +250,21 @@ async def test_drain_through_one_replica_stops_routing_on_the_other(replicas, re
     await wait_for(lambda: not router_of(a).fleet.backends["a"].drained, timeout=10)
 
 
+async def test_an_admin_load_through_one_replica_is_announced_to_the_others(replicas, redis_server):
+    a = await replicas("router-a")
+    b = await replicas("router-b")
+    loaded = await a.post("/admin/backends/b/load", json={"model": "cold:1b"}, headers=ADMIN)
+    assert loaded.status == 200
+    events = [fields for _, fields in redis_server.client().xrange("modelfleet:events")]
+    mine = [(f["kind"], f["backend"], f["model"]) for f in events if f["replica"] == "router-a"]
+    assert mine[-2:] == [("load", "b", "cold:1b"), ("loaded", "b", "cold:1b")], mine
+    await wait_for(lambda: router_of(b).fleet.backends["b"].model("cold:1b").status == "loaded")
+    failed = await a.post("/admin/backends/b/load", json={"model": "nope:1b"}, headers=ADMIN)
+    assert failed.status == 502
+    events = [fields for _, fields in redis_server.client().xrange("modelfleet:events")]
+    assert (events[-1]["kind"], events[-1]["model"]) == ("load-failed", "nope:1b"), events[-1]
+
+
 async def test_a_pin_through_one_replica_holds_for_the_others(
     aiohttp_client, llama_swap, redis_server
 ):
@@ -432,6 +447,33 @@ def test_without_shared_state_the_router_is_alone_and_never_imports_redis(tmp_pa
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "False", out.stderr
+
+
+async def test_shutdown_stops_the_listener_when_redis_py_turns_the_cancel_into_an_error(
+    replicas, redis_server
+):
+    """redis-py may answer a cancel inside a call with ConnectionError (it drops the
+    connection it was cut off in); the listener must stop then, not reconnect forever and
+    hold the app's shutdown (a router restart) until systemd kills it."""
+    a = await replicas("router-a")
+    shared = router_of(a).shared
+    entered = asyncio.Event()
+
+    async def join_cut_off() -> str:
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise redis.exceptions.ConnectionError("Connection closed by server.") from None
+        return "0-0"
+
+    shared.connected = False  # as after a lost connection: run() joins again
+    shared._join = join_cut_off  # type: ignore[method-assign]
+    task = asyncio.create_task(shared.run())
+    await asyncio.wait_for(entered.wait(), 5)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert task in done and task.cancelled()
 
 
 async def test_readyz_says_off_without_shared_state(make_router, standins):
