@@ -5,8 +5,9 @@ and ``rb`` each run the real llama-server (gemma3 270M) and a router replica; ``
 Redis (``router_state``); keepalived keeps the VIP (``.200`` of the network) on a ready router.
 
 1. The deploy converges both hosts, rolls the router out one replica at a time, and a second
-   run changes nothing (pyinfra's JSON totals); Redis and keepalived are set up as the roles
-   say (bind, password, 0600 secrets, the VIP on exactly one router).
+   run changes nothing (pyinfra's JSON totals); ``pytest tests/infra`` passes on both hosts
+   (Redis and keepalived as the roles say: bind, password, 0600 secrets, /readyz through
+   the VIP; the VIP on exactly one router).
 2. The issue's scenarios, with their figures printed (``pytest -s`` shows them):
    (a) 8 concurrent requests for a cold model, 4 to each replica -> exactly one load;
    (d) a drain through replica A -> replica B stops routing to that backend (time printed);
@@ -24,7 +25,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -42,6 +45,7 @@ from modelfleet.deploy.lab import localfleet, localstack
 from modelfleet.deploy.lab.localstack import GEMMA
 from tests.fleet.conftest import new_fleet_name, run_pyinfra
 
+REPO = Path(__file__).resolve().parents[2]
 INVENTORY = "tests/fleet/inventories/replicas.py"
 PORT = 11434
 BACKEND_PORT = 8080
@@ -246,31 +250,23 @@ def test_deploy_redis_keepalived_replicas_one_at_a_time_rerun_clean(replicas: Re
     )
     assert first_ready < second_start, windows
 
-    # Redis: the fleet address and loopback only, a password, soft state, 0600 secrets.
-    listening = replicas.sh("ra", "ss -Hltn 'sport = :6379' | awk '{print $4}' | sort")
-    fleet_address = f"{replicas.hosts['ra'].address}:6379"
-    assert fleet_address in listening.split(), listening
-    assert set(listening.split()) <= {fleet_address, "127.0.0.1:6379", "[::1]:6379"}, listening
-    assert "NOAUTH" in replicas.sh("ra", "redis-cli -h 127.0.0.1 ping 2>&1")
+    # Redis and keepalived as the roles say, checked by the same testinfra checks a user runs
+    # on a real fleet (tests/infra/test_router_state.py: bind to the fleet address and
+    # loopback, password required, soft state, 0600 secrets; keepalived on every router,
+    # /readyz through the VIP), and the hosts themselves (tests/infra/test_fleet_hosts.py).
+    wait_for("the VIP on one router", lambda: len(replicas.vip_holders()) == 1, 30)
+    verified = run_infra_checks(replicas)
+    assert verified.returncode == 0, verified.stdout[-6000:] + verified.stderr[-2000:]
+    assert " passed" in verified.stdout and " failed" not in verified.stdout, verified.stdout
+    print(f"\ntests/infra on ra and rb: {verified.stdout.strip().splitlines()[-1]}")
+    # From here: what only the controller and the pair can show.
     password = replicas.workdir / "secrets" / f"replicas-{replicas.name}" / "redis-password"
     secret = password.read_text().strip()
-    pong = replicas.sh("rb", f"python3 - <<'EOF'\n{redis_ping(replicas, secret)}\nEOF")
-    assert pong == "+PONG", pong
-    assert replicas.sh("ra", f"REDISCLI_AUTH={secret} redis-cli config get save") == "save"
-    assert replicas.sh("ra", f"REDISCLI_AUTH={secret} redis-cli config get appendonly").split()[
-        -1
-    ] == ("no")
-    for host, path, owner in (
-        ("ra", "/etc/redis/modelfleet-secret.conf", "redis"),
-        ("ra", "/etc/modelfleet/redis.secret", "modelfleet"),
-        ("rb", "/etc/modelfleet/redis.secret", "modelfleet"),
-        ("rb", "/etc/keepalived/modelfleet-auth.conf", "root"),
-    ):
-        assert replicas.sh(host, f"stat -c '%a %U' {path}") == f"600 {owner}", (host, path)
     assert secret not in first["stderr"] and secret not in json.dumps(first["results"])
-
-    # keepalived: the VIP on exactly one router, and the router answers through it.
-    wait_for("the VIP on one router", lambda: len(replicas.vip_holders()) == 1, 30)
+    assert secret not in verified.stdout and secret not in verified.stderr
+    for host in replicas.hosts:  # the controller's copy is the one the hosts use
+        assert replicas.sh(host, "cat /etc/modelfleet/redis.secret") == secret, host
+    assert len(replicas.vip_holders()) == 1, replicas.vip_holders()
     vip_url = f"http://{replicas.vip.split('/')[0]}:{PORT}"
     assert get_json(f"{vip_url}/readyz")["ready"] is True
 
@@ -281,6 +277,20 @@ def test_deploy_redis_keepalived_replicas_one_at_a_time_rerun_clean(replicas: Re
     assert second["results"]["totals"]["error"] == 0
 
 
+def run_infra_checks(replicas: Replicas) -> subprocess.CompletedProcess[str]:
+    """``pytest tests/infra`` against both hosts, with the plan from the replicas inventory."""
+    hosts = ",".join(f"podman://{h.container}" for h in replicas.hosts.values())
+    pytest_args = ["-p", "no:cacheprovider", "-q", "-rs", "tests/infra", "--inventory", INVENTORY]
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *pytest_args, f"--hosts={hosts}"],
+        cwd=REPO,
+        env={**os.environ, **replicas.env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def rollout_window(replicas: Replicas, host: str) -> tuple[int, int]:
     """(first message of the side-port candidate, start of the live router process) on
     ``host``, in microseconds of the kernel's monotonic clock."""
@@ -288,20 +298,6 @@ def rollout_window(replicas: Replicas, host: str) -> tuple[int, int]:
     candidate = min(int(json.loads(line)["__MONOTONIC_TIMESTAMP"]) for line in out.splitlines())
     show = f"systemctl show -p ExecMainStartTimestampMonotonic --value {SERVICE}.service"
     return candidate, int(replicas.sh(host, show))
-
-
-def redis_ping(replicas: Replicas, password: str) -> str:
-    """A python3 program (rb has no redis-cli) that AUTHs to ra's Redis over the fleet network."""
-    address = replicas.hosts["ra"].address
-    return (
-        "import socket\n"
-        f"s = socket.create_connection(({address!r}, 6379), timeout=5)\n"
-        f"s.sendall(b'AUTH ' + {password!r}.encode() + b'\\r\\nPING\\r\\n')\n"
-        "data = b''\n"
-        "while data.count(b'\\r\\n') < 2:\n"
-        "    data += s.recv(100)\n"
-        "print(data.split(b'\\r\\n')[1].decode())"
-    )
 
 
 def test_a_cold_model_loads_once_for_both_replicas(replicas: Replicas) -> None:

@@ -22,6 +22,7 @@ import pytest
 from modelfleet.deploy.inventory import Fleet
 from modelfleet.deploy.plan import FleetPlan, HostPlan
 from modelfleet.deploy.verify import plan_from_inventory
+from modelfleet.roles.keepalived.facts import InterfaceOf
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,6 +63,20 @@ def deployed(request: pytest.FixtureRequest) -> Deployed:
         pytest.fail("tests/infra needs --inventory INVENTORY (or MODELFLEET_INVENTORY)")
     fleet, plan, inventory = plan_from_inventory(str(inventory_file))
     return Deployed(fleet, plan, inventory)
+
+
+@pytest.fixture
+def node_data(host: Any, node: HostPlan, deployed: Deployed) -> dict[str, Any]:
+    """The host's inventory data plus what the deploy asks the host itself: on a router host
+    of a fleet with ``router_vip``, the interface that holds its address
+    (``keepalived_interface``), when the inventory leaves it to the deploy. The same fact,
+    ``InterfaceOf``, answers it here, through testinfra."""
+    data = deployed.data(node)
+    if node.router and deployed.plan.router_vip and not data.get("keepalived_interface"):
+        fact = InterfaceOf()
+        found = host.run(fact.command(node.address))
+        data["keepalived_interface"] = fact.process(found.stdout.splitlines())
+    return data
 
 
 @pytest.fixture

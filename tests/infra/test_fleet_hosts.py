@@ -62,8 +62,8 @@ def test_backend_ports_listening_and_alive(host: Any, node: HostPlan) -> None:
         assert status == 200, f"{inst.name}: {ALIVE_PATH[inst.kind]} answered {status}"
 
 
-def test_files_as_planned(host: Any, node: HostPlan, deployed: Any) -> None:
-    files = render_host(deployed.plan, node, deployed.data(node))
+def test_files_as_planned(host: Any, node: HostPlan, deployed: Any, node_data: Any) -> None:
+    files = render_host(deployed.plan, node, node_data)
     if not files:
         pytest.skip(f"{node.name} holds no rendered files")
     for planned in files:
@@ -127,7 +127,9 @@ def test_router_where_planned(host: Any, node: HostPlan, deployed: Any) -> None:
     assert set(body["backends"]) <= planned and body["backends"], body
 
 
-def test_admin_token_root_only_and_never_logged(host: Any, node: HostPlan, deployed: Any) -> None:
+def test_admin_token_root_only_and_never_logged(
+    host: Any, node: HostPlan, deployed: Any, node_data: Any
+) -> None:
     token_file = host.file(admin_token_file(deployed.plan))
     if not node.router:
         assert not token_file.exists, f"{node.name} holds the router's admin token"
@@ -136,7 +138,7 @@ def test_admin_token_root_only_and_never_logged(host: Any, node: HostPlan, deplo
     assert (token_file.user, token_file.group, token_file.mode) == ("root", "root", 0o600)
     token = token_file.content_string.strip()
     assert len(token) >= 32
-    files = render_host(deployed.plan, node, deployed.data(node))
+    files = render_host(deployed.plan, node, node_data)
     config = host.file(next(f.path for f in files if f.role == "router")).content_string
     journal = host.run(f"journalctl -u {router_service(deployed, node)} --no-pager").stdout
     assert token not in config and token not in journal

@@ -13,7 +13,7 @@ os.environ.setdefault(
     "MODELFLEET_INVENTORY", str(REPO / ".fleet" / "molecule-llama_server" / "inventory.py")
 )
 
-from tests.infra.conftest import deployed, node  # noqa: E402,F401 (fixtures)
+from tests.infra.conftest import deployed, node, node_data  # noqa: E402,F401 (fixtures)
 from tests.infra.test_fleet_hosts import *  # noqa: E402,F403
 
 testinfra_hosts = ["podman://mf-mol-llama-server"]
