@@ -318,6 +318,9 @@ class Samples:
     latency_block_p50_s: list[float] = field(default_factory=list)  # one per round
     throughput: list[dict[str, float]] = field(default_factory=list)
     ttft_s: list[float] = field(default_factory=list)
+    # the stand-in backend's own CPU per request while this target's c=32 block ran: what
+    # the target makes the backend do (the router's default asks it for a stream)
+    backend_cpu_us_per_req: list[float] = field(default_factory=list)
     streaming: list[dict[str, float]] = field(default_factory=list)
     cpu_us_per_req: list[float] = field(default_factory=list)  # one per c=32 block
     stream_whole_s: list[float] = field(default_factory=list)  # direct: a whole stream, c=1
@@ -471,13 +474,19 @@ async def measure(targets: list[Target], args: argparse.Namespace) -> dict[str, 
                 if t.name == "direct":
                     direct = samples["direct"]
                     await stream_whole_block(sessions[t.name], urls[t.name], args.latency_n, direct)
+            backend_pid = targets[0].pid  # "direct": the stand-in every target fronts
             for t in order:
                 s = samples[t.name]
                 cpu_before = group_cpu_s(t.pid) if t.pid else 0.0
+                backend_before = group_cpu_s(backend_pid) if backend_pid else 0.0
                 await throughput_block(sessions[t.name], urls[t.name], 32, args.throughput_n, s)
-                if t.pid and s.throughput[-1]["ok"]:
+                answered = s.throughput[-1]["ok"]
+                if t.pid and answered:
                     used = group_cpu_s(t.pid) - cpu_before
-                    s.cpu_us_per_req.append(used / s.throughput[-1]["ok"] * 1e6)
+                    s.cpu_us_per_req.append(used / answered * 1e6)
+                if backend_pid and answered:
+                    used = group_cpu_s(backend_pid) - backend_before
+                    s.backend_cpu_us_per_req.append(used / answered * 1e6)
             for t in order:
                 await streaming_block(
                     sessions[t.name], urls[t.name], 16, args.streams_n, args.chunks, samples[t.name]
@@ -521,6 +530,9 @@ def summarize(samples: dict[str, Samples]) -> dict[str, Any]:
             "rps_vs_direct": round(mean_rps / direct_rps, 3),
             "cpu_us_per_req": round(pct(s.cpu_us_per_req, 50), 1) if s.cpu_us_per_req else None,
             "cpu_us_per_req_blocks": [round(c, 1) for c in s.cpu_us_per_req],
+            "backend_cpu_us_per_req": round(pct(s.backend_cpu_us_per_req, 50), 1)
+            if s.backend_cpu_us_per_req
+            else None,
             "stream_ttft_p50_ms": round(pct(s.ttft_s, 50) * 1000, 3),
             "stream_ttft_added_p50_ms": round((pct(s.ttft_s, 50) - direct_ttft) * 1000, 3),
             "stream_ttft_p99_ms": round(pct(s.ttft_s, 99) * 1000, 3),

@@ -142,17 +142,20 @@ def proxy_tables(report: dict[str, Any]) -> list[str]:
            f"load average {', '.join(f'{x:.2f}' for x in report['machine_after']['loadavg'])} "
            "after.\n"]  # fmt: skip
     out.append(
-        "| target | p50 ms | p99 ms | p50 overhead ms | CPU us/req | req/s c=32 | x direct "
-        "| stream TTFT p50 ms | p99 ms | TTFT - direct ms | chunks/s c=16 | x direct | errors |"
+        "| target | p50 ms | p99 ms | p50 overhead ms | CPU us/req | backend CPU us/req "
+        "| req/s c=32 | x direct | stream TTFT p50 ms | p99 ms | TTFT - direct ms "
+        "| chunks/s c=16 | x direct | errors |"
     )
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for name, r in report["results"].items():
         errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0"
         cpu = r.get("cpu_us_per_req")
         added_ttft = r.get("stream_ttft_added_p50_ms")
+        backend_cpu = r.get("backend_cpu_us_per_req")
         out.append(
             f"| {name} | {r['latency_p50_ms']:.2f} | {r['latency_p99_ms']:.2f} "
             f"| {r['overhead_p50_ms']:+.2f} | {'-' if cpu is None else f'{cpu:.0f}'} "
+            f"| {'-' if backend_cpu is None else f'{backend_cpu:.0f}'} "
             f"| {r['rps_c32_mean']:.0f} | {r['rps_vs_direct']:.2f} "
             f"| {r['stream_ttft_p50_ms']:.2f} | {r['stream_ttft_p99_ms']:.2f} "
             f"| {'-' if added_ttft is None else f'{added_ttft:+.2f}'} "
