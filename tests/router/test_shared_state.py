@@ -253,16 +253,24 @@ async def test_drain_through_one_replica_stops_routing_on_the_other(replicas, re
 async def test_an_admin_load_through_one_replica_is_announced_to_the_others(replicas, redis_server):
     a = await replicas("router-a")
     b = await replicas("router-b")
+
+    def announced(model: str) -> list[str]:
+        """What router-a put on the stream about ``model`` on backend b (published in the
+        background, so awaited below)."""
+        events = [fields for _, fields in redis_server.client().xrange("modelfleet:events")]
+        return [
+            f["kind"]
+            for f in events
+            if f["replica"] == "router-a" and f["backend"] == "b" and f["model"] == model
+        ]
+
     loaded = await a.post("/admin/backends/b/load", json={"model": "cold:1b"}, headers=ADMIN)
     assert loaded.status == 200
-    events = [fields for _, fields in redis_server.client().xrange("modelfleet:events")]
-    mine = [(f["kind"], f["backend"], f["model"]) for f in events if f["replica"] == "router-a"]
-    assert mine[-2:] == [("load", "b", "cold:1b"), ("loaded", "b", "cold:1b")], mine
+    await wait_for(lambda: announced("cold:1b") == ["load", "loaded"])
     await wait_for(lambda: router_of(b).fleet.backends["b"].model("cold:1b").status == "loaded")
     failed = await a.post("/admin/backends/b/load", json={"model": "nope:1b"}, headers=ADMIN)
     assert failed.status == 502
-    events = [fields for _, fields in redis_server.client().xrange("modelfleet:events")]
-    assert (events[-1]["kind"], events[-1]["model"]) == ("load-failed", "nope:1b"), events[-1]
+    await wait_for(lambda: announced("nope:1b") == ["load", "load-failed"])
 
 
 async def test_a_pin_through_one_replica_holds_for_the_others(
