@@ -14,10 +14,10 @@ M = TypeVar("M", Counter, Gauge, Histogram)
 class Children(Generic[M]):
     """A metric's ``labels()`` with the children kept.
 
-    prometheus-client checks the label values and takes a lock on every ``labels()`` call
-    (about 3 us here); the per-request metrics go through this instead (about 0.3 us once a
-    label set was seen). Label sets are bounded by backends x models x a few values, as
-    prometheus-client's own children are.
+    prometheus-client checks the label values and takes a lock on every ``labels()`` call;
+    the per-request metrics go through this instead (timeit on the development machine:
+    ``labels(...).inc()`` 4.8 us, a kept child's ``inc()`` 1.7 us). Label sets are bounded
+    by backends x models x a few values, as prometheus-client's own children are.
 
     Example::
 
