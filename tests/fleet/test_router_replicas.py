@@ -151,6 +151,11 @@ def shared_state(replicas: Replicas, host: str) -> Any:
     return state.get("state", state.get("status")) if isinstance(state, dict) else state
 
 
+def redis_link(replicas: Replicas, host: str) -> Any:
+    """The replica's shared-state snapshot from /admin/state (mode, reconnects, last error)."""
+    return get_json(f"{replicas.url(host)}/admin/state", replicas.token(host))["shared_state"]
+
+
 def loads_sent(replicas: Replicas) -> float:
     """modelfleet_loads_total summed over both replicas' /metrics: the loads the routers
     sent (a replica that loses the lease race joins the winner's load and sends none); the
@@ -210,6 +215,10 @@ def replicas(fleet_available: None, tmp_path_factory: pytest.TempPathFactory) ->
                 "ram_mb": 8192,
                 "router_state": "ra",
                 "router_vip": vip,
+                # 50 ms (the default) is for router hosts with cores to spare; here two routers,
+                # two llama-servers decoding and Redis share 2 cores, and a call past the
+                # timeout sends a replica into degraded mode (it then loads alone)
+                "redis_state_timeout_ms": 250,
                 # The containers have no user namespaces for Debian's PrivateUsers=true.
                 "redis_state_service_overrides": {"PrivateUsers": "false"},
             }
@@ -307,6 +316,7 @@ def test_a_cold_model_loads_once_for_both_replicas(replicas: Replicas) -> None:
         wait_for(f"gemma unloaded on {host}", lambda h=host: loaded_on(replicas, h) != "loaded", 60)
     time.sleep(5)  # more than two router polls: both replicas saw the backends cold
     sent_before = loads_sent(replicas)
+    reconnects_before = {h: redis_link(replicas, h)["reconnects"] for h in replicas.hosts}
     urls = [replicas.url(h) for h in replicas.hosts] * 4
     with ThreadPoolExecutor(len(urls)) as pool:
         answers = list(pool.map(lambda u: chat(u[1], f"Hello {u[0]}."), enumerate(urls)))
@@ -321,7 +331,14 @@ def test_a_cold_model_loads_once_for_both_replicas(replicas: Replicas) -> None:
         f"{sent:.0f}"
     )
     assert statuses == [200] * 8, answers
-    assert len(loaded) == 1, f"gemma loaded on {loaded}: more than one load in the fleet"
+    # A replica whose Redis call ran past timeout_ms serves alone (degraded mode, by design),
+    # and then loads on its own: say so if that is what happened.
+    links = {h: redis_link(replicas, h) for h in replicas.hosts}
+    lapsed = {h: link for h, link in links.items() if link["reconnects"] > reconnects_before[h]}
+    assert len(loaded) == 1, (
+        f"gemma loaded on {loaded}: more than one load in the fleet; replicas that lost Redis "
+        f"meanwhile: {lapsed or 'none'}"
+    )
     assert backends == [f"{loaded[0]}-cpu"], backends
     assert sent == 1, f"the routers sent {sent:.0f} loads of gemma, not 1"
 
