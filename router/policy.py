@@ -59,6 +59,8 @@ Decision order (``reason`` says which rule fired):
    ``hold-evict`` (a wait): when that cost exceeds the request model's own demand and some
    host busy now would offer cheaper room once idle, hold the request for up to
    ``max_hold_s`` from its arrival (never longer than its own load time) and decide again.
+   "Busy" includes a model still loading: once loaded and done with the requests that
+   asked for it, it is often the cheapest victim there is (a rare model, loaded for one).
 7. ``load-spill``: the model is larger than any host's VRAM; load where most fits.
 8. ``wait-capacity``: every placement is blocked by models with requests in flight.
 """
@@ -183,8 +185,9 @@ class PolicyParams:
     allow_spill: bool = True
     # Hold a cold request up to this long (and never longer than its own load takes) when the
     # cheapest eviction would lose more demand than the load brings (``hold-evict``); 0 = never.
-    # 30 s: the knee of cold loads vs p99 TTFT in docs/benchmarks.md.
-    max_hold_s: float = 30.0
+    # 20 s: fewer cold loads than no hold without the p99 TTFT that 30 s costs (the curve in
+    # docs/benchmarks.md §2).
+    max_hold_s: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -354,8 +357,8 @@ class Policy:
         once_idle: bool = False,
     ) -> _Placement | None:
         """What loading ``request.model`` on ``backend`` would evict, or None if blocked.
-        ``once_idle``: as if the models serving requests now were idle (what holding the
-        request until they finish could offer)."""
+        ``once_idle``: as if the models serving requests now, or still loading, were idle
+        (what holding the request until they finish could offer)."""
         host_vram = fleet.hosts.get(backend.host, HostView(backend.host)).vram_mb
         on_host = [b for b in fleet.backends if b.host == backend.host]
         used = sum(r.gpu_mb for b in on_host for r in b.residents)
@@ -376,14 +379,15 @@ class Policy:
                 backend, (), 0.0, 0, free - need, spill, host_vram or math.inf, pending
             )
 
-        # idle, unpinned, fully loaded models on this host; LRU first, so ties go to the oldest
+        # idle, unpinned, fully loaded models on this host (``once_idle``: any unpinned one);
+        # LRU first, so ties go to the oldest
         victims = sorted(
             (
                 (b, r)
                 for b in on_host
                 if b.can_unload
                 for r in b.residents
-                if r.state == "loaded" and (r.in_flight == 0 or once_idle) and not r.pinned
+                if not r.pinned and (once_idle or (r.state == "loaded" and r.in_flight == 0))
             ),
             key=lambda br: (br[1].last_used, br[0].name, br[1].model),
         )

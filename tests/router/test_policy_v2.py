@@ -69,6 +69,22 @@ def test_max_hold_zero_never_holds():
     assert (d.action, d.reason) == ("load", "load-evict")
 
 
+def test_a_model_still_loading_counts_as_cheaper_room_once_idle():
+    # B is loading a cold model (loaded for one request, it will be the cheapest victim);
+    # evicting the hot idle model on A now would cost 300x more: hold for B instead
+    view = fleet(
+        backend(A, Residency("hot", size_mb=20_000)),
+        backend(B, Residency("cold", state="loading", size_mb=20_000, in_flight=1)),
+        demand={"hot": 0.3, "cold": 0.001, "new": 0.01},
+        load_s={"new": 40.0},
+    )
+    d = decide(view, max_hold_s=30.0)
+    assert (d.action, d.reason, d.backend) == ("wait", "hold-evict", A)
+    # the hold is bounded: when it runs out the hot model goes after all
+    d = decide(view, waited_s=30.0, max_hold_s=30.0)
+    assert (d.action, d.reason, d.evict) == ("load", "load-evict", ((A, "hot"),))
+
+
 def test_no_hold_when_waiting_cannot_offer_cheaper_room():
     # nothing is busy: holding would only delay the same eviction
     view = fleet(
