@@ -137,6 +137,38 @@ def routing_tables(report: dict[str, Any]) -> list[str]:
     return out
 
 
+# The policy before holds counted loading models as cheaper room (commit ed0873d), run by the
+# same commands on that commit: git show ed0873d:bench/results/routing_quality.json, and
+# --seeds 4 5 6 7 --rates 1 0.5 --azure none there. The reference for this round's change.
+BEFORE_ROUND = {
+    "routing_quality.json": "routing_quality_ed0873d.json",
+    "routing_quality_seeds4-7.json": "routing_quality_seeds4-7_ed0873d.json",
+}
+
+
+def round_change_table() -> list[str]:
+    """The router's row, before this round's change and now, on every cell of both files:
+    cold loads, p99 and mean TTFT."""
+    out = [
+        "| workload | cold loads before / now | change | p99 s before / now "
+        "| mean TTFT s before / now |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for now_name, before_name in BEFORE_ROUND.items():
+        now, before = _load(now_name), _load(before_name)
+        if not now or not before:
+            continue
+        for s_now, s_before in zip(now["scenarios"], before["scenarios"], strict=True):
+            a, b = s_before["policies"][ROUTER], s_now["policies"][ROUTER]
+            change = (b["cold_loads"] / a["cold_loads"] - 1) * 100
+            out.append(
+                f"| {s_now['label']} | {a['cold_loads']} / {b['cold_loads']} | {change:+.0f} % "
+                f"| {a['ttft_p99_s']:.1f} / {b['ttft_p99_s']:.1f} "
+                f"| {a['ttft_mean_s']:.2f} / {b['ttft_mean_s']:.2f} |"
+            )
+    return out
+
+
 def proxy_tables(report: dict[str, Any]) -> list[str]:
     out = [f"Machine: {machine_line(report['machine_before'])} before; "
            f"load average {', '.join(f'{x:.2f}' for x in report['machine_after']['loadavg'])} "
@@ -217,6 +249,8 @@ def deploy_tables(report: dict[str, Any]) -> list[str]:
 
 
 def main() -> None:
+    print("\n<!-- this round's change: the router before (ed0873d) and now -->\n")
+    print("\n".join(round_change_table()))
     for name, render in (
         ("routing_quality.json", routing_tables),
         ("proxy_overhead.json", proxy_tables),
