@@ -98,7 +98,8 @@ class Bookkeeping:
     policy: Policy
     on_decision: OnDecision = field(default=lambda model, decision, depth: None)
     queues: dict[str, deque[Ticket]] = field(default_factory=dict)
-    # times at which a held request must be decided again (hold-evict), for the driver's timer
+    # times at which a held request must be decided again (hold-evict, wait-loader), for the
+    # driver's timer
     wakeups: list[float] = field(default_factory=list)
 
     # -- arrivals and late binding ----------------------------------------------------------
@@ -273,7 +274,7 @@ class Bookkeeping:
     def _decide(self, ticket: Ticket, now: float, hold_timer: bool = True) -> Decision:
         request = Request(ticket.model, self.fleet.size_mb(ticket.model), now - ticket.since)
         decision = self.policy.decide(self.fleet.view(now), request, now, ticket.exclude)
-        if decision.reason == "hold-evict" and hold_timer:
+        if decision.reason in ("hold-evict", "wait-loader") and hold_timer:
             self.wakeups.append(now + decision.wait_s)
         return decision
 

@@ -155,7 +155,9 @@ class PolicyConfig(_Strict):
     scale_out: bool = True
     allow_spill: bool = True
     max_hold_s: float = Field(
-        default=20.0, ge=0, description="hold a cold request rather than evict hotter models"
+        default=20.0,
+        ge=0,
+        description="hold a cold request rather than evict hotter models, or while its host loads",
     )
     demand_half_life_s: float = Field(default=300.0, gt=0)
 

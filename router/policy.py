@@ -61,6 +61,10 @@ Decision order (``reason`` says which rule fired):
    ``max_hold_s`` from its arrival (never longer than its own load time) and decide again.
    "Busy" includes a model still loading: once loaded and done with the requests that
    asked for it, it is often the cheapest victim there is (a rare model, loaded for one).
+   ``wait-loader`` (a wait): the chosen host is still loading another model, and a backend
+   loads one at a time, so this load could not start yet anyway: the victims keep serving
+   and the request is decided again when that load ends (up to ``max_hold_s`` from its
+   arrival), instead of evicting now for a load that would sit in the backend's queue.
 7. ``load-spill``: the model is larger than any host's VRAM; load where most fits.
 8. ``wait-capacity``: every placement is blocked by models with requests in flight.
 """
@@ -76,6 +80,7 @@ ResidencyState = Literal["loaded", "loading"]
 Action = Literal["serve", "load", "wait", "reject"]
 Reason = Literal[
     "hold-evict",
+    "wait-loader",
     "resident",
     "join-load",
     "scale-out",
@@ -184,7 +189,9 @@ class PolicyParams:
     scale_out: bool = True
     allow_spill: bool = True
     # Hold a cold request up to this long (and never longer than its own load takes) when the
-    # cheapest eviction would lose more demand than the load brings (``hold-evict``); 0 = never.
+    # cheapest eviction would lose more demand than the load brings (``hold-evict``), and at
+    # most this long while the host it would evict on finishes another load (``wait-loader``);
+    # 0 = never.
     # 20 s: fewer cold loads than no hold without the p99 TTFT that 30 s costs (the curve in
     # docs/benchmarks.md §2).
     max_hold_s: float = 20.0
@@ -296,6 +303,12 @@ class Policy:
                 ]
                 if min((p.cost for p in later), default=math.inf) < best.cost:
                     return Decision("wait", "hold-evict", best.backend.name, wait_s=remaining)
+            # the host is still loading another model: evicting now would only empty the
+            # victims' room for a load that cannot start before that one ends
+            until_cap = self.params.max_hold_s - request.waited_s
+            if best.evict and best.pending_s > 0 and until_cap > _HOLD_EPSILON_S:
+                wait_s = min(best.pending_s, until_cap)
+                return Decision("wait", "wait-loader", best.backend.name, wait_s=wait_s)
             return _load(best, "load-evict")
 
         if loaded:  # spilled and busy: wait for its slot

@@ -123,6 +123,23 @@ def test_keep_alive_expires_idle_loaded_models_only(unload_at, in_flight, expire
     assert ms.status == ("cold" if expired else "loaded")
 
 
+def test_an_eviction_waits_for_the_hosts_load_under_way_and_binds_when_it_ends():
+    b = books("a", vram_mb=30_000)
+    first = b.arrive(Ticket("small", since=0.0), now=0.0)  # a load under way on a
+    assert (first.outcome, first.decision.reason) == ("bound", "load-fits")
+    idle = b.fleet.backends["a"].model("mid")
+    idle.status = "loaded"  # 4 + 12 GB used: "new" (20 GB) needs mid gone
+    b.fleet.demand.record("new", 1.0)
+    waiting = b.arrive(Ticket("new", since=1.0), now=1.0)
+    assert (waiting.outcome, waiting.decision.reason) == ("queued", "wait-loader")
+    assert status(b, "a", "mid") == "loaded"  # still there, still serving
+    assert b.take_wakeups() == [11.0]  # default_load_s 10: when small should be loaded
+    b.loaded(b.fleet.backends["a"], "small", now=4.0)
+    (bound,) = b.kick(now=4.0)
+    assert (bound.decision.reason, bound.decision.evict) == ("load-evict", (("a", "mid"),))
+    assert status(b, "a", "mid") == "cold"
+
+
 def test_a_held_request_asks_for_a_wakeup_and_loads_when_its_hold_runs_out():
     b = books("a", "b")
     hot = b.fleet.backends["a"].model("hot")

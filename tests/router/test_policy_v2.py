@@ -106,6 +106,36 @@ def test_no_hold_when_the_request_brings_more_demand_than_the_victim():
     assert (d.action, d.reason, d.evict) == ("load", "load-evict", ((A, "cool"),))
 
 
+# -- wait for the host's loader before evicting -------------------------------------------
+
+# A is loading "other" (a backend loads one model at a time); "idle" is the cheapest victim,
+# and "new" brings more demand than it, so nothing argues for a hold.
+LOADING_HOST = fleet(
+    backend(A, Residency("other", state="loading", size_mb=4_000, in_flight=1),
+            Residency("idle", size_mb=20_000)),
+    vram=30_000,
+    demand={"idle": 0.01, "new": 0.05},
+    load_s={"other": 12.0},
+)  # fmt: skip
+
+
+def test_an_eviction_waits_while_its_host_is_still_loading_another_model():
+    d = decide(LOADING_HOST, max_hold_s=20.0)
+    assert (d.action, d.reason, d.backend, d.evict) == ("wait", "wait-loader", A, ())
+    assert d.wait_s == pytest.approx(12.0)  # decided again when that load should be over
+    # never past max_hold_s from arrival: then the eviction goes ahead
+    assert decide(LOADING_HOST, waited_s=15.0, max_hold_s=20.0).wait_s == pytest.approx(5.0)
+    d = decide(LOADING_HOST, waited_s=20.0, max_hold_s=20.0)
+    assert (d.action, d.reason, d.evict) == ("load", "load-evict", ((A, "idle"),))
+
+
+def test_no_wait_for_the_loader_when_nothing_is_evicted_or_nothing_loads():
+    roomy = FleetView(LOADING_HOST.backends, {A: HostView(A, 50_000)}, LOADING_HOST.demand)
+    assert decide(roomy, max_hold_s=20.0).reason == "load-fits"  # queues behind it, no loss
+    settled = fleet(backend(A, Residency("idle", size_mb=20_000)), demand={"new": 0.05})
+    assert decide(settled, max_hold_s=20.0).reason == "load-evict"
+
+
 # -- scale-out ----------------------------------------------------------------------------
 
 
