@@ -3,10 +3,11 @@
 Replays workloads on a modeled six-host fleet and compares cold loads, evictions, time to
 first token and throughput of the router's policy with round-robin, least-connections and
 PolyLlama's least-models-per-instance, each next to valid lower bounds on cold loads (the LP
-relaxation of the pooled problem and first touch; ``deploy/bounds.py``) and two reference
-points that are not bounds: the Belady replay (pooled, clairvoyant) and the router's own
-rules fed perfect knowledge instead of its decayed request counts: the workload's true
-rates (``TraceRates``, synthetic cells) and each model's next request (``NextUseDemand``).
+relaxation of the pooled problem and first touch; ``deploy/bounds.py``) and reference
+points that are not bounds: the Belady replay (pooled, clairvoyant); the router's own rules
+fed perfect knowledge instead of its decayed request counts: the workload's true rates
+(``TraceRates``, synthetic cells) and each model's next request (``NextUseDemand``); and
+the router's own rules on hardware where loads and decoding take no time (``INSTANT``).
 
     .venv/bin/python -m bench.routing_quality --jobs 2 --out bench/results/routing_quality.json
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import platform
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -201,33 +203,35 @@ def cell_label(cell: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- running cells
 
 
-def fleet_factory(policy_config: PolicyConfig | None = None) -> Any:
+# Loads and decoding that take no time: the router's rules with nothing ever busy or loading.
+INSTANT = HardwareModel(load_gbps=math.inf, load_fixed_s=0.0, mem_bandwidth_gbps=math.inf)
+
+
+def fleet_factory(
+    policy_config: PolicyConfig | None = None, hardware: HardwareModel | None = None
+) -> Any:
     config = bench_router_config()
     if policy_config is not None:
         config = config.model_copy(update={"policy": policy_config})
-    return lambda: SimFleet.from_router_config(config, HardwareModel())
+    return lambda: SimFleet.from_router_config(config, hardware or HardwareModel())
 
 
 def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
-    """One workload, every policy, the bounds. Pure and deterministic."""
+    """One workload, every policy, the bounds and the reference runs. Pure and deterministic."""
     trace = cell_trace(cell)
     result = compare(fleet_factory(), trace, policies(), keep_alive_s=cell["keep_alive_s"])
-    oracle = Simulator(
-        fleet_factory()(),
-        RouterPolicy(demand=NextUseDemand(trace)),  # the same rules as the modelfleet row
-        trace,
-        keep_alive_s=cell["keep_alive_s"],
-    )
-    result["next_use_oracle"] = oracle.run().summary()
+
+    def reference(policy: RouterPolicy, hardware: HardwareModel | None = None) -> dict[str, Any]:
+        """The modelfleet row's rules with one thing changed: demand or hardware."""
+        sim = Simulator(fleet_factory(hardware=hardware)(), policy, trace,
+                        keep_alive_s=cell["keep_alive_s"])  # fmt: skip
+        return sim.run().summary()
+
+    result["next_use_oracle"] = reference(RouterPolicy(demand=NextUseDemand(trace)))
     if cell["workload"] == "synthetic":  # the rates a synthetic trace was drawn from
         spec = synthetic_spec(cell["seed"], cell["rate_rps"], cell["duration_s"])
-        known_rates = Simulator(
-            fleet_factory()(),
-            RouterPolicy(demand=TraceRates(spec)),
-            trace,
-            keep_alive_s=cell["keep_alive_s"],
-        )
-        result["trace_rates"] = known_rates.run().summary()
+        result["trace_rates"] = reference(RouterPolicy(demand=TraceRates(spec)))
+    result["instant_hardware"] = reference(RouterPolicy(), INSTANT)
     return cell | {"label": cell_label(cell)} | result
 
 

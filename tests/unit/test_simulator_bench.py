@@ -9,10 +9,15 @@ from bench.proxy_overhead import pct, summarize_profile
 from bench.routing_quality import (
     AZURE_FAMILIES,
     CATALOG_GB,
+    INSTANT,
     bench_router_config,
+    fleet_factory,
 )
 from modelfleet.deploy.simulate import (
+    Request,
+    RouterPolicy,
     SimFleet,
+    Simulator,
 )
 
 
@@ -28,6 +33,19 @@ def test_bench_fleet_is_the_documented_six_hosts_and_32_models():
     fleet = SimFleet.from_router_config(bench_router_config())
     assert [b.vram_mb // 1024 for b in fleet.backends] == [80, 80, 48, 48, 24, 24]
     assert len(fleet.model_names()) == 32
+
+
+def test_instant_hardware_reference_loads_and_decodes_in_no_time():
+    # the "instant loads and decoding" reference: same fleet and rules, no time spent, so
+    # every request, cold or not, has its first token the moment it arrives
+    assert INSTANT.load_s(66 * 1024) == 0.0
+    assert INSTANT.decode_s_per_token(66 * 1024) == 0.0
+    big = ["gpt-oss-120b", "qwen2.5-72b", "llama3.3-70b"]  # two fit on an 80 GB host at most
+    trace = [Request(t=float(i), model=big[i % 3], output_tokens=500) for i in range(9)]
+    summary = Simulator(fleet_factory(hardware=INSTANT)(), RouterPolicy(), trace).run().summary()
+    assert summary["ttft_p99_s"] == 0.0
+    assert summary["load_seconds"] == 0.0
+    assert summary["cold_loads"] >= 3  # each model loaded at least once
 
 
 def test_profile_summary_groups_leaf_frames_by_area():
