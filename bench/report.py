@@ -148,9 +148,10 @@ def routing_tables(report: dict[str, Any]) -> list[str]:
     return out
 
 
-# The policy before holds counted loading models as cheaper room (commit ed0873d), run by the
-# same commands on that commit: git show ed0873d:bench/results/routing_quality.json, and
-# --seeds 4 5 6 7 --rates 1 0.5 --azure none there. The reference for this round's change.
+# The policy before this round's two changes (a loading model counts as room a hold can wait
+# for; wait-loader), commit ed0873d, run by the same commands on that commit: git show
+# ed0873d:bench/results/routing_quality.json, and --seeds 4 5 6 7 --rates 1 0.5 --azure none
+# there. The reference for this round's changes.
 BEFORE_ROUND = {
     "routing_quality.json": "routing_quality_ed0873d.json",
     "routing_quality_seeds4-7.json": "routing_quality_seeds4-7_ed0873d.json",
@@ -158,7 +159,7 @@ BEFORE_ROUND = {
 
 
 def round_change_table() -> list[str]:
-    """The router's row, before this round's change and now, on every cell of both files:
+    """The router's row, before this round's changes and now, on every cell of both files:
     cold loads, p99 and mean TTFT."""
     out = [
         "| workload | cold loads before / now | change | p99 s before / now "
@@ -260,7 +261,7 @@ def deploy_tables(report: dict[str, Any]) -> list[str]:
 
 
 def main() -> None:
-    print("\n<!-- this round's change: the router before (ed0873d) and now -->\n")
+    print("\n<!-- this round's changes: the router before (ed0873d) and now -->\n")
     print("\n".join(round_change_table()))
     for name, render in (
         ("routing_quality.json", routing_tables),

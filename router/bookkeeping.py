@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from modelfleet.router.policy import Decision, Policy, Request
+from modelfleet.router.policy import TIMED_WAITS, Decision, Policy, Request
 from modelfleet.router.state import BackendState, FleetState, ModelState, ModelStatus
 
 OnDecision = Callable[[str, Decision, int], None]  # model, decision, queue depth
@@ -274,7 +274,7 @@ class Bookkeeping:
     def _decide(self, ticket: Ticket, now: float, hold_timer: bool = True) -> Decision:
         request = Request(ticket.model, self.fleet.size_mb(ticket.model), now - ticket.since)
         decision = self.policy.decide(self.fleet.view(now), request, now, ticket.exclude)
-        if decision.reason in ("hold-evict", "wait-loader") and hold_timer:
+        if decision.reason in TIMED_WAITS and hold_timer:
             self.wakeups.append(now + decision.wait_s)
         return decision
 

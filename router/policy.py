@@ -93,6 +93,8 @@ Reason = Literal[
     "wait-capacity",
     "no-backend",
 ]
+# Waits that end by the clock as well as by a change: the caller decides again by ``wait_s``.
+TIMED_WAITS: frozenset[Reason] = frozenset({"hold-evict", "wait-loader"})
 
 
 @dataclass(frozen=True)
