@@ -159,7 +159,6 @@ class Bookkeeping:
 
     def withdraw(self, ticket: Ticket) -> None:
         """A queued ticket gave up (deadline, client gone)."""
-        self.fleet.draining.pop(id(ticket), None)
         queue = self.queues.get(ticket.model)
         if queue is not None and ticket in queue:
             queue.remove(ticket)
@@ -275,10 +274,6 @@ class Bookkeeping:
     def _decide(self, ticket: Ticket, now: float, hold_timer: bool = True) -> Decision:
         request = Request(ticket.model, self.fleet.size_mb(ticket.model), now - ticket.since)
         decision = self.policy.decide(self.fleet.view(now), request, now, ticket.exclude)
-        if decision.action == "wait" and decision.evict:
-            self.fleet.draining[id(ticket)] = decision.evict
-        else:
-            self.fleet.draining.pop(id(ticket), None)
         if decision.reason in TIMED_WAITS and hold_timer:
             self.wakeups.append(now + decision.wait_s)
         return decision

@@ -71,9 +71,7 @@ Decision order (``reason`` says which rule fired):
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import os  # EXPERIMENT 5: the MF_* switches
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
@@ -166,7 +164,6 @@ class FleetView:
     queued: Mapping[str, int] = field(default_factory=dict)  # router queue depth per model
     load_s: Mapping[str, float] = field(default_factory=dict)  # expected load time
     service_s: Mapping[str, float] = field(default_factory=dict)  # expected slot hold time
-    draining: frozenset[tuple[str, str]] = frozenset()  # (backend, model) taking no new requests
 
 
 @dataclass(frozen=True)
@@ -213,9 +210,6 @@ class _Placement:
     host_mb: float  # the host's VRAM; inf = unknown
     pending_s: float = 0.0  # expected time of the loads already under way on the host
 
-    def _replace_cost(self, cost: float) -> _Placement:  # EXPERIMENT 5 (MF_HOSTPEN)
-        return dataclasses.replace(self, cost=cost)
-
 
 class Policy:
     """The decision order in the module docstring, as one pure function ``decide``."""
@@ -231,9 +225,6 @@ class Policy:
         exclude: frozenset[str] = frozenset(),
     ) -> Decision:
         model = request.model
-        if os.environ.get("MF_COSTW"):
-            weighted = {m: d * self._load_s(fleet, m) for m, d in fleet.demand.items()}
-            fleet = FleetView(**{**fleet.__dict__, "demand": weighted})
         candidates = [
             b
             for b in fleet.backends
@@ -247,9 +238,7 @@ class Policy:
         clean = [(b, r) for b, r in loaded if not r.spilled]
 
         # 1. resident, in GPU memory, with a free slot
-        free = [
-            (b, r) for b, r in clean if r.free_slots > 0 and (b.name, model) not in fleet.draining
-        ]
+        free = [(b, r) for b, r in clean if r.free_slots > 0]
         if free:
             backend, _ = min(free, key=lambda br: _busy_key(*br))
             return Decision("serve", "resident", backend.name)
@@ -303,21 +292,9 @@ class Policy:
         #    cheapest eviction loses more than the load gains (a busy host may free cheaper
         #    room meanwhile)
         if placements:
-            alpha = float(os.environ.get("MF_HOSTPEN", "0"))
-            if alpha:
-                smallest = min((p.host_mb for p in placements), default=math.inf)
-                placements = [
-                    p if p.host_mb <= smallest else p._replace_cost(p.cost * (1 + alpha))
-                    for p in placements
-                ]
             best = min(placements, key=_placement_key)
             # never held longer than its own load would take: a hold at most doubles it
             hold_s = min(self.params.max_hold_s, self._load_s(fleet, model))
-            if os.environ.get("MF_NOCAP"):
-                hold_s = self.params.max_hold_s
-            if os.environ.get("MF_BUDGET"):
-                budget = float(os.environ["MF_BUDGET"])
-                hold_s = min(self.params.max_hold_s, max(0.0, budget - self._load_s(fleet, model)))
             remaining = hold_s - request.waited_s
             if remaining > _HOLD_EPSILON_S and best.cost > fleet.demand.get(model, 0.0):
                 later = [
@@ -353,16 +330,6 @@ class Policy:
 
         # 8. every placement is blocked by busy models: wait for one to finish
         if loadable:
-            if os.environ.get("MF_DRAIN"):
-                later = [
-                    p
-                    for b in loadable
-                    if (p := self._placement(fleet, request, b, now, once_idle=True)) is not None
-                    and not p.spill
-                ]
-                if later:
-                    plan = min(later, key=_placement_key)
-                    return Decision("wait", "wait-capacity", plan.backend.name, evict=plan.evict)
             return Decision("wait", "wait-capacity", loadable[0].name)
         return Decision("reject", "no-backend")
 

@@ -220,7 +220,6 @@ class FleetState:
         self.config = config
         self.backends: dict[str, BackendState] = {b.name: BackendState(b) for b in config.backends}
         self.demand = DemandTracker(config.policy.demand_half_life_s)
-        self.draining: dict[int, tuple[tuple[str, str], ...]] = {}
         self.queued: dict[str, int] = {}
         self.load_s: dict[str, float] = {}  # EWMA of observed load times
         self.service_s: dict[str, float] = {}  # EWMA of observed slot hold times
@@ -306,7 +305,6 @@ class FleetState:
             queued=dict(self.queued),
             load_s=dict(self.load_s),
             service_s=dict(self.service_s),
-            draining=frozenset(pair for pairs in self.draining.values() for pair in pairs),
         )
 
     def _cached_view(self, state: BackendState, now: float) -> BackendView:
