@@ -30,17 +30,19 @@ import json
 import math
 import random
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import click
+import pydantic
+import yaml
 
 from modelfleet.deploy import bounds
 from modelfleet.router import policy
 from modelfleet.router.bookkeeping import Bookkeeping, Lease, Ticket
-from modelfleet.router.config import BackendConfig, ModelEntry, RouterConfig
+from modelfleet.router.config import BackendConfig, ModelEntry, PolicyConfig, RouterConfig
 from modelfleet.router.policy import Decision, DemandTracker
 from modelfleet.router.state import FleetState, ModelStatus
 
@@ -78,6 +80,7 @@ class HardwareModel:
 class SimModel:
     name: str
     size_mb: int  # weights + KV cache: what it occupies in VRAM
+    slots: int | None = None  # parallel requests for this model; None = the backend's
 
 
 @dataclass
@@ -118,11 +121,15 @@ class SimBackend:
             return len(self.waiting.get(model, ()))
         return sum(len(q) for q in self.waiting.values())
 
+    def model_slots(self, model: str) -> int:
+        entry = self.models.get(model)
+        return entry.slots if entry is not None and entry.slots else self.slots
+
     def free_slots(self, model: str) -> int:
         res = self.residency.get(model)
         if res is None or res.state != "loaded":
             return 0
-        return max(self.slots - res.in_flight, 0)
+        return max(self.model_slots(model) - res.in_flight, 0)
 
 
 @dataclass
@@ -189,7 +196,7 @@ class SimFleet:
                         f"backend {bc.name!r}, model {entry.name!r}: {size} MB does not fit "
                         f"in the backend's {bc.vram_mb} MB"
                     )
-                models[entry.name] = SimModel(entry.name, size)
+                models[entry.name] = SimModel(entry.name, size, entry.slots)
             backends.append(
                 SimBackend(
                     name=bc.name,
@@ -217,7 +224,10 @@ class SimFleet:
                     vram_mb=b.vram_mb,
                     slots=b.slots,
                     max_loaded=b.max_loaded,
-                    models=[ModelEntry(name=m.name, size_mb=m.size_mb) for m in b.models.values()],
+                    models=[
+                        ModelEntry(name=m.name, size_mb=m.size_mb, slots=m.slots)
+                        for m in b.models.values()
+                    ],
                 )
                 for b in self.backends
             ]
@@ -855,7 +865,7 @@ class Simulator:
         res = backend.residency.get(request.model)
         if res is not None:
             res.last_used = self.now
-        if res is not None and res.state == "loaded" and res.in_flight < backend.slots:
+        if res is not None and res.state == "loaded" and backend.free_slots(request.model):
             self._start(request, backend, res)
             return
         backend.waiting.setdefault(request.model, deque()).append(request)
@@ -893,7 +903,7 @@ class Simulator:
 
     def _fill_slots(self, backend: SimBackend, res: Residency) -> None:
         queue = backend.waiting.get(res.model)
-        while queue and res.in_flight < backend.slots:
+        while queue and res.in_flight < backend.model_slots(res.model):
             self._start(queue.popleft(), backend, res)
         if queue is not None and not queue:
             del backend.waiting[res.model]
@@ -1172,6 +1182,49 @@ def _fleet_config(inventory: str | None, router_config: str | None) -> RouterCon
         raise click.ClickException(str(exc)) from None
 
 
+def _with_policy_knobs(config: RouterConfig, knobs: Sequence[str]) -> RouterConfig:
+    """``config`` with each ``KNOB=VALUE`` of ``--set`` applied to its ``policy:`` section.
+    Values are read as YAML, as in router.yaml (``30``, ``false``).
+
+    Example: ``_with_policy_knobs(config, ["max_hold_s=30"]).policy.max_hold_s == 30.0``
+    """
+    updates: dict[str, Any] = {}
+    for item in knobs:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KNOB=VALUE", param_hint="--set")
+        if key not in PolicyConfig.model_fields:
+            known = ", ".join(PolicyConfig.model_fields)
+            raise click.BadParameter(
+                f"unknown policy knob {key!r} (known: {known})", param_hint="--set"
+            )
+        try:
+            updates[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise click.BadParameter(
+                f"{key}: {value!r} is not a value", param_hint="--set"
+            ) from None
+    if not updates:
+        return config
+    try:
+        knobs_now = PolicyConfig.model_validate(config.policy.model_dump() | updates)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.BadParameter(problems, param_hint="--set") from None
+    return config.model_copy(update={"policy": knobs_now})
+
+
+def _changed_knobs(knobs: PolicyConfig) -> str:
+    """The knobs that differ from the defaults, as ``a=1, b=2`` ("" when none do)."""
+    default = PolicyConfig()
+    return ", ".join(
+        f"{name}={value}"
+        for name, value in knobs.model_dump().items()
+        if value != getattr(default, name)
+    )
+
+
 @click.command("simulate")
 @click.option("--inventory", type=click.Path(dir_okay=False), help="plan this inventory offline")
 @click.option("--router-config", type=click.Path(dir_okay=False), help="or use a router.yaml")
@@ -1189,6 +1242,14 @@ def _fleet_config(inventory: str | None, router_config: str | None) -> RouterCon
     default=["all"],
     show_default=True,
 )
+@click.option(
+    "--set",
+    "knobs",
+    multiple=True,
+    metavar="KNOB=VALUE",
+    help="a router policy knob for the modelfleet row, over router.yaml's policy: section "
+    "(e.g. --set max_hold_s=30); repeatable",
+)
 @click.option("--keep-alive", type=float, help="unload after this many idle seconds")
 @click.option("--load-gbps", default=HardwareModel.load_gbps, show_default=True)
 @click.option("--load-fixed-s", default=HardwareModel.load_fixed_s, show_default=True)
@@ -1205,6 +1266,7 @@ def simulate_command(
     rate: float,
     duration: float,
     policy_names: tuple[str, ...],
+    knobs: tuple[str, ...],
     keep_alive: float | None,
     load_gbps: float,
     load_fixed_s: float,
@@ -1217,14 +1279,17 @@ def simulate_command(
     Reports cold loads, evictions, time to first token and throughput per policy, and the
     lower bounds on cold loads (LP relaxation, first touch). See docs/simulate.md.
 
+    The modelfleet row runs with the fleet's policy knobs (router.yaml's ``policy:``
+    section, or the inventory's router settings), changed by ``--set``.
+
     \b
     modelfleet simulate --inventory inventory/example.py --trace trace.jsonl
     modelfleet simulate --router-config /etc/modelfleet/router.yaml \\
-        --access-log /var/log/modelfleet/access.jsonl --policy modelfleet
+        --access-log /var/log/modelfleet/access.jsonl --policy modelfleet --set max_hold_s=30
     """
     if sum(map(bool, (trace_file, access_log, synthetic))) != 1:
         raise click.UsageError("give exactly one of --trace, --access-log or --synthetic")
-    config = _fleet_config(inventory, router_config)
+    config = _with_policy_knobs(_fleet_config(inventory, router_config), knobs)
     hardware = HardwareModel(
         load_gbps=load_gbps, load_fixed_s=load_fixed_s, mem_bandwidth_gbps=mem_bandwidth_gbps
     )
@@ -1244,7 +1309,11 @@ def simulate_command(
                 f"(catalog: {', '.join(sorted(fleet.model_names()))})"
             )
         names = list(POLICIES) if "all" in policy_names else list(dict.fromkeys(policy_names))
-        chosen = {name: POLICIES[name] for name in names}
+        # the modelfleet row with the fleet's own knobs, not the defaults
+        chosen: dict[str, Callable[[], Policy]] = {
+            name: (lambda: RouterPolicy(config)) if name == "modelfleet" else POLICIES[name]
+            for name in names
+        }
         result = compare(
             lambda: SimFleet.from_router_config(config, hardware),
             trace,
@@ -1261,10 +1330,14 @@ def simulate_command(
         f"{len(fleet.model_names())} models; trace: {len(trace)} requests over "
         f"{trace[-1].t - trace[0].t:.0f} s"
     )
+    changed = _changed_knobs(config.policy)
+    if changed and "modelfleet" in chosen:
+        click.echo(f"modelfleet policy knobs (others default): {changed}")
     for line in iter_table(result):
         click.echo(line)
     if json_out:
         result["fleet"] = fleet.describe()
+        result["policy_config"] = config.policy.model_dump()
         Path(json_out).write_text(json.dumps(result, indent=1) + "\n")
         click.echo(f"wrote {json_out}")
 

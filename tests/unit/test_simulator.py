@@ -354,6 +354,28 @@ def test_fleet_from_router_config_shares_host_vram():
     assert f.model_size("m") == 1024
 
 
+@pytest.mark.parametrize("make_policy", [RoundRobin, RouterPolicy])
+def test_a_models_own_slots_limit_it_as_the_router_does(make_policy):
+    # The backend runs 4 requests at once, but "big" was planned with one slot (llama-server
+    # --parallel 1): the second request for it waits for the first, in the router's
+    # bookkeeping (RouterPolicy) as on the backend (RoundRobin leaves queueing to it).
+    entries = [ModelEntry(name="big", size_mb=1024, slots=1), ModelEntry(name="a", size_mb=1024)]
+    config = RouterConfig(
+        backends=[
+            BackendConfig(name="b1", url="http://b1:1", vram_mb=4096, slots=4, models=entries)
+        ]
+    )
+    f = SimFleet.from_router_config(config, SIMPLE_HW)
+    assert f.by_name["b1"].model_slots("big") == 1
+    assert f.by_name["b1"].model_slots("a") == 4
+    trace = [req(0.0, "big", out=3, rid="r1"), req(0.0, "big", out=1, rid="r2")]
+    trace += [req(5.0, "a", out=3, rid="r3"), req(5.0, "a", out=1, rid="r4")]
+    served = {s.request.id: s for s in Simulator(f, make_policy(), trace).run().served}
+    assert served["r1"].first_token_at == 1.0  # after the 1 s load
+    assert served["r2"].first_token_at == served["r1"].finished_at == 4.0
+    assert served["r3"].first_token_at == served["r4"].first_token_at  # four slots: together
+
+
 def test_a_held_request_is_decided_again_when_its_hold_runs_out():
     # h1 holds "hot" (asked four times, busy until t=11), h2 is busy with "cold" for 200 s.
     # "new" (t=10) has to evict hot: without a hold as soon as hot is idle (t=11, + 2 s load);

@@ -11,11 +11,16 @@ from click.testing import CliRunner
 
 from modelfleet.deploy.simulate import (
     Request,
+    RouterPolicy,
+    SimFleet,
     SimulationError,
+    Simulator,
+    read_trace,
     simulate_command,
     trace_from_access_log,
     write_trace,
 )
+from modelfleet.router.config import RouterConfig
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = str(REPO / "inventory" / "example.py")
@@ -168,3 +173,62 @@ def test_access_log_without_requests_is_an_error(tmp_path):
     log.write_text('{"ts": 1, "path": "/metrics"}\n')
     with pytest.raises(SimulationError, match="no inference requests"):
         trace_from_access_log(log)
+
+
+def _alternating_trace(tmp_path: Path) -> Path:
+    trace = tmp_path / "trace.jsonl"
+    write_trace(
+        [Request(float(i), m) for i, m in enumerate(["small", "large", "medium", "small"] * 5)],
+        trace,
+    )
+    return trace
+
+
+def _modelfleet_loads(config: dict, trace: Path) -> int:
+    """The router's policy with ``config``'s knobs, run directly (not through the CLI)."""
+    router_config = RouterConfig.model_validate(config)
+    sim = Simulator(
+        SimFleet.from_router_config(router_config), RouterPolicy(router_config), read_trace(trace)
+    )
+    return sim.run().loads
+
+
+def test_the_modelfleet_row_runs_with_the_fleets_policy_knobs(tmp_path, router_yaml):
+    # 1.5 GB of headroom on 8 GB hosts: small and medium no longer fit side by side, so the
+    # knob changes what the router does on this trace.
+    trace = _alternating_trace(tmp_path)
+    with_headroom = ROUTER_YAML | {"policy": {"headroom_mb": 1500}}
+    expected = _modelfleet_loads(with_headroom, trace)
+    assert expected != _modelfleet_loads(ROUTER_YAML, trace)
+
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text(yaml.safe_dump(with_headroom))
+    runs = {
+        "router.yaml policy": ("--router-config", str(tuned)),
+        "--set": ("--router-config", router_yaml, "--set", "headroom_mb=1500"),
+    }
+    for label, fleet_args in runs.items():
+        out = tmp_path / "result.json"
+        code, text = run(
+            *fleet_args, "--trace", str(trace), "--policy", "modelfleet", "--json", str(out)
+        )
+        assert code == 0, text
+        assert "policy knobs (others default): headroom_mb=1500" in text, label
+        result = json.loads(out.read_text())
+        assert result["policies"]["modelfleet"]["cold_loads"] == expected, label
+        assert result["policy_config"]["headroom_mb"] == 1500
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("bogus=1", "unknown policy knob 'bogus' (known: headroom_mb,"),
+        ("max_hold_s=-1", "max_hold_s: Input should be greater than or equal to 0"),
+        ("max_hold_s=soon", "max_hold_s: Input should be a valid number"),
+        ("max_hold_s", "'max_hold_s': expected KNOB=VALUE"),
+    ],
+)
+def test_a_bad_policy_knob_is_named(router_yaml, setting, message):
+    code, text = run("--router-config", router_yaml, "--synthetic", "--set", setting)
+    assert code != 0
+    assert "--set" in text and message in text
