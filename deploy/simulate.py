@@ -1279,8 +1279,8 @@ def simulate_command(
     Reports cold loads, evictions, time to first token and throughput per policy, and the
     lower bounds on cold loads (LP relaxation, first touch). See docs/simulate.md.
 
-    The modelfleet row runs with the fleet's policy knobs (router.yaml's ``policy:``
-    section, or the inventory's router settings), changed by ``--set``.
+    The modelfleet row runs with the fleet's policy knobs (the policy: section of
+    router.yaml, or the inventory's router settings), changed by --set.
 
     \b
     modelfleet simulate --inventory inventory/example.py --trace trace.jsonl
