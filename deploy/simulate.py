@@ -42,7 +42,13 @@ import yaml
 from modelfleet.deploy import bounds
 from modelfleet.router import policy
 from modelfleet.router.bookkeeping import Bookkeeping, Lease, Ticket
-from modelfleet.router.config import BackendConfig, ModelEntry, PolicyConfig, RouterConfig
+from modelfleet.router.config import (
+    BackendConfig,
+    ModelEntry,
+    PolicyConfig,
+    QueueConfig,
+    RouterConfig,
+)
 from modelfleet.router.policy import Decision, DemandTracker
 from modelfleet.router.state import FleetState, ModelStatus
 
@@ -420,13 +426,15 @@ class Choice:
 
 
 Send = tuple[Request, Choice]  # a request the router sends now, and where
+Rejection = tuple[Request, str]  # a request the router refused, and why ("queue-full", "deadline")
 
 
 class Policy(Protocol):
     """The router in front of the simulated backends. The simulator tells it what happens
     (arrivals, loads, finished requests, models a backend dropped on its own) and sends what
     it returns. ``kick`` is asked after every event that may free capacity, and at every
-    time ``wakeups`` returns; ``held`` counts the requests it still keeps queued."""
+    time ``wakeups`` returns; ``held`` counts the requests it still keeps queued;
+    ``rejected`` hands over the requests it refused since it was last asked."""
 
     name: str
 
@@ -439,6 +447,8 @@ class Policy(Protocol):
     def wakeups(self) -> list[float]: ...
 
     def held(self) -> int: ...
+
+    def rejected(self) -> list[Rejection]: ...
 
     def load_began(self, backend: str, model: str, now: float) -> None: ...
 
@@ -472,6 +482,9 @@ class _Blind:
 
     def held(self) -> int:
         return 0
+
+    def rejected(self) -> list[Rejection]:
+        return []  # the backend queues whatever it is sent
 
     def load_began(self, backend: str, model: str, now: float) -> None:
         pass
@@ -625,18 +638,28 @@ class RouterPolicy:
     (queue, late binding, slots, residency, learning) around ``router.policy.Policy``, the
     same objects the aiohttp scheduler drives. This adapter only translates the simulator's
     events into the bookkeeping's calls, with the virtual time. ``demand`` replaces the
-    router's own demand tracker (a reference run with :class:`NextUseDemand`)."""
+    router's own demand tracker (a reference run with :class:`NextUseDemand`). ``queue``
+    applies the router's queue limits (``queue:`` in router.yaml): a request finding
+    ``max_per_model`` others of its model waiting is refused (``queue-full``), one still
+    waiting after ``deadline_s`` gives up (``deadline``); None = queue without limit."""
 
     name = "modelfleet"
 
     def __init__(
-        self, config: RouterConfig | None = None, demand: DemandTracker | None = None
+        self,
+        config: RouterConfig | None = None,
+        demand: DemandTracker | None = None,
+        queue: QueueConfig | None = None,
     ) -> None:
         self.config = config
         self.demand = demand
+        self.queue = queue
         self.books: Bookkeeping | None = None
         self._tickets: dict[int, Request] = {}  # id(ticket) -> the trace request it stands for
         self._leases: dict[str, Lease] = {}  # request id -> its slot
+        self._deadlines: deque[tuple[float, Ticket]] = deque()  # queued tickets, oldest first
+        self._new_deadlines: list[float] = []  # not yet handed to the simulator's timer
+        self._rejected: list[Rejection] = []
 
     def start(self, fleet: SimFleet) -> None:
         config = self.config or fleet.to_router_config()
@@ -654,13 +677,31 @@ class RouterPolicy:
     def arrive(self, request: Request, now: float) -> list[Send]:
         ticket = Ticket(request.model, since=request.t)
         self._tickets[id(ticket)] = request
-        arrival = self._books().arrive(ticket, now)
+        limit = self.queue.max_per_model if self.queue else None
+        arrival = self._books().arrive(ticket, now, limit=limit)
+        if arrival.outcome == "full":
+            self._rejected.append((self._tickets.pop(id(ticket)), "queue-full"))
+            return []
         if arrival.outcome == "queued":
+            if self.queue:  # every ticket waits the same deadline: FIFO order is time order
+                self._deadlines.append((now + self.queue.deadline_s, ticket))
+                self._new_deadlines.append(now + self.queue.deadline_s)
             return []
         return [self._send(ticket, arrival.lease, arrival.decision)]
 
     def kick(self, now: float) -> list[Send]:
-        return [self._send(b.ticket, b.lease, b.decision) for b in self._books().kick(now)]
+        sends = [self._send(b.ticket, b.lease, b.decision) for b in self._books().kick(now)]
+        # a ticket bound at its deadline's very instant made it; one still queued gives up
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, ticket = self._deadlines.popleft()
+            if id(ticket) in self._tickets:
+                self._books().withdraw(ticket)
+                self._rejected.append((self._tickets.pop(id(ticket)), "deadline"))
+        return sends
+
+    def rejected(self) -> list[Rejection]:
+        rejected, self._rejected = self._rejected, []
+        return rejected
 
     def _send(self, ticket: Ticket, lease: Lease | None, decision: Decision | None) -> Send:
         request = self._tickets.pop(id(ticket))
@@ -671,7 +712,8 @@ class RouterPolicy:
         return request, Choice(lease.backend.name, decision.evict, decision.reason)
 
     def wakeups(self) -> list[float]:
-        return self._books().take_wakeups()
+        deadlines, self._new_deadlines = self._new_deadlines, []
+        return self._books().take_wakeups() + deadlines
 
     def held(self) -> int:
         return sum(len(q) for q in self._books().queues.values())
@@ -720,6 +762,7 @@ class SimResult:
     duration_s: float
     decisions: dict[str, int]
     events: list[tuple[float, str, str]] = field(default_factory=list)
+    rejected: dict[str, int] = field(default_factory=dict)  # refused by the router, per reason
 
     def summary(self) -> dict[str, Any]:
         ttft = sorted(s.first_token_at - s.request.t for s in self.served)
@@ -727,6 +770,7 @@ class SimResult:
         return {
             "policy": self.policy,
             "requests": len(self.served),
+            "rejected": sum(self.rejected.values()),
             "cold_loads": self.loads,
             "replica_loads": self.replica_loads,
             "evictions": self.evictions,
@@ -739,6 +783,7 @@ class SimResult:
             "throughput_tokens_s": round(tokens / self.duration_s, 1),
             "makespan_s": round(self.duration_s, 1),
             "decisions": dict(sorted(self.decisions.items())),
+            "rejected_reasons": dict(sorted(self.rejected.items())),
         }
 
 
@@ -780,6 +825,7 @@ class Simulator:
         self._loads = self._replica_loads = self._evictions = 0
         self._load_seconds = 0.0
         self._decisions: dict[str, int] = {}
+        self._rejected: dict[str, int] = {}
         self._log: list[tuple[float, str, str]] = []
         self._retries: set[float] = set()  # wake-ups scheduled for held requests
 
@@ -830,6 +876,7 @@ class Simulator:
             duration_s=max(last - first, 1e-9),
             decisions=self._decisions,
             events=self._log,
+            rejected=self._rejected,
         )
 
     def _note(self, what: str, detail: str) -> None:
@@ -850,6 +897,9 @@ class Simulator:
             self._decisions[reason] = self._decisions.get(reason, 0) + 1
             self._note("route", f"{request.id}->{backend.name} ({choice.reason})")
             self._dispatch(request, backend, choice.evict)
+        for request, why in self.policy.rejected():
+            self._rejected[why] = self._rejected.get(why, 0) + 1
+            self._note("reject", f"{request.id} ({why})")
         for until in self.policy.wakeups():
             if until not in self._retries:  # one wake-up per instant is enough
                 self._retries.add(until)
@@ -1079,12 +1129,13 @@ def iter_table(comparison: dict[str, Any]) -> Iterator[str]:
     floor = best_bound(bound)
     yield (
         f"{'policy':<30}{'cold loads':>11}{'x bound':>9}{'evictions':>10}"
-        f"{'ttft p50 s':>11}{'ttft p99 s':>11}{'req/s':>8}"
+        f"{'ttft p50 s':>11}{'ttft p99 s':>11}{'req/s':>8}{'refused':>9}"
     )
     for label, s in comparison["policies"].items():
         yield (
             f"{label:<30}{s['cold_loads']:>11}{s['cold_loads'] / floor:>9.2f}{s['evictions']:>10}"
             f"{s['ttft_p50_s']:>11.2f}{s['ttft_p99_s']:>11.2f}{s['throughput_rps']:>8.3f}"
+            f"{s.get('rejected', 0):>9}"
         )
     rows = [
         ("lower bound (LP, pooled)", bound["lp"]),
@@ -1311,7 +1362,9 @@ def simulate_command(
         names = list(POLICIES) if "all" in policy_names else list(dict.fromkeys(policy_names))
         # the modelfleet row with the fleet's own knobs, not the defaults
         chosen: dict[str, Callable[[], Policy]] = {
-            name: (lambda: RouterPolicy(config)) if name == "modelfleet" else POLICIES[name]
+            name: (lambda: RouterPolicy(config, queue=config.queue))
+            if name == "modelfleet"
+            else POLICIES[name]
             for name in names
         }
         result = compare(
@@ -1330,9 +1383,15 @@ def simulate_command(
         f"{len(fleet.model_names())} models; trace: {len(trace)} requests over "
         f"{trace[-1].t - trace[0].t:.0f} s"
     )
-    changed = _changed_knobs(config.policy)
-    if changed and "modelfleet" in chosen:
-        click.echo(f"modelfleet policy knobs (others default): {changed}")
+    if "modelfleet" in chosen:
+        queue = config.queue
+        click.echo(
+            f"modelfleet router queue: at most {queue.max_per_model} waiting per model, "
+            f"{queue.deadline_s:g} s deadline (queue: in router.yaml); others queue on the backend"
+        )
+        changed = _changed_knobs(config.policy)
+        if changed:
+            click.echo(f"modelfleet policy knobs (others default): {changed}")
     for line in iter_table(result):
         click.echo(line)
     if json_out:

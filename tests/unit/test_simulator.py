@@ -31,7 +31,7 @@ from modelfleet.deploy.simulate import (
     read_trace,
     write_trace,
 )
-from modelfleet.router.config import BackendConfig, ModelEntry, RouterConfig
+from modelfleet.router.config import BackendConfig, ModelEntry, QueueConfig, RouterConfig
 
 # Round numbers: a 1 GB model loads in 1 s and decodes a token in 1 s; requests carry no
 # prompt tokens, so the times below are exact.
@@ -374,6 +374,25 @@ def test_a_models_own_slots_limit_it_as_the_router_does(make_policy):
     assert served["r1"].first_token_at == 1.0  # after the 1 s load
     assert served["r2"].first_token_at == served["r1"].finished_at == 4.0
     assert served["r3"].first_token_at == served["r4"].first_token_at  # four slots: together
+
+
+def test_the_router_queue_refuses_beyond_its_limit_and_gives_up_at_its_deadline():
+    # One backend, one slot. r1 loads "a" and holds the slot until t=11 (1 s load, 10 tokens);
+    # r2 waits in the router's queue, r3 finds it full (one waiting at most) and is refused;
+    # r2 gives up 2 s after it arrived. Without limits (queue=None) all three are served.
+    trace = [req(0.0, out=10, rid="r1"), req(0.5, rid="r2"), req(0.6, rid="r3")]
+    limits = QueueConfig(max_per_model=1, deadline_s=2.0)
+    sim = Simulator(fleet(("b1", 4096, 1)), RouterPolicy(queue=limits), trace, record_events=True)
+    result = sim.run()
+    assert [s.request.id for s in result.served] == ["r1"]
+    assert result.rejected == {"queue-full": 1, "deadline": 1}
+    refusals = [(t, detail) for t, what, detail in result.events if what == "reject"]
+    assert refusals == [(0.6, "r3 (queue-full)"), (2.5, "r2 (deadline)")]
+    summary = result.summary()
+    assert (summary["requests"], summary["rejected"]) == (1, 2)
+
+    unbounded = Simulator(fleet(("b1", 4096, 1)), RouterPolicy(), trace).run()
+    assert len(unbounded.served) == 3 and unbounded.rejected == {}
 
 
 def test_a_held_request_is_decided_again_when_its_hold_runs_out():

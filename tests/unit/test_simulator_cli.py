@@ -74,8 +74,9 @@ def test_synthetic_trace_on_the_example_inventory(tmp_path):
         "least-connections",
         "least-models",
     }
-    # every policy served the whole trace
-    assert {p["requests"] for p in result["policies"].values()} == {result["requests"]}
+    # no request lost: each was served, or refused by the router's queue limits
+    for policy in result["policies"].values():
+        assert policy["requests"] + policy["rejected"] == result["requests"]
 
 
 def test_trace_file_with_one_policy(tmp_path, router_yaml):
@@ -232,3 +233,23 @@ def test_a_bad_policy_knob_is_named(router_yaml, setting, message):
     code, text = run("--router-config", router_yaml, "--synthetic", "--set", setting)
     assert code != 0
     assert "--set" in text and message in text
+
+
+def test_the_modelfleet_row_applies_the_router_queue_limits(tmp_path):
+    # "large" fits on one backend at a time per host; with no waiting allowed (max_per_model
+    # 0) the router refuses what it cannot place at once, as the live router answers 429.
+    config = ROUTER_YAML | {"queue": {"max_per_model": 0}}
+    path = tmp_path / "router.yaml"
+    path.write_text(yaml.safe_dump(config))
+    trace = tmp_path / "trace.jsonl"
+    write_trace([Request(0.0, "large", output_tokens=500) for _ in range(6)], trace)
+    out = tmp_path / "result.json"
+    code, text = run("--router-config", str(path), "--trace", str(trace), "--json", str(out))
+    assert code == 0, text
+    assert "modelfleet router queue: at most 0 waiting per model, 120 s deadline" in text
+    policies = json.loads(out.read_text())["policies"]
+    router = policies["modelfleet"]
+    assert router["rejected"] > 0
+    assert router["requests"] + router["rejected"] == 6
+    assert router["rejected_reasons"] == {"queue-full": router["rejected"]}
+    assert policies["round-robin"]["rejected"] == 0  # the backend queues what it is sent
