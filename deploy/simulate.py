@@ -48,6 +48,7 @@ from modelfleet.router.config import (
     PolicyConfig,
     QueueConfig,
     RouterConfig,
+    validation_problems,
 )
 from modelfleet.router.policy import Decision, DemandTracker
 from modelfleet.router.state import FleetState, ModelStatus
@@ -1135,7 +1136,7 @@ def iter_table(comparison: dict[str, Any]) -> Iterator[str]:
         yield (
             f"{label:<30}{s['cold_loads']:>11}{s['cold_loads'] / floor:>9.2f}{s['evictions']:>10}"
             f"{s['ttft_p50_s']:>11.2f}{s['ttft_p99_s']:>11.2f}{s['throughput_rps']:>8.3f}"
-            f"{s.get('rejected', 0):>9}"
+            f"{s['rejected']:>9}"
         )
     rows = [
         ("lower bound (LP, pooled)", bound["lp"]),
@@ -1261,19 +1262,8 @@ def _with_policy_knobs(config: RouterConfig, knobs: Sequence[str]) -> RouterConf
     try:
         knobs_now = PolicyConfig.model_validate(config.policy.model_dump() | updates)
     except pydantic.ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise click.BadParameter(problems, param_hint="--set") from None
+        raise click.BadParameter(validation_problems(exc), param_hint="--set") from None
     return config.model_copy(update={"policy": knobs_now})
-
-
-def _changed_knobs(knobs: PolicyConfig) -> str:
-    """The knobs that differ from the defaults, as ``a=1, b=2`` ("" when none do)."""
-    default = PolicyConfig()
-    return ", ".join(
-        f"{name}={value}"
-        for name, value in knobs.model_dump().items()
-        if value != getattr(default, name)
-    )
 
 
 @click.command("simulate")
@@ -1389,7 +1379,8 @@ def simulate_command(
             f"modelfleet router queue: at most {queue.max_per_model} waiting per model, "
             f"{queue.deadline_s:g} s deadline (queue: in router.yaml); others queue on the backend"
         )
-        changed = _changed_knobs(config.policy)
+        non_default = config.policy.model_dump(exclude_defaults=True)
+        changed = ", ".join(f"{name}={value}" for name, value in non_default.items())
         if changed:
             click.echo(f"modelfleet policy knobs (others default): {changed}")
     for line in iter_table(result):

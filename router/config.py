@@ -338,11 +338,16 @@ def load_config(path: str | Path) -> RouterConfig:
     try:
         return RouterConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {_redacted(err['msg'])}"
-            for err in exc.errors(include_input=False, include_context=False)
-        )
-        raise ConfigError(f"{path}: {problems}") from None
+        raise ConfigError(f"{path}: {validation_problems(exc)}") from None
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """Each problem as ``key.path: message``, without the offending values (they may be
+    secrets). Example: ``"queue.deadline_s: Input should be greater than 0"``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {_redacted(err['msg'])}"
+        for err in exc.errors(include_input=False, include_context=False)
+    )
 
 
 _KEY = re.compile(r"^\s*(?:-\s*)?([A-Za-z_][A-Za-z0-9_.-]*)\s*:")
