@@ -64,6 +64,10 @@ def _lp(s: dict[str, Any]) -> int:
     return max(bound["lp"] or 0, bound["first_touch"], 1)
 
 
+def _ratio(loads: int, bound: int | None) -> str:
+    return f"{loads / bound:.2f}" if bound else ""
+
+
 def _reference_cell(ref: dict[str, Any] | None, before: tuple[int, float] | None) -> str:
     """ "loads (change against before v2), p99" of a reference run, or empty."""
     if not ref:
@@ -91,6 +95,12 @@ def routing_tables(report: dict[str, Any]) -> list[str]:
         bound = s["lower_bound"]
         out.append(f"| {s['label']} | *lower bound: LP relaxation, pooled* | {bound['lp']} "
                    "| 1.00 | | | | |")  # fmt: skip
+        if bound.get("integer"):
+            out.append(f"| {s['label']} | *lower bound: integer program, pooled, root node* "
+                       f"| {bound['integer']} | {bound['integer'] / lp:.2f} | | | | |")  # fmt: skip
+            out.append(f"| {s['label']} | *best pooled schedule found (reference: zero-time, "
+                       f"one pool; not a bound)* | {bound['integer_schedule']} "
+                       f"| {bound['integer_schedule'] / lp:.2f} | | | | |")  # fmt: skip
         out.append(f"| {s['label']} | *lower bound: first touch* | {bound['first_touch']} "
                    f"| {bound['first_touch'] / lp:.2f} | | | | |")  # fmt: skip
         out.append(f"| {s['label']} | *Belady replay (reference heuristic, not a bound)* "
@@ -108,12 +118,13 @@ def routing_tables(report: dict[str, Any]) -> list[str]:
 
     out.append("\n### Against the targets\n")
     out.append(
-        "| workload | router cold loads | x LP bound | before v2 | change | router p99 s "
+        "| workload | router cold loads | x LP bound | x integer bound | before v2 | change "
+        "| router p99 s "
         "| before v2 p99 s | scale-outs | "
         + " | ".join(f"{head}: loads (change), p99 s" for _, head in REFERENCES.values())
         + " | baselines better on both loads and p99 |"
     )
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(REFERENCES) + "---|")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(REFERENCES) + "---|")
     for s in report["scenarios"]:
         mf = s["policies"][ROUTER]
         before = BEFORE_V2.get((s.get("seed"), s.get("rate_rps")))
@@ -128,6 +139,7 @@ def routing_tables(report: dict[str, Any]) -> list[str]:
         refs = [_reference_cell(s.get(key), before) for key in REFERENCES]
         out.append(
             f"| {s['label']} | {mf['cold_loads']} | {mf['cold_loads'] / _lp(s):.2f} "
+            f"| {_ratio(mf['cold_loads'], s['lower_bound'].get('integer'))} "
             f"| {before[0] if before else ''} | {change} | {mf['ttft_p99_s']:.1f} "
             f"| {before[1] if before else ''} | {mf['decisions'].get('scale-out', 0)} "
             f"| {' | '.join(refs)} | {', '.join(beaten) or 'none'} |"

@@ -219,7 +219,9 @@ def fleet_factory(
 def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
     """One workload, every policy, the bounds and the reference runs. Pure and deterministic."""
     trace = cell_trace(cell)
-    result = compare(fleet_factory(), trace, policies(), keep_alive_s=cell["keep_alive_s"])
+    result = compare(
+        fleet_factory(), trace, policies(), keep_alive_s=cell["keep_alive_s"], integer_bound=True
+    )
 
     def reference(policy: RouterPolicy, hardware: HardwareModel | None = None) -> dict[str, Any]:
         """The modelfleet row's rules with one thing changed: demand or hardware."""

@@ -1065,22 +1065,29 @@ class Simulator:
 # --------------------------------------------------------------------------- offline bounds
 
 
-def cold_load_bounds(trace: Sequence[Request], fleet: SimFleet) -> dict[str, Any]:
+def cold_load_bounds(
+    trace: Sequence[Request], fleet: SimFleet, integer: bool = False
+) -> dict[str, Any]:
     """Lower bounds on any policy's cold loads for ``trace`` on ``fleet`` (see
     ``deploy/bounds.py`` for what each assumes), and the Belady reference heuristic.
 
     ``lp``: the LP relaxation of the pooled problem (None when scipy is missing);
-    ``first_touch``: distinct models; ``belady_reference``: NOT a bound.
+    ``first_touch``: distinct models; ``belady_reference``: NOT a bound. ``integer`` adds
+    ``integer`` (the pooled integer program's bound at its root node, a few seconds more)
+    and ``integer_schedule`` (the best pooled schedule it found: a reference, NOT a bound).
     """
     models = [r.model for r in trace]
     sizes = {m: fleet.model_size(m) for m in set(models)}
     capacity = sum(fleet.host_budget_mb(h) for h in fleet.hosts()) or math.inf
+    result: dict[str, Any] = {}
     try:
-        lp: int | None = bounds.lp_bound(models, sizes, capacity)
+        result["lp"] = bounds.lp_bound(models, sizes, capacity)
+        if integer:
+            found = bounds.integer_bound(models, sizes, capacity)
+            result |= {"integer": found.bound, "integer_schedule": found.schedule}
     except bounds.BoundUnavailable:
-        lp = None
-    return {
-        "lp": lp,
+        result["lp"] = None
+    return result | {
         "first_touch": bounds.first_touch(models),
         "belady_reference": bounds.belady_reference(models, sizes, capacity),
         "capacity_mb": capacity,
@@ -1089,7 +1096,7 @@ def cold_load_bounds(trace: Sequence[Request], fleet: SimFleet) -> dict[str, Any
 
 def best_bound(bound: dict[str, Any]) -> int:
     """The tightest valid bound in a :func:`cold_load_bounds` result."""
-    return max(bound["lp"] or 0, bound["first_touch"], 1)
+    return max(bound["lp"] or 0, bound.get("integer") or 0, bound["first_touch"], 1)
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -1109,8 +1116,10 @@ def compare(
     policies: dict[str, Any],
     *,
     keep_alive_s: float | None = None,
+    integer_bound: bool = False,
 ) -> dict[str, Any]:
-    """Run every policy on a fresh fleet; add the offline reference. Pure and deterministic."""
+    """Run every policy on a fresh fleet; add the lower bounds (``integer_bound``: the integer
+    program's too, see :func:`cold_load_bounds`). Pure and deterministic."""
     results: dict[str, Any] = {}
     for label, make_policy in policies.items():
         sim = Simulator(fleet_factory(), make_policy(), trace, keep_alive_s=keep_alive_s)
@@ -1118,7 +1127,7 @@ def compare(
     return {
         "requests": len(trace),
         "models_in_trace": len({r.model for r in trace}),
-        "lower_bound": cold_load_bounds(trace, fleet_factory()),
+        "lower_bound": cold_load_bounds(trace, fleet_factory(), integer=integer_bound),
         "policies": results,
     }
 
@@ -1140,6 +1149,7 @@ def iter_table(comparison: dict[str, Any]) -> Iterator[str]:
         )
     rows = [
         ("lower bound (LP, pooled)", bound["lp"]),
+        *([("lower bound (integer, pooled)", bound["integer"])] if "integer" in bound else []),
         ("lower bound (first touch)", bound["first_touch"]),
         ("Belady (heuristic, no bound)", bound["belady_reference"]),
     ]

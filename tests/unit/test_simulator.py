@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from modelfleet.deploy.bounds import belady_reference, first_touch, lp_bound
+from modelfleet.deploy.bounds import belady_reference, first_touch, integer_bound, lp_bound
 from modelfleet.deploy.simulate import (
     HardwareModel,
     LeastConnections,
@@ -25,6 +25,7 @@ from modelfleet.deploy.simulate import (
     Simulator,
     TraceRates,
     TraceSpec,
+    best_bound,
     cold_load_bounds,
     generate_trace,
     percentile,
@@ -297,6 +298,31 @@ def test_lp_bound_is_never_above_the_exact_optimum():
         models = "".join(rng.choice("abcd") for _ in range(9))
         bound = lp_bound(list(models), sizes, 4)
         assert first_touch(models) <= bound <= _pooled_optimum(models, sizes, 4), (models, sizes)
+
+
+def test_integer_bound_lies_between_the_lp_and_the_exact_optimum():
+    rng = random.Random(1)
+    for _ in range(60):
+        sizes = {m: rng.choice([1, 2, 3]) for m in "abcd"}
+        models = list("".join(rng.choice("abcd") for _ in range(9)))
+        exact = _pooled_optimum("".join(models), sizes, 4)
+        root = integer_bound(models, sizes, 4)
+        assert lp_bound(models, sizes, 4) <= root.bound <= exact, (models, sizes)
+        assert root.schedule is None or root.schedule >= exact  # a schedule, so never below
+        # searched to the end, the bound is the optimum and the schedule achieves it
+        assert integer_bound(models, sizes, 4, node_limit=10_000) == (exact, exact)
+
+
+def test_integer_bound_closes_the_lps_half_kept_models():
+    # a b a b with room for one of the two: the LP keeps half of each between its requests
+    # (3 loads); kept whole or not at all, one reuse must go (4, the true optimum)
+    models, sizes = list("abab"), {"a": 10, "b": 10}
+    assert lp_bound(models, sizes, 15) == 3
+    assert integer_bound(models, sizes, 15) == (4, 4)
+    f = fleet(("b1", 15, 1), models=sizes)
+    bound = cold_load_bounds([req(float(i), m) for i, m in enumerate(models)], f, integer=True)
+    assert (bound["lp"], bound["integer"], bound["integer_schedule"]) == (3, 4, 4)
+    assert best_bound(bound) == 4
 
 
 def test_belady_with_sizes_is_a_heuristic_not_a_bound():
