@@ -93,6 +93,22 @@ def test_trace_file_with_one_policy(tmp_path, router_yaml):
     assert "trace: 20 requests" in text
 
 
+def test_integer_bound_is_printed_on_request(tmp_path, router_yaml):
+    trace = tmp_path / "trace.jsonl"
+    write_trace([Request(float(i), m) for i, m in enumerate(["large", "medium"] * 6)], trace)
+    out = tmp_path / "result.json"
+    args = ["--router-config", router_yaml, "--trace", str(trace), "--policy", "modelfleet"]
+    code, text = run(*args)
+    assert code == 0, text
+    assert "integer" not in text
+    code, text = run(*args, "--integer-bound", "--json", str(out))
+    assert code == 0, text
+    bound = json.loads(out.read_text())["lower_bound"]
+    # large and medium fit the pooled 16 GB together: two loads, proven by both bounds
+    assert (bound["lp"], bound["integer"], bound["integer_schedule"]) == (2, 2, 2)
+    assert "lower bound (integer, pooled)" in text
+
+
 def test_unknown_model_in_trace_lists_the_catalog(tmp_path, router_yaml):
     trace = tmp_path / "trace.jsonl"
     write_trace([Request(0.0, "small"), Request(1.0, "gigantic")], trace)
