@@ -56,11 +56,15 @@ def routing_plots(report: dict[str, Any]) -> None:
     lp = [c["lower_bound"]["lp"] for c in cells]
     centers = [k + 0.4 - width / 2 for k in range(len(cells))]
     ax.scatter(centers, lp, marker="_", s=900, color="black", label="LP lower bound", zorder=3)
+    integer = [c["lower_bound"].get("integer") for c in cells]
+    if all(integer):
+        ax.scatter(centers, integer, marker="_", s=900, color="grey", zorder=3,
+                   label="integer lower bound (root node)")  # fmt: skip
     ax.set_xticks(centers)
     ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("cold loads in 1 h (log; fewer is better)")
-    ax.set_title("Cold loads per workload, with the LP lower bound")
+    ax.set_title("Cold loads per workload, with the LP and integer lower bounds")
     ax.legend(fontsize=8, ncol=3)
     _save(fig, "routing_cold_loads.png")
 
