@@ -163,7 +163,7 @@ async def admin_load(request: web.Request) -> web.Response:
     model = router.fleet.resolve(await _model_arg(request)) or await _model_arg(request)
     books = router.scheduler.books  # residency changes go through the one bookkeeping
     books.set_status(state.model(model), "loading", time.monotonic())
-    router.metrics.loads.labels(state.name, model).inc()
+    router.metrics.loads.labels(state.name, model, "admin").inc()
     # the other replicas see the load at once (requests for the model join it), not at their
     # next poll; an admin load takes no load lease: the operator chose the backend
     if router.shared is not None:

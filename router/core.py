@@ -185,8 +185,8 @@ class Router:
         backend = decision.backend or ""
         self.metrics.decisions.labels(backend, model, decision.reason).inc()
 
-    def _on_load(self, backend: str, model: str) -> None:
-        self.metrics.loads.labels(backend, model).inc()
+    def _on_load(self, backend: str, model: str, reason: str) -> None:
+        self.metrics.loads.labels(backend, model, reason).inc()
 
     def record_failure(self, state: BackendState, kind: str) -> None:
         """A passive signal: 5xx, connection error or stall. Enough in a row ejects it."""

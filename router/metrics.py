@@ -89,8 +89,8 @@ class Metrics:
         )
         self.loads = Counter(
             "modelfleet_loads",
-            "Model loads started by the router",
-            ["backend", "model"],
+            "Model loads started by the router, by why (the decision's reason, or admin)",
+            ["backend", "model", "reason"],
             registry=r,
         )
         self.evictions = Counter(

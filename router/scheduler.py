@@ -70,7 +70,7 @@ class _LoadClaim:
 
 Unload = Callable[[str, str], Awaitable[None]]  # (backend name, model)
 OnDecision = Callable[[str, Decision], None]
-OnLoad = Callable[[str, str], None]  # (backend name, model): a load really goes out
+OnLoad = Callable[[str, str, str], None]  # (backend, model, reason): a load really goes out
 
 
 class Scheduler:
@@ -90,7 +90,7 @@ class Scheduler:
         self.fleet = fleet
         self.unload = unload
         self.on_decision = on_decision or (lambda model, decision: None)
-        self.on_load = on_load or (lambda backend, model: None)
+        self.on_load = on_load or (lambda backend, model, reason: None)
         self.books = Bookkeeping(fleet, policy, self._record)
         self.waiters: dict[Ticket, _Waiter] = {}
         self._wakeups: set[float] = set()  # loop times of pending hold wake-ups
@@ -196,7 +196,7 @@ class Scheduler:
             claim = self._claims[key] = _LoadClaim(asyncio.ensure_future(self._claim(lease)))
         else:
             if lease.decision.action == "load":
-                self.on_load(lease.backend.name, lease.model)
+                self.on_load(lease.backend.name, lease.model, lease.decision.reason)
             if lease.decision.evict:
                 lease.ready = asyncio.ensure_future(self._evict(lease.decision.evict))
             return lease
@@ -229,7 +229,7 @@ class Scheduler:
         if lease.released:  # its client went away while we claimed: no load, no evictions
             self._end_shared_load(lease, ok=False)
             return
-        self.on_load(lease.backend.name, lease.model)
+        self.on_load(lease.backend.name, lease.model, lease.decision.reason)
         if lease.decision.evict:
             await self._evict(lease.decision.evict)
 

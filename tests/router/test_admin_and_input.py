@@ -69,6 +69,8 @@ async def test_admin_load_and_unload(ollama, make_router):
     assert [m["backend"] for m in ps["models"]] == ["o"]
     resp = await client.post("/api/generate", json=gen())
     assert resp.headers["X-Modelfleet-Reason"] == "resident"
+    metrics = await (await client.get("/metrics", headers=admin(client))).text()
+    assert f'modelfleet_loads_total{{backend="o",model="{MODEL}",reason="admin"}} 1.0' in metrics
     unloaded = await client.post(
         "/admin/backends/o/unload", json={"model": MODEL}, headers=admin(client)
     )
@@ -121,7 +123,7 @@ async def test_probes_and_metrics(ollama, make_router):
         'modelfleet_requests_total{api="ollama",backend="o",model="qwen2.5:0.5b",status="200"} 2.0'
         in text
     )
-    assert 'modelfleet_loads_total{backend="o",model="qwen2.5:0.5b"} 1.0' in text
+    assert 'modelfleet_loads_total{backend="o",model="qwen2.5:0.5b",reason="load-fits"} 1.0' in text
     assert (
         'modelfleet_routing_decisions_total{backend="o",model="qwen2.5:0.5b",reason="resident"}'
         in text
