@@ -316,7 +316,11 @@ def test_a_cold_model_loads_once_for_both_replicas(replicas: Replicas) -> None:
     for host in replicas.hosts:  # cold: unloaded on both backends, and both routers know it
         backend = f"http://{replicas.hosts[host].address}:{BACKEND_PORT}"
         post_json(f"{backend}/models/unload", {"model": GEMMA})
-        wait_for(f"gemma unloaded on {host}", lambda h=host: loaded_on(replicas, h) != "loaded", 60)
+
+        def unloaded(host: str = host) -> bool:
+            return loaded_on(replicas, host) != "loaded"
+
+        wait_for(f"gemma unloaded on {host}", unloaded, 60)
     time.sleep(5)  # more than two router polls: both replicas saw the backends cold
     sent_before = loads_sent(replicas)
     reconnects_before = {h: redis_link(replicas, h)["reconnects"] for h in replicas.hosts}

@@ -20,13 +20,16 @@ import anthropic
 import ollama
 import openai
 import pytest
+from anthropic.types import MessageParam
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
+from pydantic import SecretStr
 
 from modelfleet.deploy.lab import llama
 from tests.real.conftest import router_process
 
 pytestmark = pytest.mark.real
 KEY = "compat-client-key"
-TOOLS = [
+TOOLS: list[ChatCompletionToolParam] = [
     {
         "type": "function",
         "function": {
@@ -36,7 +39,8 @@ TOOLS = [
         },
     }
 ]
-HI = [{"role": "user", "content": "Say hi."}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hi."}]
+HI_ANTHROPIC: list[MessageParam] = [{"role": "user", "content": "Say hi."}]
 
 
 @pytest.fixture(scope="module")
@@ -152,23 +156,23 @@ def test_openai_client(router_url: str) -> None:
 
 def test_anthropic_client(router_url: str) -> None:
     client = anthropic.Anthropic(base_url=router_url, api_key=KEY, max_retries=0)  # x-api-key
-    message = client.messages.create(model="gemma", max_tokens=8, messages=HI)
+    message = client.messages.create(model="gemma", max_tokens=8, messages=HI_ANTHROPIC)
     assert message.type == "message" and message.content[0].type == "text"
     assert message.stop_reason in ("end_turn", "max_tokens") and message.usage.output_tokens > 0
-    with client.messages.stream(model="gemma", max_tokens=8, messages=HI) as stream:
+    with client.messages.stream(model="gemma", max_tokens=8, messages=HI_ANTHROPIC) as stream:
         final = stream.get_final_message()
     assert final.content and final.stop_reason in ("end_turn", "max_tokens")
-    counted = client.messages.count_tokens(model="gemma", messages=HI)
+    counted = client.messages.count_tokens(model="gemma", messages=HI_ANTHROPIC)
     assert counted.input_tokens > 0
     with pytest.raises(anthropic.NotFoundError) as unknown:
-        client.messages.create(model="nope", max_tokens=8, messages=HI)
+        client.messages.create(model="nope", max_tokens=8, messages=HI_ANTHROPIC)
     assert unknown.value.body == {
         "type": "error",
         "error": {"type": "not_found_error", "message": "model 'nope' not found on any backend"},
     }
     wrong = anthropic.Anthropic(base_url=router_url, api_key="wrong", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
-        wrong.messages.create(model="gemma", max_tokens=8, messages=HI)
+        wrong.messages.create(model="gemma", max_tokens=8, messages=HI_ANTHROPIC)
 
 
 # -- LangChain ------------------------------------------------------------------------------
@@ -186,7 +190,11 @@ def test_langchain_chat_ollama_and_chat_openai(router_url: str) -> None:
     assert reply.type == "ai" and reply.response_metadata["done"] is True
     assert len(list(ollama_chat.stream("Say hi."))) > 1
     openai_chat = ChatOpenAI(
-        model="gemma", base_url=router_url + "/v1", api_key=KEY, max_tokens=4, max_retries=0
+        model="gemma",
+        base_url=router_url + "/v1",
+        api_key=SecretStr(KEY),
+        max_completion_tokens=4,  # the field max_tokens, by its alias
+        max_retries=0,
     )
     reply = openai_chat.invoke("Say hi.")
     assert reply.type == "ai" and reply.response_metadata["finish_reason"] in ("stop", "length")
@@ -194,8 +202,8 @@ def test_langchain_chat_ollama_and_chat_openai(router_url: str) -> None:
     responses_chat = ChatOpenAI(
         model="gemma",
         base_url=router_url + "/v1",
-        api_key=KEY,
-        max_tokens=16,
+        api_key=SecretStr(KEY),
+        max_completion_tokens=16,
         max_retries=0,
         use_responses_api=True,
     )

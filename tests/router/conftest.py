@@ -24,6 +24,7 @@ from modelfleet.router.api import ROUTER
 from modelfleet.router.app import create_app
 from modelfleet.router.config import RouterConfig
 from modelfleet.router.core import Router
+from modelfleet.router.shared import SharedState
 
 ADMIN_TOKEN = "test-admin-token"
 
@@ -107,9 +108,15 @@ async def openai_upstream(
 
 
 def router_of(client: TestClient[Any, Any]) -> Router:
-    app = client.server.app
-    assert app is not None
-    return app[ROUTER]
+    assert isinstance(client.server, TestServer)
+    return client.server.app[ROUTER]
+
+
+def shared_of(client: TestClient[Any, Any]) -> SharedState:
+    """The replica's shared state (Redis), which this test's router must have."""
+    shared = router_of(client).shared
+    assert shared is not None
+    return shared
 
 
 def admin(client: TestClient[Any, Any]) -> dict[str, str]:

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -22,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 async def test_single_model_llama_server_loading_then_loaded(make_router, aiohttp_server):
     """llama-server with one model: ``meta: null`` in /v1/models while it loads."""
-    state = {"meta": None}
+    state: dict[str, Any] = {"meta": None}
 
     async def models(request: web.Request) -> web.Response:
         if request.path == "/models":
@@ -98,7 +99,8 @@ async def test_cpu_spilled_copy_loses_to_a_clean_load(ollama, make_router):
     assert lines[-1]["done"] is True
     assert resp.headers["X-Modelfleet-Backend"] == "large"
     assert resp.headers["X-Modelfleet-Reason"] == "load-fits"
-    assert router.fleet.backends["small"].models["big:1b"].vram_mb < 3000
+    vram_mb = router.fleet.backends["small"].models["big:1b"].vram_mb
+    assert vram_mb is not None and vram_mb < 3000
 
 
 def test_parse_time_handles_nanoseconds_and_zero():

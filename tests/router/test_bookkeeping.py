@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from modelfleet.router.bookkeeping import Bookkeeping, Ticket
+from modelfleet.router.bookkeeping import Arrival, Bookkeeping, Bound, Lease, Ticket
 from modelfleet.router.config import BackendConfig, ModelEntry, RouterConfig
-from modelfleet.router.policy import Policy, PolicyParams
+from modelfleet.router.policy import Decision, Policy, PolicyParams
 from modelfleet.router.state import FleetState
 
 SIZES = {"small": 4_000, "mid": 12_000, "big": 20_000, "hot": 20_000, "new": 20_000}
@@ -34,27 +34,39 @@ def status(b: Bookkeeping, backend: str, model: str) -> str:
     return b.fleet.backends[backend].model(model).status
 
 
+def decided(step: Arrival | Bound) -> Decision:
+    """The policy's answer, which this step must have had."""
+    assert step.decision is not None
+    return step.decision
+
+
+def leased(step: Arrival | Bound) -> Lease:
+    """The slot this step was bound to, which it must have been."""
+    assert step.lease is not None
+    return step.lease
+
+
 def test_queue_is_fifo_and_binds_late_when_the_slot_frees():
     b = books("a")
     first = b.arrive(Ticket("small", since=0.0), now=0.0)
-    assert (first.outcome, first.decision.reason) == ("bound", "load-fits")
+    assert (first.outcome, decided(first).reason) == ("bound", "load-fits")
     assert status(b, "a", "small") == "loading"
     second = b.arrive(Ticket("small", since=1.0), now=1.0)
-    assert (second.outcome, second.decision.reason) == ("queued", "wait-load")
+    assert (second.outcome, decided(second).reason) == ("queued", "wait-load")
     third = b.arrive(Ticket("small", since=2.0), now=2.0)
     assert (third.outcome, third.decision) == ("queued", None)  # behind others: not asked
     assert b.fleet.queued == {"small": 2}
 
-    b.ready(first.lease, now=5.0)
+    b.ready(leased(first), now=5.0)
     assert status(b, "a", "small") == "loaded"
     assert b.fleet.load_s["small"] == 5.0  # from bind to first byte
     assert b.kick(now=5.0) == []  # the one slot is still taken
-    b.release(first.lease, now=7.0, ok=True)
+    b.release(leased(first), now=7.0, ok=True)
     assert b.fleet.service_s["small"] == 2.0  # from when the model was ready, not from bind
 
     handed = b.kick(now=7.0)
     assert [(h.ticket.since, h.decision.reason) for h in handed] == [(1.0, "resident")]
-    assert handed[0].lease.queued_s == 6.0
+    assert leased(handed[0]).queued_s == 6.0
     assert b.fleet.queued == {"small": 1}
 
 
@@ -87,17 +99,17 @@ def test_withdrawn_tickets_leave_the_queue_and_its_count():
 
 def test_victims_are_cold_from_the_moment_the_load_is_bound():
     b = books("a")
-    big = b.arrive(Ticket("big", since=0.0), now=0.0).lease
+    big = leased(b.arrive(Ticket("big", since=0.0), now=0.0))
     b.ready(big, now=10.0)
     b.release(big, now=11.0, ok=True)
     mid = b.arrive(Ticket("mid", since=20.0), now=20.0)
-    assert (mid.decision.reason, mid.decision.evict) == ("load-evict", (("a", "big"),))
+    assert (decided(mid).reason, decided(mid).evict) == ("load-evict", (("a", "big"),))
     assert (status(b, "a", "big"), status(b, "a", "mid")) == ("cold", "loading")
 
 
 def test_load_time_counts_from_when_the_backend_began_loading_when_that_is_known():
     b = books("a")
-    lease = b.arrive(Ticket("small", since=0.0), now=0.0).lease
+    lease = leased(b.arrive(Ticket("small", since=0.0), now=0.0))
     b.load_began(lease.backend, "small", now=3.0)  # it queued behind another load until 3 s
     b.loaded(lease.backend, "small", now=8.0)
     assert b.fleet.load_s["small"] == 5.0
@@ -105,7 +117,7 @@ def test_load_time_counts_from_when_the_backend_began_loading_when_that_is_known
 
 def test_a_load_that_failed_before_its_first_byte_is_cold_again():
     b = books("a")
-    lease = b.arrive(Ticket("small", since=0.0), now=0.0).lease
+    lease = leased(b.arrive(Ticket("small", since=0.0), now=0.0))
     b.release(lease, now=1.0, ok=False)
     assert status(b, "a", "small") == "cold"
     assert "small" not in b.fleet.service_s
@@ -126,12 +138,12 @@ def test_keep_alive_expires_idle_loaded_models_only(unload_at, in_flight, expire
 def test_an_eviction_waits_for_the_hosts_load_under_way_and_binds_when_it_ends():
     b = books("a", vram_mb=30_000)
     first = b.arrive(Ticket("small", since=0.0), now=0.0)  # a load under way on a
-    assert (first.outcome, first.decision.reason) == ("bound", "load-fits")
+    assert (first.outcome, decided(first).reason) == ("bound", "load-fits")
     idle = b.fleet.backends["a"].model("mid")
     idle.status = "loaded"  # 4 + 12 GB used: "new" (20 GB) needs mid gone
     b.fleet.demand.record("new", 1.0)
     waiting = b.arrive(Ticket("new", since=1.0), now=1.0)
-    assert (waiting.outcome, waiting.decision.reason) == ("queued", "wait-loader")
+    assert (waiting.outcome, decided(waiting).reason) == ("queued", "wait-loader")
     assert status(b, "a", "mid") == "loaded"  # still there, still serving
     assert b.take_wakeups() == [11.0]  # default_load_s 10: when small should be loaded
     b.loaded(b.fleet.backends["a"], "small", now=4.0)
@@ -149,7 +161,7 @@ def test_a_held_request_asks_for_a_wakeup_and_loads_when_its_hold_runs_out():
     for t in range(5):
         b.fleet.demand.record("hot", float(t))
     held = b.arrive(Ticket("new", since=100.0), now=100.0)
-    assert (held.outcome, held.decision.reason) == ("queued", "hold-evict")
+    assert (held.outcome, decided(held).reason) == ("queued", "hold-evict")
     assert b.take_wakeups() == [110.0]  # default_load_s 10 < max_hold_s 30
     assert b.take_wakeups() == []
     assert b.kick(now=105.0) == []

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import yaml
 
 from modelfleet.router.app import create_app
 from modelfleet.router.config import ConfigError, load_config
-from tests.router.conftest import ADMIN_TOKEN, router_config, router_of, wait_for
+from tests.router.conftest import ADMIN_TOKEN, router_config, router_of, shared_of, wait_for
 
 PASSWORD = "s3cret-redis-pw-7f1c"
 CATALOG = [
@@ -173,6 +173,12 @@ async def _burst(clients: list[Any], model: str, n: int = 8) -> list[Any]:
     )
 
 
+def _mode_is(client: Any, mode: str) -> Callable[[], bool]:
+    """For wait_for: the replica's shared state is in ``mode``."""
+    router = router_of(client)
+    return lambda: router.shared_mode == mode
+
+
 async def _metric(client: Any, name: str) -> float | None:
     text = await (await client.get("/metrics")).text()
     for line in text.splitlines():
@@ -228,7 +234,7 @@ async def test_cold_burst_across_two_replicas_loads_once_and_evicts_once(replica
     # the others joined the load (a straggler on a slow machine may find it done: resident)
     assert set(reasons) - {"load-evict"} <= {"join-load", "resident"}
     # the lease was released when the load ended
-    await wait_for(lambda: not router_of(a).shared._held and not router_of(b).shared._held)
+    await wait_for(lambda: not shared_of(a)._held and not shared_of(b)._held)
 
 
 # -- (b) a drain through one replica holds for the other -----------------------------------
@@ -342,7 +348,7 @@ async def test_redis_killed_mid_traffic_fails_no_request_and_rejoins(replicas, r
     assert statuses == [200] * 48
 
     for client in (a, b):
-        await wait_for(lambda c=client: router_of(c).shared_mode == "degraded", timeout=10)
+        await wait_for(_mode_is(client, "degraded"), timeout=10)
         ready = await client.get("/readyz")
         assert ready.status == 200 and (await ready.json())["shared_state"] == "degraded"
         assert await _metric(client, "modelfleet_shared_state_connected") == 0.0
@@ -357,7 +363,7 @@ async def test_redis_killed_mid_traffic_fails_no_request_and_rejoins(replicas, r
 
     redis_server.start()  # a fresh, empty Redis (no persistence)
     for client in (a, b):
-        await wait_for(lambda c=client: router_of(c).shared_mode == "connected", timeout=20)
+        await wait_for(_mode_is(client, "connected"), timeout=20)
         assert await _metric(client, "modelfleet_shared_state_connected") == 1.0
     await wait_for(lambda: router_of(b).fleet.backends["b"].drained, timeout=20)
     assert redis_server.client().hget("modelfleet:admin", "drained:b") == "1"
@@ -376,7 +382,7 @@ async def test_a_frozen_redis_costs_a_cold_request_at_most_the_timeout(replicas,
         )
         assert [r.status for r in replies] == [200] * 4
         assert router_of(a).shared_mode == "degraded"
-        assert "Timeout" in (router_of(a).shared.last_error or "")
+        assert "Timeout" in (shared_of(a).last_error or "")
     finally:
         redis_server.proc.send_signal(signal.SIGCONT)
     await wait_for(lambda: router_of(a).shared_mode == "connected", timeout=30)
@@ -390,7 +396,7 @@ async def test_a_dead_holders_lease_expires_and_another_replica_loads(
 ):
     a = await replicas("router-a", lease_ttl_ms=400)
     b = await replicas("router-b", lease_ttl_ms=400)
-    claim = await router_of(a).shared.claim_load("cold:1b", "a")
+    claim = await shared_of(a).claim_load("cold:1b", "a")
     assert claim.outcome == "won"
     await a.close()  # router-a dies mid-load: nobody renews or releases its lease
     r = redis_server.client()
@@ -464,7 +470,7 @@ async def test_shutdown_stops_the_listener_when_redis_py_turns_the_cancel_into_a
     connection it was cut off in); the listener must stop then, not reconnect forever and
     hold the app's shutdown (a router restart) until systemd kills it."""
     a = await replicas("router-a")
-    shared = router_of(a).shared
+    shared = shared_of(a)
     entered = asyncio.Event()
 
     async def join_cut_off() -> str:
@@ -504,7 +510,7 @@ async def test_redis_password_never_shows(replicas, redis_server, caplog, tmp_pa
     wrong.write_text("not-" + PASSWORD)
     wrong.chmod(0o600)
     bad = await replicas("router-bad", password_file=str(wrong))
-    await wait_for(lambda: router_of(bad).shared.last_error is not None, timeout=10)
+    await wait_for(lambda: shared_of(bad).last_error is not None, timeout=10)
     assert router_of(bad).shared_mode == "degraded"
 
     seen = [caplog.text, repr(router.shared), repr(router.config)]

@@ -37,7 +37,11 @@ async def test_hung_backend_non_streaming_request_is_retried_within_the_first_by
     for n, path in enumerate(("/v1/chat/completions", "/api/chat"), start=1):
         good_state.drained = True  # so the first try goes to the hung backend
         pending = asyncio.ensure_future(client.post(path, json=chat(stream=False)))
-        await wait_for(lambda n=n: hung.requests == n)
+
+        def hung_saw(n: int = n) -> bool:
+            return hung.requests == n
+
+        await wait_for(hung_saw)
         good_state.drained = False  # ... and the retry to the good one
         resp = await pending
         assert resp.status == 200, await resp.text()
@@ -141,7 +145,7 @@ def test_ollama_ndjson_becomes_the_done_object_with_the_whole_text():
 
 def test_anthropic_events_become_one_message():
     asm = StreamAssembler("anthropic")
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "message_start", "message": {"id": "msg_1", "type": "message",
          "role": "assistant", "model": "m", "content": [], "stop_reason": None,
          "usage": {"input_tokens": 4, "output_tokens": 0}}},

@@ -4,6 +4,7 @@ and OpenAI clients in front of Ollama."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from aiohttp import web
 
@@ -152,7 +153,7 @@ async def test_tool_calls_become_objects_for_ollama_clients(make_router, aiohttp
         await resp.prepare(request)
         fragments = ['{"ci', 'ty": "Tok', 'yo"}']
         for i, frag in enumerate(fragments):
-            call = {"index": 0, "function": {"arguments": frag}}
+            call: dict[str, Any] = {"index": 0, "function": {"arguments": frag}}
             if i == 0:
                 call.update(id="c1", type="function")
                 call["function"]["name"] = "get_weather"

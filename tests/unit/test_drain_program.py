@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -26,7 +27,7 @@ async def run_program(port: int, token: Path, action: str, models: str) -> str:
 async def fake_router(in_flight: dict[str, int], calls: list[str]) -> web.AppRunner:
     async def state(request: web.Request) -> web.Response:
         assert request.headers["Authorization"] == "Bearer s3cret"
-        models = [{"model": m, "in_flight": n} for m, n in in_flight.items()]
+        models: list[dict[str, Any]] = [{"model": m, "in_flight": n} for m, n in in_flight.items()]
         # Each poll finishes one request (the model with most in flight).
         busiest = max(in_flight, key=in_flight.__getitem__)
         in_flight[busiest] = max(0, in_flight[busiest] - 1)

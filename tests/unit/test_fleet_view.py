@@ -28,7 +28,8 @@ def test_an_unchanged_backend_keeps_its_view_and_a_changed_one_is_rebuilt():
     second = state.view(now)
     assert second.backends[1] is first.backends[1]  # b: nothing changed, reused
     assert second.backends[0] is not first.backends[0]
-    assert second.backends[0].resident("m").in_flight == 1
+    resident = second.backends[0].resident("m")
+    assert resident is not None and resident.in_flight == 1
 
 
 @pytest.mark.parametrize(

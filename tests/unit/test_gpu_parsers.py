@@ -95,9 +95,10 @@ def test_nvml_probe_output_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
 
     def mig_mode(handle: int) -> tuple[int, int]:
-        if devices[handle][3] is None:
+        mode = devices[handle][3]
+        if mode is None:
             raise NVMLError("not supported")
-        return (devices[handle][3], devices[handle][3])
+        return (mode, mode)
 
     fake.NVMLError = NVMLError  # type: ignore[attr-defined]
     fake.nvmlInit = lambda: calls.append("init")  # type: ignore[attr-defined]

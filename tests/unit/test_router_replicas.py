@@ -4,6 +4,8 @@ single-router fleet rendered exactly as before."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 import yaml
 
@@ -27,7 +29,7 @@ router = ["r1", "r2"]
 """
 
 
-def files_of(path: str, host: str, data: dict[str, object] | None = None) -> dict[str, str]:
+def files_of(path: str, host: str, data: Mapping[str, object] | None = None) -> dict[str, str]:
     fleet = load_fleet(path)
     plan = plan_fleet(fleet, hardware_from_overrides(fleet))
     knobs = {"keepalived_interface": "eth0", **(data or {})}
