@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
 
 import click
 from aiohttp import web
 
+from modelfleet.router.api import ROUTER
 from modelfleet.router.app import create_app
 from modelfleet.router.config import ConfigError, load_config
 
+log = logging.getLogger("modelfleet.router")
+
 # systemd socket activation (sd_listen_fds(3)): passed sockets start at file descriptor 3.
 SD_LISTEN_FDS_START = 3
+LISTEN_BACKLOG = 128  # aiohttp's default
 
 
 def systemd_socket() -> socket.socket | None:
@@ -29,6 +35,12 @@ def systemd_socket() -> socket.socket | None:
     if int(os.environ.get("LISTEN_FDS", "0")) < 1:
         return None
     return socket.socket(fileno=SD_LISTEN_FDS_START)
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (the config's ``listen``), when systemd passed none."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
 
 
 @click.command()
@@ -47,7 +59,19 @@ def systemd_socket() -> socket.socket | None:
     show_default=True,
     help="seconds requests in flight get to finish after SIGTERM (graceful stop)",
 )
-def main(config_path: str, listen: str | None, log_level: str, shutdown_timeout: float) -> None:
+@click.option(
+    "--accept-grace",
+    default=1.0,
+    show_default=True,
+    help="seconds after SIGTERM in which connections already accepted may still send a request",
+)
+def main(
+    config_path: str,
+    listen: str | None,
+    log_level: str,
+    shutdown_timeout: float,
+    accept_grace: float,
+) -> None:
     """Start the residency-aware router."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -61,19 +85,64 @@ def main(config_path: str, listen: str | None, log_level: str, shutdown_timeout:
     except (ConfigError, ValueError) as exc:
         click.echo(f"modelfleet-router: {exc}", err=True)
         sys.exit(2)
-    # handler_cancellation: a client that disconnects cancels its handler, and with it the
-    # upstream request (aiohttp leaves handlers running by default). On SIGTERM aiohttp stops
-    # accepting, lets the handlers in flight finish (up to shutdown_timeout), then cleans up.
-    sock = systemd_socket()
-    where = {"sock": sock} if sock is not None else {"host": host, "port": port}
-    web.run_app(
-        app,
-        **where,
-        handler_cancellation=True,
-        shutdown_timeout=shutdown_timeout,
-        access_log=None,
-        print=None,
+    try:
+        sock = systemd_socket()
+        if sock is None:
+            sock = listen_socket(host, port)
+    except OSError as exc:
+        click.echo(f"modelfleet-router: cannot listen on {config.listen}: {exc}", err=True)
+        sys.exit(1)
+    asyncio.run(serve(app, sock, shutdown_timeout, accept_grace))
+
+
+async def serve(
+    app: web.Application,
+    sock: socket.socket,
+    shutdown_timeout: float,
+    accept_grace: float,
+) -> None:
+    """Serve on the listening ``sock`` until SIGTERM or SIGINT, then stop without cutting a
+    request.
+
+    The stop, in order: stop accepting (new connections wait in the socket's backlog, for the
+    next process when the socket is systemd's); for ``accept_grace`` seconds keep serving the
+    connections already accepted, each response saying ``Connection: close``; then close the
+    listening socket and the idle connections, let the handlers in flight finish (up to
+    ``shutdown_timeout``) and clean up.
+
+    Why not aiohttp's ``run_app``: it closes the listening socket and then every connection
+    that is not mid-request at once. A client that had connected but not sent its request yet
+    lost it (a broken pipe), and so did one accepted in the same loop turn as the close (its
+    transport is refused by the closed asyncio server: a reset). Here accepting stops by
+    unwatching the socket, and it is closed only after the grace.
+
+    ``handler_cancellation``: a client that disconnects cancels its handler, and with it the
+    upstream request (aiohttp leaves handlers running by default).
+    """
+    runner = web.AppRunner(
+        app, handler_cancellation=True, shutdown_timeout=shutdown_timeout, access_log=None
     )
+    await runner.setup()
+    site = web.SockSite(runner, sock, backlog=LISTEN_BACKLOG)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        log.info(
+            "stopping: no new connections; %.1f s for requests on accepted ones, then up to "
+            "%.0f s for those in flight",
+            accept_grace,
+            shutdown_timeout,
+        )
+        app[ROUTER].stopping = True
+        loop.remove_reader(sock.fileno())  # accept no more; what was accepted is served
+        await asyncio.sleep(accept_grace)
+        await site.stop()
+    finally:
+        await runner.cleanup()
 
 
 if __name__ == "__main__":

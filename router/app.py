@@ -132,6 +132,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+async def _close_when_stopping(request: web.Request, response: web.StreamResponse) -> None:
+    """After SIGTERM every response says ``Connection: close``: the client's next request opens
+    a new connection, which waits in the socket's backlog for the next process, instead of
+    going out on this one just as the stopping process closes it."""
+    if request.app[ROUTER].stopping:
+        response.force_close()
+        response.headers["Connection"] = "close"
+
+
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     router = app[ROUTER]
     cfg = router.config
@@ -187,6 +196,7 @@ def create_app(config: RouterConfig, config_path: str | Path | None = None) -> w
     setup_routes(app)
     setup_admin_routes(app)
     app.on_response_prepare.append(add_cors_headers)
+    app.on_response_prepare.append(_close_when_stopping)
     app.cleanup_ctx.append(_lifecycle)
     app.cleanup_ctx.append(_shared_state)
     return app

@@ -62,6 +62,7 @@ class Router:
         self._refreshing: set[str] = set()
         self.error_rates: dict[str, ErrorRate] = {}  # per backend, see router/health.py
         self.shared: SharedState | None = None
+        self.stopping = False  # SIGTERM: serve what was accepted, then close (router/__main__.py)
         if config.shared_state is not None:
             # imported here: a single router never loads the Redis client
             try:

@@ -10,6 +10,7 @@ is refused, reset or cut. Loopback only (the Ollama stand-in as the backend).
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import socket
@@ -40,13 +41,29 @@ def backend() -> Iterator[str]:
     server.stop()
 
 
-def start_router(config: Path, listener: socket.socket) -> subprocess.Popen[bytes]:
+def write_config(tmp_path: Path, backend: str) -> Path:
+    config = tmp_path / "router.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "listen": "127.0.0.1:1",  # not used: the socket comes from "systemd"
+                "health": {"interval_s": 0.2},
+                "backends": [
+                    {"name": "b1", "url": backend, "kind": "ollama", "models": [{"name": MODEL}]}
+                ],
+            }
+        )
+    )
+    return config
+
+
+def start_router(config: Path, listener: socket.socket, *options: str) -> subprocess.Popen[bytes]:
     """The router with ``listener`` as its fd 3, as systemd passes it (bash: dash's ``exec``
     takes single-digit descriptors only)."""
     fd = listener.fileno()
     return subprocess.Popen(
-        ["bash", "-c", f'exec 3<&{fd}; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --config "$1"',
-         ROUTER, str(config)],
+        ["bash", "-c", f'exec 3<&{fd}; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" --config "$@"',
+         ROUTER, str(config), *options],
         pass_fds=(fd,),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -91,18 +108,7 @@ def wait_ready(base: str) -> None:
 def test_a_new_process_takes_the_socket_over_without_cutting_anything(
     backend: str, tmp_path: Path
 ) -> None:
-    config = tmp_path / "router.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "listen": "127.0.0.1:1",  # not used: the socket comes from "systemd"
-                "health": {"interval_s": 0.2},
-                "backends": [
-                    {"name": "b1", "url": backend, "kind": "ollama", "models": [{"name": MODEL}]}
-                ],
-            }
-        )
-    )
+    config = write_config(tmp_path, backend)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
@@ -124,11 +130,12 @@ def test_a_new_process_takes_the_socket_over_without_cutting_anything(
                 except OSError as exc:
                     results.append(f"{type(exc).__name__}: {exc}")
 
-        long_stream: list[float | tuple[int, bool, int]] = []
+        long_reply: list[tuple[int, bool, int]] = []
+        long_ended: list[float] = []
 
         def stream_through_the_handoff() -> None:
-            long_stream.append(chat(base, 64))
-            long_stream.append(time.monotonic())
+            long_reply.append(chat(base, 64))
+            long_ended.append(time.monotonic())
 
         long_thread = threading.Thread(target=stream_through_the_handoff)
         long_thread.start()
@@ -152,6 +159,65 @@ def test_a_new_process_takes_the_socket_over_without_cutting_anything(
     problems = [r for r in results if not (isinstance(r, tuple) and r[0] == 200 and r[1])]
     assert problems == [] and len(results) == 18, results
     # The stream that ran while the old process was told to stop finished in full after it.
-    (status, done, chunks), ended = long_stream
-    assert (status, done) == (200, True) and chunks >= 5, long_stream
+    ((status, done, chunks),), (ended,) = long_reply, long_ended
+    assert (status, done) == (200, True) and chunks >= 5, long_reply
     assert ended > stopped_at + 0.5, "the stream was in flight when the old process stopped"
+
+
+def test_a_connection_accepted_before_the_stop_is_still_served(
+    backend: str, tmp_path: Path
+) -> None:
+    """A connection the stopping process had already accepted, with no request on it yet (the
+    client connected just before SIGTERM, or keeps an idle keep-alive connection), gets its
+    next request served during ``--accept-grace``, with ``Connection: close``; one that stays
+    silent is closed after the grace, and the process exits cleanly."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
+    router = start_router(write_config(tmp_path, backend), listener, "--accept-grace", "10")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}")
+        talking, silent = (http.client.HTTPConnection("127.0.0.1", port) for _ in range(2))
+        for conn in (talking, silent):  # accepted by this process, then idle (keep-alive)
+            conn.request("GET", "/readyz")
+            assert conn.getresponse().read() and conn.sock is not None
+        router.send_signal(signal.SIGTERM)
+        assert router.stderr is not None
+        log = b""
+        while b"stopping:" not in log and (line := router.stderr.readline()):
+            log += line
+        assert b"stopping:" in log, log.decode()
+
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        talking.request("POST", "/v1/chat/completions", json.dumps(body))
+        reply = talking.getresponse()
+        assert reply.status == 200 and json.loads(reply.read())["choices"]
+        assert reply.getheader("Connection") == "close"
+
+        assert router.wait(timeout=60) == 0, router.stderr.read().decode()
+        assert silent.sock is not None and silent.sock.recv(1) == b""  # closed, not reset
+    finally:
+        if router.poll() is None:
+            router.kill()
+            router.wait()
+        listener.close()
+
+
+def test_a_listen_address_in_use_is_named(backend: str, tmp_path: Path) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    address = f"127.0.0.1:{taken.getsockname()[1]}"
+    try:
+        run = subprocess.run(
+            [ROUTER, "--config", str(write_config(tmp_path, backend)), "--listen", address],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        taken.close()
+    assert run.returncode == 1
+    assert f"modelfleet-router: cannot listen on {address}:" in run.stderr
+    assert "Address already in use" in run.stderr
