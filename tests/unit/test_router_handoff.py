@@ -41,6 +41,16 @@ def backend() -> Iterator[str]:
     server.stop()
 
 
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """The listening socket "systemd" owns and passes to each router process."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    yield sock
+    sock.close()
+
+
 def write_config(tmp_path: Path, backend: str) -> Path:
     config = tmp_path / "router.yaml"
     config.write_text(
@@ -106,12 +116,9 @@ def wait_ready(base: str) -> None:
 
 
 def test_a_new_process_takes_the_socket_over_without_cutting_anything(
-    backend: str, tmp_path: Path
+    backend: str, listener: socket.socket, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, backend)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
     base = f"http://127.0.0.1:{listener.getsockname()[1]}"
     old = start_router(config, listener)
     new = None
@@ -155,7 +162,6 @@ def test_a_new_process_takes_the_socket_over_without_cutting_anything(
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        listener.close()
     problems = [r for r in results if not (isinstance(r, tuple) and r[0] == 200 and r[1])]
     assert problems == [] and len(results) == 18, results
     # The stream that ran while the old process was told to stop finished in full after it.
@@ -165,15 +171,12 @@ def test_a_new_process_takes_the_socket_over_without_cutting_anything(
 
 
 def test_a_connection_accepted_before_the_stop_is_still_served(
-    backend: str, tmp_path: Path
+    backend: str, listener: socket.socket, tmp_path: Path
 ) -> None:
     """A connection the stopping process had already accepted, with no request on it yet (the
     client connected just before SIGTERM, or keeps an idle keep-alive connection), gets its
     next request served during ``--accept-grace``, with ``Connection: close``; one that stays
     silent is closed after the grace, and the process exits cleanly."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
     port = listener.getsockname()[1]
     router = start_router(write_config(tmp_path, backend), listener, "--accept-grace", "10")
     try:
@@ -201,7 +204,6 @@ def test_a_connection_accepted_before_the_stop_is_still_served(
         if router.poll() is None:
             router.kill()
             router.wait()
-        listener.close()
 
 
 def test_a_listen_address_in_use_is_named(backend: str, tmp_path: Path) -> None:
