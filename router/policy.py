@@ -73,8 +73,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 ResidencyState = Literal["loaded", "loading"]
@@ -253,8 +252,6 @@ class Policy:
             return Decision("wait", "wait-load", loading[0][0].name)
 
         loadable = [b for b in candidates if b.can_load and b.resident(model) is None]
-        own_demand = fleet.demand.get(model, 0.0)
-        fleet = _core_costs(fleet, model, now)
 
         # 3. resident but busy: scale out only when waiting would cost more than a load, on
         #    an observed service time, into free VRAM or where the queue time saved is worth
@@ -299,7 +296,7 @@ class Policy:
             # never held longer than its own load would take: a hold at most doubles it
             hold_s = min(self.params.max_hold_s, self._load_s(fleet, model))
             remaining = hold_s - request.waited_s
-            if remaining > _HOLD_EPSILON_S and best.cost > own_demand:
+            if remaining > _HOLD_EPSILON_S and best.cost > fleet.demand.get(model, 0.0):
                 later = [
                     p
                     for b in loadable
@@ -425,28 +422,6 @@ class Policy:
             host_vram or math.inf,
             pending,
         )
-
-
-CORE_SOURCE = None  # EXPERIMENT: callable(now) -> set of core models, or None
-_P = float(os.environ.get("MF_CORE_P", "0"))
-_EPS = float(os.environ.get("MF_CORE_EPS", "1"))
-
-
-def _core_costs(fleet: FleetView, model: str, now: float) -> FleetView:
-    if CORE_SOURCE is None or _P == 0:
-        return fleet
-    core = CORE_SOURCE(now)
-    if not core:
-        return fleet
-    costs = dict(fleet.demand)
-    if model in core:
-        for m in list(costs):
-            if m not in core:
-                costs[m] = costs[m] * _EPS
-    else:
-        for m in core:
-            costs[m] = costs.get(m, 0.0) * (1 + _P) + 1e-9 * _P
-    return replace(fleet, demand=costs)
 
 
 _HOLD_EPSILON_S = 1e-3  # a hold that would end sooner is over (clock rounding)
