@@ -185,7 +185,12 @@ def create_app(config: RouterConfig, config_path: str | Path | None = None) -> w
     Example::
 
         app = create_app(load_config("router.yaml"), "router.yaml")
-        web.run_app(app, host="127.0.0.1", port=11434, handler_cancellation=True)
+        sock = listen_socket("127.0.0.1", 11434)
+        asyncio.run(serve(app, sock, shutdown_timeout=60.0, accept_grace=1.0))
+
+    ``listen_socket`` and ``serve`` are in ``router/__main__.py``; ``serve`` stops without
+    cutting a request (aiohttp's ``web.run_app`` drops idle and just-accepted connections on
+    SIGTERM).
     """
     cors = cors_middleware(compile_origins(config.cors_origins), _deny)
     app = web.Application(
