@@ -72,7 +72,6 @@ Decision order (``reason`` says which rule fired):
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
@@ -297,9 +296,7 @@ class Policy:
             # never held longer than its own load would take: a hold at most doubles it
             hold_s = min(self.params.max_hold_s, self._load_s(fleet, model))
             remaining = hold_s - request.waited_s
-            queued_n = fleet.queued.get(model, 0)
-            gain = fleet.demand.get(model, 0.0) + _QG * queued_n
-            if remaining > _HOLD_EPSILON_S and best.cost > gain and queued_n < _QN:
+            if remaining > _HOLD_EPSILON_S and best.cost > fleet.demand.get(model, 0.0):
                 later = [
                     p
                     for b in loadable
@@ -427,8 +424,6 @@ class Policy:
         )
 
 
-_QG = float(os.environ.get("MF_QG", "0"))
-_QN = int(os.environ.get("MF_QN", "1000000"))
 _HOLD_EPSILON_S = 1e-3  # a hold that would end sooner is over (clock rounding)
 
 _Victim = tuple[BackendView, Residency]
