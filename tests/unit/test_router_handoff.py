@@ -43,7 +43,8 @@ def backend() -> Iterator[str]:
 
 @pytest.fixture
 def listener() -> Iterator[socket.socket]:
-    """The listening socket "systemd" owns and passes to each router process."""
+    """A listening socket on a free loopback port: the one "systemd" owns and passes to each
+    router process, or an address already in use."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
@@ -206,20 +207,16 @@ def test_a_connection_accepted_before_the_stop_is_still_served(
             router.wait()
 
 
-def test_a_listen_address_in_use_is_named(backend: str, tmp_path: Path) -> None:
-    taken = socket.socket()
-    taken.bind(("127.0.0.1", 0))
-    taken.listen(1)
-    address = f"127.0.0.1:{taken.getsockname()[1]}"
-    try:
-        run = subprocess.run(
-            [ROUTER, "--config", str(write_config(tmp_path, backend)), "--listen", address],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    finally:
-        taken.close()
+def test_a_listen_address_in_use_is_named(
+    backend: str, listener: socket.socket, tmp_path: Path
+) -> None:
+    address = f"127.0.0.1:{listener.getsockname()[1]}"  # taken by the fixture's socket
+    run = subprocess.run(
+        [ROUTER, "--config", str(write_config(tmp_path, backend)), "--listen", address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 1
     assert f"modelfleet-router: cannot listen on {address}:" in run.stderr
     assert "Address already in use" in run.stderr
