@@ -712,10 +712,6 @@ class RouterPolicy:
         self._leases[request.id] = lease
         return request, Choice(lease.backend.name, decision.evict, decision.reason)
 
-    def preloads(self, now: float) -> list[tuple[str, str, Evictions]]:
-        """EXPERIMENT 8: idle-time loads the router asks for."""
-        return self._books().preload(now)
-
     def wakeups(self) -> list[float]:
         deadlines, self._new_deadlines = self._new_deadlines, []
         return self._books().take_wakeups() + deadlines
@@ -913,15 +909,6 @@ class Simulator:
     def _kick(self) -> None:
         """Something may have freed capacity: the router hands out what it queued."""
         self._send(self.policy.kick(self.now))
-        preloads = getattr(self.policy, "preloads", None)
-        for name, model, evict in preloads(self.now) if preloads else []:
-            self._unload(evict)
-            backend = self.fleet.by_name[name]
-            self._decisions["preload"] = self._decisions.get("preload", 0) + 1
-            self._note("preload", f"{model}@{name}")
-            if model not in backend.residency and model not in backend.pending_loads:
-                backend.pending_loads.append(model)
-            self._start_loads(backend.host)
 
     # -- one backend, Ollama-like
     def _dispatch(self, request: Request, backend: SimBackend, evict: Evictions) -> None:

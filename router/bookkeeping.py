@@ -269,26 +269,6 @@ class Bookkeeping:
                         expired.append((state.name, ms.model))
         return expired
 
-    def preload(self, now: float) -> list[tuple[str, str, tuple[tuple[str, str], ...]]]:
-        """EXPERIMENT 8 (reverted in the next commit): the idle-time loads the policy asks for,
-        as ``(backend, model, evict)``; marked loading here, victims cold."""
-        started = []
-        for _ in range(8):
-            asked = self.policy.preload(self.fleet.view(now), self.fleet.size_mb, now)
-            if asked is None:
-                break
-            model, decision = asked
-            assert decision.backend is not None
-            ms = self.fleet.backends[decision.backend].model(model)
-            self.set_status(ms, "loading", now)
-            ms.size_mb = ms.size_mb or self.fleet.size_mb(model)
-            for victim_backend, victim in decision.evict:
-                state = self.fleet.backends.get(victim_backend)
-                if state is not None:
-                    self.unloaded(state, victim, now)
-            started.append((decision.backend, model, decision.evict))
-        return started
-
     # -- internals --------------------------------------------------------------------------
 
     def _decide(self, ticket: Ticket, now: float, hold_timer: bool = True) -> Decision:

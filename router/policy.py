@@ -72,8 +72,7 @@ Decision order (``reason`` says which rule fired):
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -334,44 +333,6 @@ class Policy:
             return Decision("wait", "wait-capacity", loadable[0].name)
         return Decision("reject", "no-backend")
 
-    def preload(
-        self, fleet: FleetView, size_mb: Callable[[str], int], now: float
-    ) -> tuple[str, Decision] | None:
-        """EXPERIMENT 8 (reverted in the next commit): in idle time, load the absent model with
-        the most demand where the eviction it needs costs less than 1 / MF_PRE_K of that
-        demand (free VRAM costs nothing); only on hosts with no load under way."""
-        if math.isinf(_PRE_K):
-            return None
-        present = {r.model for b in fleet.backends for r in b.residents}
-        loading_hosts = {
-            b.host for b in fleet.backends for r in b.residents if r.state == "loading"
-        }
-        absent = sorted(
-            (
-                (rate, model)
-                for model, rate in fleet.demand.items()
-                if model not in present and rate >= _PRE_MIN and not fleet.queued.get(model)
-            ),
-            reverse=True,
-        )
-        for rate, model in absent[:_PRE_TOP]:
-            request = Request(model, size_mb(model))
-            backends = [
-                b
-                for b in fleet.backends
-                if b.healthy
-                and not b.drained
-                and b.can_load
-                and b.can_serve(model)
-                and b.host not in loading_hosts
-            ]
-            best = self._best_placement(fleet, request, backends, now, spill=False)
-            if best is None or (best.evict and _PRE_FREE):
-                continue
-            if best.cost * _PRE_K < rate:
-                return model, _load(best, "load-fits" if not best.evict else "load-evict")
-        return None
-
     # -- helpers ---------------------------------------------------------------------------
 
     def _load_s(self, fleet: FleetView, model: str) -> float:
@@ -463,10 +424,6 @@ class Policy:
         )
 
 
-_PRE_K = float(os.environ.get("MF_PRE_K", "inf"))
-_PRE_MIN = float(os.environ.get("MF_PRE_MIN", "0"))
-_PRE_TOP = int(os.environ.get("MF_PRE_TOP", "5"))
-_PRE_FREE = os.environ.get("MF_PRE_FREE") == "1"
 _HOLD_EPSILON_S = 1e-3  # a hold that would end sooner is over (clock rounding)
 
 _Victim = tuple[BackendView, Residency]
