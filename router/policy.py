@@ -72,8 +72,6 @@ Decision order (``reason`` says which rule fired):
 from __future__ import annotations
 
 import math
-import os
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
@@ -409,13 +407,9 @@ class Policy:
             key=lambda br: (br[1].last_used, br[0].name, br[1].model),
         )
         shortfall = 0.0 if spill else need - free
-        demand: Mapping[str, float] = fleet.demand
-        if _REP != 1.0:  # EXPERIMENT 9: a copy with another loaded copy elsewhere costs less
-            copies = Counter(
-                r.model for b in fleet.backends for r in b.residents if r.state == "loaded"
-            )
-            demand = {m: d * (_REP if copies[m] > 1 else 1.0) for m, d in demand.items()}
-        chosen = _cheapest_victims(victims, shortfall, demand, own=backend if over_count else None)
+        chosen = _cheapest_victims(
+            victims, shortfall, fleet.demand, own=backend if over_count else None
+        )
         if chosen is None:
             return None
         return _Placement(
@@ -430,7 +424,6 @@ class Policy:
         )
 
 
-_REP = float(os.environ.get("MF_REP", "1"))
 _HOLD_EPSILON_S = 1e-3  # a hold that would end sooner is over (clock rounding)
 
 _Victim = tuple[BackendView, Residency]
