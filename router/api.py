@@ -16,7 +16,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from modelfleet.router import schemas, translate
-from modelfleet.router.backends import MIB, BackendError
+from modelfleet.router.backends import MIB, BackendError, ollama_details
 from modelfleet.router.core import Router
 from modelfleet.router.health import note_outcome, request_key, transport_failure
 from modelfleet.router.proxy import (
@@ -263,14 +263,7 @@ def _details(router: Router, model: str) -> dict[str, Any]:
         ms = state.models.get(model)
         if ms and ms.details.get("details"):
             return dict(ms.details["details"])
-    return {
-        "parent_model": "",
-        "format": "gguf",
-        "family": "",
-        "families": None,
-        "parameter_size": "",
-        "quantization_level": "",
-    }
+    return ollama_details({})
 
 
 def _iso(ts: float | None) -> str:
@@ -402,6 +395,9 @@ async def _show_from_llama_cpp(
         ms = state.models.get(model)
         ctx = ctx or (ms.context_length if ms else None) or (entry.ctx if entry else None)
     details = _details(router, model)
+    # clients look the context length up under model_info["<architecture>.context_length"];
+    # llama.cpp does not report the architecture, so the key is llama's (as llama-swap's
+    # Ollama API writes it) and details.family stays empty
     arch = details.get("family") or "llama"
     info: dict[str, Any] = {"general.architecture": arch, f"{arch}.context_length": ctx or 0}
     info |= facts.model_info if facts else {}

@@ -81,6 +81,71 @@ def facts_from(props: dict[str, Any] | None, meta: dict[str, Any] | None) -> Mod
     return facts
 
 
+# llama.cpp's file-type names (``llama_model_ftype_name``) that Ollama spells with a suffix
+_SIZE_SUFFIX = {"Small": "_S", "Medium": "_M", "Large": "_L"}
+
+
+def human_number(count: int) -> str:
+    """A parameter count as Ollama writes ``details.parameter_size`` (its ``HumanNumber``).
+
+    Example::
+
+        human_number(268098176), human_number(8030261248), human_number(70_000_000_000)
+        # ("268.10M", "8.0B", "70B")
+    """
+    for scale, unit, digits in ((1e9, "B", 1), (1e6, "M", 2)):
+        if count >= scale:
+            value = count / scale
+            return f"{value:.0f}{unit}" if value.is_integer() else f"{value:.{digits}f}{unit}"
+    return f"{count / 1e3:.0f}K" if count >= 1000 else str(count)
+
+
+def quantization_name(ftype: str) -> str:
+    """llama.cpp's file-type name as Ollama's ``details.quantization_level`` names it.
+
+    Example::
+
+        [quantization_name(f) for f in ("Q4_K - Medium", "Q2_K - Medium", "IQ2_XXS - 2.0625 bpw",
+                                        "all F32", "MXFP4 MoE", "Q4_1, some F16")]
+        # ["Q4_K_M", "Q2_K", "IQ2_XXS", "F32", "MXFP4", "Q4_1"]
+    """
+    name = ftype.removesuffix(" (guessed)").removeprefix("all ")
+    base, _, rest = name.partition(" - ")
+    suffix = _SIZE_SUFFIX.get(rest, "")
+    if base == "Q2_K" and rest == "Medium":
+        suffix = ""  # llama.cpp's plain Q2_K
+    return re.split(r"[ ,]", base)[0] + suffix
+
+
+def ollama_details(meta: dict[str, Any]) -> dict[str, Any]:
+    """Ollama's ``details`` object (``/api/tags``, ``/api/ps``, ``/api/show``) from what a
+    llama.cpp backend reports in its ``/v1/models`` ``meta``. llama.cpp does not report the
+    architecture over HTTP, so ``family`` stays empty rather than guessed.
+
+    Example::
+
+        ollama_details({"n_params": 268098176, "ftype": "Q4_K - Medium"})
+        # {"parent_model": "", "format": "gguf", "family": "", "families": None,
+        #  "parameter_size": "268.10M", "quantization_level": "Q4_K_M"}
+    """
+    params, ftype = meta.get("n_params"), meta.get("ftype")
+    return {
+        "parent_model": "",
+        "format": "gguf",
+        "family": "",
+        "families": None,
+        "parameter_size": human_number(params) if isinstance(params, int) and params > 0 else "",
+        "quantization_level": quantization_name(ftype) if isinstance(ftype, str) else "",
+    }
+
+
+def _learn_details(ms: ModelState, meta: Any) -> None:
+    """Keep what ``meta`` says of the model's size and quantization (it is null while the
+    model loads, and absent while it is unloaded: what was learned stays)."""
+    if isinstance(meta, dict) and (meta.get("n_params") or meta.get("ftype")):
+        ms.details = {"details": ollama_details(meta)}
+
+
 def upstream_base(state: BackendState) -> str:
     """The backend's URL without a trailing slash: paths are appended to it."""
     return state.config.url.rstrip("/")
@@ -257,6 +322,7 @@ class LlamaSwapAdapter(Adapter):
             meta = item.get("meta")
             if isinstance(meta, dict) and meta.get("n_ctx"):
                 self.state.model(client).context_length = int(meta["n_ctx"])
+            _learn_details(self.state.model(client), meta)
             value = (item.get("status") or {}).get("value")
             if value:
                 status[client] = value
@@ -365,6 +431,7 @@ class LlamaServerAdapter(Adapter):
                 ms.size_mb = int(meta["size"]) // MIB
             if isinstance(meta, dict) and meta.get("n_ctx"):
                 ms.context_length = int(meta["n_ctx"])
+            _learn_details(ms, meta)
             if value == "loaded":
                 reported[client] = ms
                 ms.observe("loaded", self.since)
@@ -393,7 +460,8 @@ class LlamaServerAdapter(Adapter):
                 return None  # /props?model= would autoload it
             upstream = quote(self.state.upstream_name(model), safe="")
             props = await self._json("GET", f"/props?model={upstream}")
-            return facts_from(props if isinstance(props, dict) else None, None)
+            meta = await self._meta(model)  # the listing starts nothing
+            return facts_from(props if isinstance(props, dict) else None, meta)
         props = await self._json("GET", "/props")
         return facts_from(props if isinstance(props, dict) else None, await self._meta(model))
 

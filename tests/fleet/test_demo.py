@@ -107,7 +107,10 @@ def test_demo_up_rerun_and_down(demo_run: DemoRun, tmp_path: Path) -> None:
     assert chunks[-1]["done"] is True and chunks[-1]["eval_count"] > 0
     assert chunks[-1]["total_duration"] > 0  # nanoseconds, as Ollama reports them
     ps = json.loads(subprocess.check_output(commands[2], shell=True, text=True))
-    assert demo.DEMO_MODEL in {entry["name"] for entry in ps["models"]}
+    served_model = {entry["name"]: entry for entry in ps["models"]}[demo.DEMO_MODEL]
+    # what the real llama-server (router mode) reports of the GGUF, as Ollama names it
+    assert served_model["details"]["parameter_size"] == "268.10M"
+    assert served_model["details"]["quantization_level"] == "Q4_K_M"
 
     # The dashboard shows the hosts and the model the demo request loaded.
     url = re.search(r"Dashboard: (\S+)", first)

@@ -87,6 +87,10 @@ def test_ollama_client(router_url: str) -> None:
     assert show.capabilities == ["completion"]  # the gemma template takes no tools
     assert show.modelinfo is not None
     assert show.modelinfo["llama.context_length"] == 1024  # llama-server's n_ctx, from /props
+    assert show.modelinfo["general.parameter_count"] == 268098176  # from /v1/models meta
+    # size and quantization as Ollama writes them for the same GGUF, from the backend's meta
+    assert show.details is not None
+    assert (show.details.parameter_size, show.details.quantization_level) == ("268.10M", "Q4_K_M")
     running = {m.model: m for m in client.ps().models}
     assert running["gemma"].context_length == 1024
     assert running["gemma"].expires_at is not None and running["gemma"].expires_at.year > 2200

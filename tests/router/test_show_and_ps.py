@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from aiohttp import web
 
+from modelfleet.router.backends import human_number, quantization_name
 from tests.router.conftest import router_of, wait_for
 
 
@@ -39,7 +41,16 @@ PROPS = {
     "chat_template": "{% if tools %}...{% endif %}",
     "chat_template_caps": {"supports_tools": True},
 }
-META = {"n_ctx": 8192, "n_ctx_train": 32768, "n_params": 268098176, "n_embd": 640}
+META = {
+    "n_ctx": 8192,
+    "n_ctx_train": 32768,
+    "n_params": 268098176,
+    "n_embd": 640,
+    "ftype": "Q4_K - Medium",
+}
+# what a real Ollama says of the same GGUF (gemma3:270m): details.parameter_size and
+# details.quantization_level
+OLLAMA_DETAILS = {"parameter_size": "268.10M", "quantization_level": "Q4_K_M"}
 
 
 async def _router(aiohttp_server, make_router, props, meta, **entry):
@@ -65,6 +76,10 @@ async def test_show_reports_context_and_capabilities_from_props(aiohttp_server, 
     assert show["model_info"][f"{arch}.context_length"] == 8192  # the backend's, not the catalog's
     assert show["model_info"]["general.parameter_count"] == 268098176
     assert show["parameters"] == "num_ctx 8192"
+    assert show["details"] | OLLAMA_DETAILS == show["details"]
+    assert show["details"]["family"] == ""  # llama.cpp does not say; never guessed
+    tags = (await (await client.get("/api/tags")).json())["models"]
+    assert tags[0]["details"] | OLLAMA_DETAILS == tags[0]["details"]
 
 
 async def test_show_without_tool_support_and_catalog_fallback(aiohttp_server, make_router):
@@ -80,6 +95,105 @@ async def test_ps_has_context_length_and_an_expiry(aiohttp_server, make_router):
     client = await _router(aiohttp_server, make_router, PROPS, META)
     entry = (await (await client.get("/api/ps")).json())["models"][0]
     assert entry["context_length"] == 8192  # from /v1/models meta
+    assert entry["details"] | OLLAMA_DETAILS == entry["details"]
     expires = datetime.fromisoformat(entry["expires_at"].replace("Z", "+00:00"))
     assert expires.year > 2200  # llama-server has no idle unload: Ollama's "forever"
     assert expires > datetime.now(UTC)
+
+
+ASKED_PROPS = web.AppKey("asked_props", list[str])
+
+
+def router_mode_app(loaded: bool) -> web.Application:
+    """llama-server in router mode: ``/models`` with a status per model, ``/props?model=``
+    (which would start an unloaded model: the router must not ask then)."""
+    asked_props: list[str] = []
+
+    def listing() -> dict[str, Any]:
+        item: dict[str, Any] = {"id": "gemma", "object": "model", "owned_by": "llamacpp"}
+        item["status"] = {"value": "loaded" if loaded else "unloaded"}
+        if loaded:
+            item["meta"] = META
+        return {"object": "list", "data": [item]}
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response(listing())
+
+    async def get_props(request: web.Request) -> web.Response:
+        asked_props.append(request.query.get("model", ""))
+        return web.json_response(PROPS)
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/models", models)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/props", get_props)
+    app.router.add_get("/health", health)
+    app[ASKED_PROPS] = asked_props
+    return app
+
+
+@pytest.mark.parametrize("loaded", [True, False])
+async def test_show_in_router_mode(aiohttp_server, make_router, loaded):
+    backend = router_mode_app(loaded)
+    server = await aiohttp_server(backend)
+    url = str(server.make_url("")).rstrip("/")
+    model = {"name": "gemma", "ctx": 2048}
+    client = await make_router(
+        [{"name": "ls", "url": url, "kind": "llama-server", "models": [model]}]
+    )
+    state = router_of(client).fleet.backends["ls"]
+    await wait_for(lambda: state.mode == "router" and "gemma" in state.models)
+    show = await (await client.post("/api/show", json={"model": "gemma"})).json()
+    arch = show["model_info"]["general.architecture"]
+    if loaded:  # the backend's own n_ctx, parameter count and quantization
+        assert backend[ASKED_PROPS] == ["gemma"]
+        assert show["model_info"][f"{arch}.context_length"] == 8192
+        assert show["model_info"]["general.parameter_count"] == 268098176
+        assert show["capabilities"] == ["completion", "tools", "vision"]
+        assert show["details"] | OLLAMA_DETAILS == show["details"]
+    else:  # asking /props would load it: the catalog's ctx, nothing made up
+        assert backend[ASKED_PROPS] == []
+        assert show["model_info"] == {"general.architecture": arch, f"{arch}.context_length": 2048}
+        assert show["details"]["parameter_size"] == show["details"]["quantization_level"] == ""
+
+
+@pytest.mark.parametrize(
+    ("count", "written"),
+    [
+        (268098176, "268.10M"),
+        (8030261248, "8.0B"),
+        (70_000_000_000, "70B"),
+        (494_032_768, "494.03M"),
+        (116829156672, "116.8B"),
+        (1_000_000, "1M"),
+        (1500, "2K"),
+        (12, "12"),
+    ],
+)
+def test_parameter_size_as_ollama_writes_it(count, written):
+    assert human_number(count) == written
+
+
+@pytest.mark.parametrize(
+    ("ftype", "level"),
+    [
+        ("Q4_K - Medium", "Q4_K_M"),
+        ("Q4_K - Small", "Q4_K_S"),
+        ("Q3_K - Large", "Q3_K_L"),
+        ("Q2_K - Medium", "Q2_K"),
+        ("Q2_K - Small", "Q2_K_S"),
+        ("Q8_0", "Q8_0"),
+        ("F16", "F16"),
+        ("all F32", "F32"),
+        ("IQ2_XXS - 2.0625 bpw", "IQ2_XXS"),
+        ("TQ1_0 - 1.69 bpw ternary", "TQ1_0"),
+        ("MXFP4 MoE", "MXFP4"),
+        ("Q4_1, some F16", "Q4_1"),
+        ("Q6_K (guessed)", "Q6_K"),
+    ],
+)
+def test_quantization_level_as_ollama_names_it(ftype, level):
+    assert quantization_name(ftype) == level
