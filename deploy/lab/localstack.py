@@ -42,8 +42,8 @@ GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 # Models the Ollama stand-in's "registry" can pull (the real one would be ollama.com).
 STANDIN_OLLAMA_CATALOG = [
-    {"name": "gemma3:270m", "size_mb": 242, "family": "gemma3", "parameter_size": "268M"},
-    {"name": "qwen2.5:0.5b", "size_mb": 379, "family": "qwen2", "parameter_size": "494M"},
+    {"name": "gemma3:270m", "size_mb": 242, "family": "gemma3", "parameter_size": "268.10M"},
+    {"name": "qwen2.5:0.5b", "size_mb": 379, "family": "qwen2", "parameter_size": "494.03M"},
 ]
 # The fixed port of the demo's file server: a stable URL keeps a re-run free of changes.
 FILES_PORT = 8765

@@ -266,7 +266,7 @@ DEFAULT_CATALOG: list[dict[str, Any]] = [
     {"name": "llama3.2:1b", "size_mb": 1260, "parameter_size": "1.2B", "context_length": 131072},
     {"name": "llama3.2:3b", "size_mb": 1926, "parameter_size": "3.2B", "context_length": 131072},
     {"name": "llama3.2:latest", "size_mb": 1926, "parameter_size": "3.2B"},
-    {"name": "qwen2.5:0.5b", "size_mb": 379, "family": "qwen2", "parameter_size": "494M"},
+    {"name": "qwen2.5:0.5b", "size_mb": 379, "family": "qwen2", "parameter_size": "494.03M"},
     {"name": "qwen2.5:7b", "size_mb": 4466, "family": "qwen2", "parameter_size": "7.6B"},
     {"name": "qwen2.5:14b", "size_mb": 8703, "family": "qwen2", "parameter_size": "14.8B"},
     {"name": "llama3.1:8b", "size_mb": 4692, "parameter_size": "8.0B"},
