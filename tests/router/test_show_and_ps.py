@@ -16,22 +16,39 @@ from aiohttp import web
 from modelfleet.router.backends import human_number, quantization_name
 from tests.router.conftest import router_of, wait_for
 
+ASKED_PROPS = web.AppKey("asked_props", list[str])
 
-def llama_server_app(props: dict[str, Any], meta: dict[str, Any] | None) -> web.Application:
-    async def v1_models(request: web.Request) -> web.Response:
-        item = {"id": "gemma", "object": "model", "owned_by": "llamacpp", "meta": meta}
+
+def llama_server_app(
+    props: dict[str, Any], meta: dict[str, Any] | None, router_mode: bool = False
+) -> web.Application:
+    """One model, ``gemma``. ``router_mode``: llama-server's router, whose ``/models`` gives
+    each model a status and whose ``/props?model=`` would start an unloaded one (``meta``
+    None: unloaded). The ``/props`` calls are recorded under ``ASKED_PROPS``."""
+    asked_props: list[str] = []
+
+    async def models(request: web.Request) -> web.Response:
+        item: dict[str, Any] = {"id": "gemma", "object": "model", "owned_by": "llamacpp"}
+        if router_mode:
+            item["status"] = {"value": "unloaded" if meta is None else "loaded"}
+        if meta is not None or not router_mode:
+            item["meta"] = meta
         return web.json_response({"object": "list", "data": [item]})
 
     async def get_props(request: web.Request) -> web.Response:
+        asked_props.append(request.query.get("model", ""))
         return web.json_response(props)
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     app = web.Application()
-    app.router.add_get("/v1/models", v1_models)
+    if router_mode:
+        app.router.add_get("/models", models)
+    app.router.add_get("/v1/models", models)
     app.router.add_get("/props", get_props)
     app.router.add_get("/health", health)
+    app[ASKED_PROPS] = asked_props
     return app
 
 
@@ -101,43 +118,9 @@ async def test_ps_has_context_length_and_an_expiry(aiohttp_server, make_router):
     assert expires > datetime.now(UTC)
 
 
-ASKED_PROPS = web.AppKey("asked_props", list[str])
-
-
-def router_mode_app(loaded: bool) -> web.Application:
-    """llama-server in router mode: ``/models`` with a status per model, ``/props?model=``
-    (which would start an unloaded model: the router must not ask then)."""
-    asked_props: list[str] = []
-
-    def listing() -> dict[str, Any]:
-        item: dict[str, Any] = {"id": "gemma", "object": "model", "owned_by": "llamacpp"}
-        item["status"] = {"value": "loaded" if loaded else "unloaded"}
-        if loaded:
-            item["meta"] = META
-        return {"object": "list", "data": [item]}
-
-    async def models(request: web.Request) -> web.Response:
-        return web.json_response(listing())
-
-    async def get_props(request: web.Request) -> web.Response:
-        asked_props.append(request.query.get("model", ""))
-        return web.json_response(PROPS)
-
-    async def health(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    app = web.Application()
-    app.router.add_get("/models", models)
-    app.router.add_get("/v1/models", models)
-    app.router.add_get("/props", get_props)
-    app.router.add_get("/health", health)
-    app[ASKED_PROPS] = asked_props
-    return app
-
-
 @pytest.mark.parametrize("loaded", [True, False])
 async def test_show_in_router_mode(aiohttp_server, make_router, loaded):
-    backend = router_mode_app(loaded)
+    backend = llama_server_app(PROPS, META if loaded else None, router_mode=True)
     server = await aiohttp_server(backend)
     url = str(server.make_url("")).rstrip("/")
     model = {"name": "gemma", "ctx": 2048}
