@@ -283,7 +283,8 @@ async def ollama_tags(request: web.Request) -> web.Response:
             if ms:
                 digest = ms.details.get("digest", digest)
                 modified = ms.details.get("modified_at", modified)
-                size = max(size, ms.size_mb * MIB)
+                # Ollama's /api/tags size is the model file's; the VRAM it takes is /api/ps's
+                size = max(size, ms.details.get("size") or ms.size_mb * MIB)
         models.append(
             {
                 "name": model,

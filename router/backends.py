@@ -140,10 +140,12 @@ def ollama_details(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _learn_details(ms: ModelState, meta: Any) -> None:
-    """Keep what ``meta`` says of the model's size and quantization (it is null while the
-    model loads, and absent while it is unloaded: what was learned stays)."""
+    """Keep what ``meta`` says of the model's parameters, quantization and file size (it is
+    null while the model loads, and absent while it is unloaded: what was learned stays)."""
     if isinstance(meta, dict) and (meta.get("n_params") or meta.get("ftype")):
         ms.details = {"details": ollama_details(meta)}
+        if isinstance(meta.get("size"), int):
+            ms.details["size"] = meta["size"]
 
 
 def upstream_base(state: BackendState) -> str:
@@ -271,7 +273,8 @@ class OllamaAdapter(Adapter):
             client = self.state.client_name(name)
             learned[client] = name
             ms = self.state.model(client)
-            ms.details = {k: item[k] for k in ("digest", "details", "modified_at") if k in item}
+            kept = ("digest", "details", "modified_at", "size")  # size: the file, not the VRAM
+            ms.details = {k: item[k] for k in kept if k in item}
             if not ms.size_mb and item.get("size"):
                 ms.size_mb = int(item["size"]) // MIB
         self.state.learned = learned

@@ -81,7 +81,8 @@ async def test_ps_is_fleet_wide_and_names_the_backend(ollama, make_router):
 
 
 async def test_tags_merges_every_backend(ollama, make_router):
-    a, b = ollama(models=[MODEL]), ollama(models=["llama3.2:1b"])
+    with_kv = {"name": MODEL, "size_mb": 379, "family": "qwen2", "kv_mb_per_1k_ctx": 12}
+    a, b = ollama(models=[MODEL], catalog=[with_kv]), ollama(models=["llama3.2:1b"])
     client = await make_router([{"name": "a", "url": a.url}, {"name": "b", "url": b.url}])
     tags = await (await client.get("/api/tags")).json()
     by_name = {m["name"]: m for m in tags["models"]}
@@ -89,6 +90,15 @@ async def test_tags_merges_every_backend(ollama, make_router):
     assert by_name["llama3.2:1b"]["backends"] == ["b"]
     assert by_name[MODEL]["details"]["family"] == "qwen2"
     assert by_name[MODEL]["digest"]
+
+    # loaded, the model takes more VRAM than its file (KV cache): /api/ps says the one and
+    # /api/tags still the other, as Ollama does
+    await client.post("/api/generate", json={"model": MODEL, "prompt": "", "stream": False})
+    await router_of(client).refresh_all()
+    tags = await (await client.get("/api/tags")).json()
+    ps = await (await client.get("/api/ps")).json()
+    assert {m["name"]: m["size"] for m in tags["models"]}[MODEL] == 379 * 1024 * 1024
+    assert {m["name"]: m["size"] for m in ps["models"]}[MODEL] > 379 * 1024 * 1024
 
 
 async def test_show_forwards_to_a_backend_with_the_model(ollama, make_router):

@@ -64,6 +64,7 @@ META = {
     "n_params": 268098176,
     "n_embd": 640,
     "ftype": "Q4_K - Medium",
+    "size": 246587904,
 }
 # what a real Ollama says of the same GGUF (gemma3:270m): details.parameter_size and
 # details.quantization_level
@@ -97,6 +98,7 @@ async def test_show_reports_context_and_capabilities_from_props(aiohttp_server, 
     assert show["details"]["family"] == ""  # llama.cpp does not say; never guessed
     tags = (await (await client.get("/api/tags")).json())["models"]
     assert tags[0]["details"] | OLLAMA_DETAILS == tags[0]["details"]
+    assert tags[0]["size"] == 246587904  # the GGUF's tensors (meta.size), not the VRAM need
 
 
 async def test_show_without_tool_support_and_catalog_fallback(aiohttp_server, make_router):
