@@ -377,6 +377,15 @@ def _load_catalog(raw: Any, where: str, problems: list[str]) -> dict[str, ModelS
             catalog[name] = ModelSpec.model_validate({"name": name, **entry})
         except ValidationError as exc:
             problems.extend(_errors(exc, f"{where}: key model_catalog.{name}"))
+    named: dict[str, str] = {}  # alias -> the model it names (the router books them as one)
+    for name, spec in catalog.items():
+        for alias in spec.aliases:
+            other = named.setdefault(alias, name)
+            if alias in catalog or other != name:
+                clash = "a model's name" if alias in catalog else f"an alias of {other!r}"
+                problems.append(
+                    f"{where}: key model_catalog.{name}.aliases: {alias!r} is also {clash}"
+                )
     return catalog
 
 

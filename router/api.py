@@ -199,7 +199,7 @@ def _openai_model(router: Router, model: str) -> dict[str, Any]:
         "created": int(router.started),
         "owned_by": "modelfleet",
         "backends": [s.name for s in router.fleet.backends.values() if model in s.catalog()],
-        "loaded_on": [s.name for s, _ in _holders(router, model)],
+        "loaded_on": [s.name for s, _ in _holders(router, router.fleet.resolve(model) or model)],
     }
 
 
@@ -277,9 +277,10 @@ async def ollama_tags(request: web.Request) -> web.Response:
     models = []
     for model in sorted(router.fleet.known_models()):
         holders = [s for s in router.fleet.backends.values() if model in s.catalog()]
+        named = router.fleet.resolve(model) or model  # an alias lists its model's facts
         digest, modified, size = "", _iso(router.started), 0
         for state in holders:
-            ms = state.models.get(model)
+            ms = state.models.get(named)
             if ms:
                 digest = ms.details.get("digest", digest)
                 modified = ms.details.get("modified_at", modified)
@@ -292,7 +293,7 @@ async def ollama_tags(request: web.Request) -> web.Response:
                 "modified_at": modified,
                 "size": size,
                 "digest": digest,
-                "details": _details(router, model),
+                "details": _details(router, named),
                 "backends": [s.name for s in holders],
             }
         )

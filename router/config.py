@@ -275,6 +275,28 @@ class RouterConfig(_Strict):
             seen.add(backend.name)
         return self
 
+    @model_validator(mode="after")
+    def _aliases_name_one_model(self) -> RouterConfig:
+        """An alias is another name of one model, fleet-wide: the router books both names as
+        that model (one residency, one queue), so it may not also name another model."""
+        names = {entry.name for backend in self.backends for entry in backend.models}
+        meaning: dict[str, tuple[str, str]] = {}  # alias -> (model, backend)
+        for backend in self.backends:
+            for entry in backend.models:
+                for alias in entry.aliases:
+                    if alias in names and alias != entry.name:
+                        raise ValueError(
+                            f"backend {backend.name!r}, model {entry.name!r}: alias {alias!r} "
+                            f"is also the name of a model"
+                        )
+                    model, where = meaning.setdefault(alias, (entry.name, backend.name))
+                    if model != entry.name:
+                        raise ValueError(
+                            f"backend {backend.name!r}, model {entry.name!r}: alias {alias!r} "
+                            f"already names model {model!r} on backend {where!r}"
+                        )
+        return self
+
     @property
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")

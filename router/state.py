@@ -90,6 +90,7 @@ class BackendState:
     counters: dict[str, int] = field(default_factory=dict)  # passive signal totals
     _catalog: dict[str, str] | None = field(default=None, init=False, repr=False)
     _serves: frozenset[str] = field(default=frozenset(), init=False, repr=False)
+    _aliases: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     # the policy's view of this backend, rebuilt only after something in it changed (a
     # request changes one backend; the others' views are reused): see FleetState.view
     _view: BackendView | None = field(default=None, init=False, repr=False)
@@ -127,13 +128,21 @@ class BackendState:
         cached = self._catalog
         if cached is None:
             cached = dict(self.learned)
+            aliases: dict[str, str] = {}
             for entry in self.config.models:
                 cached[entry.name] = entry.upstream_name
                 for alias in entry.aliases:
                     cached[alias] = entry.upstream_name
+                    aliases[alias] = entry.name
             object.__setattr__(self, "_catalog", cached)
             object.__setattr__(self, "_serves", frozenset(cached))
+            object.__setattr__(self, "_aliases", aliases)
         return cached
+
+    def aliases(self) -> dict[str, str]:
+        """The catalog's aliases: alias -> the model's name (cached with the catalog)."""
+        self.catalog()
+        return self._aliases
 
     def serves(self) -> frozenset[str]:
         """The catalog's client names, as a set (cached with it)."""
@@ -265,15 +274,17 @@ class FleetState:
         return names
 
     def resolve(self, model: str) -> str | None:
-        """The fleet's name for what a client asked (``llama3`` finds ``llama3:latest``)."""
+        """The fleet's name for what a client asked (``llama3`` finds ``llama3:latest``; an
+        alias finds its model, so that both names share one residency and one queue)."""
         candidates = [model]
         if ":" not in model:
             candidates.append(f"{model}:latest")
         elif model.endswith(":latest"):
             candidates.append(model.removesuffix(":latest"))
         for name in candidates:
-            if any(name in state.catalog() for state in self.backends.values()):
-                return name
+            holders = [state for state in self.backends.values() if name in state.serves()]
+            if holders:
+                return next((s.aliases()[name] for s in holders if name in s.aliases()), name)
         return None
 
     def size_mb(self, model: str) -> int:

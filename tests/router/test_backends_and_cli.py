@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from pydantic import ValidationError
 
 from modelfleet.router.backends import parse_time
+from modelfleet.router.config import RouterConfig
 from tests.router.conftest import ndjson, openai_upstream, router_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,6 +130,33 @@ def test_cli_rejects_a_bad_config_with_the_file_and_key(tmp_path):
     )
     assert proc.returncode == 2
     assert str(path) in proc.stderr and "backends.0.url" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("models_a", "models_b", "message"),
+    [
+        (  # an alias that is also another model's name
+            [{"name": "gemma", "aliases": ["qwen"]}],
+            [{"name": "qwen"}],
+            "backend 'a', model 'gemma': alias 'qwen' is also the name of a model",
+        ),
+        (  # one alias, two models
+            [{"name": "gemma", "aliases": ["tiny"]}],
+            [{"name": "qwen", "aliases": ["tiny"]}],
+            "backend 'b', model 'qwen': alias 'tiny' already names model 'gemma' on backend 'a'",
+        ),
+    ],
+)
+def test_an_alias_must_name_one_model_fleet_wide(models_a, models_b, message):
+    backends = [
+        {"name": "a", "url": "http://a:8080", "models": models_a},
+        {"name": "b", "url": "http://b:8080", "models": models_b},
+    ]
+    with pytest.raises(ValidationError, match=message):
+        RouterConfig.model_validate({"backends": backends})
+    # the same alias of the same model on two backends is fine
+    same = [{"name": "gemma", "aliases": ["tiny"]}]
+    RouterConfig.model_validate({"backends": [{**b, "models": same} for b in backends]})
 
 
 def test_cli_serves_from_a_ten_line_file(tmp_path, ollama):

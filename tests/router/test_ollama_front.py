@@ -191,3 +191,28 @@ async def test_catalog_names_map_to_backend_names_both_ways(ollama, make_router)
     assert (await whole.json())["model"] == "fast"
     ps = await (await client.get("/api/ps")).json()
     assert [m["name"] for m in ps["models"]] == ["fast"]
+
+
+async def test_an_alias_is_its_model_not_another_one(ollama, make_router):
+    """``tiny`` is another name of ``fast``: asking for it finds ``fast`` resident (no load,
+    no eviction of the model itself, one line in /api/ps) and the answer says ``tiny``."""
+    server = ollama(models=[MODEL])
+    entry = {"name": "fast", "backend_model": MODEL, "aliases": ["tiny"]}
+    client = await make_router(
+        [{"name": "o1", "url": server.url, "max_loaded": 1, "models": [entry]}]
+    )
+    chat = {"messages": [{"role": "user", "content": "x"}], "stream": False}
+    first = await client.post("/v1/chat/completions", json={"model": "fast", **chat})
+    assert first.headers["X-Modelfleet-Reason"] == "load-fits"
+    for _ in range(2):
+        resp = await client.post("/v1/chat/completions", json={"model": "tiny", **chat})
+        assert resp.status == 200 and resp.headers["X-Modelfleet-Reason"] == "resident"
+        assert (await resp.json())["model"] == "tiny"
+    await router_of(client).refresh_all()
+    ps = await (await client.get("/api/ps")).json()
+    assert [m["name"] for m in ps["models"]] == ["fast"]
+    listed = {m["id"]: m for m in (await (await client.get("/v1/models")).json())["data"]}
+    assert listed["tiny"]["loaded_on"] == listed["fast"]["loaded_on"] == ["o1"]
+    tags = {m["name"]: m for m in (await (await client.get("/api/tags")).json())["models"]}
+    assert tags["tiny"]["size"] == tags["fast"]["size"] > 0
+    assert tags["tiny"]["details"] == tags["fast"]["details"]

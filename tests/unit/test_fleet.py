@@ -57,6 +57,24 @@ def test_catalog_errors_name_the_model_and_field(write_inventory) -> None:
     assert "group_data/all.py: key model_catalog.m.size_mb:" in str(err.value)
 
 
+def test_an_alias_names_one_model(write_inventory) -> None:
+    """The router books an alias as its model, so the catalog may not give it two meanings."""
+    catalog = """
+model_catalog = {
+    "a": {"ollama": "a:1b", "size_mb": 1000, "kv_mb_per_1k_ctx": 1, "aliases": ["b", "x"]},
+    "b": {"ollama": "b:1b", "size_mb": 1000, "kv_mb_per_1k_ctx": 1, "aliases": ["x"]},
+}
+"""
+    path = write_inventory('gpu = [("g1", {"backend": "ollama"})]\n', {"all": catalog})
+    with pytest.raises(FleetError) as err:
+        load_fleet(path)
+    assert [p.split(": ", 1)[1] for p in err.value.problems] == [
+        "key model_catalog.a.aliases: 'b' is also a model's name",
+        "key model_catalog.b.aliases: 'x' is also an alias of 'a'",
+    ]
+    assert all("group_data/all.py: key model_catalog." in p for p in err.value.problems)
+
+
 def test_unknown_model_and_typo_are_reported_together(write_inventory) -> None:
     path = write_inventory(
         'gpu = [("g1", {"backend": "ollama", "models": ["smal"], "backend_prot": 1})]\n',
