@@ -38,6 +38,7 @@ from modelfleet.deploy.lab.standins.release import build_releases, serve_release
 REPO = Path(__file__).resolve().parents[2]
 
 GEMMA = "gemma3-270m"
+GEMMA_ALIAS = "tiny"  # another name clients may use for it
 GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 # Models the Ollama stand-in's "registry" can pull (the real one would be ollama.com).
@@ -136,7 +137,7 @@ def demo_catalog(files_url: str) -> dict[str, Any]:
     by real llama.cpp inference; the GPU-emulated hosts serve their own stand-in models.
     """
     return {
-        GEMMA: gemma_entry(files_url, ["cpu"], aliases=["tiny"]),
+        GEMMA: gemma_entry(files_url, ["cpu"], aliases=[GEMMA_ALIAS]),
         "qwen2.5-0.5b": {
             "ollama": "qwen2.5:0.5b",
             "size_mb": 379,

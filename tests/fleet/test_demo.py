@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from modelfleet.deploy.lab import demo, localfleet, preflight
+from modelfleet.deploy.lab import demo, localfleet, localstack, preflight
 from modelfleet.deploy.lab.llama import free_port
 from tests.browser import run_chromium
 from tests.fleet.conftest import REPO, new_fleet_name
@@ -111,6 +111,18 @@ def test_demo_up_rerun_and_down(demo_run: DemoRun, tmp_path: Path) -> None:
     # what the real llama-server (router mode) reports of the GGUF, as Ollama names it
     assert served_model["details"]["parameter_size"] == "268.10M"
     assert served_model["details"]["quantization_level"] == "Q4_K_M"
+    # The catalog's alias of the demo model is that model: served where it is resident, not
+    # loaded a second time over it (llama-server keeps one model in this demo).
+    alias = json.dumps(
+        {
+            "model": localstack.GEMMA_ALIAS,
+            "messages": [{"role": "user", "content": "Hi"}],
+            "max_tokens": 4,
+        }
+    )
+    curl = commands[0].split(" -d ")[0] + " -D - -o /dev/null -d '" + alias + "'"
+    headers = subprocess.check_output(curl, shell=True, text=True).lower()
+    assert "x-modelfleet-reason: resident" in headers, headers
 
     # The dashboard shows the hosts and the model the demo request loaded.
     url = re.search(r"Dashboard: (\S+)", first)
