@@ -160,7 +160,14 @@ async def _model_arg(request: web.Request) -> str:
 
 async def admin_load(request: web.Request) -> web.Response:
     router, state = _backend(request)
-    model = router.fleet.resolve(await _model_arg(request)) or await _model_arg(request)
+    asked = await _model_arg(request)
+    model = router.fleet.resolve(asked) or asked
+    if model not in state.serves():
+        served = ", ".join(sorted(state.serves())) or "none known yet"
+        error = f"backend {state.name!r} does not serve model {asked!r} (it serves: {served})"
+        return web.json_response({"error": error}, status=404)
+    if state.model(model).status == "loaded":  # loading is idempotent, as in Ollama
+        return web.json_response({"backend": state.name, "model": model, "status": "loaded"})
     books = router.scheduler.books  # residency changes go through the one bookkeeping
     books.set_status(state.model(model), "loading", time.monotonic())
     router.metrics.loads.labels(state.name, model, "admin").inc()

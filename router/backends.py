@@ -449,7 +449,13 @@ class LlamaServerAdapter(Adapter):
         if self.state.mode != "router":
             await super().load(model)
         body = {"model": self.state.upstream_name(model)}
-        await self._json("POST", "/models/load", body, self.load_timeout)
+        try:
+            await self._json("POST", "/models/load", body, self.load_timeout)
+        except BackendError as exc:
+            # the model was started between two polls (a request sent to llama-server
+            # directly autoloads it): what the load asked for is already there
+            if exc.status != 400 or "already running" not in exc.detail:
+                raise
 
     async def unload(self, model: str) -> None:
         if self.state.mode != "router":

@@ -78,6 +78,21 @@ async def test_admin_load_and_unload(ollama, make_router):
     assert (await (await client.get("/api/ps")).json())["models"] == []
     no_model = await client.post("/admin/backends/o/load", json={}, headers=admin(client))
     assert no_model.status == 400
+    # loading what is loaded answers at once; a model the backend does not serve is a 404
+    # that names the backend, the model and what it does serve
+    await client.post("/admin/backends/o/load", json={"model": MODEL}, headers=admin(client))
+    again = await client.post(
+        "/admin/backends/o/load", json={"model": MODEL}, headers=admin(client)
+    )
+    assert again.status == 200 and (await again.json())["status"] == "loaded"
+    assert server.app.scheduler.load_counts[MODEL] == 2  # the first load and the reload only
+    unknown = await client.post(
+        "/admin/backends/o/load", json={"model": "x:1b"}, headers=admin(client)
+    )
+    assert unknown.status == 404
+    assert (await unknown.json())["error"] == (
+        f"backend 'o' does not serve model 'x:1b' (it serves: {MODEL})"
+    )
 
 
 async def test_reload_keeps_requests_in_flight(ollama, aiohttp_client, tmp_path):

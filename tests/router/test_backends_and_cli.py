@@ -63,6 +63,46 @@ async def test_single_model_llama_server_loading_then_loaded(make_router, aiohtt
     assert resp.status == 502 and "cannot unload" in (await resp.json())["error"]
 
 
+@pytest.mark.parametrize(
+    ("answer", "status"),
+    [("model is already running", 200), ("model not found", 502)],
+)
+async def test_router_mode_load_of_a_model_started_behind_the_routers_back(
+    make_router, aiohttp_server, answer, status
+):
+    """llama-server's router answers a load of a running model with 400 "model is already
+    running" (a request sent to it directly autoloads the model between two polls): that load
+    reached its goal. Any other 400 is the load's failure."""
+
+    async def models(request: web.Request) -> web.Response:
+        item = {"id": "gemma", "object": "model", "status": {"value": "unloaded"}}
+        return web.json_response({"object": "list", "data": [item]})
+
+    async def load(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"code": 400, "message": answer}}, status=400)
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/models", models)
+    app.router.add_post("/models/load", load)
+    app.router.add_get("/health", health)
+    server: TestServer = await aiohttp_server(app)
+    client = await make_router(
+        [{"name": "ls", "url": str(server.make_url("")).rstrip("/"), "kind": "llama-server"}]
+    )
+    await router_of(client).refresh_all()
+    resp = await client.post(
+        "/admin/backends/ls/load",
+        json={"model": "gemma"},
+        headers={"Authorization": "Bearer test-admin-token"},
+    )
+    assert resp.status == status
+    if status == 502:
+        assert answer in (await resp.json())["error"]
+
+
 async def test_backend_4xx_reaches_an_ollama_client_in_ollama_shape(make_router, aiohttp_server):
     async def chat(request: web.Request) -> web.Response:
         error = {"error": {"message": "context too long", "type": "invalid_request_error"}}

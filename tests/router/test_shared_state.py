@@ -115,9 +115,12 @@ def standins(ollama: Any) -> dict[str, Any]:
 def _backends(standins: dict[str, Any], prefer: str) -> list[dict[str, Any]]:
     """The preferred backend is declared with a little more VRAM: two replicas that prefer
     different backends place a cold load differently, as replicas whose views differ (their
-    own in-flight counts, demand) do in real life."""
+    own in-flight counts, demand) do in real life. ``ghost:1b`` is in the router's catalog
+    but on no stand-in: loading it fails at the backend."""
+    ghost = [{"name": "ghost:1b", "size_mb": 100}]
     return [
         {"name": n, "url": s.url, "vram_mb": 2000 if n == prefer else 1900, "slots": 4}
+        | {"models": ghost}
         for n, s in standins.items()
     ]
 
@@ -274,9 +277,12 @@ async def test_an_admin_load_through_one_replica_is_announced_to_the_others(repl
     assert loaded.status == 200
     await wait_for(lambda: announced("cold:1b") == ["load", "loaded"])
     await wait_for(lambda: router_of(b).fleet.backends["b"].model("cold:1b").status == "loaded")
-    failed = await a.post("/admin/backends/b/load", json={"model": "nope:1b"}, headers=ADMIN)
+    failed = await a.post("/admin/backends/b/load", json={"model": "ghost:1b"}, headers=ADMIN)
     assert failed.status == 502
-    await wait_for(lambda: announced("nope:1b") == ["load", "load-failed"])
+    await wait_for(lambda: announced("ghost:1b") == ["load", "load-failed"])
+    unknown = await a.post("/admin/backends/b/load", json={"model": "nope:1b"}, headers=ADMIN)
+    assert unknown.status == 404  # refused before anything is announced
+    assert "does not serve model 'nope:1b'" in (await unknown.json())["error"]
 
 
 async def test_a_pin_through_one_replica_holds_for_the_others(
