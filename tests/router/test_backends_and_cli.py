@@ -23,6 +23,15 @@ from tests.router.conftest import ndjson, openai_upstream, router_of
 REPO = Path(__file__).resolve().parents[2]
 
 
+async def _behind_router(aiohttp_server: Any, make_router: Any, routes: list[Any]) -> Any:
+    """A fake llama-server answering ``routes``, as backend ``ls`` of a test router."""
+    app = web.Application()
+    app.router.add_routes(routes)
+    server: TestServer = await aiohttp_server(app)
+    url = str(server.make_url("")).rstrip("/")
+    return await make_router([{"name": "ls", "url": url, "kind": "llama-server"}])
+
+
 async def test_single_model_llama_server_loading_then_loaded(make_router, aiohttp_server):
     """llama-server with one model: ``meta: null`` in /v1/models while it loads."""
     state: dict[str, Any] = {"meta": None}
@@ -38,14 +47,8 @@ async def test_single_model_llama_server_loading_then_loaded(make_router, aiohtt
             return web.json_response({"error": {"message": "Loading model"}}, status=503)
         return web.json_response({"status": "ok"})
 
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    app.router.add_get("/models", models)
-    app.router.add_get("/health", health)
-    server: TestServer = await aiohttp_server(app)
-    client = await make_router(
-        [{"name": "ls", "url": str(server.make_url("")).rstrip("/"), "kind": "llama-server"}]
-    )
+    routes = [web.get("/v1/models", models), web.get("/models", models), web.get("/health", health)]
+    client = await _behind_router(aiohttp_server, make_router, routes)
     router = router_of(client)
     backend = router.fleet.backends["ls"]
     await router.refresh_all()
@@ -84,14 +87,12 @@ async def test_router_mode_load_of_a_model_started_behind_the_routers_back(
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    app = web.Application()
-    app.router.add_get("/models", models)
-    app.router.add_post("/models/load", load)
-    app.router.add_get("/health", health)
-    server: TestServer = await aiohttp_server(app)
-    client = await make_router(
-        [{"name": "ls", "url": str(server.make_url("")).rstrip("/"), "kind": "llama-server"}]
-    )
+    routes = [
+        web.get("/models", models),
+        web.post("/models/load", load),
+        web.get("/health", health),
+    ]
+    client = await _behind_router(aiohttp_server, make_router, routes)
     await router_of(client).refresh_all()
     resp = await client.post(
         "/admin/backends/ls/load",
