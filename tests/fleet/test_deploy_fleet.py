@@ -189,6 +189,10 @@ def test_deploy_verify_rerun_change_converge(fleet: Fleet) -> None:
     assert checks.returncode == 0, checks.stdout[-4000:] + checks.stderr[-2000:]
     assert " passed" in checks.stdout and "failed" not in checks.stdout
     assert_render_is_what_the_hosts_hold(fleet)
+    # Ollama (the stand-in asks nvidia-smi, as Ollama asks the driver) uses the two emulated
+    # RTX 4090s its environment names by UUID: models load into VRAM, not onto the CPU.
+    seen = sh(fleet, "gpu-nv1", "journalctl -u 'ollama-*' -o cat --no-pager | grep compute")
+    assert 'gpus=2 total_vram="49128 MiB"' in seen.splitlines()[-1], seen
 
     second = fleet.deploy()
     assert second["results"]["totals"]["success"] == 0, changed_hosts(second)

@@ -484,6 +484,25 @@ def test_settings_from_env_reads_ollama_variables(tmp_path: Path) -> None:
     assert settings.gpu_vram_mb == [24576, 81920]
 
 
+def test_settings_find_the_gpus_nvidia_smi_lists(tmp_path: Path) -> None:
+    """Without STANDIN_VRAM_MB the stand-in asks ``nvidia-smi``, as Ollama asks the driver, and
+    ``CUDA_VISIBLE_DEVICES`` picks by index or UUID (the deploy writes UUIDs)."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nprintf 'GPU-aaaa-01, 24564\\nGPU-aaaa-02, 16376\\n'\n")
+    smi.chmod(0o755)
+    path = {"PATH": str(tmp_path)}
+    assert Settings.from_env(path).gpu_vram_mb == [24564, 16376]
+    by_uuid = Settings.from_env(path | {"CUDA_VISIBLE_DEVICES": "GPU-aaaa-02,GPU-aaaa-01"})
+    assert by_uuid.gpu_vram_mb == [16376, 24564]
+    assert Settings.from_env(path | {"CUDA_VISIBLE_DEVICES": "1"}).gpu_vram_mb == [16376]
+    # an ambiguous UUID prefix or -1 ends the list, as in CUDA
+    assert Settings.from_env(path | {"CUDA_VISIBLE_DEVICES": "GPU-aaaa"}).gpu_vram_mb == []
+    assert Settings.from_env(path | {"CUDA_VISIBLE_DEVICES": "0,-1,1"}).gpu_vram_mb == [24564]
+    # STANDIN_VRAM_MB wins; without either there is no GPU
+    assert Settings.from_env(path | {"STANDIN_VRAM_MB": "8192"}).gpu_vram_mb == [8192]
+    assert Settings.from_env({"PATH": str(tmp_path / "none")}).gpu_vram_mb == []
+
+
 def test_settings_hidden_gpus_and_bad_values() -> None:
     hidden = Settings.from_env({"STANDIN_VRAM_MB": "24576", "CUDA_VISIBLE_DEVICES": "-1"})
     assert hidden.gpu_vram_mb == []

@@ -17,7 +17,9 @@ Simplified: VRAM is one pool over the visible GPUs (no per-GPU placement, no 80 
 blobs are written (only manifests), text is fake, embeddings are hash-derived vectors.
 
 Stand-in-only knobs (environment):
-  STANDIN_VRAM_MB          VRAM per GPU, comma separated ("24576,24576"); empty = CPU only
+  STANDIN_VRAM_MB          VRAM per GPU, comma separated ("24576,24576"); unset: the GPUs
+                           ``nvidia-smi`` lists (uuid, memory), as Ollama asks the driver;
+                           neither = CPU only
   STANDIN_LOAD_MS_PER_GB   simulated load time (default 200)
   STANDIN_TOKENS_PER_S     simulated decode speed (default 50; 0 = as fast as possible)
   STANDIN_PULL_MB_PER_S    simulated download speed (default 2000)
@@ -52,7 +54,9 @@ import logging
 import os
 import re
 import select
+import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -135,6 +139,46 @@ def _env_float(env: dict[str, str], name: str, default: float) -> float:
         raise ValueError(f"{name}: expected a number, got {raw!r}") from None
 
 
+def discovered_gpus(env: dict[str, str]) -> list[tuple[str, int]]:
+    """``(uuid, MiB)`` per NVIDIA GPU as ``nvidia-smi`` reports it (on the lab hosts, the
+    emulated GPUs' tool), as Ollama asks the driver at start; ``[]`` without one."""
+    smi = shutil.which("nvidia-smi", path=env.get("PATH", os.defpath))
+    if smi is None:
+        return []
+    query = ["--query-gpu=uuid,memory.total", "--format=csv,noheader,nounits"]
+    try:
+        out = subprocess.run([smi, *query], capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.stdout.splitlines():
+        uuid, _, mib = (part.strip() for part in line.partition(","))
+        if mib.isdigit():
+            gpus.append((uuid, int(mib)))
+    return gpus
+
+
+def visible_gpus(gpus: list[tuple[str, int]], visible: str) -> list[tuple[str, int]]:
+    """CUDA's ``*_VISIBLE_DEVICES``: indices or (prefixes of) UUIDs, in the order given; an
+    entry that names no GPU ends the list (``-1`` hides them all).
+
+    Example::
+
+        visible_gpus([("GPU-a1", 24564), ("GPU-b2", 24564), ("", 81920)], "2,GPU-a")
+        # [("", 81920), ("GPU-a1", 24564)]
+    """
+    chosen: list[int] = []
+    for wanted in (v for v in visible.replace(" ", "").split(",") if v):
+        if wanted.isdigit():
+            match = [int(wanted)] if int(wanted) < len(gpus) else []
+        else:
+            match = [i for i, (uuid, _) in enumerate(gpus) if uuid and uuid.startswith(wanted)]
+        if len(match) != 1 or match[0] in chosen:
+            break
+        chosen.append(match[0])
+    return [gpus[i] for i in chosen]
+
+
 @dataclass
 class Settings:
     """Everything the server reads from its environment (real knobs, then stand-in knobs)."""
@@ -158,14 +202,12 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         host, port = parse_host(env.get("OLLAMA_HOST"))
-        gpus = [int(v) for v in env.get("STANDIN_VRAM_MB", "").replace(" ", "").split(",") if v]
+        listed = [int(v) for v in env.get("STANDIN_VRAM_MB", "").replace(" ", "").split(",") if v]
+        found = [("", mb) for mb in listed] if listed else discovered_gpus(env)
         visible = env.get("CUDA_VISIBLE_DEVICES", env.get("ROCR_VISIBLE_DEVICES"))
         if visible is not None:
-            wanted = [v for v in visible.replace(" ", "").split(",") if v]
-            if any(not v.isdigit() for v in wanted):  # "-1" or a UUID we cannot map: no GPU
-                gpus = []
-            else:
-                gpus = [gpus[int(v)] for v in wanted if int(v) < len(gpus)]
+            found = visible_gpus(found, visible)
+        gpus = [mb for _, mb in found]
         return cls(
             host=host,
             port=port,
