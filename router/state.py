@@ -282,9 +282,11 @@ class FleetState:
         elif model.endswith(":latest"):
             candidates.append(model.removesuffix(":latest"))
         for name in candidates:
-            holders = [state for state in self.backends.values() if name in state.serves()]
-            if holders:
-                return next((s.aliases()[name] for s in holders if name in s.aliases()), name)
+            for state in self.backends.values():
+                if name in state.aliases():
+                    return state.aliases()[name]
+            if any(name in state.serves() for state in self.backends.values()):
+                return name
         return None
 
     def size_mb(self, model: str) -> int:
