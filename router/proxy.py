@@ -585,7 +585,7 @@ async def _relay(
                 reply.chunk(obj)
                 for piece in reply.lines():
                     await send(_ndjson(piece))
-        await send()
+        await send(renamer.flush() if renamer else None)
         if up.translation == "openai-infill":
             await send(b"data: [DONE]\n\n")
         if reply is not None:
@@ -809,29 +809,41 @@ class _Lines:
 
 
 class _Renamer:
-    """Puts the client's model name back into passthrough NDJSON/SSE lines (whole lines only)."""
+    """Puts the client's model name back into passthrough NDJSON/SSE lines (whole lines only).
+
+    The name sits at the top of chat chunks and Ollama lines, and one level down in the
+    Responses API's ``response.*`` events and Anthropic's ``message_start``.
+    """
 
     def __init__(self, upstream: str, client: str) -> None:
         self.upstream, self.client = upstream, client
         self.lines = _Lines()
 
     def feed(self, chunk: bytes) -> bytes:
-        out = []
-        for line in self.lines.feed(chunk):
-            prefix, payload = (
-                (b"data: ", line[5:].strip())
-                if line.startswith(b"data:")
-                else (
-                    b"",
-                    line,
-                )
-            )
-            obj = _json_line(payload) if payload.startswith(b"{") else None
-            if obj is not None and obj.get("model") == self.upstream:
-                obj["model"] = self.client
-                line = prefix + json.dumps(obj, separators=(",", ":")).encode()
-            out.append(line + b"\n")
-        return b"".join(out)
+        return b"".join(self._renamed(line) + b"\n" for line in self.lines.feed(chunk))
+
+    def flush(self) -> bytes:
+        """What is left after the last newline (a stream that does not end with one)."""
+        tail, self.lines.tail = self.lines.tail, b""
+        return self._renamed(tail) if tail else b""
+
+    def _renamed(self, line: bytes) -> bytes:
+        prefix, payload = (
+            (b"data: ", line[5:].strip()) if line.startswith(b"data:") else (b"", line)
+        )
+        obj = _json_line(payload) if payload.startswith(b"{") else None
+        if obj is None:
+            return line
+        holders = [
+            obj,
+            *(obj[key] for key in ("response", "message") if isinstance(obj.get(key), dict)),
+        ]
+        renamed = False
+        for holder in holders:
+            if holder.get("model") == self.upstream:
+                holder["model"] = self.client
+                renamed = True
+        return prefix + json.dumps(obj, separators=(",", ":")).encode() if renamed else line
 
 
 class _Sniffer:

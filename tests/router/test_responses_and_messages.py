@@ -147,3 +147,52 @@ async def test_hung_backend_fails_over_before_the_first_byte(ollama, make_router
     assert router.fleet.backends[home].counters["timeout"] >= 1
     async with client.session.post(hung.url + "/standin/faults", json={"mode": "ok"}) as resp:
         assert resp.status == 200
+
+
+def models_named_in(events: list[dict[str, Any]]) -> set[str]:
+    """Every model name a stream's events carry, at the top or one level down."""
+    holders = list(events) + [
+        e[key] for e in events for key in ("response", "message") if isinstance(e.get(key), dict)
+    ]
+    return {h["model"] for h in holders if "model" in h}
+
+
+async def test_streams_say_the_name_the_client_asked_for(ollama, make_router):
+    """``fast`` is the catalog's name of the backend's qwen2.5:0.5b: the Responses events and
+    Anthropic's ``message_start`` say ``fast`` too, as whole answers and chat chunks do."""
+    server = ollama(models=[MODEL])
+    entry = {"name": "fast", "backend_model": MODEL}
+    client = await make_router([{"name": "o", "url": server.url, "models": [entry]}])
+    for path, body in (
+        ("/v1/responses", responses(stream=True, model="fast")),
+        ("/v1/messages", messages(stream=True, model="fast")),
+    ):
+        resp = await client.post(path, json=body)
+        assert resp.status == 200, await resp.text()
+        events = await sse(resp)
+        assert models_named_in(events) == {"fast"}, path
+        whole = await client.post(path, json={**body, "stream": False})
+        assert (await whole.json())["model"] == "fast"
+
+
+async def test_a_stream_that_ends_without_a_newline_is_passed_on_whole(aiohttp_server, make_router):
+    """Renaming works line by line; a stream whose last line has no newline (here the
+    ``[DONE]``) must not have that line kept back."""
+    chunk = {"id": "c1", "object": "chat.completion.chunk", "model": "upstream-name"}
+    chunk["choices"] = [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]
+
+    async def chat(request: web.Request) -> web.Response:
+        body = b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]"
+        return web.Response(body=body, content_type="text/event-stream")
+
+    url = await openai_upstream(aiohttp_server, chat, "upstream-name")
+    entry = {"name": "m", "backend_model": "upstream-name"}
+    client = await make_router([{"name": "gen", "url": url, "kind": "openai", "models": [entry]}])
+    resp = await client.post(
+        "/v1/chat/completions",
+        json={"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True},
+    )
+    assert resp.status == 200
+    text = (await resp.read()).decode()
+    assert text.endswith("data: [DONE]")
+    assert json.loads(text.split("\n")[0][len("data: ") :]) == {**chunk, "model": "m"}
