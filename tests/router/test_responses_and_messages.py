@@ -178,8 +178,9 @@ async def test_streams_say_the_name_the_client_asked_for(ollama, make_router):
 async def test_a_stream_that_ends_without_a_newline_is_passed_on_whole(aiohttp_server, make_router):
     """Renaming works line by line; a stream whose last line has no newline (here the
     ``[DONE]``) must not have that line kept back."""
-    chunk = {"id": "c1", "object": "chat.completion.chunk", "model": "upstream-name"}
-    chunk["choices"] = [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]
+    choice = {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}
+    chunk: dict[str, Any] = {"id": "c1", "object": "chat.completion.chunk"}
+    chunk |= {"model": "upstream-name", "choices": [choice]}
 
     async def chat(request: web.Request) -> web.Response:
         body = b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]"
