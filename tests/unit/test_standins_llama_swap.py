@@ -406,6 +406,60 @@ def test_completions_embeddings_and_streaming(swap: Callable[..., RunningStandin
     assert json.loads(events[-2].removeprefix("data: "))["choices"][0]["finish_reason"] == "stop"
 
 
+def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(event, data)`` pairs of a server-sent event stream."""
+    pairs = []
+    for block in filter(None, text.split("\n\n")):
+        event, data = block.split("\n")
+        pairs.append((event.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
+    return pairs
+
+
+def test_responses_and_messages_as_llama_server_answers_them(
+    swap: Callable[..., RunningStandin],
+) -> None:
+    """Real llama-swap passes both on to llama-server (backends.md table row 2-3); the
+    simulated upstream answers them in llama-server's shapes and event order (as captured
+    from the demo's real llama-server)."""
+    url = swap(models_yaml("a")).url
+    status, whole = call(
+        url, "/v1/responses", {"model": "a", "input": "hi", "max_output_tokens": 2}
+    )
+    assert status == 200 and whole["object"] == "response" and whole["status"] == "completed"
+    assert whole["output"][0]["content"][0]["type"] == "output_text"
+    assert whole["usage"]["output_tokens"] == 2 and whole["id"].startswith("resp_")
+    body = {"model": "a", "input": [{"role": "user", "content": "hi"}], "stream": True}
+    status, text = call(url, "/v1/responses", body)
+    events = sse_events(text)
+    assert [name for name, _ in events if not name.endswith(".delta")] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert all(data["type"] == name for name, data in events)
+    deltas = "".join(data["delta"] for name, data in events if name.endswith(".delta"))
+    completed = events[-1][1]["response"]
+    assert completed["output"][0]["content"][0]["text"] == deltas != ""
+
+    anthropic = {"model": "a", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
+    status, message = call(url, "/v1/messages", anthropic)
+    assert (status, message["type"], message["stop_reason"]) == (200, "message", "max_tokens")
+    assert message["usage"]["output_tokens"] == 2 and message["content"][0]["type"] == "text"
+    status, text = call(url, "/v1/messages", {**anthropic, "max_tokens": 100, "stream": True})
+    events = sse_events(text)
+    names = [name for name, _ in events]
+    assert names[:2] == ["message_start", "content_block_start"]
+    assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert events[-2][1]["delta"]["stop_reason"] == "end_turn"
+    status, counted = call(url, "/v1/messages/count_tokens", {**anthropic, "system": "be brief"})
+    assert (status, counted) == (200, {"input_tokens": 3})
+
+
 def test_upstream_passthrough_loads_the_model(swap: Callable[..., RunningStandin]) -> None:
     url = swap(models_yaml("a")).url
     assert call(url, "/upstream/a/health") == (200, {"status": "ok"})

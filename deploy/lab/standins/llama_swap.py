@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import select
 import shlex
 import shutil
@@ -795,19 +796,23 @@ class SimulatedUpstream:
         elif path in ("/v1/chat/completions", "/v1/completions", "/completion"):
             with self.slots:
                 self._complete(h, json.loads(body or b"{}"), chat=path == "/v1/chat/completions")
+        elif path == "/v1/responses":
+            with self.slots:
+                self._responses(h, json.loads(body or b"{}"))
+        elif path == "/v1/messages":
+            with self.slots:
+                self._messages(h, json.loads(body or b"{}"))
+        elif path == "/v1/messages/count_tokens":
+            h.send_json(200, {"input_tokens": _count_words(_anthropic_prompt(json.loads(body)))})
         elif path == "/v1/embeddings":
             self._embed(h, json.loads(body or b"{}"))
         else:
             h.send_error_json(404, f"File Not Found: {path}")
 
-    def _complete(self, h: Handler, req: dict[str, Any], *, chat: bool) -> None:
-        if chat:
-            prompt = " ".join(str(m.get("content", "")) for m in req.get("messages") or [])
-        else:
-            prompt = str(req.get("prompt", ""))
+    def _reply(self, prompt: str, limit: Any) -> tuple[list[str], str, float]:
+        """Fake tokens for ``prompt`` (deterministic), why they stop, and the time per token."""
         seed = int(hashlib.sha256(prompt.encode()).hexdigest(), 16)
         natural = 8 + seed % 9
-        limit = req.get("max_tokens") or req.get("n_predict")
         count = min(natural, int(limit)) if isinstance(limit, int) and limit > 0 else natural
         finish = "length" if count < natural else "stop"
         tokens = [
@@ -815,7 +820,17 @@ class SimulatedUpstream:
             for i in range(count)
         ]
         delay = 1 / self.settings.tokens_per_s if self.settings.tokens_per_s > 0 else 0.0
-        prompt_n = max(1, len(prompt.split()))
+        return tokens, finish, delay
+
+    def _complete(self, h: Handler, req: dict[str, Any], *, chat: bool) -> None:
+        if chat:
+            prompt = " ".join(str(m.get("content", "")) for m in req.get("messages") or [])
+        else:
+            prompt = str(req.get("prompt", ""))
+        seed = int(hashlib.sha256(prompt.encode()).hexdigest(), 16)
+        tokens, finish, delay = self._reply(prompt, req.get("max_tokens") or req.get("n_predict"))
+        count = len(tokens)
+        prompt_n = _count_words(prompt)
         head = {
             "id": f"chatcmpl-{seed % 10**8}",
             "created": int(time.time()),
@@ -871,6 +886,90 @@ class SimulatedUpstream:
             200, {**head, "object": obj, "choices": [choice], "usage": usage, "timings": timings}
         )
 
+    def _responses(self, h: Handler, req: dict[str, Any]) -> None:
+        """llama-server's ``/v1/responses``: its object and its event sequence, text only."""
+        items = req.get("input")
+        prompt = items if isinstance(items, str) else _text_of(items)
+        if req.get("instructions"):
+            prompt = f"{_text_of(req['instructions'])} {prompt}"
+        tokens, _, delay = self._reply(prompt, req.get("max_output_tokens"))
+        ident = _random_id()
+        item: dict[str, Any] = {"type": "message", "status": "in_progress", "id": "msg_" + ident}
+        item |= {"content": [], "role": "assistant"}
+        response: dict[str, Any] = {"id": "resp_" + ident, "object": "response"}
+        response |= {"created_at": int(time.time()), "status": "in_progress"}
+        text = "".join(tokens)
+        part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
+        done_item = {**item, "status": "completed", "content": [part]}
+        prompt_n = _count_words(prompt)
+        usage: dict[str, Any] = {"input_tokens": prompt_n, "output_tokens": len(tokens)}
+        usage |= {
+            "total_tokens": prompt_n + len(tokens),
+            "input_tokens_details": {"cached_tokens": 0},
+        }
+        done = {**response, "status": "completed", "model": req.get("model", self.model.id)}
+        done |= {"output": [done_item], "usage": usage}
+        if not req.get("stream"):
+            time.sleep(delay * len(tokens))
+            h.send_json(200, done)
+            return
+        h.start_stream("text/event-stream")
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("response.created", {"response": response}),
+            ("response.in_progress", {"response": response}),
+            ("response.output_item.added", {"item": item}),
+            ("response.content_part.added", {"item_id": item["id"], "part": {**part, "text": ""}}),
+        ]
+        _send_events(h, events)
+        for token in tokens:
+            time.sleep(delay)
+            _send_events(
+                h, [("response.output_text.delta", {"item_id": item["id"], "delta": token})]
+            )
+        _send_events(
+            h,
+            [
+                ("response.output_text.done", {"item_id": item["id"], "text": text}),
+                ("response.content_part.done", {"item_id": item["id"], "part": part}),
+                ("response.output_item.done", {"item": done_item}),
+                ("response.completed", {"response": done}),
+            ],
+        )
+        h.end_stream()
+
+    def _messages(self, h: Handler, req: dict[str, Any]) -> None:
+        """llama-server's Anthropic ``/v1/messages``: its message and event sequence, text only."""
+        prompt = _anthropic_prompt(req)
+        tokens, finish, delay = self._reply(prompt, req.get("max_tokens"))
+        stop = "max_tokens" if finish == "length" else "end_turn"
+        usage = {"cache_read_input_tokens": 0, "input_tokens": _count_words(prompt)}
+        message: dict[str, Any] = {"id": "chatcmpl-" + _random_id(), "type": "message"}
+        message |= {"role": "assistant", "content": [], "model": req.get("model", self.model.id)}
+        message |= {
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {**usage, "output_tokens": 0},
+        }
+        if not req.get("stream"):
+            time.sleep(delay * len(tokens))
+            message |= {"content": [{"type": "text", "text": "".join(tokens)}], "stop_reason": stop}
+            h.send_json(200, {**message, "usage": {**usage, "output_tokens": len(tokens)}})
+            return
+        h.start_stream("text/event-stream")
+        block = {"index": 0, "content_block": {"type": "text", "text": ""}}
+        _send_events(h, [("message_start", {"message": message}), ("content_block_start", block)])
+        for token in tokens:
+            time.sleep(delay)
+            delta = {"index": 0, "delta": {"type": "text_delta", "text": token}}
+            _send_events(h, [("content_block_delta", delta)])
+        end: dict[str, Any] = {"delta": {"stop_reason": stop, "stop_sequence": None}}
+        end["usage"] = {"output_tokens": len(tokens)}
+        _send_events(
+            h,
+            [("content_block_stop", {"index": 0}), ("message_delta", end), ("message_stop", {})],
+        )
+        h.end_stream()
+
     def _embed(self, h: Handler, req: dict[str, Any]) -> None:
         inputs = req.get("input", [])
         inputs = [inputs] if isinstance(inputs, str) else list(inputs)
@@ -894,6 +993,40 @@ class SimulatedUpstream:
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             },
         )
+
+
+def _count_words(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+def _random_id() -> str:
+    """32 letters and digits, as llama-server makes its ``resp_`` / ``msg_`` ids."""
+    return secrets.token_hex(16)
+
+
+def _text_of(content: Any) -> str:
+    """The text of a message ``content`` or an ``input`` list: a string or a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            _text_of(p.get("text") or p.get("content")) for p in content if isinstance(p, dict)
+        )
+    return ""
+
+
+def _anthropic_prompt(req: dict[str, Any]) -> str:
+    return " ".join(
+        [_text_of(req.get("system"))]
+        + [_text_of(m.get("content")) for m in req.get("messages") or [] if isinstance(m, dict)]
+    ).strip()
+
+
+def _send_events(h: Handler, events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Server-sent events as llama-server writes them: ``event:`` then ``data:`` with ``type``."""
+    for name, obj in events:
+        data = json.dumps({"type": name, **obj}, separators=(",", ":"))
+        h.write_chunk(f"event: {name}\ndata: {data}\n\n".encode())
 
 
 HOP_BY_HOP = {
