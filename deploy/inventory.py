@@ -190,11 +190,13 @@ class HostSpec(_Strict):
 class Versions(_Strict):
     """Pinned versions of what the roles install."""
 
-    ollama: str = "0.12.6"
+    # 0.14.0 is the first Ollama with both /v1/responses (0.13.3) and Anthropic /v1/messages;
+    # from 0.14.0 on its Linux archive is .tar.zst (the Ollama role installs zstd).
+    ollama: str = "0.14.1"
     llama_swap: str = "v172"
     llama_cpp: str = "b6780"
-    cuda_image: str = "docker.io/ollama/ollama:0.12.6"
-    rocm_image: str = "docker.io/ollama/ollama:0.12.6-rocm"
+    cuda_image: str = "docker.io/ollama/ollama:0.14.1"
+    rocm_image: str = "docker.io/ollama/ollama:0.14.1-rocm"
 
 
 class RouterSettings(_Strict):

@@ -33,8 +33,9 @@ require_root() {
 setup_fleet() {
     # The local container fleet: podman (runc, netavark), debootstrap for the host image,
     # openssh-client for the fleet's ssh key, dpkg-dev + gnupg for the stand-in apt repository,
-    # curl for the demo's printed commands (and their test).
-    apt_install podman runc netavark aardvark-dns uidmap debootstrap openssh-client dpkg-dev gnupg iptables curl
+    # curl for the demo's printed commands (and their test), zstd to pack the Ollama stand-in's
+    # release as Ollama packs its own (.tar.zst).
+    apt_install podman runc netavark aardvark-dns uidmap debootstrap openssh-client dpkg-dev gnupg iptables curl zstd
     bash deploy/lab/hostimage.sh
 }
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
-from pyinfra.operations import files
+from pyinfra.operations import apt, files
 
 from modelfleet.deploy.plan import BackendInstance, RenderedFile, Versions
 from modelfleet.roles.ollama import operations as ops
@@ -63,6 +63,12 @@ def backend(
     changes: list[OperationMeta] = []
     release: list[OperationMeta] = []
     if any(inst.install == "native" for inst in instances):
+        apt.packages(
+            name="Tools to unpack the Ollama release",
+            packages=list(data.ollama_packages),
+            update=True,
+            cache_time=data.ollama_apt_cache_time,
+        )
         # ollama_release_sha256 was checked with the plan (defaults.check).
         release.append(
             pinned_release(

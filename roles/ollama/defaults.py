@@ -12,13 +12,17 @@ BINARY_LINK = "/usr/local/bin/ollama"
 
 DEFAULTS: dict[str, Any] = {
     # --- native install: a pinned release archive, checked by sha256 -------------------------
-    # URL of the release archive; {version} is the fleet's versions["ollama"].
+    # URL of the release archive; {version} is the fleet's versions["ollama"]. Ollama >= 0.14.0
+    # ships .tar.zst (older releases: .tgz; tar reads both).
     "ollama_release_url": (
-        "https://github.com/ollama/ollama/releases/download/v{version}/ollama-linux-amd64.tgz"
+        "https://github.com/ollama/ollama/releases/download/v{version}/ollama-linux-amd64.tar.zst"
     ),
     # sha256 of that archive. Required for native installs: copy it from the release page
     # (sha256sum.txt); the deploy refuses to start without it.
     "ollama_release_sha256": None,
+    # Debian packages a native install needs to unpack the release (tar calls zstd).
+    "ollama_packages": ["zstd"],
+    "ollama_apt_cache_time": 86400,
     # Releases unpack to <root>/releases/<version>/; <root>/current points at the live one and
     # /usr/local/bin/ollama at <root>/current/bin/ollama.
     "ollama_root": "/opt/ollama",

@@ -124,6 +124,30 @@ def test_demo_up_rerun_and_down(demo_run: DemoRun, tmp_path: Path) -> None:
     headers = subprocess.check_output(curl, shell=True, text=True).lower()
     assert "x-modelfleet-reason: resident" in headers, headers
 
+    # Every client API reaches every backend kind of the demo: real llama-server, the
+    # llama-swap stand-in and the Ollama stand-in (as Ollama >= 0.14 does), whole and streamed.
+    base = f"http://127.0.0.1:{demo_run.router_port}"
+    say_hi = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
+    apis = {
+        "/v1/responses": {"input": "Hi", "max_output_tokens": 3},
+        "/v1/messages": say_hi,
+        "/v1/chat/completions": say_hi,
+    }
+    for model in (demo.DEMO_MODEL, "gemma3-270m-swap", "qwen2.5-0.5b"):
+        for path, body in apis.items():
+            for stream in (False, True):
+                sent = json.dumps({"model": model, "stream": stream, **body})
+                answer = subprocess.run(
+                    ["curl", "-s", "-N", "-m", "120", "-w", "\n%{http_code}", base + path,
+                     "-H", "Content-Type: application/json", "-d", sent],
+                    capture_output=True, text=True, check=True,
+                ).stdout  # fmt: skip
+                text, status = answer.rsplit("\n", 1)
+                assert status == "200", (model, path, stream, text)
+                # the name the client asked for, never the backend's own (qwen2.5:0.5b)
+                named = set(re.findall(r'"model": ?"([^"]*)"', text))
+                assert named == {model}, (model, path, stream, named)
+
     # The dashboard shows the hosts and the model the demo request loaded.
     url = re.search(r"Dashboard: (\S+)", first)
     token_command = re.search(r"admin token: (.+)", first)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -20,14 +22,21 @@ from modelfleet.deploy.lab.standins.release import Release, build_releases, serv
 
 @pytest.fixture
 def releases(tmp_path: Path) -> dict[str, Release]:
-    return build_releases(tmp_path / "dist", ollama_version="0.13.1", llama_swap_version="v180")
+    if shutil.which("zstd") is None:
+        pytest.skip(
+            "zstd is not installed (Ollama releases are .tar.zst): bash deploy/setup.sh --all"
+        )
+    return build_releases(tmp_path / "dist", ollama_version="0.14.2", llama_swap_version="v180")
 
 
 def test_archives_have_the_real_layout(releases: dict[str, Release]) -> None:
     ollama, swap = releases["ollama"], releases["llama-swap"]
-    assert ollama.filename == "ollama-linux-amd64.tgz"
+    assert ollama.filename == "ollama-linux-amd64.tar.zst"
     assert swap.filename == "llama-swap_180_linux_amd64.tar.gz"
-    with tarfile.open(ollama.path) as tar:
+    unpacked = subprocess.run(
+        ["zstd", "-d", "-c", str(ollama.path)], capture_output=True, check=True
+    )
+    with tarfile.open(fileobj=io.BytesIO(unpacked.stdout)) as tar:
         members = {m.name: m for m in tar.getmembers()}
         launcher = tar.extractfile("bin/ollama")
         assert launcher is not None
@@ -36,13 +45,13 @@ def test_archives_have_the_real_layout(releases: dict[str, Release]) -> None:
     assert members["bin/ollama"].mode == 0o755
     assert members["lib/ollama"].isdir()
     assert head.startswith("#!/usr/bin/env python3\n")
-    assert 'VERSION = "0.13.1"' in head
+    assert 'VERSION = "0.14.2"' in head
     with tarfile.open(swap.path) as tar:
         assert tar.getnames() == ["llama-swap"]
 
 
 def test_archives_are_reproducible_and_listed(releases: dict[str, Release], tmp_path: Path) -> None:
-    again = build_releases(tmp_path / "again", ollama_version="0.13.1", llama_swap_version="v180")
+    again = build_releases(tmp_path / "again", ollama_version="0.14.2", llama_swap_version="v180")
     assert {n: r.sha256 for n, r in again.items()} == {n: r.sha256 for n, r in releases.items()}
     for release in releases.values():
         assert hashlib.sha256(release.path.read_bytes()).hexdigest() == release.sha256
@@ -77,8 +86,9 @@ def test_served_ollama_release_installs_and_runs_like_the_real_one(
         assert download(server.url_for(ollama), archive) == ollama.sha256
     prefix = tmp_path / "usr"
     prefix.mkdir()
-    with tarfile.open(archive) as tar:
-        tar.extractall(prefix, filter="data")
+    # as the real release's install does: tar -C /usr -xf ollama-linux-amd64.tar.zst (GNU tar
+    # calls zstd)
+    subprocess.run(["tar", "-C", str(prefix), "-xf", str(archive)], check=True)
     binary = prefix / "bin" / "ollama"
     port = free_port()
     env = {
@@ -92,7 +102,7 @@ def test_served_ollama_release_installs_and_runs_like_the_real_one(
     try:
         wait_until_up(f"http://127.0.0.1:{port}/", proc)
         version = subprocess.run([binary, "--version"], env=env, capture_output=True, text=True)
-        assert version.stdout.strip() == "ollama version is 0.13.1"
+        assert version.stdout.strip() == "ollama version is 0.14.2"
         pulled = subprocess.run([binary, "pull", "qwen2.5:0.5b"], env=env, capture_output=True)
         assert pulled.returncode == 0
         listed = subprocess.run([binary, "list"], env=env, capture_output=True, text=True)

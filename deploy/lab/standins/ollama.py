@@ -69,7 +69,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-VERSION = "0.12.6"
+VERSION = "0.14.1"
 DEFAULT_PORT = 11434
 FOREVER_S = (2**63 - 1) / 1e9  # Go's MaxInt64 nanoseconds: keep_alive < 0 means "forever"
 MAX_QUEUE_ERROR = "server busy, please try again.  maximum pending requests exceeded"

@@ -2,7 +2,7 @@
 """Release archives of the STAND-INS, shaped like the real projects' downloads, and a tiny
 HTTP file server to serve them to hosts (loopback, or a podman bridge address).
 
-    ollama-linux-amd64.tgz                  bin/ollama (the stand-in) + lib/ollama/
+    ollama-linux-amd64.tar.zst              bin/ollama (the stand-in) + lib/ollama/
     llama-swap_<version>_linux_amd64.tar.gz llama-swap (the stand-in)
 
 Each executable is ``#!/usr/bin/env python3`` with the stand-in module copied in (stdlib only,
@@ -14,7 +14,7 @@ Python::
 
     releases = build_releases(tmp_path)            # {"ollama": Release, "llama-swap": Release}
     with serve_releases(tmp_path, host="127.0.0.1") as server:
-        url = server.url_for(releases["ollama"])   # http://127.0.0.1:<port>/ollama-linux-amd64.tgz
+        url = server.url_for(releases["ollama"])   # http://127.0.0.1:<port>/ollama-linux-amd64.tar.zst
 
 CLI::
 
@@ -34,6 +34,8 @@ import http.server
 import io
 import json
 import re
+import shutil
+import subprocess
 import sys
 import tarfile
 import threading
@@ -51,6 +53,10 @@ def standin_version(module: str) -> str:
     if not match:
         raise ValueError(f"{HERE / module}: no VERSION line")
     return match.group(1)
+
+
+class ReleaseError(Exception):
+    """A release cannot be built on this machine (a tool is missing)."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,8 @@ def _executable(module: str, version: str) -> bytes:
     return source.encode()
 
 
-def _write_tgz(path: Path, entries: list[tuple[str, bytes | None, int]]) -> str:
-    """Write a reproducible .tar.gz of (name, data or None for a directory, mode); sha256."""
+def _tar(entries: list[tuple[str, bytes | None, int]]) -> bytes:
+    """A reproducible tar of (name, data or None for a directory, mode)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for name, data, mode in entries:
@@ -93,10 +99,32 @@ def _write_tgz(path: Path, entries: list[tuple[str, bytes | None, int]]) -> str:
             else:
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+def _write_tgz(path: Path, entries: list[tuple[str, bytes | None, int]]) -> str:
+    """Write a reproducible .tar.gz of ``entries`` (see ``_tar``); its sha256."""
     packed = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=packed, mtime=0) as gz:
-        gz.write(raw.getvalue())
-    data = packed.getvalue()
+        gz.write(_tar(entries))
+    return _write_atomically(path, packed.getvalue())
+
+
+def _write_tar_zst(path: Path, entries: list[tuple[str, bytes | None, int]]) -> str:
+    """Write a reproducible .tar.zst of ``entries`` with the ``zstd`` tool (Python 3.11 has no
+    zstd module); its sha256. The same zstd version and level give the same bytes."""
+    zstd = shutil.which("zstd")
+    if zstd is None:
+        raise ReleaseError(
+            "the zstd tool is missing (Ollama >= 0.14 releases are .tar.zst): apt-get install zstd"
+        )
+    packed = subprocess.run(
+        [zstd, "-q", "-19", "-c"], input=_tar(entries), capture_output=True, check=True
+    ).stdout
+    return _write_atomically(path, packed)
+
+
+def _write_atomically(path: Path, data: bytes) -> str:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
@@ -104,14 +132,19 @@ def _write_tgz(path: Path, entries: list[tuple[str, bytes | None, int]]) -> str:
 
 
 def build_ollama_release(out_dir: Path, version: str | None = None) -> Release:
-    """``ollama-linux-amd64.tgz`` like Ollama's: ``bin/ollama`` + ``lib/ollama/``."""
+    """``ollama-linux-amd64.tar.zst`` like Ollama's: ``bin/ollama`` + ``lib/ollama/``.
+
+    The stand-in behaves as Ollama >= 0.14.0 (/v1/responses, /v1/messages), whose Linux
+    archives are .tar.zst; earlier releases were .tgz.
+    """
     version = version or standin_version("ollama.py")
     notice = (
         f"Ollama STAND-IN {version} (modelfleet deploy/lab/standins/ollama.py): simulated models, "
-        "no GPU libraries. Unpack like the real release: tar -C /usr -xzf ollama-linux-amd64.tgz\n"
+        "no GPU libraries. Unpack like the real release: "
+        "tar -C /usr -xf ollama-linux-amd64.tar.zst (with zstd installed)\n"
     ).encode()
-    path = Path(out_dir) / "ollama-linux-amd64.tgz"
-    sha = _write_tgz(
+    path = Path(out_dir) / "ollama-linux-amd64.tar.zst"
+    sha = _write_tar_zst(
         path,
         [
             ("bin", None, 0o755),
