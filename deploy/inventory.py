@@ -193,8 +193,12 @@ class Versions(_Strict):
     # 0.14.0 is the first Ollama with both /v1/responses (0.13.3) and Anthropic /v1/messages;
     # from 0.14.0 on its Linux archive is .tar.zst (the Ollama role installs zstd).
     ollama: str = "0.14.1"
-    llama_swap: str = "v172"
-    llama_cpp: str = "b6780"
+    # llama-swap passes /v1/messages on since #417 (2025-11-30); v247 (2026-08) is after its
+    # mid-2026 rewrite, the code shared/reference/backends.md describes.
+    llama_swap: str = "v247"
+    # A label for the llama-server binary you supply (llama_server_binary_url or _path): the
+    # llama.cpp release tag it was built from. /v1/responses and /v1/messages need a 2026 build.
+    llama_cpp: str = "b11434"
     cuda_image: str = "docker.io/ollama/ollama:0.14.1"
     rocm_image: str = "docker.io/ollama/ollama:0.14.1-rocm"
 

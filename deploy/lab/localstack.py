@@ -32,7 +32,7 @@ from typing import Any
 
 from modelfleet.deploy.inventory import Versions
 from modelfleet.deploy.lab import localfleet
-from modelfleet.deploy.lab.llama import gguf_model_path, llama_server_bin
+from modelfleet.deploy.lab.llama import LLAMA_CPP_PYTHON_VERSION, gguf_model_path, llama_server_bin
 from modelfleet.deploy.lab.standins.release import build_releases, serve_releases
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,6 +168,8 @@ def stack_data(files_url: str, files: StackFiles, catalog: dict[str, Any]) -> di
         "llama_swap_release_sha256": files.llama_swap_sha256,
         "llama_swap_prune_models": True,
         "llama_server_binary_path": str(files.llama_server_bin),
+        # what that binary is: llama-cpp-python 0.3.36's vendored llama.cpp (no release tag)
+        "versions": {"llama_cpp": f"llama-cpp-python-{LLAMA_CPP_PYTHON_VERSION}"},
         "llama_server_extra_args": ["--threads", "1"],
         "model_catalog": catalog,
     }

@@ -24,7 +24,7 @@ DEFAULTS: dict[str, Any] = {
         )
     },
     # URL of the pinned release archive; {version} is the fleet's versions["llama_swap"]
-    # (e.g. "v172"), {number} the same without the leading "v".
+    # (e.g. "v247"), {number} the same without the leading "v".
     "llama_swap_release_url": (
         "https://github.com/mostlygeek/llama-swap/releases/download/{version}/"
         "llama-swap_{number}_linux_amd64.tar.gz"

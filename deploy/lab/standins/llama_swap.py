@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-VERSION = "200"
+VERSION = "247"
 COMMIT = "standin"
 DEFAULT_CONCURRENCY_LIMIT = 10
 DEFAULT_MODEL_BYTES = 1024**3
