@@ -1278,6 +1278,7 @@ def _with_policy_knobs(config: RouterConfig, knobs: Sequence[str]) -> RouterConf
 
 
 @click.command("simulate")
+@click.argument("inventory_file", required=False, type=click.Path(dir_okay=False))
 @click.option("--inventory", type=click.Path(dir_okay=False), help="plan this inventory offline")
 @click.option("--router-config", type=click.Path(dir_okay=False), help="or use a router.yaml")
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False), help="JSONL trace")
@@ -1315,6 +1316,7 @@ def _with_policy_knobs(config: RouterConfig, knobs: Sequence[str]) -> RouterConf
 @click.option("--save-trace", type=click.Path(dir_okay=False), help="write the trace used")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="write results here")
 def simulate_command(
+    inventory_file: str | None,
     inventory: str | None,
     router_config: str | None,
     trace_file: str | None,
@@ -1343,10 +1345,14 @@ def simulate_command(
     router.yaml, or the inventory's router settings), changed by --set.
 
     \b
+    modelfleet simulate inventory/example.py --synthetic
     modelfleet simulate --inventory inventory/example.py --trace trace.jsonl
     modelfleet simulate --router-config /etc/modelfleet/router.yaml \\
         --access-log /var/log/modelfleet/access.jsonl --policy modelfleet --set max_hold_s=30
     """
+    if inventory_file and inventory and inventory_file != inventory:
+        raise click.UsageError(f"two inventories: {inventory_file} and --inventory {inventory}")
+    inventory = inventory or inventory_file  # as `modelfleet plan INVENTORY` takes it
     if sum(map(bool, (trace_file, access_log, synthetic))) != 1:
         raise click.UsageError("give exactly one of --trace, --access-log or --synthetic")
     config = _with_policy_knobs(_fleet_config(inventory, router_config), knobs)

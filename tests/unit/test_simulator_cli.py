@@ -79,6 +79,16 @@ def test_synthetic_trace_on_the_example_inventory(tmp_path):
         assert policy["requests"] + policy["rejected"] == result["requests"]
 
 
+def test_the_inventory_can_come_as_plan_takes_it():
+    """``modelfleet plan INVENTORY`` takes it without a flag; so does simulate."""
+    args = ["--synthetic", "--duration", "60", "--policy", "modelfleet"]
+    code, text = run(EXAMPLE, *args)
+    assert code == 0, text
+    assert "fleet example" in text
+    code, text = run(EXAMPLE, "--inventory", "other.py", *args)
+    assert code != 0 and "two inventories" in text
+
+
 def test_trace_file_with_one_policy(tmp_path, router_yaml):
     trace = tmp_path / "trace.jsonl"
     write_trace(
