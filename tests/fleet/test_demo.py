@@ -52,6 +52,16 @@ class DemoRun:
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-3000:]
         return proc.stdout
 
+    def changed_operations(self) -> list[str]:
+        """``host: operation`` for each operation the last deploy changed (from its log)."""
+        changed, operation = [], ""
+        for line in (REPO / ".fleet" / self.fleet / "deploy.log").read_text().splitlines():
+            if line.startswith("--> Starting"):
+                operation = line.split(":", 1)[-1].strip()
+            elif line.strip().endswith("] Success"):
+                changed.append(f"{line.strip().split(']')[0].lstrip('[')}: {operation}")
+        return changed
+
     def down(self) -> str:
         proc = modelfleet("demo", "down", "--fleet", self.fleet)
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -190,7 +200,7 @@ def test_demo_up_rerun_and_down(demo_run: DemoRun, tmp_path: Path) -> None:
 
     # A second up changes nothing.
     second = demo_run.up()
-    assert "0 operations changed something" in second, second
+    assert "0 operations changed something" in second, demo_run.changed_operations()
     assert "why: resident" in second
 
     # Down leaves nothing behind.
