@@ -241,6 +241,8 @@ def up(
         started = time.monotonic()
         for spec in hosts:
             _wait_for_systemd(spec, _container_name(fleet, spec.name))
+            if _container_name(fleet, spec.name) not in created:
+                _check_ssh_key(spec, _container_name(fleet, spec.name), key, fleet)
         _say(
             progress, f"systemd running in {len(hosts)} hosts ({time.monotonic() - started:.1f} s)"
         )
@@ -391,6 +393,21 @@ def _differs(spec: ContainerHost, labels: dict[str, str]) -> bool:
     """Whether a running container was started for another spec (labels it lacks: unknown)."""
     wanted = _labels_for(spec)
     return any(labels[key] != wanted[key] for key in SPEC_LABELS if key in labels)
+
+
+def _check_ssh_key(spec: ContainerHost, container: str, key: Path, fleet: str) -> None:
+    """A reused host must let this run's key in: its authorized_keys is a bind mount of the
+    public key the fleet came up with, so another ``MODELFLEET_CACHE``, or a key made again,
+    would leave pyinfra with nothing but "Authentication failed"."""
+    allowed = _podman("exec", container, "cat", "/root/.ssh/authorized_keys", check=False).split()
+    public = key.with_suffix(".pub").read_text().split()
+    if allowed[:2] != public[:2]:
+        raise LocalFleetError(
+            f"host {spec.name}: container {container} lets in another ssh key than this run's "
+            f"{key}.pub (the fleet came up with another MODELFLEET_CACHE, or the key was made "
+            "again); use the MODELFLEET_CACHE it came up with, or tear the fleet down first: "
+            f"python -m modelfleet.deploy.lab.localfleet down --fleet {fleet}"
+        )
 
 
 def _wait_for_systemd(spec: ContainerHost, container: str) -> None:

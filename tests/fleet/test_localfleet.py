@@ -142,3 +142,15 @@ def test_up_refuses_to_reuse_a_host_started_with_other_gpus(fleet_factory):
     with pytest.raises(LocalFleetError, match=r"host one: container .* other GPU emulation"):
         localfleet.up([ContainerHost("one", gpu="mi300x")], fleet=fleet.name)
     assert [h.container for h in localfleet.status(fleet.name)] == [fleet.hosts[0].container]
+
+
+def test_up_refuses_a_host_that_would_not_let_this_runs_ssh_key_in(
+    fleet_factory, tmp_path, monkeypatch
+):
+    """Another MODELFLEET_CACHE (or a key made again) would otherwise end in pyinfra's bare
+    "Authentication failed" for every host."""
+    fleet = fleet_factory([ContainerHost("one")])
+    monkeypatch.setattr(localfleet, "SSH_KEY", tmp_path / "ssh" / "id_ed25519")
+    with pytest.raises(LocalFleetError, match=r"host one: .* another ssh key .*MODELFLEET_CACHE"):
+        localfleet.up([ContainerHost("one")], fleet=fleet.name)
+    assert [h.container for h in localfleet.status(fleet.name)] == [fleet.hosts[0].container]
