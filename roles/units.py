@@ -56,13 +56,18 @@ def pinned_release(
     link: str | None = None,
     binary: str | None = None,
 ) -> OperationMeta:
-    """Download ``url`` (checked by sha256), unpack it to ``<root>/releases/<version>`` and
-    point ``<root>/current`` at it; ``link`` (e.g. /usr/local/bin/ollama) -> ``<current>/binary``.
+    """Download ``url`` (checked by sha256), unpack it to ``<root>/releases/<version>-<sha12>``
+    and point ``<root>/current`` at it; ``link`` (e.g. /usr/local/bin/ollama) ->
+    ``<current>/binary``.
+
+    The sha256 prefix is in the directory name because a release directory, once unpacked, is
+    never touched again: an archive corrected under the same version (another URL and sha256)
+    gets a directory of its own and goes live, where it would have been downloaded and ignored.
 
     Returns the ``current`` symlink operation: it changes when the live version changes.
     """
     archive = f"{root}/downloads/{posixpath.basename(url.split('?', 1)[0])}"
-    release_dir = f"{root}/releases/{version}"
+    release_dir = f"{root}/releases/{version}-{sha256[:12]}"
     verified_download(name=f"Download {what} {version}", src=url, dest=archive, sha256=sha256)
     unpacked_release(name=f"Unpack {what} {version}", archive=archive, dest=release_dir)
     current = files.link(

@@ -31,7 +31,8 @@ DEFAULTS: dict[str, Any] = {
     ),
     # sha256 of that archive. Required: the deploy refuses to start without it.
     "llama_swap_release_sha256": None,
-    # Releases unpack to <root>/releases/<version>/ and <root>/current points at the live one.
+    # Releases unpack to <root>/releases/<version>-<sha12>/ (the archive's sha256 prefix) and
+    # <root>/current points at the live one.
     "llama_swap_root": "/opt/llama-swap",
     # Config directory: one <instance>.yaml per instance (rendered from the plan).
     "llama_swap_config_dir": "/etc/llama-swap",

@@ -1,7 +1,7 @@
 """Ollama: native (pinned release archive + one systemd unit per instance) or container mode.
 
 - Native: the release archive is downloaded from ``ollama_release_url`` and checked against
-  ``ollama_release_sha256``, unpacked to ``<root>/releases/<version>/`` and linked as
+  ``ollama_release_sha256``, unpacked to ``<root>/releases/<version>-<sha12>/`` and linked as
   ``<root>/current`` and ``/usr/local/bin/ollama``; instances run as the ``ollama`` system user.
 - Container: each instance is a podman container of the CUDA or ROCm image from the fleet's
   ``versions``, started by its own systemd unit (CDI devices, or ``/dev/kfd`` + ``/dev/dri``).

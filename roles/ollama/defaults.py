@@ -23,8 +23,9 @@ DEFAULTS: dict[str, Any] = {
     # Debian packages a native install needs to unpack the release (tar calls zstd).
     "ollama_packages": ["zstd"],
     "ollama_apt_cache_time": 86400,
-    # Releases unpack to <root>/releases/<version>/; <root>/current points at the live one and
-    # /usr/local/bin/ollama at <root>/current/bin/ollama.
+    # Releases unpack to <root>/releases/<version>-<sha12>/ (the archive's sha256 prefix);
+    # <root>/current points at the live one and /usr/local/bin/ollama at
+    # <root>/current/bin/ollama.
     "ollama_root": "/opt/ollama",
     # System user and group the instances run as; added to these groups when they exist
     # (GPU device access on AMD hosts).

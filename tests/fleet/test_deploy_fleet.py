@@ -15,11 +15,13 @@
 7. a router release that fails its health check is reported for that host, the other hosts
    carry on, and the previous release stays in service; ``--limit gpu_amd`` touches that
    group only, and ``--limit router`` changes nothing (router.yaml covers the whole fleet);
-8. the fleet is torn down (also when a step fails).
+8. another archive of the same Ollama version (a corrected URL and sha256) goes live;
+9. the fleet is torn down (also when a step fails).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -327,3 +329,42 @@ def test_failing_router_release_keeps_the_previous_one(fleet: Fleet, tmp_path: P
     assert {h for op in router_only["results"]["operations"] for h in op["no_change"]} == {
         "cpu-llama1"
     }
+
+
+def test_an_archive_corrected_under_the_same_version_goes_live(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """Another archive of the same Ollama version (a corrected URL and sha256, e.g. the right
+    architecture's) is unpacked beside the old one and goes live, with a restart; before, the
+    version's directory existed already, so the new archive was downloaded and ignored."""
+    fleet.write_data()
+    assert fleet.deploy()["results"]["totals"]["error"] == 0
+    live = sh(fleet, "gpu-nv1", "readlink /opt/ollama/current")
+    pid = sh(fleet, "gpu-nv1", "systemctl show -p MainPID --value ollama-rtx-4090")
+    # The same release, its notice file changed: other bytes, the same version.
+    served = urllib.request.urlopen(fleet.base_data["ollama_release_url"], timeout=30).read()
+    tar = subprocess.run(["zstd", "-d", "-c"], input=served, capture_output=True, check=True)
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(unpacked)], input=tar.stdout, check=True)
+    (unpacked / "lib" / "ollama" / "STANDIN.txt").write_text("corrected archive\n")
+    fixed = tmp_path / "files" / "ollama-linux-amd64.tar.zst"
+    fixed.parent.mkdir()
+    subprocess.run(
+        ["tar", "--zstd", "-c", "-f", str(fixed), "-C", str(unpacked), "bin", "lib"], check=True
+    )
+    sha = hashlib.sha256(fixed.read_bytes()).hexdigest()
+    with localstack.serve_files(fixed.parent) as url:
+        fleet.write_data(ollama_release_url=f"{url}/{fixed.name}", ollama_release_sha256=sha)
+        done = fleet.deploy()
+    assert done["results"]["totals"]["error"] == 0, done["stderr"][-3000:]
+    now = sh(fleet, "gpu-nv1", "readlink /opt/ollama/current")
+    assert now != live and now.endswith(sha[:12]), (live, now)
+    assert sh(fleet, "gpu-nv1", "cat /opt/ollama/current/lib/ollama/STANDIN.txt") == (
+        "corrected archive"
+    )
+    assert sh(fleet, "gpu-nv1", "systemctl show -p MainPID --value ollama-rtx-4090") != pid
+    fleet.write_data()
+    back = fleet.deploy()
+    assert back["results"]["totals"]["error"] == 0, back["stderr"][-3000:]
+    assert sh(fleet, "gpu-nv1", "readlink /opt/ollama/current") == live
