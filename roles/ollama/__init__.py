@@ -63,12 +63,13 @@ def backend(
     changes: list[OperationMeta] = []
     release: list[OperationMeta] = []
     if any(inst.install == "native" for inst in instances):
-        apt.packages(
-            name="Tools to unpack the Ollama release",
-            packages=list(data.ollama_packages),
-            update=True,
-            cache_time=data.ollama_apt_cache_time,
-        )
+        if data.ollama_packages:
+            apt.packages(
+                name="Tools to unpack the Ollama release",
+                packages=list(data.ollama_packages),
+                update=True,
+                cache_time=data.ollama_apt_cache_time,
+            )
         # ollama_release_sha256 was checked with the plan (defaults.check).
         release.append(
             pinned_release(

@@ -20,7 +20,9 @@ DEFAULTS: dict[str, Any] = {
     # sha256 of that archive. Required for native installs: copy it from the release page
     # (sha256sum.txt); the deploy refuses to start without it.
     "ollama_release_sha256": None,
-    # Debian packages a native install needs to unpack the release (tar calls zstd).
+    # Debian packages a native install needs to unpack the release (tar calls zstd), installed
+    # with an apt update at most every ollama_apt_cache_time seconds. [] skips apt altogether
+    # (a host with zstd already and no package mirror).
     "ollama_packages": ["zstd"],
     "ollama_apt_cache_time": 86400,
     # Releases unpack to <root>/releases/<version>-<sha12>/ (the archive's sha256 prefix);

@@ -368,3 +368,13 @@ def test_an_archive_corrected_under_the_same_version_goes_live(
     back = fleet.deploy()
     assert back["results"]["totals"]["error"] == 0, back["stderr"][-3000:]
     assert sh(fleet, "gpu-nv1", "readlink /opt/ollama/current") == live
+
+    # ollama_packages: [] leaves apt alone (a host with zstd and no package mirror).
+    unpack_tools = "Ollama backend | Tools to unpack the Ollama release"
+    assert any(op["name"].startswith(unpack_tools) for op in back["results"]["operations"])
+    fleet.write_data(ollama_packages=[])
+    without_apt = fleet.deploy()
+    assert without_apt["results"]["totals"]["success"] == 0, changed_hosts(without_apt)
+    names = [op["name"] for op in without_apt["results"]["operations"]]
+    assert not any(name.startswith(unpack_tools) for name in names), names
+    fleet.write_data()
