@@ -240,9 +240,10 @@ def up(
                 _say(progress, f"started {container}")
         started = time.monotonic()
         for spec in hosts:
-            _wait_for_systemd(spec, _container_name(fleet, spec.name))
-            if _container_name(fleet, spec.name) not in created:
-                _check_ssh_key(spec, _container_name(fleet, spec.name), key, fleet)
+            container = _container_name(fleet, spec.name)
+            _wait_for_systemd(spec, container)
+            if container not in created:
+                _check_ssh_key(spec, container, key, fleet)
         _say(
             progress, f"systemd running in {len(hosts)} hosts ({time.monotonic() - started:.1f} s)"
         )
