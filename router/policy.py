@@ -318,8 +318,11 @@ class Policy:
             wait_s = self._expected_wait(fleet, model, [r for _, r in loaded])
             return Decision("wait", "wait-slot", backend.name, wait_s=wait_s)
 
-        # 7. too large for any host: load where the most of it fits
-        if self.params.allow_spill:
+        # 7. too large for any host: load where the most of it fits. A host that could hold
+        #    it whole is only busy now: wait for it (8) rather than run the model partly on
+        #    a smaller host's CPU for as long as it stays loaded
+        whole = any(self._holds_whole(fleet, request, b) for b in loadable)
+        if self.params.allow_spill and not whole:
             spills = [
                 p
                 for b in loadable
@@ -337,6 +340,11 @@ class Policy:
 
     def _load_s(self, fleet: FleetView, model: str) -> float:
         return fleet.load_s.get(model, self.params.default_load_s)
+
+    def _holds_whole(self, fleet: FleetView, request: Request, backend: BackendView) -> bool:
+        """Whether ``backend``'s host has the VRAM for the whole model once it is empty."""
+        host_vram = fleet.hosts.get(backend.host, HostView(backend.host)).vram_mb
+        return not host_vram or request.size_mb <= host_vram - self.params.headroom_mb
 
     def _scale_out_gain(self, fleet: FleetView, model: str, wait_s: float, load_s: float) -> float:
         """Requests a second copy would spare the queue's wait: those queued, and those that

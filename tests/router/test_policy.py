@@ -217,6 +217,22 @@ def test_model_larger_than_every_host_spills_as_last_resort():
     assert decide(view, size=30_000, params=PolicyParams(allow_spill=False)).action == "wait"
 
 
+def test_a_model_one_host_can_hold_waits_for_it_rather_than_spill_onto_a_smaller_one():
+    # 10 GB: the 24 GB host holds it whole once its busy model is done; the 8 GB host would
+    # run it partly on the CPU for as long as it stays there
+    view = FleetView(
+        backends=(
+            backend(A, Residency("x", size_mb=22_000, in_flight=1)),
+            backend(B),
+        ),
+        hosts={A: HostView(A, 24_000), B: HostView(B, 8_000)},
+    )
+    d = decide(view, size=10_000)
+    assert (d.action, d.reason, d.backend) == ("wait", "wait-capacity", A)
+    # too large for the 24 GB host as well: spilling is the only way, onto the emptier host
+    assert decide(view, size=30_000).reason == "load-spill"
+
+
 def test_unhealthy_drained_excluded_and_unlisted_backends_are_skipped():
     res = Residency("m")
     view = fleet(
