@@ -11,6 +11,7 @@ import pytest
 
 from modelfleet.deploy.bounds import belady_reference, first_touch, integer_bound, lp_bound
 from modelfleet.deploy.simulate import (
+    POLICIES,
     HardwareModel,
     LeastConnections,
     LeastModelsPerInstance,
@@ -25,11 +26,11 @@ from modelfleet.deploy.simulate import (
     Simulator,
     TraceRates,
     TraceSpec,
-    best_bound,
     cold_load_bounds,
     generate_trace,
     percentile,
     read_trace,
+    summary_with_bound,
     write_trace,
 )
 from modelfleet.router.config import BackendConfig, ModelEntry, QueueConfig, RouterConfig
@@ -322,7 +323,61 @@ def test_integer_bound_closes_the_lps_half_kept_models():
     f = fleet(("b1", 15, 1), models=sizes)
     bound = cold_load_bounds([req(float(i), m) for i, m in enumerate(models)], f, integer=True)
     assert (bound["lp"], bound["integer"], bound["integer_schedule"]) == (3, 4, 4)
-    assert best_bound(bound) == 4
+
+
+def test_runs_whose_requests_wait_can_beat_the_no_wait_bounds():
+    # a b a b a b a tenth of a second apart, room for one model. Served in arrival order with
+    # nothing waiting, every request is a load (6; the LP's relaxation 4). But a load takes a
+    # second here, so requests wait: every policy serves the a's, then the b's, loading twice.
+    sizes = {"a": 1024, "b": 1024}
+    trace = [req(0.1 * i, m) for i, m in enumerate("ababab")]
+    no_wait = cold_load_bounds(trace, fleet(("b1", 1536, 4), models=sizes), integer=True)
+    assert (no_wait["lp"], no_wait["integer"], no_wait["first_touch"]) == (4, 6, 2)
+    for make in POLICIES.values():
+        f = fleet(("b1", 1536, 4), models=sizes)
+        run = summary_with_bound(Simulator(f, make(), trace).run(), f)
+        assert run["cold_loads"] == 2 < no_wait["lp"], run
+        assert run["cold_load_bound"] == 2  # the bound for its waits holds
+        assert run["ttft_max_s"] > 0
+
+
+def test_the_bound_for_a_runs_waits_holds_for_every_policy():
+    rng = random.Random(5)
+    sizes = {"a": 1024, "b": 2048, "c": 1024, "d": 2048}  # 6 GB of models, 5 GB of VRAM
+    below_no_wait = 0
+    for _ in range(40):
+        t, trace = 0.0, []
+        for i in range(rng.randint(5, 25)):
+            t += rng.choice([0.0, 0.3, 1.0, 4.0, 20.0])
+            trace.append(req(t, rng.choice("aabbcd"), out=rng.randint(1, 4), rid=f"r{i}"))
+        for make in POLICIES.values():
+            f = fleet(("b1", 3072, 2), ("b2", 2048, 1), models=sizes)
+            run = summary_with_bound(Simulator(f, make(), trace).run(), f)
+            assert first_touch([r.model for r in trace]) <= run["cold_load_bound"]
+            assert run["cold_load_bound"] <= run["cold_loads"], (trace, run)
+            below_no_wait += run["cold_loads"] < cold_load_bounds(trace, f)["lp"]
+    assert below_no_wait  # runs that the no-wait bound does not bound: their requests waited
+
+
+def test_the_bound_falls_as_the_wait_grows_and_is_the_no_wait_lp_at_zero():
+    rng = random.Random(2)
+    for _ in range(30):
+        sizes = {m: rng.choice([1, 2, 3]) for m in "abcd"}
+        models = [rng.choice("abcd") for _ in range(12)]
+        times = sorted(rng.uniform(0, 30) for _ in models)
+        bounds = [lp_bound(models, sizes, 4, times=times, waits=w) for w in (0, 1, 3, 10)]
+        assert bounds[0] == lp_bound(models, sizes, 4)
+        assert bounds == sorted(bounds, reverse=True)
+        assert bounds[-1] >= first_touch(models)
+
+
+def test_a_bound_with_waiting_needs_the_times():
+    with pytest.raises(ValueError, match="times"):
+        lp_bound(["a", "b", "a"], {"a": 1, "b": 1}, 1, waits=5)
+    with pytest.raises(ValueError, match="in order"):
+        lp_bound(["a", "b", "a"], {"a": 1, "b": 1}, 1, times=[2, 1, 3], waits=5)
+    with pytest.raises(ValueError, match="one per request"):
+        lp_bound(["a", "b", "a"], {"a": 1, "b": 1}, 1, times=[1, 2, 3], waits=[1, 2])
 
 
 def test_belady_with_sizes_is_a_heuristic_not_a_bound():

@@ -116,7 +116,7 @@ def test_integer_bound_is_printed_on_request(tmp_path, router_yaml):
     bound = json.loads(out.read_text())["lower_bound"]
     # large and medium fit the pooled 16 GB together: two loads, proven by both bounds
     assert (bound["lp"], bound["integer"], bound["integer_schedule"]) == (2, 2, 2)
-    assert "lower bound (integer, pooled)" in text
+    assert "bound, no request waiting (IP)" in text
 
 
 def test_unknown_model_in_trace_lists_the_catalog(tmp_path, router_yaml):
