@@ -2,12 +2,15 @@
 
 Replays workloads on a modeled six-host fleet and compares cold loads, evictions, time to
 first token and throughput of the router's policy with round-robin, least-connections and
-PolyLlama's least-models-per-instance, each next to valid lower bounds on cold loads (the LP
-relaxation of the pooled problem and first touch; ``deploy/bounds.py``) and reference
-points that are not bounds: the Belady replay (pooled, clairvoyant); the router's own rules
-fed perfect knowledge instead of its decayed request counts: the workload's true rates
-(``TraceRates``, synthetic cells) and each model's next request (``NextUseDemand``); and
-the router's own rules on hardware where loads and decoding take no time (``INSTANT``).
+PolyLlama's least-models-per-instance. Each run comes with a lower bound that holds for it:
+the LP relaxation of the pooled problem for requests that wait no longer than that run's
+longest time to first token (``summary_with_bound``, ``deploy/bounds.py``). Each cell also
+has the bounds for runs in which no request waits (the pooled LP and integer program), the
+first-touch bound, and reference points that are not bounds: the Belady replay (pooled,
+clairvoyant); the router's own rules fed perfect knowledge instead of its decayed request
+counts: the workload's true rates (``TraceRates``, synthetic cells) and each model's next
+request (``NextUseDemand``); and the router's own rules on hardware where loads and
+decoding take no time (``INSTANT``).
 
     .venv/bin/python -m bench.routing_quality --jobs 2 --out bench/results/routing_quality.json
 
@@ -43,6 +46,7 @@ from modelfleet.deploy.simulate import (
     compare,
     generate_trace,
     iter_table,
+    summary_with_bound,
 )
 from modelfleet.router.config import BackendConfig, ModelEntry, PolicyConfig, RouterConfig
 
@@ -225,9 +229,9 @@ def run_cell(cell: dict[str, Any]) -> dict[str, Any]:
 
     def reference(policy: RouterPolicy, hardware: HardwareModel | None = None) -> dict[str, Any]:
         """The modelfleet row's rules with one thing changed: demand or hardware."""
-        sim = Simulator(fleet_factory(hardware=hardware)(), policy, trace,
-                        keep_alive_s=cell["keep_alive_s"])  # fmt: skip
-        return sim.run().summary()
+        fleet = fleet_factory(hardware=hardware)()
+        sim = Simulator(fleet, policy, trace, keep_alive_s=cell["keep_alive_s"])
+        return summary_with_bound(sim.run(), fleet)
 
     result["next_use_oracle"] = reference(RouterPolicy(demand=NextUseDemand(trace)))
     if cell["workload"] == "synthetic":  # the rates a synthetic trace was drawn from
