@@ -26,6 +26,7 @@ from modelfleet.deploy.simulate import (
     SimModel,
     Simulator,
     cold_load_bounds,
+    pooled_capacity,
     summary_with_bound,
 )
 
@@ -45,7 +46,7 @@ def main() -> None:
         fleet = fleet_factory()()
         models = [r.model for r in trace]
         sizes = {m: fleet.model_size(m) for m in set(models)}
-        capacity = sum(fleet.host_budget_mb(h) for h in fleet.hosts())
+        capacity = pooled_capacity(fleet)
         times = [r.t for r in trace]
         result = Simulator(fleet, RouterPolicy(), trace).run()
         run = summary_with_bound(result, fleet)

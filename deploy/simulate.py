@@ -1082,7 +1082,7 @@ def cold_load_bounds(
     """
     models = [r.model for r in trace]
     sizes = {m: fleet.model_size(m) for m in set(models)}
-    capacity = _pooled_capacity(fleet)
+    capacity = pooled_capacity(fleet)
     result: dict[str, Any] = {}
     try:
         result["lp"] = bounds.lp_bound(models, sizes, capacity)
@@ -1098,7 +1098,8 @@ def cold_load_bounds(
     }
 
 
-def _pooled_capacity(fleet: SimFleet) -> float:
+def pooled_capacity(fleet: SimFleet) -> float:
+    """The whole fleet's VRAM as one pool, as the bounds take it (MB; inf if unknown)."""
     return sum(fleet.host_budget_mb(h) for h in fleet.hosts()) or math.inf
 
 
@@ -1116,7 +1117,7 @@ def summary_with_bound(result: SimResult, fleet: SimFleet) -> dict[str, Any]:
         bound = bounds.lp_bound(
             models,
             {m: fleet.model_size(m) for m in set(models)},
-            _pooled_capacity(fleet),
+            pooled_capacity(fleet),
             times=[s.request.t for s in served],
             waits=[max(s.first_token_at - s.request.t, 0.0) for s in served],
         )
