@@ -10,14 +10,26 @@ import sys
 import time
 from typing import IO, Any
 
+from .config import ConfigError
+
 
 class AccessLog:
+    """Appends to ``target`` (``-``: stdout; None: off). A file that cannot be opened is a
+    :class:`ConfigError` naming the key, the path and why, at start and on reload alike."""
+
     def __init__(self, target: str | None) -> None:
         self._file: IO[str] | None = None
         if target == "-":
             self._file = sys.stdout
         elif target:
-            self._file = open(target, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+            try:
+                self._file = open(target, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+            except OSError as exc:
+                raise ConfigError(
+                    f"access_log: cannot append to {target}: {exc.strerror or exc} "
+                    "(the directory must exist and be writable by the router's user; a deployed "
+                    "router's unit makes /var/log/modelfleet for it)"
+                ) from None
         self.target = target
 
     @property

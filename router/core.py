@@ -169,14 +169,18 @@ class Router:
             if self.config_path is None:
                 raise ValueError("the router was started without a config file to re-read")
             config = load_config(self.config_path)
+        # everything that can fail comes first, so a bad config changes nothing
+        admin_token, client_keys = config.admin_secret(), config.client_keys()
+        new_log = (
+            AccessLog(config.access_log) if config.access_log != self.access_log.target else None
+        )
         self.config = config
         self.fleet.apply_config(config)
         self.scheduler.policy = policy_for(config)
-        self.admin_token = config.admin_secret()
-        self.client_keys = config.client_keys()
-        if config.access_log != self.access_log.target:
+        self.admin_token, self.client_keys = admin_token, client_keys
+        if new_log is not None:
             self.access_log.close()
-            self.access_log = AccessLog(config.access_log)
+            self.access_log = new_log
         self.scheduler.kick()
         return config
 

@@ -124,6 +124,52 @@ async def test_reload_keeps_requests_in_flight(ollama, aiohttp_client, tmp_path)
     assert broken.status == 400 and str(path) in (await broken.json())["error"]
 
 
+async def test_a_reload_that_cannot_be_applied_changes_nothing(ollama, aiohttp_client, tmp_path):
+    # an access log in a directory that does not exist, or a keys file that cannot be read:
+    # refused with the key and the path, and the router keeps its backends, keys and log
+    first, second = ollama(models=[MODEL]), ollama(models=[MODEL])
+    path, log = tmp_path / "router.yaml", tmp_path / "access.jsonl"
+    raw = {
+        "listen": "127.0.0.1:0",
+        "admin_token": ADMIN_TOKEN,
+        "access_log": str(log),
+        "backends": [{"name": "first", "url": first.url}],
+    }
+    path.write_text(yaml.safe_dump(raw))
+    client: TestClient = await aiohttp_client(create_app(load_config(path), path))
+    router = router_of(client)
+    missing = tmp_path / "no-such-dir" / "access.jsonl"
+    for change in ({"access_log": str(missing)}, {"api_keys_file": str(tmp_path / "no-keys")}):
+        path.write_text(
+            yaml.safe_dump(raw | change | {"backends": [{"name": "second", "url": second.url}]})
+        )
+        refused = await client.post("/admin/reload", headers=admin(client))
+        error = (await refused.json())["error"]
+        assert refused.status == 400, error
+        assert next(iter(change)) in error and next(iter(change.values())) in error
+        assert list(router.fleet.backends) == ["first"] and router.client_keys == []
+    assert (await client.post("/api/generate", json=gen())).status == 200
+    await wait_for(lambda: log.exists() and len(log.read_text().splitlines()) == 1)
+
+
+def test_a_router_that_cannot_open_its_access_log_says_so(tmp_path):
+    from click.testing import CliRunner
+
+    from modelfleet.router.__main__ import main
+
+    config = tmp_path / "router.yaml"
+    missing = tmp_path / "no-such-dir" / "access.jsonl"
+    config.write_text(yaml.safe_dump({
+        "listen": "127.0.0.1:0",
+        "access_log": str(missing),
+        "backends": [{"name": "o", "url": "http://127.0.0.1:9"}],
+    }))  # fmt: skip
+    result = CliRunner().invoke(main, ["--config", str(config)])
+    assert result.exit_code == 2
+    assert f"access_log: cannot append to {missing}: No such file or directory" in result.output
+    assert "Traceback" not in result.output
+
+
 async def test_probes_and_metrics(ollama, make_router):
     server = ollama(models=[MODEL])
     client = await make_router([{"name": "o", "url": server.url}])
