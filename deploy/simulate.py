@@ -666,6 +666,11 @@ class RouterPolicy:
         config = self.config or fleet.to_router_config()
         knobs = config.policy.model_dump(exclude={"demand_half_life_s"})
         state = FleetState(config)
+        for backend in state.backends.values():
+            if backend.kind == "llama-server":
+                # as roles/llama_server deploys it: router mode, which loads models on demand
+                # (the live router learns the mode from the backend; here there is none to ask)
+                backend.mode = "router"
         if self.demand is not None:
             state.demand = self.demand
         self.books = Bookkeeping(state, policy.Policy(policy.PolicyParams(**knobs)))
@@ -1398,6 +1403,9 @@ def simulate_command(
         else:
             spec = TraceSpec(fleet.model_names(), seed=seed, duration_s=duration, rate_rps=rate)
             trace = generate_trace(spec)
+        # the names the router would accept for a model (its aliases, ``:latest``) are that model
+        known = FleetState(config)
+        trace = [replace(r, model=known.resolve(r.model) or r.model) for r in trace]
         unknown = sorted({r.model for r in trace} - set(fleet.model_names()))
         if unknown:
             raise SimulationError(

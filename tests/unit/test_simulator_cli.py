@@ -279,3 +279,35 @@ def test_the_modelfleet_row_applies_the_router_queue_limits(tmp_path):
     assert router["requests"] + router["rejected"] == 6
     assert router["rejected_reasons"] == {"queue-full": router["rejected"]}
     assert policies["round-robin"]["rejected"] == 0  # the backend queues what it is sent
+
+
+def test_a_llama_server_backend_loads_as_deployed_and_aliases_are_their_models(tmp_path):
+    # roles/llama_server runs llama-server in router mode, which loads models on demand; a
+    # trace may name a model by an alias, as clients do
+    config = {
+        "backends": [
+            {
+                "name": "cpu-llama",
+                "url": "http://10.0.0.3:8080",
+                "kind": "llama-server",
+                "vram_mb": 4096,
+                "max_loaded": 1,
+                "models": [
+                    {"name": "gemma3-270m", "size_mb": 242, "aliases": ["tiny"]},
+                    {"name": "qwen2.5-0.5b", "size_mb": 379},
+                ],
+            }
+        ]
+    }
+    router_yaml = tmp_path / "router.yaml"
+    router_yaml.write_text(yaml.safe_dump(config))
+    trace = tmp_path / "trace.jsonl"
+    write_trace(
+        [Request(0.0, "gemma3-270m"), Request(5.0, "tiny"), Request(10.0, "qwen2.5-0.5b")], trace
+    )
+    code, text = run("--router-config", str(router_yaml), "--trace", str(trace), "--policy",
+                     "modelfleet", "--json", str(tmp_path / "out.json"))  # fmt: skip
+    assert code == 0, text
+    row = json.loads((tmp_path / "out.json").read_text())["policies"]["modelfleet"]
+    # gemma3 once (the alias finds it resident), qwen once, one eviction (max_loaded 1)
+    assert (row["cold_loads"], row["evictions"], row["requests"]) == (2, 1, 3), row
