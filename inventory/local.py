@@ -78,6 +78,13 @@ _fleet_data = {
     "nvidia_manage_driver": False,
     "rocm_manage_driver": False,
     "nvidia_allow_reboot": False,
+    # group_data/all.py's router settings, and the access log: replay the demo's own traffic
+    # with `modelfleet simulate --access-log` (docs/simulate.md)
+    "router": {
+        "port": 11434,
+        "admin_token_file": "/etc/modelfleet/admin-token",
+        "access_log": "/var/log/modelfleet/access.jsonl",
+    },
 }
 if _data_file.is_file():
     _fleet_data.update(json.loads(_data_file.read_text()))

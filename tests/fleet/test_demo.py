@@ -9,7 +9,8 @@
    its screenshot is saved (``MODELFLEET_SCREENSHOT=path`` keeps a copy, for the README);
 4. a second ``up`` changes nothing;
 5. a busy port stops ``up`` before it touches anything, with the fix in the message;
-6. ``down`` leaves no container, no network, no state directory and no file server behind.
+6. ``down`` leaves no container, no network, no state directory and no file server behind;
+7. the router's access log records the requests, and ``modelfleet simulate`` replays them.
 """
 
 from __future__ import annotations
@@ -157,6 +158,25 @@ def test_demo_up_rerun_and_down(demo_run: DemoRun, tmp_path: Path) -> None:
                 # the name the client asked for, never the backend's own (qwen2.5:0.5b)
                 named = set(re.findall(r'"model": ?"([^"]*)"', text))
                 assert named == {model}, (model, path, stream, named)
+
+    # Every routed request is in the router's access log (inventory/local.py turns it on; the
+    # unit's LogsDirectory lets the router's user write it), and `modelfleet simulate` replays
+    # that traffic on the fleet's own router.yaml, as docs/simulate.md shows.
+    router_container = f"{demo_run.fleet}-{demo.ROUTER_HOST}"
+    copies = {}
+    for path in ("/var/log/modelfleet/access.jsonl", "/etc/modelfleet/router.yaml"):
+        copies[path] = tmp_path / Path(path).name
+        copies[path].write_text(
+            subprocess.check_output(["podman", "exec", router_container, "cat", path], text=True)
+        )
+    logged = [json.loads(line) for line in copies["/var/log/modelfleet/access.jsonl"].open()]
+    assert {demo.DEMO_MODEL, "gemma3-270m-swap", "qwen2.5-0.5b"} <= {e["model"] for e in logged}
+    replay = modelfleet(
+        "simulate", "--router-config", str(copies["/etc/modelfleet/router.yaml"]),
+        "--access-log", str(copies["/var/log/modelfleet/access.jsonl"]),
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert f"trace: {len(logged)} requests" in replay.stdout, replay.stdout
 
     # The dashboard shows the hosts and the model the demo request loaded.
     url = re.search(r"Dashboard: (\S+)", first)

@@ -137,6 +137,9 @@ def check_candidate(args: argparse.Namespace, config: dict) -> tuple[bool, str]:
             "systemd-run",
             f"--unit={unit}",
             f"--property=User={args.user}",
+            # as the unit has it: the candidate opens the same access log, if one is set
+            "--property=LogsDirectory=modelfleet",
+            "--property=LogsDirectoryMode=0750",
             "--collect",
             str(Path(args.release) / "bin" / "modelfleet-router"),
             "--config",
