@@ -261,6 +261,47 @@ def test_next_use_oracle_evicts_the_model_not_needed_again():
     assert clairvoyant.loads == 3
 
 
+def test_the_router_serves_every_request_on_random_fleets():
+    # Liveness: whatever the fleet (hosts shared by backends, every backend kind, max_loaded,
+    # per-model slots), knobs, queue limits and keep-alive, the router's policy and bookkeeping
+    # never leave a request waiting for good (the simulator raises if one is left at the end).
+    rng = random.Random(3)
+    for _ in range(300):
+        sizes = {f"m{i}": rng.choice([512, 1024, 2048, 3072]) for i in range(rng.randint(2, 6))}
+        backends = []
+        for j in range(rng.randint(1, 4)):
+            vram = rng.choice([2048, 3072, 4096])
+            catalog = {
+                m: SimModel(m, mb, rng.choice([None, 1, 2]))
+                for m, mb in sizes.items()
+                if mb <= vram and rng.random() < 0.8
+            }
+            if catalog:
+                backends.append(
+                    SimBackend(f"b{j}", rng.choice("xyz"), vram, rng.choice([1, 2, 4]), catalog,
+                               max_loaded=rng.choice([None, 1, 2]),
+                               kind=rng.choice(["ollama", "llama-swap", "llama-server"]))
+                )  # fmt: skip
+        if not backends:
+            continue
+        f = SimFleet(backends, SIMPLE_HW)
+        served = sorted({m for b in backends for m in b.models})
+        t, trace = 0.0, []
+        for i in range(rng.randint(3, 40)):
+            t += rng.choice([0.0, 0.05, 0.3, 1.0, 3.0, 10.0, 40.0])
+            trace.append(req(t, rng.choice(served), out=rng.randint(1, 8), rid=f"r{i}"))
+        config = f.to_router_config()
+        knobs = {"max_hold_s": rng.choice([0.0, 5.0, 20.0]), "scale_out": rng.random() < 0.7,
+                 "headroom_mb": rng.choice([0, 256])}  # fmt: skip
+        config = config.model_copy(update={"policy": config.policy.model_copy(update=knobs)})
+        queue = rng.choice([None, QueueConfig(max_per_model=3, deadline_s=15.0)])
+        keep_alive = rng.choice([None, 3.0, 30.0])
+        result = Simulator(
+            f, RouterPolicy(config, queue=queue), trace, keep_alive_s=keep_alive
+        ).run()
+        assert len(result.served) + sum(result.rejected.values()) == len(trace)
+
+
 # --------------------------------------------------------------------------- offline bound
 
 
