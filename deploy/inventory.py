@@ -229,6 +229,12 @@ class RouterSettings(_Strict):
                 raise ValueError(f"router.{key}: {why}")
         settings = cls.model_validate({**own, "options": options})
         RouterConfig.model_validate(options)  # unknown keys and bad values fail here
+        log = options.get("access_log")
+        if log not in (None, "-") and not str(log).startswith("/"):
+            raise ValueError(
+                f"router.access_log: {log!r} is not an absolute path (the router runs from /): "
+                "use '-' (the journal) or e.g. /var/log/modelfleet/access.jsonl"
+            )
         return settings
 
 

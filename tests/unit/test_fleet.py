@@ -119,6 +119,10 @@ def test_router_settings_pass_through_and_secrets_are_refused(write_inventory, t
         ('router = {"admin_token": "hunter2"}\n', "key router.admin_token: secrets never go"),
         ('router = {"queue": {"max_per_model": -1}}\n', "key router.queue.max_per_model:"),
         ('router = {"colour": "blue"}\n', "key router.colour: Extra inputs are not permitted"),
+        (
+            'router = {"access_log": "access.jsonl"}\n',
+            "key router.access_log: 'access.jsonl' is not",
+        ),
     ):
         path = write_inventory('gpu = [("g1", {"backend": "ollama"})]\n', {"all": CATALOG + bad})
         with pytest.raises(FleetError) as err:
