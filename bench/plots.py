@@ -54,7 +54,7 @@ def routing_plots(report: dict[str, Any]) -> None:
         xs = [k + i * width for k in range(len(cells))]
         ax.bar(xs, values, width, label=label, color=COLORS.get(label))
     centers = [k + 0.4 - width / 2 for k in range(len(cells))]
-    # what is proven for the router's own run: its requests waited up to its longest TTFT
+    # what is proven for the router's own run: no request served later than it was there
     router_bound = [c["policies"]["modelfleet"]["cold_load_bound"] for c in cells]
     ax.scatter(centers, router_bound, marker="_", s=900, color="black", zorder=3,
                label="bound for the router's waits (LP, pooled)")  # fmt: skip

@@ -3,8 +3,8 @@
 Replays workloads on a modeled six-host fleet and compares cold loads, evictions, time to
 first token and throughput of the router's policy with round-robin, least-connections and
 PolyLlama's least-models-per-instance. Each run comes with a lower bound that holds for it:
-the LP relaxation of the pooled problem for requests that wait no longer than that run's
-longest time to first token (``summary_with_bound``, ``deploy/bounds.py``). Each cell also
+the LP relaxation of the pooled problem in which no request gets its first token later than
+in that run (``summary_with_bound``, ``deploy/bounds.py``). Each cell also
 has the bounds for runs in which no request waits (the pooled LP and integer program), the
 first-touch bound, and reference points that are not bounds: the Belady replay (pooled,
 clairvoyant); the router's own rules fed perfect knowledge instead of its decayed request

@@ -14,6 +14,8 @@ Deterministic; under a minute.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from typing import Any
 
 from modelfleet.deploy import bounds
 from modelfleet.deploy.simulate import (
@@ -62,14 +64,14 @@ def main() -> None:
             f"| {run['cold_loads']} |"
         )
 
-    random_runs()
+    print_random_runs()
 
 
-def random_runs(traces: int = 600, seed: int = 11) -> None:
+def random_runs(traces: int, seed: int) -> Iterator[tuple[list[Request], SimFleet, dict[str, Any]]]:
     """Every policy on ``traces`` random traces of 5-40 requests for 6 models (0.5-2 GB) on two
-    hosts of 3 and 2 GB; a 1 GB model loads in 1 s and decodes a token in 1 s."""
+    hosts of 3 and 2 GB (a 1 GB model loads in 1 s and decodes a token in 1 s): each run's
+    trace, fleet and :func:`summary_with_bound`. tests/unit/test_simulator.py checks them too."""
     rng = random.Random(seed)
-    runs = below_no_wait = below_own = 0
     for _ in range(traces):
         sizes = {m: rng.choice([512, 1024, 2048]) for m in "abcdef"}
         t, trace = 0.0, []
@@ -85,10 +87,15 @@ def random_runs(traces: int = 600, seed: int = 11) -> None:
                  SimBackend("b2", "b2", 2048, 1, dict(catalog))],
                 HardwareModel(load_gbps=1.0, load_fixed_s=0.0, mem_bandwidth_gbps=1.0),
             )  # fmt: skip
-            run = summary_with_bound(Simulator(fleet, make(), trace).run(), fleet)
-            runs += 1
-            below_no_wait += run["cold_loads"] < cold_load_bounds(trace, fleet)["lp"]
-            below_own += run["cold_loads"] < run["cold_load_bound"]
+            yield trace, fleet, summary_with_bound(Simulator(fleet, make(), trace).run(), fleet)
+
+
+def print_random_runs(traces: int = 600, seed: int = 11) -> None:
+    runs = below_no_wait = below_own = 0
+    for trace, fleet, run in random_runs(traces, seed):
+        runs += 1
+        below_no_wait += run["cold_loads"] < cold_load_bounds(trace, fleet)["lp"]
+        below_own += run["cold_loads"] < run["cold_load_bound"]
     print(
         f"\nRandom small runs: {runs} ({traces} traces x {len(POLICIES)} policies); fewer loads "
         f"than the no-wait LP: {below_no_wait}; fewer than the bound for their own waits: "

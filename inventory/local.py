@@ -33,6 +33,7 @@ Environment:
 
 import json
 import os
+import runpy
 from pathlib import Path
 
 from modelfleet.deploy.lab import localfleet
@@ -78,11 +79,10 @@ _fleet_data = {
     "nvidia_manage_driver": False,
     "rocm_manage_driver": False,
     "nvidia_allow_reboot": False,
-    # group_data/all.py's router settings, and the access log: replay the demo's own traffic
-    # with `modelfleet simulate --access-log` (docs/simulate.md)
+    # group_data/all.py's router settings (host data replaces a group's dict whole), and the
+    # access log: replay the demo's own traffic with `modelfleet simulate --access-log`
     "router": {
-        "port": 11434,
-        "admin_token_file": "/etc/modelfleet/admin-token",
+        **runpy.run_path(str(Path(__file__).parent / "group_data" / "all.py"))["router"],
         "access_log": "/var/log/modelfleet/access.jsonl",
     },
 }

@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from bench.wait_bounds import random_runs
 from modelfleet.deploy.bounds import belady_reference, first_touch, integer_bound, lp_bound
 from modelfleet.deploy.simulate import (
     POLICIES,
@@ -383,20 +384,12 @@ def test_runs_whose_requests_wait_can_beat_the_no_wait_bounds():
 
 
 def test_the_bound_for_a_runs_waits_holds_for_every_policy():
-    rng = random.Random(5)
-    sizes = {"a": 1024, "b": 2048, "c": 1024, "d": 2048}  # 6 GB of models, 5 GB of VRAM
+    # 40 traces x the four policies of the random runs bench/wait_bounds.py reports on (600)
     below_no_wait = 0
-    for _ in range(40):
-        t, trace = 0.0, []
-        for i in range(rng.randint(5, 25)):
-            t += rng.choice([0.0, 0.3, 1.0, 4.0, 20.0])
-            trace.append(req(t, rng.choice("aabbcd"), out=rng.randint(1, 4), rid=f"r{i}"))
-        for make in POLICIES.values():
-            f = fleet(("b1", 3072, 2), ("b2", 2048, 1), models=sizes)
-            run = summary_with_bound(Simulator(f, make(), trace).run(), f)
-            assert first_touch([r.model for r in trace]) <= run["cold_load_bound"]
-            assert run["cold_load_bound"] <= run["cold_loads"], (trace, run)
-            below_no_wait += run["cold_loads"] < cold_load_bounds(trace, f)["lp"]
+    for trace, f, run in random_runs(traces=40, seed=0):
+        assert first_touch([r.model for r in trace]) <= run["cold_load_bound"]
+        assert run["cold_load_bound"] <= run["cold_loads"], (trace, run)
+        below_no_wait += run["cold_loads"] < cold_load_bounds(trace, f)["lp"]
     assert below_no_wait  # runs that the no-wait bound does not bound: their requests waited
 
 
