@@ -556,13 +556,7 @@ def fleet_from_inventory(
     if problems:
         raise FleetError(problems)
 
-    all_groups = {group for spec in hosts for group in spec.groups}
-    warnings = [
-        f"model {model.name}: group {group!r} has no host in this inventory"
-        for model in catalog.values()
-        for group in model.groups
-        if group not in all_groups
-    ]
+    warnings = _catalog_warnings(hosts, catalog)
 
     return Fleet(
         name=str(fleet_value("fleet_name") or Path(inventory_file).stem),
@@ -576,6 +570,31 @@ def fleet_from_inventory(
         router_vip=router_vip,
         warnings=tuple(warnings),
     )
+
+
+def _catalog_warnings(hosts: list[HostSpec], catalog: dict[str, ModelSpec]) -> list[str]:
+    """Catalog groups no host is in (a catalog may serve several inventories, so not an
+    error), with a hint when the name looks like a typo of a group that has hosts, and
+    models that no host of this inventory holds at all."""
+    all_groups = sorted({group for spec in hosts for group in spec.groups})
+    backend_hosts = [spec for spec in hosts if spec.backend is not None]
+    listed = {name for spec in backend_hosts for name in spec.models}
+    held_groups = {group for spec in backend_hosts for group in spec.groups}
+    warnings = []
+    for model in catalog.values():
+        for group in model.groups:
+            if group not in all_groups:
+                close = difflib.get_close_matches(group, all_groups, n=1, cutoff=0.8)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                warnings.append(
+                    f"model {model.name}: group {group!r} has no host in this inventory{hint}"
+                )
+        if model.name not in listed and not held_groups & set(model.groups):
+            warnings.append(
+                f"model {model.name}: no backend host in this inventory holds it (groups: "
+                f"{', '.join(model.groups) or 'none'}; no backend host lists it in models)"
+            )
+    return warnings
 
 
 def _all_file(sources: _Sources, key: str) -> str:

@@ -176,3 +176,29 @@ def test_backend_settings_are_checked_at_load(write_inventory) -> None:
         with pytest.raises(FleetError) as err:
             load_fleet(path)
         assert err.value.problems == [f"{path}: host g1: {message}"]
+
+
+def test_a_catalog_group_with_no_host_is_a_warning_with_a_hint(write_inventory) -> None:
+    """A catalog may serve several inventories, so a group with no host here is not an
+    error; but a typo of a group that has hosts silently leaves a model off the fleet, so
+    the warning says which group it looks like, and that no host holds the model."""
+    catalog = """
+model_catalog = {
+    "small": {"ollama": "s:1b", "size_mb": 1000, "kv_mb_per_1k_ctx": 1, "groups": ["gpu_nvida"]},
+    "other": {"ollama": "o:1b", "size_mb": 1000, "kv_mb_per_1k_ctx": 1, "groups": ["amd"]},
+    "both": {"ollama": "b:1b", "size_mb": 1000, "kv_mb_per_1k_ctx": 1,
+             "groups": ["gpu_nvidia", "amd"]},
+}
+"""
+    path = write_inventory(
+        'gpu_nvidia = [("g1", {"backend": "ollama", "gpus": []})]\n', {"all": catalog}
+    )
+    assert load_fleet(path).warnings == (
+        "model small: group 'gpu_nvida' has no host in this inventory (did you mean 'gpu_nvidia'?)",
+        "model small: no backend host in this inventory holds it (groups: gpu_nvida; no backend "
+        "host lists it in models)",
+        "model other: group 'amd' has no host in this inventory",
+        "model other: no backend host in this inventory holds it (groups: amd; no backend host "
+        "lists it in models)",
+        "model both: group 'amd' has no host in this inventory",
+    )
