@@ -227,7 +227,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     router = router_of(request)
-    for model in set(router.fleet.queued) | set(router.fleet.known_models()):
+    # one series per model: an alias shares its model's queue
+    names = {router.fleet.resolve(name) or name for name in router.fleet.known_models()}
+    for model in set(router.fleet.queued) | names:
         router.metrics.queue_depth.labels(model).set(router.fleet.queued.get(model, 0))
     for state in router.fleet.backends.values():
         router.metrics.backend_healthy.labels(state.name).set(1 if state.healthy else 0)

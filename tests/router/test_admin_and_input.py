@@ -194,6 +194,16 @@ async def test_probes_and_metrics(ollama, make_router):
     assert 'modelfleet_backend_healthy{backend="o"} 1.0' in text
 
 
+async def test_queue_depth_is_one_series_per_model_not_per_alias(ollama, make_router):
+    """An alias shares its model's queue, so a series of its own would always read 0."""
+    server = ollama(models=[MODEL])
+    backend = {"name": "o", "url": server.url, "models": [{"name": MODEL, "aliases": ["q"]}]}
+    client = await make_router([backend])
+    text = await (await client.get("/metrics")).text()
+    assert f'modelfleet_queue_depth{{model="{MODEL}"}} 0.0' in text
+    assert 'modelfleet_queue_depth{model="q"}' not in text
+
+
 async def test_api_keys_guard_every_client_path(ollama, make_router):
     server = ollama(models=[MODEL])
     client = await make_router([{"name": "o", "url": server.url}], api_keys=["k1", "k2"])
