@@ -276,19 +276,63 @@ def _max_loaded(backend: BackendSpec, needs: list[int], capacity: int) -> int:
     """How many models may be resident at once: ``max_loaded_models`` if set, else derived.
 
     Ollama checks VRAM itself before loading and evicts to make room, so its cap only needs to
-    allow the most models that can ever fit together (the k smallest). llama-swap and
-    llama-server count models without looking at memory, so there any k of them must fit (the
-    k largest).
+    allow the most models that can ever fit together (the k smallest). llama-server counts
+    models without looking at memory, so there any k of them must fit (the k largest).
+    llama-swap runs its one group either one model at a time or all of them together
+    (``swap``), so its cap is all of them when they fit together, else 1.
+
+    Example: needs [20, 12, 7] MB on 32 MB: Ollama 2 (7 + 12), llama-server 2 (20 + 12),
+    llama-swap 1 (all three need 39).
     """
     if backend.max_loaded_models:
         return backend.max_loaded_models
-    order = sorted(needs) if backend.kind == "ollama" else sorted(needs, reverse=True)
+    if backend.kind == "llama-swap":
+        return len(needs) if needs and sum(needs) <= capacity else 1
+    return _fitting_count(needs, capacity, largest_first=backend.kind != "ollama")
+
+
+def _fitting_count(needs: list[int], capacity: int, largest_first: bool) -> int:
+    """How many of ``needs``, taken smallest (or largest) first, fit in ``capacity``; >= 1."""
     total, k = 0, 0
-    for need in order:
+    for need in sorted(needs, reverse=largest_first):
         if total + need > capacity:
             break
         total, k = total + need, k + 1
     return max(k, 1)
+
+
+def _max_loaded_problem(inst: BackendInstance, backend: BackendSpec) -> str | None:
+    """Why a ``max_loaded_models`` set in the inventory is unsafe on this instance, if it is.
+
+    llama-swap and llama-server count models and never look at memory, so a cap above what
+    always fits lets the backend load a model the GPU has no room for.
+    """
+    cap, needs = backend.max_loaded_models, [m.need_mb for m in inst.models]
+    if not cap or inst.kind == "ollama" or len(needs) < 2:
+        return None
+    where = f"host {inst.host}: key max_loaded_models: {cap} on {inst.kind} instance {inst.name}"
+    if inst.kind == "llama-swap":
+        count, total = len(needs), sum(needs)
+        if cap == 1 or (cap >= count and total <= inst.capacity_mb):
+            return None
+        options = (
+            f"1 or {count}"
+            if total <= inst.capacity_mb
+            else f"1 (all {count} together need {total} MB, more than its {inst.capacity_mb} MB)"
+        )
+        return (
+            f"{where}, which holds {count} models: llama-swap runs them one at a time or all "
+            f"together (its group's swap), so set {options}"
+        )
+    resident = sorted(needs, reverse=True)[:cap]
+    if sum(resident) <= inst.capacity_mb:
+        return None
+    safe = _fitting_count(needs, inst.capacity_mb, largest_first=True)
+    return (
+        f"{where}: {len(resident)} of its models resident at once may need {sum(resident)} MB, "
+        f"more than its {inst.capacity_mb} MB (llama-server counts models, not memory); at "
+        f"most {safe} always fit"
+    )
 
 
 def _placed(model: ModelSpec, kind: str, slots: int, models_dir: str) -> PlacedModel:
@@ -445,6 +489,13 @@ def plan_fleet(fleet: Fleet, gpus_by_host: Mapping[str, HostHardware]) -> FleetP
 
     placed, misfits = _place_models(fleet, host_instances, host_models)
     skipped = _misfit_problems(fleet, host_instances, placed, misfits, problems)
+    for spec in fleet.backend_hosts:
+        backend = spec.backend
+        assert backend is not None
+        for inst in host_instances.get(spec.name, []):
+            with_models = _with_models(inst, placed[inst.name], backend)
+            if (problem := _max_loaded_problem(with_models, backend)) is not None:
+                problems.append(problem)
     if problems:
         raise PlanError(problems)
 

@@ -241,7 +241,8 @@ def render_llama_swap(inst: BackendInstance, values: Mapping[str, Any]) -> list[
         server=f"{llama_server_defaults.binary_path(values)} --host 127.0.0.1",
         start_port=5800 + 100 * inst.index,
         health_check_timeout=int(values["llama_swap_health_check_timeout_s"]),
-        # All models resident at once when they fit together; otherwise swap one for another.
+        # All models resident at once when they fit together; otherwise one at a time (the
+        # plan's max_loaded for llama-swap is all of them or 1, see plan._max_loaded).
         swap=inst.max_loaded < len(inst.models),
     )
     unit = render_template(

@@ -227,3 +227,68 @@ def test_placement_not_strict_skips_and_lists_the_misfit(write_inventory) -> Non
         30400,
         23540,
     )
+
+
+def _three_models(kind: str) -> str:
+    """Models needing 20000, 12000 and 7000 MB (weights + 1 MB of KV), for ``kind``."""
+    gguf = '"gguf": {"url": "http://files/%s.gguf", "sha256": "%s", "file": "%s.gguf"}, '
+    entries = []
+    for name, size in [("a", 19999), ("b", 11999), ("c", 6999)]:
+        source = f'"ollama": "{name}:1b", ' if kind == "ollama" else gguf % (name, "0" * 64, name)
+        entries.append(
+            f'"{name}": {{{source}"size_mb": {size}, "kv_mb_per_1k_ctx": 1, "ctx": 1024, '
+            '"groups": ["gpu"]}'
+        )
+    return "model_catalog = {" + ", ".join(entries) + "}\n"
+
+
+# (backend, max_loaded_models, GPU MiB) -> the instance's cap, or the error. 32000 MB usable
+# (33024 minus 1024 headroom) holds a+b (32000) or b+c but not all three (39000); 40000 holds all.
+# Ollama checks memory itself; llama-server counts models, so any k of them must fit;
+# llama-swap runs its group one at a time or all together.
+MAX_LOADED_CASES = [
+    ("ollama", 0, 33024, 2),
+    ("ollama", 5, 33024, 5),
+    ("llama-server", 0, 33024, 2),
+    ("llama-server", 2, 33024, 2),
+    (
+        "llama-server",
+        3,
+        33024,
+        "3 of its models resident at once may need 39000 MB, more than "
+        "its 32000 MB (llama-server counts models, not memory); at most 2 always fit",
+    ),
+    ("llama-swap", 0, 33024, 1),
+    ("llama-swap", 0, 41024, 3),
+    ("llama-swap", 1, 33024, 1),
+    ("llama-swap", 3, 41024, 3),
+    (
+        "llama-swap",
+        2,
+        41024,
+        "which holds 3 models: llama-swap runs them one at a time or all "
+        "together (its group's swap), so set 1 or 3",
+    ),
+    ("llama-swap", 3, 33024, "so set 1 (all 3 together need 39000 MB, more than its 32000 MB)"),
+]
+
+
+@pytest.mark.parametrize(("kind", "cap", "vram_mb", "expected"), MAX_LOADED_CASES)
+def test_resident_model_cap_is_one_the_backend_can_hold(
+    write_inventory, kind: str, cap: int, vram_mb: int, expected: int | str
+) -> None:
+    knob = f', "max_loaded_models": {cap}' if cap else ""
+    path = write_inventory(
+        f'gpu = [("g", {{"backend": "{kind}"{knob}, '
+        f'"gpus": [{{"name": "NVIDIA L40S", "vram_mb": {vram_mb}}}]}})]\n',
+        {"all": _three_models(kind)},
+    )
+    if isinstance(expected, str):
+        with pytest.raises(PlanError) as err:
+            plan_of(path)
+        (problem,) = err.value.problems
+        assert problem.startswith(f"host g: key max_loaded_models: {cap} on {kind} instance g-l40s")
+        assert expected in problem
+        return
+    (instance,) = plan_of(path).instances
+    assert instance.max_loaded == expected
