@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -454,6 +455,11 @@ def _plan_host(
     return instances, models
 
 
+def _own_groups(fleet: Fleet, spec: HostSpec) -> list[str]:
+    """The host's inventory groups, without the one pyinfra names after the inventory file."""
+    return [group for group in spec.groups if group != Path(fleet.source).stem]
+
+
 def _url_host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
@@ -496,6 +502,15 @@ def plan_fleet(fleet: Fleet, gpus_by_host: Mapping[str, HostHardware]) -> FleetP
             with_models = _with_models(inst, placed[inst.name], backend)
             if (problem := _max_loaded_problem(with_models, backend)) is not None:
                 problems.append(problem)
+            if inst.kind == "llama-swap" and not with_models.models:
+                # llama-swap refuses a config without models; Ollama and llama-server start
+                # empty (and the router learns what they serve)
+                problems.append(
+                    f"host {spec.name}: llama-swap instance {inst.name} holds no model, and "
+                    "llama-swap does not start without one: list a model_catalog entry that "
+                    f"fits its {inst.capacity_mb} MB in the host's models or give it one of "
+                    f"the host's groups ({', '.join(_own_groups(fleet, spec))})"
+                )
     if problems:
         raise PlanError(problems)
 

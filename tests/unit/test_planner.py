@@ -292,3 +292,25 @@ def test_resident_model_cap_is_one_the_backend_can_hold(
         return
     (instance,) = plan_of(path).instances
     assert instance.max_loaded == expected
+
+
+def test_a_llama_swap_instance_without_models_is_an_error(write_inventory) -> None:
+    """llama-swap will not start on a config without models; Ollama and llama-server do."""
+    path = write_inventory(
+        'gpu = [("g", {"backend": "llama-swap", "gpus": [], "ram_mb": 8192})]\n'
+        'spare = [("s", {"backend": "llama-swap", "gpus": [], "ram_mb": 8192}),\n'
+        '         ("o", {"backend": "ollama", "gpus": [], "ram_mb": 8192})]\n',
+        {
+            "all": _three_models("llama-swap")
+            .replace("19999", "99")
+            .replace("11999", "99")
+            .replace("6999", "99")
+        },
+    )
+    with pytest.raises(PlanError) as err:
+        plan_of(path)
+    assert err.value.problems == [
+        "host s: llama-swap instance s-cpu holds no model, and llama-swap does not start "
+        "without one: list a model_catalog entry that fits its 4096 MB in the host's models or "
+        "give it one of the host's groups (spare)"
+    ]

@@ -188,6 +188,37 @@ def test_router_yaml_is_the_plans_router_config(tmp_path: Path) -> None:
     assert "admin_token:" not in path.read_text()  # only the file path, never a secret
 
 
+@pytest.mark.parametrize(
+    "inventory",
+    [
+        # a backend host none of whose groups holds a model (Ollama starts empty)
+        'gpu = [("a", {"backend": "ollama", "gpus": []})]\n'
+        'spare = [("b", {"backend": "ollama", "gpus": []})]\nrouter = ["r"]\n',
+        # a router before any backend host
+        'router = ["r"]\n',
+    ],
+)
+def test_router_yaml_of_a_fleet_with_empty_parts_loads(
+    write_inventory, tmp_path: Path, inventory: str
+) -> None:
+    catalog = (
+        'model_catalog = {"m": {"ollama": "m:1b", "size_mb": 100, "kv_mb_per_1k_ctx": 1, '
+        '"groups": ["gpu"]}}'
+    )
+    fleet = load_fleet(
+        write_inventory(
+            inventory.replace('"gpus": []', '"gpus": [], "ram_mb": 8192'), {"all": catalog}
+        )
+    )
+    plan = plan_fleet(fleet, hardware_from_overrides(fleet))
+    path = tmp_path / "router.yaml"
+    path.write_text(router_yaml(plan, "modelfleet-router"))
+    config = load_config(path)
+    assert [(b.name, [m.name for m in b.models]) for b in config.backends] == [
+        (i.name, [m.name for m in i.models]) for i in plan.instances
+    ]
+
+
 def test_renders_are_deterministic() -> None:
     assert rendered_tree(example_plan()) == rendered_tree(example_plan())
 
