@@ -49,9 +49,13 @@ if _connector not in ("ssh", "podman"):
 _running = {host.name: host for host in localfleet.status(_fleet)}
 _missing = [spec.name for spec in localfleet.LOCAL_HOSTS if spec.name not in _running]
 if _missing:
+    # the demo's fleet is "demo": name the fleets that do run, and how to pick one
+    _others = sorted({host.fleet for host in localfleet.status(None)} - {_fleet})
+    _hint = "".join(f"; fleet {name!r} runs: MODELFLEET_FLEET={name}" for name in _others)
     raise RuntimeError(
-        f"inventory/local.py: hosts {', '.join(_missing)} of fleet {_fleet!r} are not running; "
-        f"start them with: .venv/bin/python -m modelfleet.deploy.lab.localfleet up --fleet {_fleet}"
+        f"inventory/local.py: hosts {', '.join(_missing)} of fleet {_fleet!r} are not running"
+        f"{_hint}; or start them with: "
+        f".venv/bin/python -m modelfleet.deploy.lab.localfleet up --fleet {_fleet}"
     )
 
 # Fleet-wide data for this fleet only (the same on every host, as deploy/inventory.py requires).
