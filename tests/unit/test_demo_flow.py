@@ -106,3 +106,23 @@ def test_bare_machine_preflight_checks_the_loopback_router_port(
         f"machine's loopback)\n    fix: stop whatever listens there (`ss -ltnp 'sport = "
         f":{port}'` shows it), or choose another port with --router-port"
     ]
+
+
+def test_the_local_inventory_names_the_fleets_that_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After ``demo up`` the hosts run as fleet 'demo'; the inventory's default is another."""
+    import runpy
+
+    demo_hosts = [
+        localfleet.RunningHost(
+            name=spec.name, container=f"demo-{spec.name}", address="", fleet="demo"
+        )
+        for spec in localfleet.LOCAL_HOSTS
+    ]
+
+    def status(fleet: str | None = localfleet.DEFAULT_FLEET) -> list[localfleet.RunningHost]:
+        return [host for host in demo_hosts if fleet in (None, host.fleet)]
+
+    monkeypatch.setattr(localfleet, "status", status)
+    monkeypatch.delenv("MODELFLEET_FLEET", raising=False)
+    with pytest.raises(RuntimeError, match="fleet 'demo' runs: MODELFLEET_FLEET=demo"):
+        runpy.run_path("inventory/local.py")
