@@ -158,14 +158,21 @@ async def _model_arg(request: web.Request) -> str:
     return str(model)
 
 
+def _not_served(state: BackendState, asked: str, model: str) -> web.Response | None:
+    """404 naming what the backend serves, when ``model`` is not one of them."""
+    if model in state.serves():
+        return None
+    served = ", ".join(sorted(state.serves())) or "none known yet"
+    error = f"backend {state.name!r} does not serve model {asked!r} (it serves: {served})"
+    return web.json_response({"error": error}, status=404)
+
+
 async def admin_load(request: web.Request) -> web.Response:
     router, state = _backend(request)
     asked = await _model_arg(request)
     model = router.fleet.resolve(asked) or asked
-    if model not in state.serves():
-        served = ", ".join(sorted(state.serves())) or "none known yet"
-        error = f"backend {state.name!r} does not serve model {asked!r} (it serves: {served})"
-        return web.json_response({"error": error}, status=404)
+    if (refused := _not_served(state, asked, model)) is not None:
+        return refused
     if state.model(model).status == "loaded":  # loading is idempotent, as in Ollama
         return web.json_response({"backend": state.name, "model": model, "status": "loaded"})
     books = router.scheduler.books  # residency changes go through the one bookkeeping
@@ -191,7 +198,10 @@ async def admin_load(request: web.Request) -> web.Response:
 
 async def admin_unload(request: web.Request) -> web.Response:
     router, state = _backend(request)
-    model = router.fleet.resolve(await _model_arg(request)) or await _model_arg(request)
+    asked = await _model_arg(request)
+    model = router.fleet.resolve(asked) or asked
+    if (refused := _not_served(state, asked, model)) is not None:
+        return refused
     try:
         await router.adapter(state).unload(model)
     except (BackendError, aiohttp.ClientError, TimeoutError) as exc:

@@ -77,11 +77,16 @@ async def test_router_mode_load_of_a_model_started_behind_the_routers_back(
     running" (a request sent to it directly autoloads the model between two polls): that load
     reached its goal. Any other 400 is the load's failure."""
 
+    asked = {"load": False}
+
     async def models(request: web.Request) -> web.Response:
-        item = {"id": "gemma", "object": "model", "status": {"value": "unloaded"}}
+        # unloaded at the router's first poll; running once it asks (started meanwhile)
+        value = "loaded" if asked["load"] and "running" in answer else "unloaded"
+        item = {"id": "gemma", "object": "model", "status": {"value": value}}
         return web.json_response({"object": "list", "data": [item]})
 
     async def load(request: web.Request) -> web.Response:
+        asked["load"] = True
         return web.json_response({"error": {"code": 400, "message": answer}}, status=400)
 
     async def health(request: web.Request) -> web.Response:
@@ -102,6 +107,99 @@ async def test_router_mode_load_of_a_model_started_behind_the_routers_back(
     assert resp.status == status
     if status == 502:
         assert answer in (await resp.json())["error"]
+
+
+class RouterModeServer:
+    """llama-server's router mode as measured on the real one (b-series, 2026-11): ``POST
+    /models/load`` answers ``{"success": true}`` once the model's process is spawned, and
+    ``/models`` says ``loading`` until it is ready (here for ``polls`` listings), then
+    ``loaded``; a load that dies ends ``unloaded`` with ``failed`` and its exit code. An
+    unload of a model that is not running answers 400 "model is not running"."""
+
+    def __init__(self, polls: int = 3, fails: bool = False) -> None:
+        self.status: dict[str, Any] = {"value": "unloaded"}
+        self.polls, self.left, self.fails = polls, 0, fails
+        self.reported_loaded = False
+
+    async def models(self, request: web.Request) -> web.Response:
+        if self.status["value"] == "loading":
+            if self.left == 0:
+                done = {"value": "unloaded", "exit_code": 1, "failed": True}
+                self.status = done if self.fails else {"value": "loaded"}
+            self.left -= 1
+        self.reported_loaded |= self.status["value"] == "loaded"
+        item = {"id": "gemma", "object": "model", "status": self.status}
+        return web.json_response({"object": "list", "data": [item]})
+
+    async def load(self, request: web.Request) -> web.Response:
+        if self.status["value"] in ("loading", "loaded"):
+            error = {"code": 400, "message": "model is already running"}
+            return web.json_response({"error": error}, status=400)
+        self.status, self.left = {"value": "loading"}, self.polls
+        return web.json_response({"success": True})
+
+    async def unload(self, request: web.Request) -> web.Response:
+        if self.status["value"] not in ("loading", "loaded"):
+            error = {"code": 400, "message": "model is not running"}
+            return web.json_response({"error": error}, status=400)
+        self.status = {"value": "unloaded"}
+        return web.json_response({"success": True})
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    def routes(self) -> list[Any]:
+        return [
+            web.get("/models", self.models),
+            web.post("/models/load", self.load),
+            web.post("/models/unload", self.unload),
+            web.get("/health", self.health),
+        ]
+
+
+ADMIN = {"Authorization": "Bearer test-admin-token"}
+
+
+async def test_router_mode_load_answers_once_the_model_is_ready(make_router, aiohttp_server):
+    """The load is done when the listing says so, not when llama-server took the order."""
+    server = RouterModeServer(polls=3)
+    client = await _behind_router(aiohttp_server, make_router, server.routes())
+    router = router_of(client)
+    await router.refresh_all()
+    resp = await client.post("/admin/backends/ls/load", json={"model": "gemma"}, headers=ADMIN)
+    assert (resp.status, (await resp.json())["status"]) == (200, "loaded")
+    assert server.reported_loaded  # the router waited for llama-server to say so
+    assert router.fleet.backends["ls"].models["gemma"].status == "loaded"
+
+
+async def test_router_mode_load_that_dies_is_a_failed_load(make_router, aiohttp_server):
+    server = RouterModeServer(polls=1, fails=True)
+    client = await _behind_router(aiohttp_server, make_router, server.routes())
+    router = router_of(client)
+    await router.refresh_all()
+    resp = await client.post("/admin/backends/ls/load", json={"model": "gemma"}, headers=ADMIN)
+    assert resp.status == 502
+    assert "llama-server did not load gemma (exit code 1)" in (await resp.json())["error"]
+    assert router.fleet.backends["ls"].models["gemma"].status == "cold"
+
+
+async def test_unload_is_idempotent_and_names_what_a_backend_serves(make_router, aiohttp_server):
+    """A second unload finds the model not running, which is what it asked for; a model the
+    backend does not serve is a 404 naming the ones it does, as for a load."""
+    server = RouterModeServer(polls=0)
+    client = await _behind_router(aiohttp_server, make_router, server.routes())
+    await router_of(client).refresh_all()
+    await client.post("/admin/backends/ls/load", json={"model": "gemma"}, headers=ADMIN)
+    for _ in range(2):
+        resp = await client.post(
+            "/admin/backends/ls/unload", json={"model": "gemma"}, headers=ADMIN
+        )
+        assert (resp.status, (await resp.json())["status"]) == (200, "cold")
+    resp = await client.post("/admin/backends/ls/unload", json={"model": "nope"}, headers=ADMIN)
+    assert resp.status == 404
+    assert (await resp.json())["error"] == (
+        "backend 'ls' does not serve model 'nope' (it serves: gemma)"
+    )
 
 
 async def test_backend_4xx_reaches_an_ollama_client_in_ollama_shape(make_router, aiohttp_server):
