@@ -25,7 +25,7 @@ from modelfleet.router.state import BackendState, ModelState
 MIB = 1024 * 1024
 # keep_alive < 0 makes Ollama report an expiry ~292 years out; anything this far is "never"
 PINNED_AFTER_S = 50 * 365 * 86400
-LOAD_POLL_S = 0.25  # how often a load llama-server answered early is checked for readiness
+LOAD_POLL_S = 0.25  # how often a llama-server load or unload is checked for its end
 
 
 class BackendError(Exception):
@@ -448,12 +448,7 @@ class LlamaServerAdapter(Adapter):
         self._mark(reported, now)
 
     async def load(self, model: str, keep_alive: Any = None) -> None:
-        """Load ``model`` and return once it is ready to serve.
-
-        llama-server's router answers ``POST /models/load`` as soon as it has started the
-        model's process, while ``/models`` still says ``loading``; so this waits for the
-        listing to say ``loaded`` (a load that fails ends ``unloaded`` with ``failed``).
-        """
+        """Load ``model`` and return once it is ready to serve (see ``_settled``)."""
         if self.state.mode != "router":
             await super().load(model)
         upstream = self.state.upstream_name(model)
@@ -464,36 +459,48 @@ class LlamaServerAdapter(Adapter):
             # directly autoloads it): what the load asked for is there, or on its way
             if exc.status != 400 or "already running" not in exc.detail:
                 raise
-        await self._until_loaded(model, upstream)
+        await self._settled(model, upstream, loaded=True)
 
-    async def _until_loaded(self, model: str, upstream: str) -> None:
+    async def unload(self, model: str) -> None:
+        """Unload ``model`` and return once it has stopped (see ``_settled``)."""
+        if self.state.mode != "router":
+            await super().unload(model)
+        upstream = self.state.upstream_name(model)
+        try:
+            await self._json("POST", "/models/unload", {"model": upstream})
+        except BackendError as exc:
+            # not running: what the unload asked for is already so (Ollama and llama-swap
+            # answer such an unload with success too)
+            if exc.status != 400 or "not running" not in exc.detail:
+                raise
+        await self._settled(model, upstream, loaded=False)
+
+    async def _settled(self, model: str, upstream: str, loaded: bool) -> None:
+        """Wait for ``/models`` to show the model loaded (``loaded``) or stopped.
+
+        llama-server's router answers ``POST /models/load`` once it has spawned the model's
+        process, while the listing still says ``loading``, and ``/models/unload`` while it
+        still says ``loaded``. A load that dies ends ``unloaded`` with ``failed`` and its
+        exit code: a BackendError naming it.
+        """
         deadline = time.monotonic() + (self.load_timeout.total or 300.0)
         while True:
             listing = await self._json("GET", "/models")
             items = listing.get("data") if isinstance(listing, dict) else None
             item = next((i for i in items or [] if i.get("id") == upstream), None)
             status = (item or {}).get("status") or {}
-            if status.get("value") == "loaded":
+            value = status.get("value")
+            if loaded and value == "loaded":
                 return
-            if status.get("value") != "loading":
+            if loaded and value != "loading":
                 why = f"exit code {status['exit_code']}" if "exit_code" in status else "stopped"
-                message = f"{self.state.name}: llama-server did not load {model} ({why})"
-                raise BackendError(message, 500, f"llama-server did not load {model} ({why})")
+                detail = f"llama-server did not load {model} ({why})"
+                raise BackendError(f"{self.state.name}: {detail}", 500, detail)
+            if not loaded and value not in ("loaded", "loading"):
+                return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.state.name}: {model} still loading after the timeout")
+                raise TimeoutError(f"{self.state.name}: {model} still {value} after the timeout")
             await asyncio.sleep(LOAD_POLL_S)
-
-    async def unload(self, model: str) -> None:
-        if self.state.mode != "router":
-            await super().unload(model)
-        body = {"model": self.state.upstream_name(model)}
-        try:
-            await self._json("POST", "/models/unload", body)
-        except BackendError as exc:
-            # not running: what the unload asked for is already so (Ollama and llama-swap
-            # answer such an unload with success too)
-            if exc.status != 400 or "not running" not in exc.detail:
-                raise
 
     async def describe(self, model: str) -> ModelFacts | None:
         if self.state.mode == "router":

@@ -109,17 +109,23 @@ async def test_router_mode_load_of_a_model_started_behind_the_routers_back(
         assert answer in (await resp.json())["error"]
 
 
+STOPPING_S = 0.5
+
+
 class RouterModeServer:
     """llama-server's router mode as measured on the real one (b-series, 2026-11): ``POST
     /models/load`` answers ``{"success": true}`` once the model's process is spawned, and
     ``/models`` says ``loading`` until it is ready (here for ``polls`` listings), then
-    ``loaded``; a load that dies ends ``unloaded`` with ``failed`` and its exit code. An
-    unload of a model that is not running answers 400 "model is not running"."""
+    ``loaded``; a load that dies ends ``unloaded`` with ``failed`` and its exit code.
+    ``POST /models/unload`` answers while the listing still says ``loaded`` (here for
+    ``STOPPING_S``); an unload of a model that is not running answers 400 "model is not running"."""
 
     def __init__(self, polls: int = 3, fails: bool = False) -> None:
         self.status: dict[str, Any] = {"value": "unloaded"}
         self.polls, self.left, self.fails = polls, 0, fails
         self.reported_loaded = False
+        self.stopping_until = 0.0
+        self.loads = 0
 
     async def models(self, request: web.Request) -> web.Response:
         if self.status["value"] == "loading":
@@ -127,6 +133,9 @@ class RouterModeServer:
                 done = {"value": "unloaded", "exit_code": 1, "failed": True}
                 self.status = done if self.fails else {"value": "loaded"}
             self.left -= 1
+        elif time.monotonic() < self.stopping_until:  # still listed while it stops
+            item = {"id": "gemma", "object": "model", "status": {"value": "loaded"}}
+            return web.json_response({"object": "list", "data": [item]})
         self.reported_loaded |= self.status["value"] == "loaded"
         item = {"id": "gemma", "object": "model", "status": self.status}
         return web.json_response({"object": "list", "data": [item]})
@@ -136,13 +145,14 @@ class RouterModeServer:
             error = {"code": 400, "message": "model is already running"}
             return web.json_response({"error": error}, status=400)
         self.status, self.left = {"value": "loading"}, self.polls
+        self.loads += 1
         return web.json_response({"success": True})
 
     async def unload(self, request: web.Request) -> web.Response:
         if self.status["value"] not in ("loading", "loaded"):
             error = {"code": 400, "message": "model is not running"}
             return web.json_response({"error": error}, status=400)
-        self.status = {"value": "unloaded"}
+        self.status, self.stopping_until = {"value": "unloaded"}, time.monotonic() + STOPPING_S
         return web.json_response({"success": True})
 
     async def health(self, request: web.Request) -> web.Response:
@@ -195,6 +205,10 @@ async def test_unload_is_idempotent_and_names_what_a_backend_serves(make_router,
             "/admin/backends/ls/unload", json={"model": "gemma"}, headers=ADMIN
         )
         assert (resp.status, (await resp.json())["status"]) == (200, "cold")
+    # a load right after an unload loads again (the router did not take the listing's
+    # last "loaded", while llama-server was still stopping it, for the model being there)
+    resp = await client.post("/admin/backends/ls/load", json={"model": "gemma"}, headers=ADMIN)
+    assert (resp.status, server.loads, server.status["value"]) == (200, 2, "loaded")
     resp = await client.post("/admin/backends/ls/unload", json={"model": "nope"}, headers=ADMIN)
     assert resp.status == 404
     assert (await resp.json())["error"] == (
