@@ -444,6 +444,13 @@ class LlamaServerAdapter(Adapter):
                 reported[client] = ms
                 if ms.observe("loading", self.since):
                     ms.load_started = ms.load_started or now
+            elif not single and ms.in_flight == 0 and not _router_loading(ms):
+                # router mode lists every model with its state: "unloaded" is a report, not
+                # an absence (a load seen by a poll that then died or was stopped must not
+                # stay "loading"); a load the router itself marked keeps _mark's grace
+                reported[client] = ms
+                if ms.observe("cold", self.since):
+                    ms.vram_mb = ms.expires_at = None
         self.state.learned = learned
         self._mark(reported, now)
 
@@ -569,6 +576,12 @@ def _error_message(raw: bytes) -> str:
         if err:
             return str(err)[:200]
     return str(obj)[:200]
+
+
+def _router_loading(ms: ModelState) -> bool:
+    """The router's own bookkeeping marked the model loading (``set_status`` stamps both
+    times at once); a load seen by a poll starts after the last change the router made."""
+    return ms.status == "loading" and (ms.load_started or 0.0) <= ms.changed_at
 
 
 def _has_status(items: Any) -> bool:

@@ -216,6 +216,24 @@ async def test_unload_is_idempotent_and_names_what_a_backend_serves(make_router,
     )
 
 
+async def test_router_mode_load_that_stops_behind_the_routers_back_is_cold(
+    make_router, aiohttp_server
+):
+    """A poll saw the model loading (a load the router did not start); the next one lists
+    it unloaded. Router mode lists every model with its state, so that is a report: the
+    model is cold, not "loading" until the load timeout."""
+    server = RouterModeServer()
+    client = await _behind_router(aiohttp_server, make_router, server.routes())
+    router = router_of(client)
+    server.status, server.left = {"value": "loading"}, 1000
+    await router.refresh_all()
+    gemma = router.fleet.backends["ls"].models["gemma"]
+    assert gemma.status == "loading"
+    server.status = {"value": "unloaded", "exit_code": 1, "failed": True}
+    await router.refresh_all()
+    assert gemma.status == "cold"
+
+
 async def test_backend_4xx_reaches_an_ollama_client_in_ollama_shape(make_router, aiohttp_server):
     async def chat(request: web.Request) -> web.Response:
         error = {"error": {"message": "context too long", "type": "invalid_request_error"}}
