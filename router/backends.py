@@ -289,6 +289,12 @@ class OllamaAdapter(Adapter):
             if not name:
                 continue
             ms = self.state.model(self.state.client_name(name))
+            expires = parse_time(item.get("expires_at"))
+            if expires is not None and expires <= time.time() and ms.in_flight == 0:
+                # being unloaded: Ollama's keep_alive 0 (or an expired keep-alive) sets
+                # expires_at to now and unloads in the background, listing the model
+                # until it is gone; no request of ours runs there to keep it
+                continue
             reported[ms.model] = ms
             if not ms.observe("loaded", self.since):
                 continue

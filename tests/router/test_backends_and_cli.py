@@ -234,6 +234,46 @@ async def test_router_mode_load_that_stops_behind_the_routers_back_is_cold(
     assert gemma.status == "cold"
 
 
+async def test_an_ollama_model_being_unloaded_is_not_resident(make_router, aiohttp_server):
+    """Ollama's keep_alive 0 (``ollama stop``) sets the runner's expires_at to now and unloads
+    it in the background (``sched.go expireRunner``); /api/ps lists it until it is gone. A
+    listing with expires_at in the past is that model on its way out, not a resident one."""
+    now = time.time()
+
+    def stamp(at: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + "Z"
+
+    def entry(name: str, expires: float) -> dict[str, Any]:
+        return {
+            "name": name,
+            "model": name,
+            "size": 2**30,
+            "size_vram": 2**30,
+            "expires_at": stamp(expires),
+        }
+
+    async def tags(request: web.Request) -> web.Response:
+        return web.json_response({"models": [{"name": "a:1b"}, {"name": "b:1b"}]})
+
+    async def ps(request: web.Request) -> web.Response:
+        return web.json_response({"models": [entry("a:1b", now - 1), entry("b:1b", now + 300)]})
+
+    async def version(request: web.Request) -> web.Response:
+        return web.json_response({"version": "0.14.1"})
+
+    app = web.Application()
+    app.router.add_routes(
+        [web.get("/api/tags", tags), web.get("/api/ps", ps), web.get("/api/version", version)]
+    )
+    server: TestServer = await aiohttp_server(app)
+    url = str(server.make_url("")).rstrip("/")
+    client = await make_router([{"name": "o", "url": url}])
+    router = router_of(client)
+    await router.refresh_all()
+    models = router.fleet.backends["o"].models
+    assert (models["a:1b"].status, models["b:1b"].status) == ("cold", "loaded")
+
+
 async def test_backend_4xx_reaches_an_ollama_client_in_ollama_shape(make_router, aiohttp_server):
     async def chat(request: web.Request) -> web.Response:
         error = {"error": {"message": "context too long", "type": "invalid_request_error"}}
