@@ -254,6 +254,16 @@ class RouterConfig(_Strict):
         default=None, description="replicas sharing soft state through Redis; absent: alone"
     )
 
+    @field_validator("listen")
+    @classmethod
+    def _listen_is_host_port(cls, value: str) -> str:
+        _, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:  # 0: any free port
+            raise ValueError(
+                f"{value!r} is not host:port (e.g. 0.0.0.0:11434, or [::]:11434 for IPv6)"
+            )
+        return value
+
     @field_validator("admin_token")
     @classmethod
     def _admin_token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
@@ -350,11 +360,14 @@ def load_config(path: str | Path) -> RouterConfig:
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc, path)}") from None
+    raw = {} if raw is None else raw  # an empty file: every default
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
     try:
@@ -363,13 +376,24 @@ def load_config(path: str | Path) -> RouterConfig:
         raise ConfigError(f"{path}: {validation_problems(exc)}") from None
 
 
+# keys whose values may be secrets (a URL may carry credentials)
+_SECRET_KEYS = frozenset({"admin_token", "api_keys", "api_key", "url"})
+
+
 def validation_problems(exc: ValidationError) -> str:
     """Each problem as ``key.path: message``, without the offending values (they may be
-    secrets). Example: ``"queue.deadline_s: Input should be greater than 0"``."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {_redacted(err['msg'])}"
-        for err in exc.errors(include_input=False, include_context=False)
-    )
+    secrets). Example: ``"queue.deadline_s: Input should be greater than 0"``.
+
+    Pydantic's messages never quote the input; ours quote names (backends, models,
+    aliases), and the allowed values of a choice are the schema's. Under a key that may hold
+    a secret, quoted fragments are dropped all the same.
+    """
+    problems = []
+    for err in exc.errors(include_input=False, include_context=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(top)"
+        secret = _SECRET_KEYS & {str(p) for p in err["loc"]}
+        problems.append(f"{where}: {_redacted(err['msg']) if secret else err['msg']}")
+    return "; ".join(problems)
 
 
 _KEY = re.compile(r"^\s*(?:-\s*)?([A-Za-z_][A-Za-z0-9_.-]*)\s*:")

@@ -329,6 +329,36 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (b"[]\n", "top level must be a mapping, got list"),
+        (b"\xff\xfe", "not UTF-8 text (byte 0)"),
+        (b"listen: nope\n", "listen: Value error, 'nope' is not host:port"),
+        (b"listen: 0.0.0.0:99999\n", "'0.0.0.0:99999' is not host:port"),
+        (
+            b"backends:\n  - {name: a, url: 'http://x:1', kind: vllm}\n",
+            "backends.0.kind: Input should be 'ollama', 'llama-swap', 'llama-server' or 'openai'",
+        ),
+        (
+            b"backends:\n  - {name: a, url: 'http://x:1'}\n  - {name: a, url: 'http://y:1'}\n",
+            "(top): Value error, duplicate backend name 'a'",
+        ),
+    ],
+)
+def test_config_problems_name_the_file_the_key_and_what_is_allowed(tmp_path, text, problem):
+    """Names and the allowed values of a choice are shown (only values under keys that may
+    hold a secret are hidden: tests/router/test_hardening.py case 6)."""
+    from modelfleet.router.config import ConfigError, load_config
+
+    path = tmp_path / "router.yaml"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: ")
+    assert problem in str(err.value)
+
+
 def test_cli_rejects_a_bad_config_with_the_file_and_key(tmp_path):
     path = tmp_path / "router.yaml"
     path.write_text("backends:\n  - name: a\n    url: ftp://x\n")
