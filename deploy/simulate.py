@@ -399,7 +399,7 @@ def _generate(spec: TraceSpec) -> tuple[list[Request], _Popularity]:
         for _ in range(spec.burst_requests):
             requests.append(
                 Request(
-                    start + rng.uniform(0, spec.burst_span_s),
+                    start + rng.uniform(0, min(spec.burst_span_s, spec.duration_s)),
                     model,
                     tokens(spec.mean_prompt_tokens),
                     tokens(spec.mean_output_tokens),
@@ -1312,6 +1312,11 @@ def _with_policy_knobs(config: RouterConfig, knobs: Sequence[str]) -> RouterConf
     return config.model_copy(update={"policy": knobs_now})
 
 
+# rates, durations and bandwidths divide or bound loops: zero or less is a usage error
+_POSITIVE = click.FloatRange(min=0, min_open=True)
+_NOT_NEGATIVE = click.FloatRange(min=0)
+
+
 @click.command("simulate")
 @click.argument("inventory_file", required=False, type=click.Path(dir_okay=False))
 @click.option("--inventory", type=click.Path(dir_okay=False), help="plan this inventory offline")
@@ -1320,8 +1325,12 @@ def _with_policy_knobs(config: RouterConfig, knobs: Sequence[str]) -> RouterConf
 @click.option("--access-log", type=click.Path(dir_okay=False), help="or the router's access log")
 @click.option("--synthetic", is_flag=True, help="or a synthetic Zipf trace over the catalog")
 @click.option("--seed", default=1, show_default=True, help="for --synthetic")
-@click.option("--rate", default=1.0, show_default=True, help="req/s for --synthetic")
-@click.option("--duration", default=3600.0, show_default=True, help="seconds for --synthetic")
+@click.option(
+    "--rate", default=1.0, type=_POSITIVE, show_default=True, help="req/s for --synthetic"
+)
+@click.option(
+    "--duration", default=3600.0, type=_POSITIVE, show_default=True, help="seconds for --synthetic"
+)
 @click.option(
     "--policy",
     "policy_names",
@@ -1338,10 +1347,17 @@ def _with_policy_knobs(config: RouterConfig, knobs: Sequence[str]) -> RouterConf
     help="a router policy knob for the modelfleet row, over router.yaml's policy: section "
     "(e.g. --set max_hold_s=30); repeatable",
 )
-@click.option("--keep-alive", type=float, help="unload after this many idle seconds")
-@click.option("--load-gbps", default=HardwareModel.load_gbps, show_default=True)
-@click.option("--load-fixed-s", default=HardwareModel.load_fixed_s, show_default=True)
-@click.option("--mem-bandwidth-gbps", default=HardwareModel.mem_bandwidth_gbps, show_default=True)
+@click.option("--keep-alive", type=_NOT_NEGATIVE, help="unload after this many idle seconds")
+@click.option("--load-gbps", default=HardwareModel.load_gbps, type=_POSITIVE, show_default=True)
+@click.option(
+    "--load-fixed-s", default=HardwareModel.load_fixed_s, type=_NOT_NEGATIVE, show_default=True
+)
+@click.option(
+    "--mem-bandwidth-gbps",
+    default=HardwareModel.mem_bandwidth_gbps,
+    type=_POSITIVE,
+    show_default=True,
+)
 @click.option(
     "--integer-bound",
     is_flag=True,

@@ -311,3 +311,29 @@ def test_a_llama_server_backend_loads_as_deployed_and_aliases_are_their_models(t
     row = json.loads((tmp_path / "out.json").read_text())["policies"]["modelfleet"]
     # gemma3 once (the alias finds it resident), qwen once, one eviction (max_loaded 1)
     assert (row["cold_loads"], row["evictions"], row["requests"]) == (2, 1, 3), row
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "range_"),
+    [
+        ("--rate", "0", "x>0"),  # was a ZeroDivisionError traceback
+        ("--rate", "-1", "x>0"),  # was an endless loop: arrival times ran backwards
+        ("--duration", "0", "x>0"),
+        ("--load-gbps", "0", "x>0"),  # was a ZeroDivisionError traceback
+        ("--mem-bandwidth-gbps", "0", "x>0"),
+        ("--load-fixed-s", "-1", "x>=0"),
+        ("--keep-alive", "-5", "x>=0"),
+    ],
+)
+def test_rates_durations_and_bandwidths_out_of_range_are_usage_errors(option, value, range_):
+    code, text = run(EXAMPLE, "--synthetic", option, value)
+    assert code == 2
+    assert f"Invalid value for '{option}'" in text and f"is not in the range {range_}" in text
+
+
+def test_a_short_synthetic_trace_keeps_its_bursts_inside_it(tmp_path):
+    out = tmp_path / "trace.jsonl"
+    code, text = run(EXAMPLE, "--synthetic", "--duration", "10", "--save-trace", str(out))
+    assert code == 0, text
+    times = [request.t for request in read_trace(str(out))]
+    assert times and max(times) < 10
