@@ -256,12 +256,42 @@ def render(inventory: str, out_dir: str, group_data: tuple[str, ...], detect: bo
     if problems:
         raise click.ClickException("\n".join(problems))
     out = Path(out_dir)
+    before = _rendered_before(out)
+    written = set()
     for host_name, host_files in files.items():
         for file in host_files:
-            target = out / host_name / file.path.lstrip("/")
+            relative = f"{host_name}/{file.path.lstrip('/')}"
+            target = out / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(file.content)
+            written.add(relative)
         click.echo(f"{host_name}: {len(host_files)} files")
+    # a host, instance or role gone from the fleet leaves no file behind to be reviewed or
+    # committed as if it were still deployed
+    stale = sorted(before - written)
+    for relative in stale:
+        (out / relative).unlink(missing_ok=True)
+        for parent in (out / relative).parents:
+            if parent == out or any(parent.iterdir()):
+                break
+            parent.rmdir()
+    (out / RENDER_MANIFEST).write_text("".join(f"{p}\n" for p in sorted(written)))
+    if stale:
+        click.echo(f"removed {len(stale)} files of an earlier render: {', '.join(stale)}")
+
+
+RENDER_MANIFEST = ".modelfleet-render"  # the files the last render wrote, one per line
+
+
+def _rendered_before(out: Path) -> set[str]:
+    """What an earlier ``render`` wrote into ``out`` (its manifest): only those files are
+    ever removed, so other files in the folder (a GitOps repository's) stay."""
+    manifest = out / RENDER_MANIFEST
+    if not manifest.is_file():
+        return set()
+    lines = manifest.read_text().splitlines()
+    # only paths inside ``out``, whatever the manifest says
+    return {p for p in lines if p and not Path(p).is_absolute() and ".." not in Path(p).parts}
 
 
 # --------------------------------------------------------------------------- detect

@@ -126,3 +126,25 @@ def test_detect_reports_a_failing_host_and_still_prints_the_others(write_invento
     assert data["@local"]["cpu_cores"] >= 1 and data["@local"]["ram_mb"] > 0
     assert "error" in data["gpu-down"]
     assert "detection failed on 1 host(s): gpu-down" in result.stderr
+
+
+def test_a_second_render_removes_what_the_fleet_no_longer_has(write_inventory, tmp_path) -> None:
+    """For review or GitOps, the folder holds what the fleet is now: files an earlier render
+    wrote for a host or instance that is gone are removed; files it did not write stay."""
+    catalog = (
+        'model_catalog = {"m": {"ollama": "m:1b", "size_mb": 100, "kv_mb_per_1k_ctx": 1, '
+        '"groups": ["gpu"]}}'
+    )
+    host = '("{0}", {{"backend": "ollama", "gpus": [], "ram_mb": 8192}})'
+    two = write_inventory(f"gpu = [{host.format('a')}, {host.format('b')}]\n", {"all": catalog})
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text("not ours\n")
+    assert CliRunner().invoke(main, ["render", two, "--out", str(out)]).exit_code == 0
+    assert (out / "b/etc/systemd/system/ollama-cpu.service").is_file()
+    one = write_inventory(f"gpu = [{host.format('a')}]\n", {"all": catalog}, name="one")
+    result = CliRunner().invoke(main, ["render", one, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "removed 2 files of an earlier render: b/etc/ollama/ollama-cpu.env" in result.output
+    assert not (out / "b").exists() and (out / "a/etc/ollama/ollama-cpu.env").is_file()
+    assert (out / "README.md").read_text() == "not ours\n"
