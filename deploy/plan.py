@@ -495,11 +495,14 @@ def plan_fleet(fleet: Fleet, gpus_by_host: Mapping[str, HostHardware]) -> FleetP
 
     placed, misfits = _place_models(fleet, host_instances, host_models)
     skipped = _misfit_problems(fleet, host_instances, placed, misfits, problems)
+    finished: dict[str, list[BackendInstance]] = {}  # each host's instances, with models
     for spec in fleet.backend_hosts:
         backend = spec.backend
         assert backend is not None
+        finished[spec.name] = []
         for inst in host_instances.get(spec.name, []):
             with_models = _with_models(inst, placed[inst.name], backend)
+            finished[spec.name].append(with_models)
             if (problem := _max_loaded_problem(with_models, backend)) is not None:
                 problems.append(problem)
             if inst.kind == "llama-swap" and not with_models.models:
@@ -516,10 +519,7 @@ def plan_fleet(fleet: Fleet, gpus_by_host: Mapping[str, HostHardware]) -> FleetP
 
     hosts = []
     for spec in fleet.hosts:
-        instances = [
-            _with_models(inst, placed[inst.name], spec.backend)
-            for inst in host_instances.get(spec.name, [])
-        ]
+        instances = finished.get(spec.name, [])
         hosts.append(
             HostPlan(
                 name=spec.name,

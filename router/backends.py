@@ -253,8 +253,10 @@ class Adapter:
         for name, ms in self.state.models.items():
             if name in reported:
                 continue
-            if ms.status == "loading" and ms.load_started and now - ms.load_started < load_timeout:
-                continue  # our load is still under way
+            if _router_loading(ms) and now - (ms.load_started or now) < load_timeout:
+                # our load is still under way (one a poll only saw, which then vanished from
+                # the listing, died or was stopped: it must not stay "loading")
+                continue
             if ms.in_flight > 0:
                 continue  # a request is running there right now; the next poll will tell
             if ms.observe("cold", self.since):
@@ -450,13 +452,6 @@ class LlamaServerAdapter(Adapter):
                 reported[client] = ms
                 if ms.observe("loading", self.since):
                     ms.load_started = ms.load_started or now
-            elif not single and ms.in_flight == 0 and not _router_loading(ms):
-                # router mode lists every model with its state: "unloaded" is a report, not
-                # an absence (a load seen by a poll that then died or was stopped must not
-                # stay "loading"); a load the router itself marked keeps _mark's grace
-                reported[client] = ms
-                if ms.observe("cold", self.since):
-                    ms.vram_mb = ms.expires_at = None
         self.state.learned = learned
         self._mark(reported, now)
 
