@@ -9,9 +9,9 @@ number is never silently taken as a string, nor a string as a boolean.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MAX_DEPTH = 64  # JSON nesting; deeper bodies are refused before anything recurses into them
 
@@ -22,6 +22,7 @@ class _Body(BaseModel):
 
 Number = int | float
 KeepAlive = str | Number | None
+PositiveInt = Annotated[int, Field(ge=1)]
 
 
 # -- Ollama ----------------------------------------------------------------------------------
@@ -129,6 +130,35 @@ class OpenAIEmbeddings(_OpenAICall):
     input: Tokens
 
 
+class OpenAIResponses(_OpenAICall):
+    """``/v1/responses`` (stateless: the items of ``input`` are the backend's to read)."""
+
+    input: str | list[dict[str, Any]] | None = None
+    instructions: str | None = None
+    max_output_tokens: PositiveInt | None = None
+
+
+# -- Anthropic -------------------------------------------------------------------------------
+
+
+class AnthropicMessage(_Body):
+    role: str
+    content: str | list[dict[str, Any]]
+
+
+class AnthropicCountTokens(_Body):
+    model: str | None = None
+    messages: list[AnthropicMessage]
+    system: str | list[dict[str, Any]] | None = None
+
+
+class AnthropicMessages(AnthropicCountTokens):
+    # required by the API; without it llama-server would generate until its context is full
+    max_tokens: PositiveInt
+    stream: bool | None = None
+    stop_sequences: list[str] | None = None
+
+
 SCHEMAS: dict[str, type[_Body]] = {
     "/api/chat": OllamaChat,
     "/api/generate": OllamaGenerate,
@@ -143,6 +173,9 @@ SCHEMAS: dict[str, type[_Body]] = {
     "/v1/chat/completions": OpenAIChat,
     "/v1/completions": OpenAICompletion,
     "/v1/embeddings": OpenAIEmbeddings,
+    "/v1/responses": OpenAIResponses,
+    "/v1/messages": AnthropicMessages,
+    "/v1/messages/count_tokens": AnthropicCountTokens,
 }
 
 # what a field should hold, in words (the last named part of the path picks the entry)
@@ -166,12 +199,26 @@ EXPECTED = {
     "think": "true, false, or 'low' / 'medium' / 'high'",
     "prompt": "a string",
     "input": "a string or a list of strings",
+    "max_tokens": "a positive integer",
+    "max_output_tokens": "a positive integer",
+    "instructions": "a string",
+    "system": "a string or a list of text blocks",
+    "stop_sequences": "a list of strings",
     "context": "a list of integers",
     "backend": "a backend name (string)",
     "source": "a model name (string)",
     "destination": "a model name (string)",
 }
 
+
+# where an endpoint's field holds more than the name says elsewhere
+BLOCKS = {"content": "a string or a list of content blocks"}
+EXPECTED_AT = {
+    "/v1/chat/completions": BLOCKS,
+    "/v1/responses": {"input": "a string or a list of input items"},
+    "/v1/messages": BLOCKS,
+    "/v1/messages/count_tokens": BLOCKS,
+}
 
 # what one item of a list field should be
 EXPECTED_ITEM = {
@@ -182,6 +229,7 @@ EXPECTED_ITEM = {
     "context": "an integer",
     "input": "a string",
     "prompt": "a string",
+    "stop_sequences": "a string",
 }
 
 
@@ -203,10 +251,10 @@ def check(path: str, body: dict[str, Any]) -> None:
     try:
         schema.model_validate(body)
     except ValidationError as exc:
-        raise ShapeError(describe(exc, body)) from None
+        raise ShapeError(describe(exc, body, EXPECTED_AT.get(path, {}))) from None
 
 
-def describe(exc: ValidationError, body: Any) -> str:
+def describe(exc: ValidationError, body: Any, expected_here: dict[str, str]) -> str:
     problems: dict[str, str] = {}
     for err in exc.errors(include_url=False, include_input=False, include_context=False):
         parts = [p for p in err["loc"] if not _is_type_tag(p)]
@@ -218,7 +266,8 @@ def describe(exc: ValidationError, body: Any) -> str:
             problems[where] = "required"
             continue
         item = bool(parts) and isinstance(parts[-1], int)
-        expected = (EXPECTED_ITEM if item else EXPECTED).get(names[-1]) if names else None
+        words = EXPECTED_ITEM if item else EXPECTED | expected_here
+        expected = words.get(names[-1]) if names else None
         what = f"expected {expected}" if expected else err["msg"].lower()
         problems[where] = f"{what} (got {_kind(_value_at(body, parts))})"
     return "; ".join(f"{where}: {what}" for where, what in list(problems.items())[:3])

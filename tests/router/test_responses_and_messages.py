@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from tests.router.conftest import openai_upstream, router_of, sse
@@ -98,12 +99,58 @@ async def test_messages_errors_come_in_anthropic_shape(ollama, make_router):
         "error": {"type": "not_found_error", "message": body["error"]["message"]},
     }
     assert "nope" in body["error"]["message"]
-    # the backend's own 400 (no max_tokens) comes back in the Anthropic shape with its message
-    bad = await client.post(
-        "/v1/messages", json={"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
+    # the backend's own error comes back in the Anthropic shape with its message
+    server.app.settings.poison = "poisoned"
+    bad = await client.post("/v1/messages", json=messages() | {"system": "poisoned"})
+    assert bad.status == 500
+    body = await bad.json()
+    assert body["type"] == "error" and "stand-in poison" in body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "error"),
+    [
+        # the Messages API requires max_tokens: without it llama-server generates until its
+        # context is full (2,038 tokens, 100 s on the demo) where Ollama answers 400
+        ("/v1/messages", {"max_tokens": None}, "max_tokens: required"),
+        ("/v1/messages", {"max_tokens": 0}, "max_tokens: expected a positive integer"),
+        ("/v1/messages", {"max_tokens": "8"}, "max_tokens: expected a positive integer"),
+        ("/v1/messages", {"messages": "say hi"}, "messages: expected a list of message"),
+        ("/v1/messages", {"messages": [{"content": "x"}]}, "messages[0].role: required"),
+        ("/v1/messages", {"system": 5}, "system: expected a string or a list of text"),
+        ("/v1/messages", {"stream": "yes"}, "stream: expected true or false"),
+        ("/v1/messages/count_tokens", {"messages": None}, "messages: required"),
+        ("/v1/responses", {"input": 42}, "input: expected a string or a list of"),
+        ("/v1/responses", {"max_output_tokens": 0}, "max_output_tokens: expected a positive"),
+        ("/v1/responses", {"instructions": ["x"]}, "instructions: expected a string"),
+    ],
+)
+async def test_bodies_these_apis_refuse_get_400_before_any_backend_loads_a_model(
+    ollama, make_router, path, body, error
+):
+    server = ollama(models=[MODEL])
+    client = await make_router([{"name": "o", "url": server.url}])
+    base = responses() if path == "/v1/responses" else messages()
+    sent = {k: v for k, v in (base | body).items() if v is not None}
+    resp = await client.post(path, json=sent)
+    assert resp.status == 400, await resp.text()
+    answer = await resp.json()
+    message = answer["error"]["message"]
+    assert message.startswith(error), message
+    if path.startswith("/v1/messages"):
+        assert answer["type"] == "error" and answer["error"]["type"] == "invalid_request_error"
+    assert server.app.inference_requests == 0
+    assert MODEL not in router_of(client).fleet.backends["o"].models or (
+        router_of(client).fleet.backends["o"].models[MODEL].status == "cold"
     )
-    assert bad.status == 400
-    assert (await bad.json())["error"]["message"] == "max_tokens is required"
+
+
+async def test_count_tokens_needs_no_max_tokens(ollama, make_router):
+    server = ollama(models=[MODEL])
+    client = await make_router([{"name": "o", "url": server.url}])
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "say hi"}]}
+    resp = await client.post("/v1/messages/count_tokens", json=body)
+    assert resp.status != 400, await resp.text()
 
 
 async def test_backend_that_does_not_serve_them_gives_501_naming_its_kind(
