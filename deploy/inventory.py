@@ -155,7 +155,7 @@ class BackendSpec(_Strict):
     @field_validator("keep_alive")
     @classmethod
     def _duration(cls, value: str) -> str:
-        if not re.fullmatch(r"-?\d+(\.\d+)?[smh]?", value.strip()):
+        if not re.fullmatch(r"-?[0-9]+(\.[0-9]+)?[smh]?", value.strip()):
             raise ValueError(f"{value!r} is not a duration like 30m, 1h, 90s, 600 or -1")
         return value.strip()
 

@@ -258,7 +258,8 @@ class RouterConfig(_Strict):
     @classmethod
     def _listen_is_host_port(cls, value: str) -> str:
         _, sep, port = value.rpartition(":")
-        if not sep or not port.isdigit() or int(port) > 65535:  # 0: any free port
+        # ASCII digits only (int() reads others too); port 0 is any free port
+        if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
             raise ValueError(
                 f"{value!r} is not host:port (e.g. 0.0.0.0:11434, or [::]:11434 for IPv6)"
             )

@@ -910,43 +910,39 @@ def _keep_alive(router: Router, call: Call, lease: Lease) -> None:
         router.spawn(router.unload(lease.backend.name, call.model))
 
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+          "h": 3600.0}  # fmt: skip
+_NUMBER = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)"  # ASCII digits only, as Go reads them
+_UNIT = "|".join(sorted(_UNITS, key=len, reverse=True))  # "ms" before "m"
+_GO_DURATION = re.compile(rf"([+-]?)((?:{_NUMBER}(?:{_UNIT}))+)")
+_SECONDS = re.compile(rf"[+-]?{_NUMBER}")
 
 
 def parse_duration(value: Any) -> float | None:
-    """Ollama ``keep_alive``: seconds as a number, or a Go duration like ``"1h30m"``, ``"-1"``."""
-    if isinstance(value, bool) or value is None:
+    """Ollama ``keep_alive`` in seconds, or None when it is not one.
+
+    A finite number of seconds, or a string Go's ``time.ParseDuration`` takes (``"1h30m"``,
+    ``".5s"``, ``"-1m"``), or seconds in a string (``"300"``, ``"-1"``: what
+    ``OLLAMA_KEEP_ALIVE`` takes). Example: ``parse_duration("1m30s") == 90.0``;
+    ``parse_duration("+") is None`` (Go refuses it; it is not 0, an unload).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value).strip()
-    if not text:
-        return None  # Go's time.ParseDuration("") fails too: not "0", never an unload
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    sign = -1.0 if text.startswith("-") else 1.0
-    text = text.lstrip("+-")
-    total, number = 0.0, ""
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch.isdigit() or ch == ".":
-            number += ch
-            i += 1
-            continue
-        unit = next(
-            (u for u in ("ns", "us", "µs", "ms", "s", "m", "h") if text.startswith(u, i)), None
-        )
-        if unit is None or not number:
+    if not isinstance(value, str):
+        try:
+            seconds = float(value)  # an int of 400 digits overflows
+        except OverflowError:
             return None
-        total += float(number) * _UNITS[unit]
-        number = ""
-        i += len(unit)
-    if number:
+        return seconds if math.isfinite(seconds) else None
+    text = value.strip()  # "" fails in Go too: it is not "0", never an unload
+    if _SECONDS.fullmatch(text):
+        return float(text)
+    match = _GO_DURATION.fullmatch(text)
+    if match is None:
         return None
-    return sign * total
+    parts = re.findall(rf"({_NUMBER})({_UNIT})", match.group(2))
+    seconds = sum(float(number) * _UNITS[unit] for number, unit in parts)
+    return -seconds if match.group(1) == "-" else seconds
 
 
 def _account(router: Router, call: Call, outcome: Outcome) -> None:

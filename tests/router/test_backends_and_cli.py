@@ -336,6 +336,7 @@ def _free_port() -> int:
         (b"\xff\xfe", "not UTF-8 text (byte 0)"),
         (b"listen: nope\n", "listen: Value error, 'nope' is not host:port"),
         (b"listen: 0.0.0.0:99999\n", "'0.0.0.0:99999' is not host:port"),
+        ("listen: 0.0.0.0:\u00b2\n".encode(), "'0.0.0.0:\u00b2' is not host:port"),
         (
             b"backends:\n  - {name: a, url: 'http://x:1', kind: vllm}\n",
             "backends.0.kind: Input should be 'ollama', 'llama-swap', 'llama-server' or 'openai'",

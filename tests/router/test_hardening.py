@@ -443,6 +443,20 @@ async def test_case8_empty_keep_alive_is_an_error_not_an_unload(ollama, make_rou
     assert router_of(client).fleet.backends["o"].models[MODEL].status == "loaded"
 
 
+@pytest.mark.parametrize("keep_alive", [".s", "1.2.3s", "+", "NaN", float("nan"), "1e400"])
+async def test_case8_keep_alive_that_is_no_duration_is_a_400(ollama, make_router, keep_alive):
+    # ".s" was a 500 ("could not convert string to float"); "+" was taken as 0 (an unload)
+    # and NaN was passed on as the model's keep-alive
+    server = ollama(models=[MODEL])
+    client = await make_router([{"name": "o", "url": server.url}])
+    for headers in ({}, admin(client)):
+        body = {"model": MODEL, "prompt": "x", "stream": False, "keep_alive": keep_alive}
+        resp = await client.post("/api/generate", json=body, headers=headers)
+        assert resp.status == 400, await resp.text()
+        assert (await resp.json())["error"].startswith("keep_alive: expected a duration")
+    assert server.app.inference_requests == 0
+
+
 async def test_case8_stream_cut_by_the_client_is_logged_as_499(
     faulty_backend, make_router, tmp_path
 ):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from modelfleet.router.proxy import parse_duration
@@ -233,11 +234,40 @@ def test_reply_uses_server_timings_in_nanoseconds():
     assert (final["prompt_eval_count"], final["eval_count"]) == (3, 4)
 
 
-def test_parse_duration():
-    assert parse_duration("5m") == 300
-    assert parse_duration("1h30m") == 5400
-    assert parse_duration("300ms") == 0.3
-    assert parse_duration(0) == 0 and parse_duration("0") == 0
-    assert parse_duration("-1") == -1 and parse_duration(-1) == -1
-    assert parse_duration("-1m") == -60
-    assert parse_duration("soon") is None and parse_duration(None) is None
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("5m", 300),
+        ("1h30m", 5400),
+        ("300ms", 0.3),
+        ("1.5h", 5400),
+        (".5s", 0.5),
+        ("5.s", 5),
+        ("2h45m30.5s", 9930.5),
+        ("1us", 1e-6),
+        ("1\u00b5s", 1e-6),  # micro sign
+        ("1\u03bcs", 1e-6),  # Greek mu: Go takes both
+        ("+5m", 300),
+        (" 5m ", 300),
+        (0, 0),
+        ("0", 0),
+        ("300", 300),  # seconds in a string, as OLLAMA_KEEP_ALIVE takes them
+        ("-1", -1),
+        (-1, -1),
+        ("-1m", -60),
+        (1.5, 1.5),
+    ],
+)
+def test_parse_duration(value, seconds):
+    assert parse_duration(value) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "value",
+    # Go's time.ParseDuration refuses each string (Ollama answers 400); numbers must be finite
+    ["soon", "", ".s", "..5s", "1.2.3s", "-", "+", "-.", "5 m", "5m-3s", "1d", "1e3s",
+     "NaN", "inf", "infinity", "1_000", "1e400", "\u0663s", "\u00b3s",
+     None, True, float("nan"), float("inf"), float("-inf"), 10**400],
+)  # fmt: skip
+def test_parse_duration_refuses_what_is_not_a_duration(value):
+    assert parse_duration(value) is None

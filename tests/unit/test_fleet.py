@@ -165,6 +165,10 @@ def test_backend_settings_are_checked_at_load(write_inventory) -> None:
             '"backend": "ollama", "keep_alive": "forever"',
             "key keep_alive: 'forever' is not a duration like 30m, 1h, 90s, 600 or -1",
         ),
+        (  # Arabic-Indic digits: Python's float() reads them, Ollama's Go parser does not
+            '"backend": "ollama", "keep_alive": "\u0663m"',
+            "key keep_alive: '\u0663m' is not a duration like 30m, 1h, 90s, 600 or -1",
+        ),
         (
             '"backend": "llama-swap", "backend_install": "container"',
             "key backend_install: install: container is rendered for ollama only; llama-swap "
