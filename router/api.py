@@ -170,8 +170,7 @@ async def _model_call(request: web.Request, front: Front, endpoint: str) -> web.
         return exc.response(front)
     stream_default = front == "ollama" and endpoint in ("chat", "generate")
     stream = body.get("stream", stream_default) is not False if endpoint != "embed" else False
-    load_only = front == "ollama" and endpoint in ("chat", "generate")
-    load_only = load_only and _is_load_only(body, endpoint)
+    load_only = front == "ollama" and _is_load_only(body, endpoint)
     if load_only and keep_alive is not None and not may_manage(request):
         asked = parse_duration(body["keep_alive"])
         if asked is not None and asked <= 0:
@@ -646,18 +645,33 @@ def _json_line(line: bytes) -> dict[str, Any] | None:
 
 
 def _is_load_only(body: dict[str, Any], endpoint: str) -> bool:
+    """An Ollama request with nothing to answer: Ollama loads the model (or unloads it)."""
     if endpoint == "chat":
         return not body.get("messages")
-    return not body.get("prompt") and not body.get("images")
+    if endpoint == "generate":
+        return not body.get("prompt") and not body.get("images")
+    if endpoint == "embed":
+        return not body.get("input")  # missing, null, "" or []
+    return endpoint == "embeddings" and not body.get("prompt")
 
 
-async def _load_or_unload(router: Router, call: Call) -> web.Response:
-    """Ollama semantics, fleet-wide: ``keep_alive: 0`` unloads everywhere, else load once."""
-    done: dict[str, Any] = {"model": call.body.get("model"), "created_at": translate.now_rfc3339()}
+def _empty_answer(call: Call, reason: str) -> dict[str, Any]:
+    """What Ollama answers to a load-only (or unload) request on this endpoint."""
+    model = call.body.get("model")
+    if call.endpoint == "embed":
+        return {"model": model, "embeddings": []}
+    if call.endpoint == "embeddings":
+        return {"embedding": []}
+    done: dict[str, Any] = {"model": model, "created_at": translate.now_rfc3339()}
     if call.endpoint == "chat":
         done["message"] = {"role": "assistant", "content": ""}
     else:
         done["response"] = ""
+    return {**done, "done": True, "done_reason": reason}
+
+
+async def _load_or_unload(router: Router, call: Call) -> web.Response:
+    """Ollama semantics, fleet-wide: ``keep_alive: 0`` unloads everywhere, else load once."""
     keep_alive = parse_duration(call.body.get("keep_alive"))
     if keep_alive == 0:
         holders = _holders(router, call.model)
@@ -667,7 +681,7 @@ async def _load_or_unload(router: Router, call: Call) -> web.Response:
         await asyncio.gather(*(router.unload(s.name, call.model) for s, _ in holders))
         names = ",".join(s.name for s, _ in holders) or "none"
         return web.json_response(
-            {**done, "done": True, "done_reason": "unload"},
+            _empty_answer(call, "unload"),
             headers={BACKEND_HEADER: names, REASON_HEADER: "unload"},
         )
     try:
@@ -689,7 +703,10 @@ async def _load_or_unload(router: Router, call: Call) -> web.Response:
             record |= {"backend": lease.backend.name, "reason": lease.reason}
         # Ollama: always ask, so a keep_alive given with a resident model still applies
         if lease.backend.kind == "ollama" or lease.backend.model(call.model).status != "loaded":
-            await router.adapter(lease.backend).load(call.model, call.body.get("keep_alive"))
+            embedding = call.endpoint in ("embed", "embeddings")
+            await router.adapter(lease.backend).load(
+                call.model, call.body.get("keep_alive"), for_embedding=embedding
+            )
             router.scheduler.first_byte(lease)
         ok = True
     except BackendError as exc:
@@ -717,16 +734,12 @@ async def _load_or_unload(router: Router, call: Call) -> web.Response:
         ms = lease.backend.model(call.model)
         router.set_pinned(lease.backend, call.model, keep_alive < 0)
         ms.unload_at = None if keep_alive < 0 else time.monotonic() + keep_alive
-    elapsed = int((time.monotonic() - start) * 1e9)
+    answer = _empty_answer(call, "load")
+    if "done" in answer:  # Ollama's embed answers leave the durations out here
+        elapsed = int((time.monotonic() - start) * 1e9)
+        answer |= {"total_duration": elapsed, "load_duration": elapsed}
     return web.json_response(
-        {
-            **done,
-            "done": True,
-            "done_reason": "load",
-            "total_duration": elapsed,
-            "load_duration": elapsed,
-        },
-        headers={BACKEND_HEADER: lease.backend.name, REASON_HEADER: lease.reason},
+        answer, headers={BACKEND_HEADER: lease.backend.name, REASON_HEADER: lease.reason}
     )
 
 

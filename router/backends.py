@@ -224,7 +224,9 @@ class Adapter:
     async def _refresh(self) -> None:
         raise NotImplementedError
 
-    async def load(self, model: str, keep_alive: Any = None) -> None:
+    async def load(
+        self, model: str, keep_alive: Any = None, for_embedding: bool | None = None
+    ) -> None:
         raise BackendError(f"{self.state.name}: {self.state.kind} backends cannot load on request")
 
     async def describe(self, model: str) -> ModelFacts | None:
@@ -308,11 +310,25 @@ class OllamaAdapter(Adapter):
             ms.context_length = item.get("context_length") or ms.context_length
         self._mark(reported, now)
 
-    async def load(self, model: str, keep_alive: Any = None) -> None:
-        body = {"model": self.state.upstream_name(model), "prompt": "", "stream": False}
+    async def load(
+        self, model: str, keep_alive: Any = None, for_embedding: bool | None = None
+    ) -> None:
+        """Ollama's preload: an empty ``/api/generate``, or ``/api/embed`` with no input
+        (``for_embedding``), which loads any model. ``for_embedding=None`` (the admin API,
+        which does not know the model's kind) tries the first, then the second for a model
+        Ollama says ``does not support generate``."""
+        body: dict[str, Any] = {"model": self.state.upstream_name(model), "stream": False}
         if keep_alive is not None:
             body["keep_alive"] = keep_alive
-        await self._json("POST", "/api/generate", body, self.load_timeout)
+        if not for_embedding:
+            try:
+                await self._json("POST", "/api/generate", {**body, "prompt": ""}, self.load_timeout)
+                return
+            except BackendError as exc:
+                refused = exc.status == 400 and "does not support generate" in exc.detail
+                if for_embedding is False or not refused:
+                    raise
+        await self._json("POST", "/api/embed", {**body, "input": []}, self.load_timeout)
 
     async def unload(self, model: str) -> None:
         body = {"model": self.state.upstream_name(model), "keep_alive": 0, "stream": False}
@@ -370,7 +386,9 @@ class LlamaSwapAdapter(Adapter):
         if ms.in_flight > 0 or ms.expires_at is None:
             ms.expires_at = time.time() + ttl
 
-    async def load(self, model: str, keep_alive: Any = None) -> None:
+    async def load(
+        self, model: str, keep_alive: Any = None, for_embedding: bool | None = None
+    ) -> None:
         # any /upstream/<model>/ path makes llama-swap start that model and wait until ready
         async with self.session.get(
             f"{self.base}/upstream/{self.state.upstream_name(model)}/health",
@@ -455,7 +473,9 @@ class LlamaServerAdapter(Adapter):
         self.state.learned = learned
         self._mark(reported, now)
 
-    async def load(self, model: str, keep_alive: Any = None) -> None:
+    async def load(
+        self, model: str, keep_alive: Any = None, for_embedding: bool | None = None
+    ) -> None:
         """Load ``model`` and return once it is ready to serve (see ``_settled``)."""
         if self.state.mode != "router":
             await super().load(model)

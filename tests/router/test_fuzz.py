@@ -116,7 +116,10 @@ models = st.one_of(
 )
 texts = st.one_of(st.text(max_size=20), st.text(max_size=20), json_values)
 durations = st.one_of(
-    st.sampled_from(["", "5m", "-1", "1h30m", "0", "x", "-5s", "10ms", 300, -1, 0]), json_values
+    st.sampled_from(["", "5m", "-1", "1h30m", "0", "x", "-5s", "10ms", 300, -1, 0]),
+    st.text(alphabet="1.+-sm", max_size=4),  # near-durations: ".s", "+", "1.1.s"
+    st.text(alphabet="1.+-sm", max_size=4),
+    json_values,
 )
 
 
@@ -180,6 +183,8 @@ FIELDS: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "/v1/chat/completions": {"messages": messages, "max_tokens": maybe(st.integers(0, 3))},
     "/v1/completions": {"prompt": texts, "max_tokens": maybe(st.integers(0, 3))},
     "/v1/embeddings": {"input": texts},
+    "/v1/responses": {"input": texts, "instructions": texts, "max_output_tokens": json_values},
+    "/v1/messages": {"messages": messages, "max_tokens": json_values, "system": texts},
 }
 # well-typed values only: these requests get past validation and exercise the proxy path
 good_message = st.fixed_dictionaries(
@@ -196,12 +201,15 @@ VALID: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "prompt": st.text(max_size=20),
         "options": good_options,
         "raw": st.booleans(),
+        "keep_alive": durations,
     },
     "/api/embed": {"input": st.text(max_size=20) | st.lists(st.text(max_size=8), max_size=2)},
     "/api/embeddings": {"prompt": st.text(max_size=20)},
     "/v1/chat/completions": {"messages": good_messages, "max_tokens": st.integers(1, 3)},
     "/v1/completions": {"prompt": st.text(max_size=20), "max_tokens": st.integers(1, 3)},
     "/v1/embeddings": {"input": st.text(max_size=20)},
+    "/v1/responses": {"input": st.text(max_size=20), "max_output_tokens": st.integers(1, 3)},
+    "/v1/messages": {"messages": good_messages, "max_tokens": st.integers(1, 3)},
 }
 ENDPOINTS = sorted(FIELDS)
 GET_ENDPOINTS = ["/", "/api/version", "/api/tags", "/api/ps", "/v1/models", "/v1/models/"]
@@ -214,6 +222,8 @@ MAIN_FIELD = {  # present in most examples, so most requests reach a backend
     "/v1/chat/completions": "messages",
     "/v1/completions": "prompt",
     "/v1/embeddings": "input",
+    "/v1/responses": "input",
+    "/v1/messages": "messages",
 }
 
 

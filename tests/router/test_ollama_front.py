@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.router.conftest import admin, ndjson, router_of, wait_for
 
 MODEL = "qwen2.5:0.5b"
@@ -121,6 +123,53 @@ async def test_embed_and_legacy_embeddings(ollama, make_router):
     assert len(body["embeddings"]) == 2 and len(body["embeddings"][0]) == 768
     legacy = await client.post("/api/embeddings", json={"model": embed_model, "prompt": "a"})
     assert len((await legacy.json())["embedding"]) == 768
+
+
+@pytest.mark.parametrize("kind", ["ollama", "llama-swap"])
+async def test_embed_with_no_input_loads_the_model_on_every_kind(
+    ollama, llama_swap, make_router, kind
+):
+    # Ollama loads the model and answers no vectors; the router does so on every kind (a
+    # llama-swap backend was sent {"input": null} and answered 400 or worse)
+    if kind == "ollama":
+        model, server = "nomic-embed-text:latest", ollama(models=["nomic-embed-text:latest"])
+        backend = {"name": "b", "url": server.url}
+    else:
+        model = "emb"
+        server = llama_swap({"models": {model: {"cmd": "llama-server -m e.gguf --port ${PORT}"}}})
+        backend = {"name": "b", "url": server.url, "kind": "llama-swap"}
+    client = await make_router([backend])
+    router = router_of(client)
+    for path, body, answer in [
+        ("/api/embed", {}, {"model": model, "embeddings": []}),
+        ("/api/embed", {"input": None}, {"model": model, "embeddings": []}),
+        ("/api/embed", {"input": ""}, {"model": model, "embeddings": []}),
+        ("/api/embeddings", {"prompt": ""}, {"embedding": []}),
+    ]:
+        resp = await client.post(path, json={"model": model, **body})
+        assert resp.status == 200, await resp.text()
+        assert await resp.json() == answer
+        assert resp.headers["X-Modelfleet-Backend"] == "b"
+        assert router.fleet.backends["b"].models[model].status == "loaded"
+        unload = {"model": model, "keep_alive": 0}
+        resp = await client.post(path, json=unload, headers=admin(client))
+        assert resp.status == 200 and await resp.json() == answer
+        assert resp.headers["X-Modelfleet-Reason"] == "unload"
+        assert router.fleet.backends["b"].models[model].status == "cold"
+
+
+async def test_admin_loads_an_embedding_model_on_ollama(ollama, make_router):
+    # Ollama will not load an embedding model through /api/generate ("does not support
+    # generate"); the router's load falls back to /api/embed with no input
+    embed_model = "nomic-embed-text:latest"
+    server = ollama(models=[embed_model])
+    client = await make_router([{"name": "o1", "url": server.url}])
+    load = {"model": embed_model}
+    resp = await client.post("/admin/backends/o1/load", json=load, headers=admin(client))
+    assert resp.status == 200, await resp.text()
+    await router_of(client).refresh_all()
+    ps = await (await client.get("/api/ps")).json()
+    assert [m["name"] for m in ps["models"]] == [embed_model]
 
 
 async def test_pull_to_one_backend_and_to_all_streams_progress(ollama, make_router):

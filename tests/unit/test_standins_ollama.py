@@ -180,6 +180,48 @@ def test_embed_and_legacy_embeddings(standin: Callable[..., RunningStandin]) -> 
     assert (status, legacy["embedding"]) == (200, reply["embeddings"][0])
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "answer"),
+    [  # Ollama's EmbedHandler / EmbeddingsHandler: no input loads the model, no vectors
+        ("/api/embed", {}, {"model": "embedder", "embeddings": []}),
+        ("/api/embed", {"input": None}, {"model": "embedder", "embeddings": []}),
+        ("/api/embed", {"input": ""}, {"model": "embedder", "embeddings": []}),
+        ("/api/embed", {"input": []}, {"model": "embedder", "embeddings": []}),
+        ("/api/embeddings", {"prompt": ""}, {"embedding": []}),
+        ("/api/embeddings", {}, {"embedding": []}),
+    ],
+)
+def test_embed_with_no_input_loads_the_model(
+    standin: Callable[..., RunningStandin], path: str, body: dict[str, Any], answer: Any
+) -> None:
+    url = standin().url
+    assert call(url, path, {"model": "embedder", **body}) == (200, answer)
+    assert ps_names(url) == ["embedder:latest"]
+
+
+@pytest.mark.parametrize("given", [5, {"a": 1}, ["a", 1], [None]])
+def test_embed_input_of_another_type_is_400(
+    standin: Callable[..., RunningStandin], given: Any
+) -> None:
+    url = standin().url
+    status, reply = call(url, "/api/embed", {"model": "embedder", "input": given})
+    assert (status, reply) == (400, {"error": "invalid input type"})
+    assert ps_names(url) == []
+
+
+def test_an_embedding_model_unloads_through_generate_but_does_not_load_there(
+    standin: Callable[..., RunningStandin],
+) -> None:
+    # Ollama's GenerateHandler unloads before it checks what the model can do
+    url = standin().url
+    call(url, "/api/embed", {"model": "embedder"})
+    status, unloaded = call(url, "/api/generate", {"model": "embedder", "keep_alive": 0})
+    assert (status, unloaded["done_reason"]) == (200, "unload")
+    assert ps_names(url) == []
+    status, refused = call(url, "/api/generate", {"model": "embedder"})
+    assert (status, refused) == (400, {"error": '"embedder" does not support generate'})
+
+
 def test_chat_with_tools_returns_object_arguments(standin: Callable[..., RunningStandin]) -> None:
     url = standin().url
     tool = {

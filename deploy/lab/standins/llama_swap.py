@@ -971,8 +971,12 @@ class SimulatedUpstream:
         h.end_stream()
 
     def _embed(self, h: Handler, req: dict[str, Any]) -> None:
-        inputs = req.get("input", [])
-        inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+        inputs = req.get("input", req.get("content"))
+        if inputs is None:  # llama-server's own words
+            raise ApiError(400, '"input" or "content" must be provided')
+        if not isinstance(inputs, str | list):
+            raise ApiError(400, '"input" must be a string or a list of strings or tokens')
+        inputs = [inputs] if isinstance(inputs, str) else inputs
         data = []
         for n, text in enumerate(inputs):
             digest = hashlib.sha256(str(text).encode()).digest()

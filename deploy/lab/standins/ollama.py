@@ -1011,15 +1011,23 @@ class OllamaApi:
 
     def embed(self, h: Handler) -> None:
         body = h._body()
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs] if inputs else []
+        elif inputs is None:
+            inputs = []
+        elif not isinstance(inputs, list) or not all(isinstance(t, str) for t in inputs):
+            raise ApiError(400, "invalid input type")
         model = self.require(body)
-        inputs = body.get("input", [])
-        inputs = [inputs] if isinstance(inputs, str) else list(inputs)
         started = time.monotonic()
         lease = self.app.scheduler.acquire(model, self.keep_alive(body), None, h.client_gone)
         try:
             vectors = [fake_embedding(text, model.embedding_length) for text in inputs]
         finally:
             self.app.scheduler.release(lease)
+        if not inputs:  # no input: Ollama loads the model and answers with no vectors
+            h.send_json(200, {"model": body["model"], "embeddings": []})
+            return
         h.send_json(
             200,
             {
@@ -1036,9 +1044,9 @@ class OllamaApi:
         model = self.require(body)
         lease = self.app.scheduler.acquire(model, self.keep_alive(body), None, h.client_gone)
         self.app.scheduler.release(lease)
-        h.send_json(
-            200, {"embedding": fake_embedding(body.get("prompt", ""), model.embedding_length)}
-        )
+        prompt = body.get("prompt") or ""  # empty: the model is loaded, no vector
+        vector = fake_embedding(prompt, model.embedding_length) if prompt else []
+        h.send_json(200, {"embedding": vector})
 
     def chat(self, h: Handler) -> None:
         body = h._body()
@@ -1057,17 +1065,17 @@ class OllamaApi:
         self, h: Handler, body: dict[str, Any], prompt: str, *, chat: bool, empty: bool
     ) -> None:
         model = self.require(body)
-        if model.is_embedding:
-            action = "chat" if chat else "generate"
-            raise ApiError(400, f'"{body["model"]}" does not support {action}')
         keep_alive = self.keep_alive(body)
         base = {"model": body["model"], "created_at": now_rfc3339()}
-        if empty and keep_alive == 0:  # empty prompt + keep_alive 0: unload
+        if empty and keep_alive == 0:  # empty prompt + keep_alive 0: unload, any model
             self.app.scheduler.unload(model.name)
             h.send_json(
                 200, {**base, **self._piece("", chat), "done": True, "done_reason": "unload"}
             )
             return
+        if model.is_embedding:  # Ollama checks capabilities when it schedules, after that
+            action = "chat" if chat else "generate"
+            raise ApiError(400, f'"{body["model"]}" does not support {action}')
         options = body.get("options") or {}
         gen = self.app.start_generation(
             model, prompt, keep_alive, options, body.get("tools") if chat else None, h.client_gone
