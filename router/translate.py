@@ -43,8 +43,8 @@ def _options(body: dict[str, Any], out: dict[str, Any]) -> None:
     for key, target in OPTION_FIELDS.items():
         if key in options:
             value = options[key]
-            if key == "num_predict" and isinstance(value, int) and value < 0:
-                continue  # -1 = unlimited in Ollama; OpenAI: leave max_tokens out
+            if key == "num_predict" and isinstance(value, int | float) and value <= 0:
+                continue  # no limit in Ollama (it stops at num_predict > 0 only): no max_tokens
             out[target] = value
 
 

@@ -235,6 +235,20 @@ def test_reply_uses_server_timings_in_nanoseconds():
 
 
 @pytest.mark.parametrize(
+    ("num_predict", "max_tokens"),
+    # Ollama's runners stop at num_predict only when it is > 0: 0 and -1 mean no limit
+    # (llama-server took max_tokens 0 as one token: measured on the demo)
+    [(5, 5), (1, 1), (0, None), (-1, None), (-2, None)],
+)
+def test_num_predict_becomes_max_tokens_only_when_it_limits(num_predict, max_tokens):
+    body = {"model": "m", "prompt": "x", "options": {"num_predict": num_predict}}
+    assert generate_request(body, "m")[1].get("max_tokens") == max_tokens
+    assert generate_request(body | {"raw": True}, "m")[1].get("max_tokens") == max_tokens
+    chat = {"model": "m", "messages": [], "options": {"num_predict": num_predict}}
+    assert chat_request(chat, "m").get("max_tokens") == max_tokens
+
+
+@pytest.mark.parametrize(
     ("value", "seconds"),
     [
         ("5m", 300),

@@ -98,6 +98,17 @@ def test_root_version_and_tags(standin: Callable[..., RunningStandin]) -> None:
     assert entry["details"]["format"] == "gguf"
 
 
+@pytest.mark.parametrize("num_predict", [0, -1])
+def test_num_predict_zero_or_negative_is_no_limit(
+    standin: Callable[..., RunningStandin], num_predict: int
+) -> None:
+    url = standin().url
+    _, free = chat(url, "big")
+    status, reply = chat(url, "big", options={"num_predict": num_predict})
+    assert (status, reply["done_reason"]) == (200, "stop")
+    assert reply["eval_count"] == free["eval_count"] > 0
+
+
 def test_chat_non_streaming_has_ollama_metrics(standin: Callable[..., RunningStandin]) -> None:
     url = standin().url
     status, reply = chat(url, "big", options={"num_predict": 3})

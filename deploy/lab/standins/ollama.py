@@ -643,7 +643,7 @@ def fake_tokens(
     """
     seed = int(hashlib.sha256(prompt.encode()).hexdigest(), 16)
     natural = natural if natural is not None and natural > 0 else 8 + seed % 9
-    count = natural if limit is None or limit < 0 else min(natural, limit)
+    count = natural if limit is None or limit <= 0 else min(natural, limit)  # 0: no limit
     tokens = [("" if i == 0 else " ") + WORDS[(seed + i) % len(WORDS)] for i in range(count)]
     return tokens, "length" if count < natural else "stop"
 
