@@ -36,15 +36,17 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _options(body: dict[str, Any], out: dict[str, Any]) -> None:
+def _options(
+    body: dict[str, Any], out: dict[str, Any], fields: dict[str, str] = OPTION_FIELDS
+) -> None:
     options = body.get("options") or {}
     if not isinstance(options, dict):
         return
-    for key, target in OPTION_FIELDS.items():
+    for key, target in fields.items():
         if key in options:
             value = options[key]
             if key == "num_predict" and isinstance(value, int | float) and value <= 0:
-                continue  # no limit in Ollama (it stops at num_predict > 0 only): no max_tokens
+                continue  # no limit in Ollama (it stops at num_predict > 0 only): leave it out
             out[target] = value
 
 
@@ -178,11 +180,7 @@ def infill_request(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
         "input_suffix": body.get("suffix") or "",
         "stream": body.get("stream", True) is not False,
     }
-    options = body.get("options") or {}
-    if isinstance(options, dict):
-        for key, target in NATIVE_OPTION_FIELDS.items():
-            if key in options:
-                out[target] = options[key]
+    _options(body, out, NATIVE_OPTION_FIELDS)
     return out
 
 

@@ -10,7 +10,13 @@ import pytest
 from aiohttp import web
 
 from modelfleet.router.proxy import parse_duration
-from modelfleet.router.translate import OllamaReply, Timing, chat_request, generate_request
+from modelfleet.router.translate import (
+    OllamaReply,
+    Timing,
+    chat_request,
+    generate_request,
+    infill_request,
+)
 from tests.router.conftest import admin, ndjson, openai_upstream, router_of, sse, wait_for
 
 SWAP_CONFIG = {
@@ -246,6 +252,8 @@ def test_num_predict_becomes_max_tokens_only_when_it_limits(num_predict, max_tok
     assert generate_request(body | {"raw": True}, "m")[1].get("max_tokens") == max_tokens
     chat = {"model": "m", "messages": [], "options": {"num_predict": num_predict}}
     assert chat_request(chat, "m").get("max_tokens") == max_tokens
+    infill = {"model": "m", "prompt": "def f(", "suffix": ")", "options": chat["options"]}
+    assert infill_request(infill, "m").get("n_predict") == max_tokens
 
 
 @pytest.mark.parametrize(
