@@ -191,8 +191,11 @@ class Bookkeeping:
             # slot hold time once the model was ready: a request that waited for a load
             # would otherwise count the load as service
             self.fleet.observe_service(lease.model, now - max(lease.started, ms.ready_at))
-        if not ok and ms.status == "loading" and lease.first_byte_at is None and ms.in_flight == 0:
-            self.set_status(ms, "cold", now)  # the load we started did not happen
+        if ms.status == "loading" and lease.first_byte_at is None and ms.in_flight == 0:
+            # the load it waited for is not known to have happened: the request failed, was
+            # answered with an error (a 4xx, "not served") or never sent. Cold until a poll
+            # says otherwise, rather than "loading" for as long as a load may take
+            self.set_status(ms, "cold", now)
         self.fleet.forget_removed()
 
     # -- residency transitions --------------------------------------------------------------

@@ -172,6 +172,28 @@ async def test_backend_that_does_not_serve_them_gives_501_naming_its_kind(
     assert router_of(client).fleet.backends["gen"].healthy  # not a fault of the backend
 
 
+async def test_a_load_that_never_happened_is_not_left_loading(ollama, make_router):
+    # Ollama has no /v1/messages/count_tokens: the request was routed as a load, answered
+    # 501, and the router listed the model "loading" there for the whole load timeout
+    server = ollama(models=[MODEL, "nomic-embed-text:latest"])
+    client = await make_router([{"name": "o", "url": server.url}])
+    router = router_of(client)
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "say hi"}]}
+    resp = await client.post("/v1/messages/count_tokens", json=body)
+    assert resp.status == 501
+    assert router.fleet.backends["o"].models[MODEL].status == "cold"
+    # an error the backend answers before it loads (an embedding model asked to chat)
+    chat = {"model": "nomic-embed-text:latest", "messages": [{"role": "user", "content": "x"}]}
+    resp = await client.post("/api/chat", json=chat)
+    assert resp.status == 400
+    assert router.fleet.backends["o"].models["nomic-embed-text:latest"].status == "cold"
+    await router.refresh_all()
+    assert (await (await client.get("/api/ps")).json())["models"] == []
+    # and the next request loads it as a load of its own, not as one to join
+    resp = await client.post("/v1/messages", json=messages())
+    assert resp.status == 200 and resp.headers["X-Modelfleet-Reason"] == "load-fits"
+
+
 async def test_hung_backend_fails_over_before_the_first_byte(ollama, make_router):
     a, b = ollama(models=[MODEL]), ollama(models=[MODEL])
     client = await make_router(
