@@ -256,23 +256,33 @@ async def proxy(router: Router, request: web.Request, call: Call) -> web.StreamR
     """Route and forward one call; always answers, always releases what it took."""
     outcome = Outcome()
     exclude: set[str] = set()
+    passed_on = 0  # tries on backends that do not serve the path: not faults, not retries
     cfg = router.config
     try:
         while True:
+            skip = _not_serving(router, call)
+            holders = {s.name for s in router.fleet.backends.values() if call.model in s.catalog()}
+            if holders and holders <= skip:
+                return _served_nowhere(router, call, outcome, sorted(holders))
             try:
-                lease = await router.scheduler.acquire(call.model, frozenset(exclude), len(exclude))
+                lease = await router.scheduler.acquire(
+                    call.model, frozenset(exclude | skip), len(exclude)
+                )
             except RoutingError as exc:
                 if exclude and isinstance(exc, NoBackend):
                     return _all_failed(router, call, outcome, exclude)
                 return _refused(router, call, outcome, exc)
             outcome.backend, outcome.reason = lease.backend.name, lease.reason
-            outcome.queue_s, outcome.attempts = lease.queued_s, len(exclude) + 1
+            outcome.queue_s, outcome.attempts = lease.queued_s, len(exclude) + passed_on + 1
             outcome.loaded = lease.loading
             outcome.error, outcome.status, outcome.failure = None, 0, None  # a retry starts clean
             router.metrics.queue_wait.labels(call.model).observe(lease.queued_s)
             answer = await _attempt(router, request, call, lease, outcome)
             if answer is not None:
                 return answer
+            if outcome.failure == "not-served":
+                passed_on += 1  # not a fault: the next round skips it, may find one that serves
+                continue
             exclude.add(lease.backend.name)
             if len(exclude) > cfg.max_retries:
                 return _all_failed(router, call, outcome, exclude)
@@ -349,6 +359,7 @@ async def _attempt(
     gauge = router.metrics.in_flight.labels(backend.name, call.model)
     gauge.inc()
     ok = False
+    served: bool | None = None  # as ok, unless set
     resp: aiohttp.ClientResponse | None = None
     try:
         up = plan(call, backend, router.config.stream_upstream)
@@ -386,8 +397,11 @@ async def _attempt(
                 _transport_failure(router, backend, outcome, "gateway", outcome.error)
                 return None
             if resp.status in (404, 405) and call.path in NOT_EVERYWHERE:
-                ok = True  # the slot was used normally
-                return _not_served(router, call, lease, backend, outcome, message)
+                ok, served = True, False  # it answered; it just does not speak this API
+                router.record_success(backend)
+                backend.not_serving[call.path] = (time.monotonic(), message)
+                outcome.failure = "not-served"
+                return None
             # an answered error belongs to this request: hand it back, leave health alone
             ok = True
             bad = resp.status >= 500
@@ -419,7 +433,8 @@ async def _attempt(
                 resp.release()
             else:
                 resp.close()
-        router.scheduler.release(lease, ok=ok or lease.first_byte_at is not None, served=ok)
+        served = ok if served is None else served
+        router.scheduler.release(lease, ok=ok or lease.first_byte_at is not None, served=served)
         if ok:
             _keep_alive(router, call, lease)
         router.refresh_soon(backend)  # learn what the request changed (loads, evictions)
@@ -430,25 +445,32 @@ async def _attempt(
 NOT_EVERYWHERE = {"/v1/responses", "/v1/messages", "/v1/messages/count_tokens"}
 
 
-def _not_served(
-    router: Router,
-    call: Call,
-    lease: Lease,
-    backend: BackendState,
-    outcome: Outcome,
-    message: str,
-) -> web.Response:
-    """501 in the front's shape naming the backend and its kind, never a bare 404."""
-    router.record_success(backend)  # it answered; it just does not speak this API
-    outcome.status = 501
-    outcome.error = (
-        f"backend {backend.name} (kind {backend.kind}) does not serve {call.path}: {message}"
+NOT_SERVED_MEMORY_S = 600.0  # then such a backend is asked again (an upgrade may add the path)
+
+
+def _not_serving(router: Router, call: Call) -> frozenset[str]:
+    """Backends that lately answered 404/405 on this call's path."""
+    if call.path not in NOT_EVERYWHERE:
+        return frozenset()
+    now = time.monotonic()
+    return frozenset(
+        s.name
+        for s in router.fleet.backends.values()
+        if call.path in s.not_serving and now - s.not_serving[call.path][0] < NOT_SERVED_MEMORY_S
     )
-    headers = route_headers(lease, call, outcome.attempts - 1)
-    headers[REASON_HEADER] = "not-served"
-    return web.json_response(
-        error_body(call.front, 501, outcome.error), status=501, headers=headers
+
+
+def _served_nowhere(router: Router, call: Call, outcome: Outcome, names: list[str]) -> web.Response:
+    """501 in the front's shape naming each backend with the model and its kind, never a bare
+    404; no backend is asked again within NOT_SERVED_MEMORY_S."""
+    backends = router.fleet.backends
+    outcome.status, outcome.reason = 501, "not-served"
+    outcome.error = "; ".join(
+        f"backend {name} (kind {backends[name].kind}) does not serve {call.path}: "
+        f"{backends[name].not_serving[call.path][1]}"
+        for name in names
     )
+    return error_response(call.front, 501, outcome.error, "not-served", backend=",".join(names))
 
 
 def _in_front_shape(front: Front, body: bytes) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.router.conftest import openai_upstream, router_of, sse
+from tests.router.conftest import admin, openai_upstream, router_of, sse
 
 MODEL = "qwen2.5:0.5b"
 
@@ -192,6 +192,58 @@ async def test_a_load_that_never_happened_is_not_left_loading(ollama, make_route
     # and the next request loads it as a load of its own, not as one to join
     resp = await client.post("/v1/messages", json=messages())
     assert resp.status == 200 and resp.headers["X-Modelfleet-Reason"] == "load-fits"
+
+
+async def test_a_backend_that_does_not_serve_a_path_hands_it_to_one_that_does(
+    ollama, llama_swap, make_router
+):
+    # Ollama has no /v1/messages/count_tokens, llama-swap passes it to llama-server: the
+    # request goes on to the backend that serves it, and the next one goes there directly
+    shared = "shared"
+    swap = llama_swap({"models": {shared: {"cmd": "llama-server -m s.gguf --port ${PORT}"}}})
+    server = ollama(catalog=[{"name": shared, "size_mb": 100}], models=[shared], vram_mb=8192)
+    client = await make_router(
+        [
+            {
+                "name": "o",
+                "url": server.url,
+                "models": [{"name": shared, "backend_model": f"{shared}:latest"}],
+            },
+            {"name": "w", "url": swap.url, "kind": "llama-swap"},
+        ]
+    )
+    load = {"model": shared}  # resident on Ollama only: count_tokens goes there first
+    assert (await client.post("/admin/backends/o/load", json=load, headers=admin(client))).ok
+    body = {"model": shared, "messages": [{"role": "user", "content": "say hi"}]}
+    resp = await client.post("/v1/messages/count_tokens", json=body)
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["X-Modelfleet-Backend"] == "w"
+    assert resp.headers["X-Modelfleet-Attempts"] == "2"
+    assert (await resp.json())["input_tokens"] > 0
+    assert server.app.not_found == 1
+    again = await client.post("/v1/messages/count_tokens", json=body)
+    assert again.status == 200 and again.headers["X-Modelfleet-Backend"] == "w"
+    assert again.headers["X-Modelfleet-Attempts"] == "1"
+    assert server.app.not_found == 1  # not asked again
+    # what both serve still goes by residency: chat is not affected
+    chat = await client.post("/v1/messages", json=messages(model=shared))
+    assert chat.status == 200
+
+
+async def test_a_path_no_backend_serves_is_a_501_without_a_load(ollama, make_router):
+    server = ollama(models=[MODEL])
+    client = await make_router([{"name": "o", "url": server.url}])
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "say hi"}]}
+    first = await client.post("/v1/messages/count_tokens", json=body)
+    assert first.status == 501
+    message = (await first.json())["error"]["message"]
+    assert "backend o (kind ollama) does not serve /v1/messages/count_tokens" in message
+    assert first.headers["X-Modelfleet-Reason"] == "not-served"
+    assert server.app.not_found == 1
+    second = await client.post("/v1/messages/count_tokens", json=body)
+    assert second.status == 501 and (await second.json())["error"]["message"] == message
+    assert server.app.not_found == 1  # known: answered without asking
+    assert router_of(client).fleet.backends["o"].models[MODEL].status == "cold"
 
 
 async def test_hung_backend_fails_over_before_the_first_byte(ollama, make_router):

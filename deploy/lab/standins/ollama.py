@@ -824,6 +824,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if route is None and path.startswith("/v1/models/") and self.command == "GET":
                 route = self.app.openai.model
             if route is None:
+                self.app.not_found += 1
                 raise ApiError(404, "404 page not found")
             if self.command == "POST" and path in INFERENCE_PATHS:
                 self.app.inject_fault(self)
@@ -1508,6 +1509,7 @@ class OllamaStandin:
         }
         self.fault_mode = "ok"
         self.inference_requests = 0
+        self.not_found = 0  # requests for paths Ollama does not have (stand-in counter)
         handler = type("BoundHandler", (Handler,), {"app": self})
         self.httpd = HttpServer((settings.host, settings.port), handler)
         self.httpd.daemon_threads = True
@@ -1546,6 +1548,7 @@ class OllamaStandin:
                     "slots_in_use": {n: r.active for n, r in sched.runners.items()},
                     "pull_counts": self.puller.pull_counts,
                     "inference_requests": self.inference_requests,
+                    "not_found": self.not_found,
                     "fault_mode": self.fault_mode,
                 },
             )
