@@ -15,6 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -187,6 +188,12 @@ class Adapter:
     async def _json(
         self, method: str, path: str, body: Any = None, timeout: aiohttp.ClientTimeout | None = None
     ) -> Any:
+        return (await self._json_dated(method, path, body, timeout))[0]
+
+    async def _json_dated(
+        self, method: str, path: str, body: Any = None, timeout: aiohttp.ClientTimeout | None = None
+    ) -> tuple[Any, float | None]:
+        """``_json``, and the backend's clock when it answered (its ``Date`` header)."""
         async with self.session.request(
             method,
             self.base + path,
@@ -203,10 +210,11 @@ class Adapter:
                     detail,
                 )
             text = await resp.text()
+            date = _http_date(resp.headers.get("Date"))
             try:
-                return json.loads(text) if text.strip() else None
+                return (json.loads(text) if text.strip() else None), date
             except ValueError:
-                return text  # llama-swap answers some calls with plain "OK"
+                return text, date  # llama-swap answers some calls with plain "OK"
 
     async def probe(self) -> bool:
         """The active health check: is the backend process answering?"""
@@ -285,7 +293,9 @@ class OllamaAdapter(Adapter):
                 ms.size_mb = int(item["size"]) // MIB
         self.state.learned = learned
 
-        ps = await self._json("GET", "/api/ps")
+        asked = time.time()
+        ps, backend_now = await self._json_dated("GET", "/api/ps")
+        skew = _clock_skew(backend_now, asked, time.time())
         now = time.monotonic()
         reported: dict[str, ModelState | None] = {}
         for item in ps.get("models") or []:
@@ -293,7 +303,8 @@ class OllamaAdapter(Adapter):
             if not name:
                 continue
             ms = self.state.model(self.state.client_name(name))
-            expires = parse_time(item.get("expires_at"))
+            expires = parse_time(item.get("expires_at"))  # on the backend's clock
+            expires = None if expires is None else expires - skew  # now on ours
             if expires is not None and expires <= time.time() and ms.in_flight == 0:
                 # being unloaded: Ollama's keep_alive 0 (or an expired keep-alive) sets
                 # expires_at to now and unloads in the background, listing the model
@@ -305,7 +316,7 @@ class OllamaAdapter(Adapter):
             ms.size_mb = int(item.get("size") or 0) // MIB or ms.size_mb
             if item.get("size_vram") is not None:
                 ms.vram_mb = int(item["size_vram"]) // MIB
-            ms.expires_at = parse_time(item.get("expires_at"))
+            ms.expires_at = expires
             ms.pinned = ms.expires_at is not None and ms.expires_at - time.time() > PINNED_AFTER_S
             ms.context_length = item.get("context_length") or ms.context_length
         self._mark(reported, now)
@@ -607,6 +618,33 @@ def _router_loading(ms: ModelState) -> bool:
 
 def _has_status(items: Any) -> bool:
     return isinstance(items, list) and any(isinstance(i, dict) and "status" in i for i in items)
+
+
+def _http_date(value: str | None) -> float | None:
+    """An HTTP ``Date`` header as a Unix timestamp (whole seconds), None if absent or odd."""
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+CLOCK_SKEW_MIN_S = 2.0  # a Date header has whole seconds: below this, trust the clocks agree
+
+
+def _clock_skew(backend_now: float | None, asked: float, answered: float) -> float:
+    """How far the backend's clock runs ahead of ours (negative: behind), from the ``Date`` of
+    an answer we asked for at ``asked`` and got at ``answered``; 0 when it cannot tell or the
+    clocks agree to within the header's one-second resolution.
+
+    Example: ``_clock_skew(1000.0, 4600.2, 4600.4)`` is -3599.8 (an hour behind, give or take
+    the half second the header cannot show).
+    """
+    if backend_now is None:
+        return 0.0
+    skew = backend_now + 0.5 - (asked + answered) / 2  # the header is truncated to a second
+    return skew if abs(skew) >= CLOCK_SKEW_MIN_S else 0.0
 
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")

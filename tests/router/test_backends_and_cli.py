@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -234,11 +235,16 @@ async def test_router_mode_load_that_stops_behind_the_routers_back_is_cold(
     assert gemma.status == "cold"
 
 
-async def test_an_ollama_model_being_unloaded_is_not_resident(make_router, aiohttp_server):
+@pytest.mark.parametrize("clock_offset_s", [0.0, -3600.0, 3600.0, -125.0])
+async def test_an_ollama_model_being_unloaded_is_not_resident(
+    make_router, aiohttp_server, clock_offset_s
+):
     """Ollama's keep_alive 0 (``ollama stop``) sets the runner's expires_at to now and unloads
     it in the background (``sched.go expireRunner``); /api/ps lists it until it is gone. A
-    listing with expires_at in the past is that model on its way out, not a resident one."""
-    now = time.time()
+    listing with expires_at in the past is that model on its way out, not a resident one.
+    "Past" is the backend's own clock (its ``Date`` header): a host whose clock runs an hour
+    behind the router's must not have every model taken for one on its way out."""
+    now = time.time() + clock_offset_s  # the backend's clock
 
     def stamp(at: float) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at)) + "Z"
@@ -252,14 +258,18 @@ async def test_an_ollama_model_being_unloaded_is_not_resident(make_router, aioht
             "expires_at": stamp(expires),
         }
 
+    def dated(body: dict[str, Any]) -> web.Response:
+        date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))
+        return web.json_response(body, headers={"Date": date})
+
     async def tags(request: web.Request) -> web.Response:
-        return web.json_response({"models": [{"name": "a:1b"}, {"name": "b:1b"}]})
+        return dated({"models": [{"name": "a:1b"}, {"name": "b:1b"}]})
 
     async def ps(request: web.Request) -> web.Response:
-        return web.json_response({"models": [entry("a:1b", now - 1), entry("b:1b", now + 300)]})
+        return dated({"models": [entry("a:1b", now - 1), entry("b:1b", now + 300)]})
 
     async def version(request: web.Request) -> web.Response:
-        return web.json_response({"version": "0.14.1"})
+        return dated({"version": "0.14.1"})
 
     app = web.Application()
     app.router.add_routes(
@@ -272,6 +282,11 @@ async def test_an_ollama_model_being_unloaded_is_not_resident(make_router, aioht
     await router.refresh_all()
     models = router.fleet.backends["o"].models
     assert (models["a:1b"].status, models["b:1b"].status) == ("cold", "loaded")
+    assert not models["b:1b"].pinned
+    # the fleet-wide /api/ps gives expiries on the router's clock, as its Date header says
+    listed = (await (await client.get("/api/ps")).json())["models"]
+    expires = datetime.fromisoformat(listed[0]["expires_at"].replace("Z", "+00:00"))
+    assert abs(expires.timestamp() - (time.time() + 300)) < 5
 
 
 async def test_backend_4xx_reaches_an_ollama_client_in_ollama_shape(make_router, aiohttp_server):
