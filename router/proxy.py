@@ -932,8 +932,9 @@ def _keep_alive(router: Router, call: Call, lease: Lease) -> None:
         router.spawn(router.unload(lease.backend.name, call.model))
 
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
-          "h": 3600.0}  # fmt: skip
+# Go's duration units; micro is the micro sign or the Greek mu, as Go takes both
+_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0}
+_UNITS |= {"m": 60.0, "h": 3600.0}
 _NUMBER = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)"  # ASCII digits only, as Go reads them
 _UNIT = "|".join(sorted(_UNITS, key=len, reverse=True))  # "ms" before "m"
 _GO_DURATION = re.compile(rf"([+-]?)((?:{_NUMBER}(?:{_UNIT}))+)")
