@@ -544,7 +544,9 @@ def fleet_from_inventory(
     except ValueError as exc:
         problems.append(f"{_all_file(sources, 'router')}: key {exc}")
 
-    _check_names(hosts, catalog, inventory, sources, problems)
+    raw_catalog = fleet_value("model_catalog")
+    refused = set(raw_catalog) - set(catalog) if isinstance(raw_catalog, dict) else set()
+    _check_names(hosts, catalog, refused, inventory, sources, problems)
     router_state = fleet_value("router_state")
     router_vip = fleet_value("router_vip")
     _check_replicas(hosts, router_state, router_vip, sources, problems)
@@ -607,11 +609,15 @@ def _all_file(sources: _Sources, key: str) -> str:
 def _check_names(
     hosts: list[HostSpec],
     catalog: dict[str, ModelSpec],
+    refused: set[str],
     inventory: Any,
     sources: _Sources,
     problems: list[str],
 ) -> None:
     """Cross-checks: unique node names, known models, each model reachable by its backends.
+
+    ``refused``: catalog entries whose own problems are already reported; a host listing one
+    is not told it is missing from the catalog.
 
     A catalog ``groups`` entry naming a group with no host is fine: group_data is shared by
     every inventory in the folder (see ``Fleet.warnings``).
@@ -627,7 +633,7 @@ def _check_names(
     for spec in hosts:
         pyinfra_host = inventory.get_host(spec.inventory_name)
         for name in spec.models:
-            if name not in catalog:
+            if name not in catalog and name not in refused:
                 close = difflib.get_close_matches(name, list(catalog), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 problems.append(

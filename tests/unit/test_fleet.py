@@ -57,6 +57,24 @@ def test_catalog_errors_name_the_model_and_field(write_inventory) -> None:
     assert "group_data/all.py: key model_catalog.m.size_mb:" in str(err.value)
 
 
+def test_a_host_listing_a_refused_catalog_entry_is_not_told_it_is_missing(
+    write_inventory,
+) -> None:
+    # the entry's own problem is the one to fix; "'m' is not in model_catalog" misled
+    path = write_inventory(
+        'gpu = [("g1", {"backend": "ollama", "models": ["m", "n"]})]\n',
+        {"all": 'model_catalog = {"m": {"ollama": "m:1b", "size_mb": 1000, "file": "m.gguf"}}'},
+    )
+    with pytest.raises(FleetError) as err:
+        load_fleet(path)
+    problems = [p.split(": ", 1)[1] for p in err.value.problems]
+    assert problems == [
+        "key model_catalog.m.kv_mb_per_1k_ctx: Field required",
+        "key model_catalog.m.file: Extra inputs are not permitted",
+        "host g1: key models: 'n' is not in model_catalog",
+    ]
+
+
 def test_an_alias_names_one_model(write_inventory) -> None:
     """The router books an alias as its model, so the catalog may not give it two meanings."""
     catalog = """
