@@ -21,6 +21,7 @@ listed in ``HOST_KEYS`` and ``FLEET_KEYS``; ``docs/inventory.md`` explains each 
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
 import importlib.util
@@ -558,7 +559,7 @@ def fleet_from_inventory(
     if problems:
         raise FleetError(problems)
 
-    warnings = _catalog_warnings(hosts, catalog)
+    warnings = _catalog_warnings(hosts, catalog) + _group_warnings(inventory_file, hosts, catalog)
 
     return Fleet(
         name=str(fleet_value("fleet_name") or Path(inventory_file).stem),
@@ -596,6 +597,34 @@ def _catalog_warnings(hosts: list[HostSpec], catalog: dict[str, ModelSpec]) -> l
                 f"model {model.name}: no backend host in this inventory holds it (groups: "
                 f"{', '.join(model.groups) or 'none'}; no backend host lists it in models)"
             )
+    return warnings
+
+
+def _group_warnings(
+    inventory_file: str, hosts: list[HostSpec], catalog: dict[str, ModelSpec]
+) -> list[str]:
+    """A group that means something here (``router``, a catalog ``groups`` name) given a
+    string in the inventory file: pyinfra makes groups of lists and tuples only, so
+    ``router = "r1"`` is silently no group. And a fleet with no router."""
+    meaningful = {"router"} | {group for model in catalog.values() for group in model.groups}
+    warnings = []
+    try:
+        tree = ast.parse(Path(inventory_file).read_text(), inventory_file)
+    except (OSError, SyntaxError, ValueError):
+        tree = ast.Module(body=[], type_ignores=[])  # pyinfra has loaded it; nothing to add
+    for node in tree.body:
+        if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)):
+            continue
+        value = node.value.value
+        for target in node.targets:
+            if isinstance(target, ast.Name) and target.id in meaningful and isinstance(value, str):
+                name = target.id
+                warnings.append(
+                    f"{inventory_file}: {name} = {value!r} is a string, and pyinfra reads a "
+                    f"group only from a list or a tuple: write {name} = [{value!r}]"
+                )
+    if not any("router" in spec.groups for spec in hosts):
+        warnings.append("no host is in group 'router': the deploy sets up no router")
     return warnings
 
 

@@ -223,4 +223,25 @@ model_catalog = {
         "model other: no backend host in this inventory holds it (groups: amd; no backend host "
         "lists it in models)",
         "model both: group 'amd' has no host in this inventory",
+        "no host is in group 'router': the deploy sets up no router",
     )
+
+
+def test_a_group_written_as_a_string_is_named(write_inventory) -> None:
+    """pyinfra reads groups from lists and tuples only: ``router = "r1"`` made no group, and
+    the fleet silently got no router."""
+    catalog = 'model_catalog = {"m": {"ollama": "m:1b", "size_mb": 1000, "kv_mb_per_1k_ctx": 1}}'
+    path = write_inventory(
+        'gpu = [("g1", {"backend": "ollama", "gpus": [], "models": ["m"]})]\nrouter = "r1"\n',
+        {"all": catalog},
+    )
+    assert load_fleet(path).warnings == (
+        f"{path}: router = 'r1' is a string, and pyinfra reads a group only from a list or "
+        "a tuple: write router = ['r1']",
+        "no host is in group 'router': the deploy sets up no router",
+    )
+    listed = write_inventory(
+        'gpu = [("g1", {"backend": "ollama", "gpus": [], "models": ["m"]})]\nrouter = ["g1"]\n',
+        {"all": catalog},
+    )
+    assert load_fleet(listed).warnings == ()
