@@ -567,6 +567,8 @@ def _place_models(
                     fitted = True
             if not fitted and instances:
                 best = max(instances, key=lambda i: i.capacity_mb)
+                if best.vram_mb <= 0:
+                    continue  # a host with no memory size: that is its problem, reported
                 misfits.append((model, spec, _slots_on(best, model, spec.backend), best))
     return placed, misfits
 

@@ -88,6 +88,17 @@ def test_too_big_model_names_model_need_and_largest_host(write_inventory) -> Non
     )
 
 
+def test_a_host_without_a_memory_size_is_one_problem(write_inventory) -> None:
+    """Not also "small fits on none of its hosts ... more than the -4096 MB (0 MB RAM minus
+    4096 MB headroom)": its models were compared with a size nobody gave."""
+    path = write_inventory(
+        'gpu = [("c1", {"gpus": []})]\n', {"all": SMALL_ONLY, "gpu": 'backend = "ollama"'}
+    )
+    with pytest.raises(PlanError) as err:
+        plan_of(path)
+    assert err.value.problems == ["host c1: no GPUs and no RAM size; set ram_mb in its host data"]
+
+
 def test_too_big_model_message_compares_with_its_own_hosts(write_inventory) -> None:
     """A bigger host that does not carry the model is not what the need was compared with."""
     path = write_inventory(
