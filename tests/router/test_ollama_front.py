@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.router.conftest import admin, ndjson, router_of, wait_for
@@ -140,12 +142,13 @@ async def test_embed_with_no_input_loads_the_model_on_every_kind(
         backend = {"name": "b", "url": server.url, "kind": "llama-swap"}
     client = await make_router([backend])
     router = router_of(client)
-    for path, body, answer in [
+    cases: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         ("/api/embed", {}, {"model": model, "embeddings": []}),
         ("/api/embed", {"input": None}, {"model": model, "embeddings": []}),
         ("/api/embed", {"input": ""}, {"model": model, "embeddings": []}),
         ("/api/embeddings", {"prompt": ""}, {"embedding": []}),
-    ]:
+    ]
+    for path, body, answer in cases:
         resp = await client.post(path, json={"model": model, **body})
         assert resp.status == 200, await resp.text()
         assert await resp.json() == answer
