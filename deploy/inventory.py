@@ -43,7 +43,7 @@ from pydantic import (
     model_validator,
 )
 
-from modelfleet.deploy.hardware.parsers import Gpu, expand_gpu_overrides
+from modelfleet.deploy.hardware.parsers import GPU_EXAMPLE, Gpu, expand_gpu_overrides
 
 BackendKindName = Literal["ollama", "llama-swap", "llama-server"]
 InstallMode = Literal["native", "container"]
@@ -416,7 +416,10 @@ def _host_spec(
     gpus = None
     if value["gpus"] is not None:
         if not isinstance(value["gpus"], list | tuple):
-            problems.append(f"{where('gpus')}: expected a list of GPUs")
+            problems.append(
+                f"{where('gpus')}: expected a list of GPUs (got {value['gpus']!r}), e.g. "
+                f"[{GPU_EXAMPLE}], or [] for none"
+            )
         else:
             try:
                 gpus = expand_gpu_overrides(value["gpus"])

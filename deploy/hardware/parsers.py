@@ -154,6 +154,9 @@ def _mig_profile_mb(profile: str) -> int:
     return int(match.group(1)) * 1024 if match else 0
 
 
+GPU_EXAMPLE = "{'name': 'NVIDIA GeForce RTX 4090', 'vram_mb': 24564, 'count': 2}"
+
+
 def expand_gpu_overrides(entries: Iterable[dict[str, Any]]) -> tuple[Gpu, ...]:
     """Turn host-data ``gpus:`` entries into Gpu objects (``count`` repeats, index by position).
 
@@ -163,7 +166,10 @@ def expand_gpu_overrides(entries: Iterable[dict[str, Any]]) -> tuple[Gpu, ...]:
     gpus: list[Gpu] = []
     for position, raw in enumerate(entries):
         if not isinstance(raw, dict):
-            raise ValueError(f"gpus[{position}]: expected a mapping, got {type(raw).__name__}")
+            raise ValueError(
+                f"gpus[{position}]: expected a mapping, got {type(raw).__name__} ({raw!r}); "
+                f"e.g. {GPU_EXAMPLE}, or leave gpus out and let the deploy detect them"
+            )
         entry = dict(raw)
         count = entry.pop("count", 1)
         if not isinstance(count, int) or count < 1:
