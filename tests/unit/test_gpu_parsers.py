@@ -139,7 +139,7 @@ def test_gpu_override_entries() -> None:
         gpu.expand_gpu_overrides([{"name": "NVIDIA L4", "vram_mb": 0}])
     # a name alone, as people write it: the answer shows the shape wanted
     with pytest.raises(ValueError) as err:
-        gpu.expand_gpu_overrides(["RTX 4090"])
+        gpu.expand_gpu_overrides(["RTX 4090"])  # type: ignore[list-item]
     assert str(err.value) == (
         "gpus[0]: expected a mapping, got str ('RTX 4090'); e.g. {'name': 'NVIDIA GeForce RTX "
         "4090', 'vram_mb': 24564, 'count': 2}, or leave gpus out and let the deploy detect them"
