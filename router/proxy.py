@@ -399,7 +399,7 @@ async def _attempt(
             if resp.status in (404, 405) and call.path in NOT_EVERYWHERE:
                 ok, served = True, False  # it answered; it just does not speak this API
                 router.record_success(backend)
-                backend.not_serving[call.path] = (time.monotonic(), message)
+                backend.not_serving[call.path, call.model] = (time.monotonic(), message)
                 outcome.failure = "not-served"
                 return None
             # an answered error belongs to this request: hand it back, leave health alone
@@ -449,14 +449,14 @@ NOT_SERVED_MEMORY_S = 600.0  # then such a backend is asked again (an upgrade ma
 
 
 def _not_serving(router: Router, call: Call) -> frozenset[str]:
-    """Backends that lately answered 404/405 on this call's path."""
+    """Backends that lately answered 404/405 on this call's path for its model."""
     if call.path not in NOT_EVERYWHERE:
         return frozenset()
-    now = time.monotonic()
+    now, key = time.monotonic(), (call.path, call.model)
     return frozenset(
         s.name
         for s in router.fleet.backends.values()
-        if call.path in s.not_serving and now - s.not_serving[call.path][0] < NOT_SERVED_MEMORY_S
+        if key in s.not_serving and now - s.not_serving[key][0] < NOT_SERVED_MEMORY_S
     )
 
 
@@ -467,7 +467,7 @@ def _served_nowhere(router: Router, call: Call, outcome: Outcome, names: list[st
     outcome.status, outcome.reason = 501, "not-served"
     outcome.error = "; ".join(
         f"backend {name} (kind {backends[name].kind}) does not serve {call.path}: "
-        f"{backends[name].not_serving[call.path][1]}"
+        f"{backends[name].not_serving[call.path, call.model][1]}"
         for name in names
     )
     return error_response(call.front, 501, outcome.error, "not-served", backend=",".join(names))

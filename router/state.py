@@ -88,9 +88,10 @@ class BackendState:
     failures: deque[tuple[float, str]] = field(default_factory=deque)  # passive signals
     successes: deque[float] = field(default_factory=deque)
     counters: dict[str, int] = field(default_factory=dict)  # passive signal totals
-    # front paths it answered 404/405 on (an Ollama without /v1/messages/count_tokens):
-    # path -> (monotonic time, its message); asked again after NOT_SERVED_MEMORY_S
-    not_serving: dict[str, tuple[float, str]] = field(default_factory=dict)
+    # front paths it answered 404/405 on (an Ollama without /v1/messages/count_tokens), per
+    # model, since some servers answer 404 for a model they do not have too:
+    # (path, model) -> (monotonic time, its message); asked again after NOT_SERVED_MEMORY_S
+    not_serving: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     _catalog: dict[str, str] | None = field(default=None, init=False, repr=False)
     _serves: frozenset[str] = field(default=frozenset(), init=False, repr=False)
     _aliases: dict[str, str] = field(default_factory=dict, init=False, repr=False)

@@ -246,6 +246,31 @@ async def test_a_path_no_backend_serves_is_a_501_without_a_load(ollama, make_rou
     assert router_of(client).fleet.backends["o"].models[MODEL].status == "cold"
 
 
+async def test_a_404_for_one_model_does_not_skip_the_backend_for_others(
+    aiohttp_server, make_router
+):
+    # an OpenAI-compatible server answers 404 for a model it lacks on a path it has: what is
+    # remembered is that path for that model only
+    async def responses_api(request: web.Request) -> web.Response:
+        body = await request.json()
+        if body["model"] != "b":
+            return web.json_response({"error": {"message": "no such model"}}, status=404)
+        return web.json_response({"object": "response", "status": "completed", "output": []})
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"data": [{"id": "a"}, {"id": "b"}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/responses", responses_api)
+    app.router.add_get("/v1/models", models)
+    server = await aiohttp_server(app)
+    url = str(server.make_url("")).rstrip("/")
+    client = await make_router([{"name": "gen", "url": url, "kind": "openai"}])
+    assert (await client.post("/v1/responses", json=responses(model="a"))).status == 501
+    resp = await client.post("/v1/responses", json=responses(model="b"))
+    assert resp.status == 200, await resp.text()
+
+
 async def test_hung_backend_fails_over_before_the_first_byte(ollama, make_router):
     a, b = ollama(models=[MODEL]), ollama(models=[MODEL])
     client = await make_router(
