@@ -406,6 +406,23 @@ def test_completions_embeddings_and_streaming(swap: Callable[..., RunningStandin
     assert json.loads(events[-2].removeprefix("data: "))["choices"][0]["finish_reason"] == "stop"
 
 
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [  # what llama-server answered, measured on the cached build with --embeddings
+        ({}, 400, '"input" or "content" must be provided'),
+        ({"input": None}, 500, '"prompt" elements must be a string, a list of tokens'),
+        ({"input": 5}, 500, '"prompt" elements must be a string, a list of tokens'),
+    ],
+)
+def test_embeddings_without_input_as_llama_server_answers_them(
+    swap: Callable[..., RunningStandin], body: dict[str, Any], status: int, message: str
+) -> None:
+    url = swap(models_yaml("a")).url
+    got, reply = call(url, "/v1/embeddings", {"model": "a", **body})
+    assert got == status
+    assert reply["error"]["message"].startswith(message)
+
+
 def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
     """``(event, data)`` pairs of a server-sent event stream."""
     pairs = []

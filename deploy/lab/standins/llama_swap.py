@@ -971,11 +971,17 @@ class SimulatedUpstream:
         h.end_stream()
 
     def _embed(self, h: Handler, req: dict[str, Any]) -> None:
-        inputs = req.get("input", req.get("content"))
-        if inputs is None:  # llama-server's own words
+        # llama-server's own answers (measured): no input is the request's fault, a null or a
+        # number gets past that check and fails in its tokenizer with a 500
+        if "input" not in req and "content" not in req:
             raise ApiError(400, '"input" or "content" must be provided')
+        inputs = req["input"] if "input" in req else req["content"]
         if not isinstance(inputs, str | list):
-            raise ApiError(400, '"input" must be a string or a list of strings or tokens')
+            raise ApiError(
+                500,
+                '"prompt" elements must be a string, a list of tokens, a JSON object '
+                "containing a prompt string, or a list of mixed strings & tokens.",
+            )
         inputs = [inputs] if isinstance(inputs, str) else inputs
         data = []
         for n, text in enumerate(inputs):
