@@ -612,20 +612,19 @@ def _group_warnings(
     meaningful = {"router"} | {group for model in catalog.values() for group in model.groups}
     warnings = []
     try:
-        tree = ast.parse(Path(inventory_file).read_text(), inventory_file)
+        statements = ast.parse(Path(inventory_file).read_text(), inventory_file).body
     except (OSError, SyntaxError, ValueError):
-        tree = ast.Module(body=[], type_ignores=[])  # pyinfra has loaded it; nothing to add
-    for node in tree.body:
-        if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)):
-            continue
-        value = node.value.value
-        for target in node.targets:
-            if isinstance(target, ast.Name) and target.id in meaningful and isinstance(value, str):
-                name = target.id
-                warnings.append(
-                    f"{inventory_file}: {name} = {value!r} is a string, and pyinfra reads a "
-                    f"group only from a list or a tuple: write {name} = [{value!r}]"
-                )
+        statements = []  # pyinfra has loaded it already; nothing to add
+    for node in statements:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            value = node.value.value
+            for target in node.targets:
+                name = target.id if isinstance(target, ast.Name) else ""
+                if name in meaningful and isinstance(value, str):
+                    warnings.append(
+                        f"{inventory_file}: {name} = {value!r} is a string, and pyinfra reads "
+                        f"a group only from a list or a tuple: write {name} = [{value!r}]"
+                    )
     if not any("router" in spec.groups for spec in hosts):
         warnings.append("no host is in group 'router': the deploy sets up no router")
     return warnings

@@ -197,7 +197,7 @@ def _openai_model(router: Router, model: str) -> dict[str, Any]:
         "object": "model",
         "created": int(router.started),
         "owned_by": "modelfleet",
-        "backends": [s.name for s in router.fleet.backends.values() if model in s.catalog()],
+        "backends": [s.name for s in router.fleet.backends_with(model)],
         "loaded_on": [s.name for s, _ in _holders(router, router.fleet.resolve(model) or model)],
     }
 
@@ -275,7 +275,7 @@ async def ollama_tags(request: web.Request) -> web.Response:
     router = router_of(request)
     models = []
     for model in sorted(router.fleet.known_models()):
-        holders = [s for s in router.fleet.backends.values() if model in s.catalog()]
+        holders = router.fleet.backends_with(model)
         named = router.fleet.resolve(model) or model  # an alias lists its model's facts
         digest, modified, size = "", _iso(router.started), 0
         for state in holders:
@@ -351,7 +351,7 @@ async def ollama_show(request: web.Request) -> web.Response:
         model = resolve_model(router, body, "ollama")
     except BadRequest as exc:
         return exc.response("ollama")
-    holders = [s for s in router.fleet.backends.values() if model in s.catalog() and s.healthy]
+    holders = [s for s in router.fleet.backends_with(model) if s.healthy]
     for state in holders:
         if state.kind != "ollama":
             continue

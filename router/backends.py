@@ -192,8 +192,8 @@ class Adapter:
 
     async def _json_dated(
         self, method: str, path: str, body: Any = None, timeout: aiohttp.ClientTimeout | None = None
-    ) -> tuple[Any, float | None]:
-        """``_json``, and the backend's clock when it answered (its ``Date`` header)."""
+    ) -> tuple[Any, str | None]:
+        """``_json``, and its ``Date`` header: the backend's clock when it answered."""
         async with self.session.request(
             method,
             self.base + path,
@@ -210,7 +210,7 @@ class Adapter:
                     detail,
                 )
             text = await resp.text()
-            date = _http_date(resp.headers.get("Date"))
+            date = resp.headers.get("Date")
             try:
                 return (json.loads(text) if text.strip() else None), date
             except ValueError:
@@ -294,8 +294,8 @@ class OllamaAdapter(Adapter):
         self.state.learned = learned
 
         asked = time.time()
-        ps, backend_now = await self._json_dated("GET", "/api/ps")
-        skew = _clock_skew(backend_now, asked, time.time())
+        ps, date = await self._json_dated("GET", "/api/ps")
+        skew = _clock_skew(_http_date(date), asked, time.time())
         now = time.monotonic()
         reported: dict[str, ModelState | None] = {}
         for item in ps.get("models") or []:

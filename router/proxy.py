@@ -260,8 +260,8 @@ async def proxy(router: Router, request: web.Request, call: Call) -> web.StreamR
     cfg = router.config
     try:
         while True:
-            skip = _not_serving(router, call)
-            holders = {s.name for s in router.fleet.backends.values() if call.model in s.catalog()}
+            skip = _not_serving(router, call)  # empty but for NOT_EVERYWHERE paths
+            holders = {s.name for s in router.fleet.backends_with(call.model)} if skip else set()
             if holders and holders <= skip:
                 return _served_nowhere(router, call, outcome, sorted(holders))
             try:
@@ -359,7 +359,6 @@ async def _attempt(
     gauge = router.metrics.in_flight.labels(backend.name, call.model)
     gauge.inc()
     ok = False
-    served: bool | None = None  # as ok, unless set
     resp: aiohttp.ClientResponse | None = None
     try:
         up = plan(call, backend, router.config.stream_upstream)
@@ -397,7 +396,7 @@ async def _attempt(
                 _transport_failure(router, backend, outcome, "gateway", outcome.error)
                 return None
             if resp.status in (404, 405) and call.path in NOT_EVERYWHERE:
-                ok, served = True, False  # it answered; it just does not speak this API
+                ok = True  # it answered; it just does not speak this API (not served)
                 router.record_success(backend)
                 backend.not_serving[call.path, call.model] = (time.monotonic(), message)
                 outcome.failure = "not-served"
@@ -433,7 +432,7 @@ async def _attempt(
                 resp.release()
             else:
                 resp.close()
-        served = ok if served is None else served
+        served = ok and outcome.failure != "not-served"
         router.scheduler.release(lease, ok=ok or lease.first_byte_at is not None, served=served)
         if ok:
             _keep_alive(router, call, lease)

@@ -271,6 +271,10 @@ class FleetState:
 
     # -- models -----------------------------------------------------------------------------
 
+    def backends_with(self, model: str) -> list[BackendState]:
+        """Backends whose catalog has ``model`` (by name or alias), whatever their state."""
+        return [state for state in self.backends.values() if model in state.catalog()]
+
     def known_models(self) -> set[str]:
         names: set[str] = set()
         for state in self.backends.values():
