@@ -60,7 +60,7 @@ class Gpu(BaseModel):
 
     This is also the shape of one entry of the host-data ``gpus:`` override, where only
     ``name`` and ``vram_mb`` are required (``vendor`` is guessed from the name, ``index`` from
-    the position, and ``count`` repeats an entry)::
+    the position among the vendor's GPUs, and ``count`` repeats an entry)::
 
         gpus = [{"name": "NVIDIA GeForce RTX 4090", "vram_mb": 24564, "count": 2}]
     """
@@ -158,7 +158,8 @@ GPU_EXAMPLE = "{'name': 'NVIDIA GeForce RTX 4090', 'vram_mb': 24564, 'count': 2}
 
 
 def expand_gpu_overrides(entries: Iterable[dict[str, Any]]) -> tuple[Gpu, ...]:
-    """Turn host-data ``gpus:`` entries into Gpu objects (``count`` repeats, index by position).
+    """Turn host-data ``gpus:`` entries into Gpu objects (``count`` repeats; index by position
+    among the entries of the same vendor, the way each vendor's tools number them).
 
     Raises ValueError (with the entry's position) for a bad entry; ``deploy.inventory`` wraps it
     with the file, host and key.
@@ -184,7 +185,9 @@ def expand_gpu_overrides(entries: Iterable[dict[str, Any]]) -> tuple[Gpu, ...]:
             entry["vendor"] = vendor
         for _ in range(count):
             item = dict(entry)
-            item.setdefault("index", len(gpus))
+            # Each vendor numbers its own GPUs from 0 (CUDA_VISIBLE_DEVICES and
+            # ROCR_VISIBLE_DEVICES only count their vendor's devices), as detection does.
+            item.setdefault("index", sum(1 for gpu in gpus if gpu.vendor == item["vendor"]))
             try:
                 gpus.append(Gpu.model_validate(item))
             except Exception as exc:
@@ -585,7 +588,9 @@ def hardware_from_sections(sections: dict[str, Section]) -> HostHardware:
     NVIDIA: nvidia-smi (with MIG slices from ``nvidia-smi -L``), else NVML. AMD: amd-smi, else
     rocm-smi. A tool that exits non-zero (no driver loaded yet) is noted and skipped; output a
     tool printed with success but that does not parse is a ParseError. GPUs only lspci sees get
-    their VRAM from ``PCI_VRAM_MB``; an unknown one is a ParseError asking for ``gpus:``.
+    their VRAM from ``PCI_VRAM_MB``; an unknown one is a ParseError asking for ``gpus:``, unless
+    it is AMD and other GPUs were found (then most likely a Ryzen's integrated graphics: noted,
+    left out).
     """
     empty = Section(missing=True)
     notes: list[str] = []
@@ -612,6 +617,7 @@ def hardware_from_sections(sections: dict[str, Section]) -> HostHardware:
     lspci = sections.get("lspci", empty)
     pci = parse_lspci(lspci.text) if lspci.ok else []
     gpus = nvidia + amd
+    unknown: list[tuple[PciDevice, str]] = []  # lspci-only devices of no known VRAM
     for vendor, found in (("nvidia", nvidia), ("amd", amd)):
         undriven = [d for d in pci if d.vendor == vendor]
         if found or not undriven:
@@ -619,12 +625,8 @@ def hardware_from_sections(sections: dict[str, Section]) -> HostHardware:
         for index, device in enumerate(undriven):
             pci_id = f"{PCI_VENDORS_BY_NAME[vendor]}:{device.device_id}"
             if pci_id not in PCI_VRAM_MB:
-                raise ParseError(
-                    f"lspci: {device.slot} {device.description} [{pci_id}]: no {vendor} driver "
-                    "reports this GPU yet and its VRAM is not in "
-                    "deploy.hardware.parsers.PCI_VRAM_MB; "
-                    "set gpus: in the host's data"
-                )
+                unknown.append((device, pci_id))
+                continue
             name, vram = PCI_VRAM_MB[pci_id]
             gpus.append(
                 Gpu(
@@ -636,7 +638,19 @@ def hardware_from_sections(sections: dict[str, Section]) -> HostHardware:
                     source="lspci",
                 )
             )
-        notes.append(f"{len(undriven)} {vendor} GPU(s) seen by lspci only: VRAM from the PCI table")
+        if known := len(undriven) - sum(1 for d, _ in unknown if d.vendor == vendor):
+            notes.append(f"{known} {vendor} GPU(s) seen by lspci only: VRAM from the PCI table")
+    for device, pci_id in unknown:
+        what = (
+            f"lspci: {device.slot} {device.description} [{pci_id}]: no {device.vendor} driver "
+            "reports this GPU yet and its VRAM is not in deploy.hardware.parsers.PCI_VRAM_MB"
+        )
+        if not gpus or device.vendor != "amd":
+            raise ParseError(f"{what}; set gpus: in the host's data")
+        # Next to GPUs that are known, an unknown AMD one is most likely a CPU's integrated
+        # graphics (a Ryzen's Radeon, e.g. Raphael [1002:164e]): left out, not fatal. NVIDIA
+        # makes no x86 integrated graphics: an unknown NVIDIA GPU stays an error.
+        notes.append(f"{what}: left out (integrated graphics?); list it in gpus: to use it")
 
     dev = sections.get("dev", empty)
     nodes = parse_device_nodes(dev.text) if not dev.missing else DeviceNodes()
