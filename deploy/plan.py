@@ -385,6 +385,12 @@ def _plan_host(
     models = {m.name: m for m in fleet.models_for(spec)}
     compatible = [m for m in models.values() if m.served_by(backend.kind)]
     default_slots = backend.num_parallel or max((m.slots for m in compatible), default=1)
+    # Ollama has one context length per server (OLLAMA_CONTEXT_LENGTH; unset, it picks its own
+    # default, not the catalog's ctx), as it has one OLLAMA_NUM_PARALLEL: every model of the
+    # host runs, and is planned, with the largest ctx of its models.
+    default_ctx = max((m.ctx for m in compatible), default=ModelSpec.model_fields["ctx"].default)
+    if backend.kind == "ollama":
+        models = {name: m.model_copy(update={"ctx": default_ctx}) for name, m in models.items()}
 
     groups = _group_units(units, backend.instance_per_gpu) if units else [[]]
     multi = len(groups) > 1
@@ -419,6 +425,7 @@ def _plan_host(
                 "OLLAMA_KEEP_ALIVE": backend.keep_alive,
                 "OLLAMA_MAX_LOADED_MODELS": "0",  # filled in below, once models are known
                 "OLLAMA_NUM_PARALLEL": str(default_slots),
+                "OLLAMA_CONTEXT_LENGTH": str(default_ctx),
                 **env,
             }
         cdi: tuple[str, ...] = ()

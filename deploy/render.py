@@ -229,7 +229,7 @@ def render_llama_swap(inst: BackendInstance, values: Mapping[str, Any]) -> list[
             {
                 "model": model,
                 "cmd": " ".join(["${server}", "--port", "${PORT}", *map(shlex.quote, args)]),
-                "ttl": model.ttl_s if model.ttl_s is not None else _seconds(inst.keep_alive),
+                "ttl": model.ttl_s if model.ttl_s is not None else _llama_swap_ttl(inst.keep_alive),
                 "env": [f"{k}={v}" for k, v in _env_lines(inst.env)],
             }
         )
@@ -291,15 +291,25 @@ def render_llama_server(inst: BackendInstance, values: Mapping[str, Any]) -> lis
     return [presets, _unit(inst, unit)]
 
 
-def _seconds(duration: str) -> int:
-    """Ollama-style keep_alive ("30m", "1h", "90s", "600", "-1") as seconds; <0 -> 0 (never)."""
+def _llama_swap_ttl(duration: str) -> int:
+    """An Ollama-style keep_alive as llama-swap's ``ttl`` (whole seconds, 0 = never unload).
+
+    Ollama's 0 means "unload as soon as the request ends", llama-swap's 0 "never", so a zero
+    or sub-second keep_alive becomes 1 s (llama-swap's TTL ticks every second); a negative
+    one, "never" in Ollama, becomes 0. Example::
+
+        [_llama_swap_ttl(d) for d in ("30m", "1.5h", "90s", "600", "0", "0.4s", "-1")]
+        # [1800, 5400, 90, 600, 1, 1, 0]
+    """
     text = duration.strip()
     units = {"s": 1, "m": 60, "h": 3600}
     try:
-        value = int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
+        value = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
     except (ValueError, IndexError):
         raise ValueError(f"keep_alive: cannot read duration {duration!r}") from None
-    return max(value, 0)
+    if value < 0:
+        return 0
+    return max(int(value), 1)
 
 
 # --------------------------------------------------------------------------- router

@@ -17,7 +17,13 @@ import yaml
 
 from modelfleet.deploy.inventory import load_fleet
 from modelfleet.deploy.plan import FleetPlan, hardware_from_overrides, plan_fleet
-from modelfleet.deploy.render import RenderedFile, parse_back, render_host, router_yaml
+from modelfleet.deploy.render import (
+    RenderedFile,
+    _llama_swap_ttl,
+    parse_back,
+    render_host,
+    router_yaml,
+)
 from modelfleet.router.config import RouterConfig, load_config
 
 GOLDEN = Path(__file__).parent / "golden" / "example"
@@ -235,7 +241,25 @@ def test_a_change_touches_only_the_files_that_depend_on_it() -> None:
 
 @pytest.mark.parametrize("bad", ["30x", ""])
 def test_bad_keep_alive_is_a_clear_error(bad: str) -> None:
-    from modelfleet.deploy.render import _seconds
-
     with pytest.raises(ValueError, match="keep_alive: cannot read duration"):
-        _seconds(bad)
+        _llama_swap_ttl(bad)
+
+
+@pytest.mark.parametrize(
+    ("keep_alive", "ttl"),
+    [
+        ("30m", 1800),
+        ("1.5h", 5400),
+        ("90s", 90),
+        ("600", 600),
+        ("-1", 0),  # never, in both
+        ("-5m", 0),
+        # Ollama's 0 unloads at once; llama-swap's ttl 0 never unloads: the shortest it has
+        ("0", 1),
+        ("0s", 1),
+        ("0.4s", 1),
+        ("0.4", 1),
+    ],
+)
+def test_keep_alive_as_llama_swap_ttl(keep_alive: str, ttl: int) -> None:
+    assert _llama_swap_ttl(keep_alive) == ttl
