@@ -39,7 +39,8 @@ DEFAULTS: dict[str, Any] = {
     "ollama_container_args": [],
     # --- every install ----------------------------------------------------------------------------
     # Extra environment for every instance, on top of the plan's (OLLAMA_HOST, OLLAMA_MODELS,
-    # OLLAMA_KEEP_ALIVE, OLLAMA_MAX_LOADED_MODELS, OLLAMA_NUM_PARALLEL, *_VISIBLE_DEVICES),
+    # OLLAMA_KEEP_ALIVE, OLLAMA_MAX_LOADED_MODELS, OLLAMA_NUM_PARALLEL, OLLAMA_CONTEXT_LENGTH,
+    # *_VISIBLE_DEVICES),
     # e.g. {"OLLAMA_FLASH_ATTENTION": "1"}.
     "ollama_extra_env": {},
     # Delete models an instance holds that its model set no longer lists.
