@@ -5,12 +5,16 @@ The benchmark's trace converter reads it, so keys only ever get added, never ren
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
 import time
 from typing import IO, Any
 
 from .config import ConfigError
+
+log = logging.getLogger("modelfleet.router")
 
 
 class AccessLog:
@@ -31,6 +35,7 @@ class AccessLog:
                     "router's unit makes /var/log/modelfleet for it)"
                 ) from None
         self.target = target
+        self._failing = False  # a write failed: said once, until one succeeds again
 
     @property
     def enabled(self) -> bool:
@@ -41,10 +46,24 @@ class AccessLog:
         if self._file is None:
             return
         record = {"ts": round(time.time(), 6), **record}
-        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._file.flush()
+        except OSError as exc:  # a full or lost disk costs log lines, never the request
+            if not self._failing:
+                log.warning(
+                    "access_log: cannot write to %s: %s (lines are lost until it works again)",
+                    self.target,
+                    exc.strerror or exc,
+                )
+            self._failing = True
+            return
+        if self._failing:
+            log.warning("access_log: writing to %s again", self.target)
+        self._failing = False
 
     def close(self) -> None:
         if self._file is not None and self._file is not sys.stdout:
-            self._file.close()
+            with contextlib.suppress(OSError):  # what a full disk still holds is lost
+                self._file.close()
         self._file = None

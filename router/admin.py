@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import web
@@ -17,6 +18,15 @@ from modelfleet.router.backends import BackendError
 from modelfleet.router.config import ConfigError
 from modelfleet.router.core import Router
 from modelfleet.router.state import BackendState
+
+
+def shown_url(url: str) -> str:
+    """A backend URL as /admin/state shows it: without user and password (a backend behind
+    basic auth is configured as ``http://user:password@host``)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def state_snapshot(router: Router) -> dict[str, Any]:
@@ -60,7 +70,7 @@ def state_snapshot(router: Router) -> dict[str, Any]:
                 "name": state.name,
                 "kind": state.kind,
                 "mode": state.mode or None,
-                "url": state.config.url,
+                "url": shown_url(state.config.url),
                 "host": state.host,
                 "healthy": state.healthy,
                 "drained": state.drained,
@@ -239,8 +249,12 @@ async def metrics(request: web.Request) -> web.Response:
     router = router_of(request)
     # one series per model: an alias shares its model's queue
     names = {router.fleet.resolve(name) or name for name in router.fleet.known_models()}
+    # rebuilt from the fleet as it is now: a backend or model a reload dropped must not go
+    # on reporting its last value (a removed backend "healthy" for ever)
+    router.metrics.queue_depth.clear()
     for model in set(router.fleet.queued) | names:
         router.metrics.queue_depth.labels(model).set(router.fleet.queued.get(model, 0))
+    router.metrics.backend_healthy.clear()
     for state in router.fleet.backends.values():
         router.metrics.backend_healthy.labels(state.name).set(1 if state.healthy else 0)
     body = generate_latest(router.metrics.registry)

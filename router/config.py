@@ -26,7 +26,7 @@ import socket
 import stat
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 from pydantic import (
@@ -186,7 +186,9 @@ class SharedStateConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _no_password_in_url(cls, value: str) -> str:
-        if urlsplit(value).password is not None:
+        # redis-py takes one from the query string too (redis://host/0?password=...)
+        parts = urlsplit(value)
+        if parts.password is not None or "password" in parse_qs(parts.query):
             raise ValueError("has a password in it: put the password in password_file instead")
         return value
 
@@ -392,7 +394,9 @@ def validation_problems(exc: ValidationError) -> str:
     problems = []
     for err in exc.errors(include_input=False, include_context=False):
         where = ".".join(str(p) for p in err["loc"]) or "(top)"
-        secret = _SECRET_KEYS & {str(p) for p in err["loc"]}
+        # the pattern a string must match is the schema's, never the operator's value
+        secret = bool(_SECRET_KEYS & {str(p) for p in err["loc"]})
+        secret = secret and err["type"] != "string_pattern_mismatch"
         problems.append(f"{where}: {_redacted(err['msg']) if secret else err['msg']}")
     return "; ".join(problems)
 

@@ -64,10 +64,17 @@ EVENT_KINDS = ("load", "loaded", "load-failed", "evict", "drain", "undrain", "pi
 LISTEN_BLOCK_MS = 1000  # the listener's XREAD BLOCK; it notices a dead Redis within this
 BACKOFF_MIN_S, BACKOFF_MAX_S = 0.1, 5.0
 
-# only the holder may renew or release a lease (its token is in the value)
+# only the holder may renew or release a lease (its token is in the value); a renewal
+# that finds no lease at all (Redis restarted empty, or it ran out while Redis was away)
+# takes it again: the load goes on, and the other replicas must keep joining it
 _RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
+local held = redis.call('get', KEYS[1])
+if held == ARGV[1] then
   return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+if not held then
+  redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
 end
 return 0
 """
@@ -271,7 +278,7 @@ class SharedState:
             except Unavailable:
                 continue  # the load goes on regardless; the lease is only a courtesy
             if not kept:
-                log.warning("load lease for %s expired before the load ended", model)
+                log.warning("load lease for %s taken by another replica mid-load", model)
                 return
             await self._publish("load", backend, model)
 

@@ -437,6 +437,31 @@ async def test_a_lease_held_elsewhere_makes_a_request_join_that_load(replicas, r
     assert resp.headers["X-Modelfleet-Reason"] == "join-load"
 
 
+async def test_a_lease_lost_with_a_restarted_redis_is_taken_again_while_the_load_runs(
+    replicas, redis_server
+):
+    """Redis restarts empty (no persistence) while router-a loads: once back, a's renewal
+    puts its lease back, so router-b sees the load under way rather than a cold model it
+    would load (and evict for) a second time."""
+    a = await replicas("router-a", lease_ttl_ms=300)
+    b = await replicas("router-b", lease_ttl_ms=300)
+    claim = await shared_of(a).claim_load("cold:1b", "a")
+    assert claim.outcome == "won"
+    key, value = "modelfleet:lease:load:cold:1b", f"router-a:a:{claim.token}"
+    redis_server.kill()
+    await wait_for(_mode_is(a, "degraded"), timeout=10)
+    redis_server.start()
+    await wait_for(_mode_is(a, "connected"), timeout=20)
+    await wait_for(_mode_is(b, "connected"), timeout=20)
+    r = redis_server.client()
+    await wait_for(lambda: r.get(key) == value, timeout=10)
+    holder = await shared_of(b).lease_holder("cold:1b")
+    assert holder is not None and (holder.replica, holder.backend) == ("router-a", "a")
+    shared_of(a).release_load("cold:1b", "a", claim.token, ok=True)
+    await wait_for(lambda: r.get(key) is None, timeout=10)
+    assert not shared_of(a)._held
+
+
 # -- (e) the password stays secret; bad config names its key ----------------------------
 
 
@@ -447,6 +472,8 @@ async def test_a_lease_held_elsewhere_makes_a_request_join_that_load(replicas, r
         ({"url": "redis://127.0.0.1:6379/0", "timeout_ms": 0}, "shared_state.timeout_ms"),
         ({"url": "redis://127.0.0.1:6379/0", "replica": "a b"}, "shared_state.replica"),
         ({"url": "redis://127.0.0.1:6379/0", "passwd": "x"}, "shared_state.passwd"),
+        ({"url": "redis://127.0.0.1:6379/0?password=s3cret-in-query"}, "shared_state.url"),
+        ({"url": "redis://127.0.0.1:6379/0?db=1&password=s3cret-in-query"}, "shared_state.url"),
         ({"timeout_ms": 50}, "shared_state.url"),
     ],
 )
@@ -456,6 +483,7 @@ def test_bad_shared_state_config_names_the_key(tmp_path, section, key):
     with pytest.raises(ConfigError) as refused:
         load_config(config)
     assert f"{key}:" in str(refused.value)
+    assert "s3cret" not in str(refused.value)
 
 
 def test_without_shared_state_the_router_is_alone_and_never_imports_redis(tmp_path):
