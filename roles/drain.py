@@ -5,7 +5,11 @@ is asked **on the router host**, against ``127.0.0.1``, by a small Python progra
 the root-only admin token there: the token never crosses the controller, a command line or a
 log. The router then sends no new request to the backend; the ones in flight finish (up to
 ``drain_timeout_s``, past which the restart goes ahead and the output says how many were cut
-short); the unit restarts; once it answers its health URL the backend is undrained.
+short); the unit restarts; once it answers its health URL the backend is undrained. If the
+restart or the health check fails, the backend is undrained all the same and the operation
+fails (the router's own health checks keep requests away from a backend that does not answer;
+a backend left drained would stay out of the router after every later deploy). The program
+runs with the router host's sudo settings (``--sudo``, ``_sudo`` in its data).
 
 Where the router is not running yet (a first deploy) or does not know the backend (a new
 instance), there is nothing to drain and the restart goes ahead; the output says so.
@@ -28,9 +32,12 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from typing import Any
 
-from pyinfra import host, inventory, logger
+from pyinfra import host, inventory, logger, state
 from pyinfra.api import FunctionCommand, OperationError, StringCommand, operation
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
+from pyinfra.api.host import Host
 
 # Runs on the router host with its python3: drain (and wait) or undrain one backend, or wait
 # (no drain) for its requests in flight on some models: those the router stopped routing there.
@@ -91,9 +98,19 @@ while True:
 """
 
 
+def connector_arguments(target: Host) -> dict[str, Any]:
+    """How a command reaches ``target`` as root (``_sudo``, ``_su_user`` ...): from its host
+    data and the deploy's config (``pyinfra --sudo``), as an operation's commands get them.
+    A command run with ``Host.run_shell_command`` gets none of them by itself."""
+    arguments, _ = pop_global_arguments(state, target, {})
+    return {key: arguments[key] for key in CONNECTOR_ARGUMENT_KEYS if key in arguments}  # type: ignore[literal-required]
+
+
 def router_admin(action: str, backend: str, router_host: str, port: int, token_path: str,
                  timeout_s: float, models: Sequence[str] = ()) -> None:  # fmt: skip
-    """Run ``ADMIN_PROGRAM`` on the router host; log its line, prefixed with this host."""
+    """Run ``ADMIN_PROGRAM`` on the router host; log its line, prefixed with this host.
+
+    It runs with the router host's sudo settings: the admin token file is root-only."""
     target = inventory.get_host(router_host)
     argv = [action, backend, str(port), token_path, str(timeout_s), ",".join(models)]
     program = shlex.join(["python3", "-c", ADMIN_PROGRAM, *argv])
@@ -104,7 +121,9 @@ def router_admin(action: str, backend: str, router_host: str, port: int, token_p
     )
     if not target.connected:
         target.connect(raise_exceptions=True)
-    ok, output = target.run_shell_command(command, print_output=False, print_input=False)
+    ok, output = target.run_shell_command(
+        command, print_output=False, print_input=False, **connector_arguments(target)
+    )
     lines = [line.line for line in output.combined_lines] if output else []
     if not ok:
         raise OperationError(
@@ -139,22 +158,57 @@ def drained_restart(
     + drain_timeout_s: how long requests in flight may take to finish before the restart
     + health_timeout_s: how long the restarted backend may take to answer ``health_url``
     """
-    admin = (router_host, router_port, token_path)
-    if router_host:
-        yield FunctionCommand(router_admin, ("drain", backend, *admin, drain_timeout_s), {})
-    yield StringCommand("systemctl", "restart", f"{service}.service")
+    restart = f"systemctl restart {shlex.quote(service + '.service')}"
     quoted = shlex.quote(health_url)
     message = shlex.quote(
         f"{service} did not answer {health_url} with 200 within {health_timeout_s} s after its "
-        f"restart; backend {backend} stays drained in the router"
+        "restart"
     )
-    yield (
+    wait = (
         f"for i in $(seq {int(health_timeout_s) * 4}); do "
         f"[ \"$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {quoted})\" = 200 ] "
         f"&& exit 0; sleep 0.25; done; echo {message} >&2; exit 1"
     )
-    if router_host:
-        yield FunctionCommand(router_admin, ("undrain", backend, *admin, 0), {})
+    if not router_host:
+        yield restart
+        yield wait
+        return
+    admin = (router_host, router_port, token_path)
+    yield FunctionCommand(router_admin, ("drain", backend, *admin, drain_timeout_s), {})
+    yield FunctionCommand(restart_then_undrain, (restart, wait, backend, *admin), {})
+
+
+def restart_then_undrain(
+    restart: str, wait: str, backend: str, router_host: str, port: int, token_path: str
+) -> None:
+    """On this host: ``restart``, then ``wait`` (for the health URL); then undrain ``backend``
+    in the router **whatever happened** (a ``finally``), and fail naming what went wrong.
+
+    Left drained, a backend whose restart failed would stay out of the router for good: the
+    next deploy finds its unit and config unchanged, so it neither restarts nor undrains it.
+    Undrained, it is kept away from requests by the router's own health checks until it
+    answers again.
+    """
+    ok, lines = False, ["the restart did not run"]
+    try:
+        for command in (restart, wait):
+            ok, output = host.run_shell_command(
+                StringCommand(command),
+                print_output=False,
+                print_input=False,
+                **connector_arguments(host),
+            )
+            lines = [line.line for line in output.combined_lines] if output else []
+            if not ok:
+                break
+    finally:
+        router_admin("undrain", backend, router_host, port, token_path, 0)
+    if not ok:
+        raise OperationError(
+            " | ".join(lines[-5:] or [f"{command} failed"])
+            + f"; backend {backend} undrained anyway: the router's health checks keep requests "
+            "away from it until it answers"
+        )
 
 
 @operation(is_idempotent=False)
