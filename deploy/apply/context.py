@@ -41,6 +41,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from modelfleet.deploy.apply.rollout import (
     RouterAdmin,
+    check_knobs,
     knob,
     plan_batches,
     router_admin,
@@ -102,6 +103,7 @@ def _build_context() -> FleetContext:
             problem
             for h in plan.hosts
             for problem in check_host(f"{fleet.source}: host {h.name}", h, data[h.name])
+            + check_knobs(data[h.name], f"{fleet.source}: host {h.name}")
         ]
         if problems:
             raise FleetError(problems)

@@ -19,6 +19,7 @@ Knobs (host data, e.g. ``inventory/group_data/all.py``): see :data:`DEFAULTS`.
 
 from __future__ import annotations
 
+import difflib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +45,38 @@ DEFAULTS: dict[str, Any] = {
 
 def knob(data: Mapping[str, Any], name: str) -> Any:
     return data.get(name, DEFAULTS[name])
+
+
+def check_knobs(data: Mapping[str, Any], where: str) -> list[str]:
+    """Problems with one host's ``rollout_*`` keys: not a knob (a typo would silently keep the
+    default), or not a number >= 0. ``where`` starts each line (``"inv.py: host gpu-01"``).
+
+    Example::
+
+        check_knobs({"rollout_keep_copie": 2}, "inv.py: host a")
+        # ["inv.py: host a: key rollout_keep_copie: not a rollout knob (closest known key:
+        #   rollout_keep_copies); its knobs: deploy/apply/rollout.py DEFAULTS"]
+    """
+    problems = []
+    for key, value in data.items():
+        if not key.startswith("rollout_"):
+            continue
+        if key not in DEFAULTS:
+            closest = difflib.get_close_matches(key, list(DEFAULTS), n=1, cutoff=0.0)
+            problems.append(
+                f"{where}: key {key}: not a rollout knob (closest known key: {closest[0]}); "
+                "its knobs: deploy/apply/rollout.py DEFAULTS"
+            )
+            continue
+        number = int if key == "rollout_keep_copies" else float  # a count; seconds
+        try:  # what the deploy does with it: int(...) or float(...)
+            ok = not isinstance(value, bool) and number(value) >= 0
+            ok = ok and (number is float or float(value) == int(value))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            problems.append(f"{where}: key {key}: expected a number >= 0, got {value!r}")
+    return problems
 
 
 def plan_batches(plan: FleetPlan, keep_copies: int) -> list[list[str]]:

@@ -265,6 +265,10 @@ def rollout(
         mode=socket_file.mode,
     )
     systemd.daemon_reload(name=f"Reload systemd for {service}", _if=any_changed(unit, socket_unit))
+    # A new unit or secret with a new config of the same release: the rollout must restart the
+    # service (a reload would keep the old unit and the old token copy); the restart below
+    # runs only when the rollout has nothing to do.
+    restart = unit.will_change or any(op.will_change for op in secrets)
     live = ops.rollout(
         name=f"Roll out release {release_id()} with the fleet's router.yaml",
         release_dir=release_dir,
@@ -279,6 +283,7 @@ def rollout(
         root=root,
         script=ROLLOUT_SCRIPT,
         keep_releases=data.router_keep_releases,
+        restart=restart,
         _serial=True,
     )
     # A new unit or token needs a restart even when release and config stay the same (the

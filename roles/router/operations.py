@@ -101,6 +101,7 @@ def rollout(
     root: str = "/opt/modelfleet",
     script: str = "/usr/local/lib/modelfleet/router-rollout.py",
     keep_releases: int = 3,
+    restart: bool = False,
 ):
     """
     Make ``release_dir`` + ``config`` the live router, only if it passes ``/readyz`` first.
@@ -119,6 +120,8 @@ def rollout(
     + side_port: port the candidate is tried on
     + timeout_s: seconds each ``/readyz`` check may take
     + keep_releases: releases left on disk afterwards, the live one included
+    + restart: the unit or a secret the service reads when it starts changed too: restart the
+      service where a config change alone would only be re-read (``POST /admin/reload``)
 
     **Example:**
 
@@ -179,6 +182,7 @@ def rollout(
             str(timeout_s),
             "--keep",
             str(keep_releases),
+            *(["--restart"] if restart else []),
         )
     )
 

@@ -12,10 +12,10 @@ Run by the router role as root with the *new* release's Python (it has PyYAML):
    same user and credentials as the real service, and must answer ``/readyz`` with 200.
    If it does not, nothing else changes: the running service keeps the old release and config.
 2. The ``current`` symlink and the config are switched (each by an atomic rename). A new release
-   restarts the service; a new config alone is re-read by the running router
-   (``POST /admin/reload``), so in-flight requests carry on. ``/readyz`` must then answer on the
-   real port. If it does not, both are switched back, the service restarted on the old pair,
-   and the script fails.
+   (or ``--restart``: the unit or a secret changed too) restarts the service; a new config alone
+   is re-read by the running router (``POST /admin/reload``), so in-flight requests carry on.
+   ``/readyz`` must then answer on the real port. If it does not, both are switched back, the
+   service restarted on the old pair, and the script fails.
 3. The service's listening socket belongs to ``<service>.socket``: a restart lets the old
    process finish its requests in flight (it stops accepting on SIGTERM) while new connections
    wait in the socket's backlog for the new process. Only the first switch to socket
@@ -200,6 +200,9 @@ def main() -> int:
     parser.add_argument("--side-port", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--keep", type=int, default=3)
+    # The unit or a secret it hands the service at start (admin token, Redis password) changed
+    # too: a reload would keep the old ones, so restart even when only the config changed.
+    parser.add_argument("--restart", action="store_true")
     args = parser.parse_args()
 
     candidate = yaml.safe_load(Path(args.candidate).read_text())
@@ -220,7 +223,7 @@ def main() -> int:
     running = systemctl("is-active", "--quiet", args.service, check=False).returncode == 0
     port = listen_port(candidate)
     same_port = backup.exists() and listen_port(yaml.safe_load(backup.read_text())) == port
-    if same_release and running and same_port:
+    if same_release and running and same_port and not args.restart:
         # Only the config changed: the running router re-reads it (POST /admin/reload) and
         # keeps its in-flight requests and learned state.
         switch(link, args.release, config, Path(args.candidate))
