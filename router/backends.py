@@ -162,6 +162,17 @@ def auth_headers(state: BackendState) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"} if secret else {}
 
 
+# The router's session does not decompress (router/app.py: answers are passed on and parsed
+# as sent), while aiohttp offers gzip and deflate by default: a backend (or a proxy in front
+# of it) that took the offer would send bytes the router can neither parse nor pass on.
+IDENTITY = {"Accept-Encoding": "identity"}
+
+
+def upstream_headers(state: BackendState) -> dict[str, str]:
+    """What every call to a backend carries: its key, and a plea for uncompressed answers."""
+    return {**IDENTITY, **auth_headers(state)}
+
+
 class Adapter:
     health_path = "/health"
 
@@ -183,7 +194,7 @@ class Adapter:
         return upstream_base(self.state)
 
     def headers(self) -> dict[str, str]:
-        return auth_headers(self.state)
+        return upstream_headers(self.state)
 
     async def _json(
         self, method: str, path: str, body: Any = None, timeout: aiohttp.ClientTimeout | None = None

@@ -34,7 +34,7 @@ import orjson
 from aiohttp import web
 
 from modelfleet.router import translate
-from modelfleet.router.backends import auth_headers, upstream_base
+from modelfleet.router.backends import upstream_base, upstream_headers
 from modelfleet.router.core import Router
 from modelfleet.router.health import note_outcome, request_key, transport_failure
 from modelfleet.router.scheduler import Lease, NoBackend, RoutingError
@@ -56,6 +56,11 @@ class Stall(Exception):
 
 class ClientStopped(Exception):
     """The client read nothing for ``client_write_timeout_s`` (or went away) mid-answer."""
+
+
+class StreamError(Exception):
+    """The backend sent an error event mid-answer (its own message): the request's, not a
+    fault of the backend's."""
 
 
 BUSY = (429, 503)  # the backend is full or loading: try another, nothing is wrong with it
@@ -369,7 +374,7 @@ async def _attempt(
                 resp = await router.http().post(
                     upstream_base(backend) + up.path,
                     json=up.body,
-                    headers={**auth_headers(backend), "X-Request-Id": call.request_id},
+                    headers={**upstream_headers(backend), "X-Request-Id": call.request_id},
                 )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             if isinstance(exc, TimeoutError):
@@ -583,12 +588,17 @@ async def _relay(
                     await out.write(data)
         except TimeoutError:
             raise ClientStopped(f"the client read nothing for {write_s:g}s") from None
+        except ConnectionError:
+            # the client hung up and aiohttp has not cancelled us yet ("Cannot write to
+            # closing transport"): the client's doing, never the backend's
+            raise ClientStopped("client closed the connection before the answer ended") from None
 
     try:
         async for chunk in _chunks(resp, stall_s):
             if up.translation == "openai-infill":
                 for line in sse.feed(chunk):
                     obj = _sse_data(line)
+                    _raise_error_event(line, obj)
                     if obj is not None:
                         piece = translate.infill_completion(obj, client_model, chunk=True)
                         _count_tokens(piece, outcome)
@@ -601,6 +611,7 @@ async def _relay(
             await send()
             for line in sse.feed(chunk):
                 obj = _sse_data(line)
+                _raise_error_event(line, obj)
                 if obj is None:
                     continue
                 reply.chunk(obj)
@@ -623,6 +634,15 @@ async def _relay(
         # cut the client off: the finally in _attempt closes the upstream and frees the slot
         _cut_off(request, outcome, str(exc))
         return out
+    except StreamError as exc:
+        # answered, not lost: the client gets the backend's message as the stream's last
+        # line (no "done" line that would make a partial answer look whole); health unchanged
+        outcome.error = f"backend {lease.backend.name}: {exc}"
+        try:
+            await send(_stream_error(call.front, up, str(exc)))
+        except ClientStopped as stopped:
+            _cut_off(request, outcome, str(stopped))
+            return out
     except (Stall, aiohttp.ClientError) as exc:
         kind = "stall" if isinstance(exc, Stall) else "cut"
         what = f"no data for {stall_s:g}s" if kind == "stall" else "stream cut"
@@ -670,11 +690,20 @@ async def _assemble(
         return None
     for obj in _parse_all(_payloads(received)):
         assembler.feed(obj)
+    if assembler.error is None and b"error:" in received:
+        field = _ERROR_FIELD.search(received)
+        if field is not None:
+            assembler.error = _field_error(field.group(1))
     if assembler.error is not None:  # the backend answered with an error, in the stream
-        message = translate.openai_error_message(json.dumps({"error": assembler.error}).encode())
-        outcome.status, outcome.error = 500, f"backend {lease.backend.name}: {message}"
+        error = assembler.error
+        message = translate.openai_error_message(json.dumps({"error": error}).encode())
+        code = error.get("code") if isinstance(error, dict) else None
+        status = code if isinstance(code, int) and 400 <= code < 600 else 500  # its own status
+        outcome.status, outcome.error = status, f"backend {lease.backend.name}: {message}"
         headers[REASON_HEADER] = "backend-error"
-        return web.json_response(error_body(call.front, 500, message), status=500, headers=headers)
+        return web.json_response(
+            error_body(call.front, status, message), status=status, headers=headers
+        )
     whole = assembler.result()
     if whole is None:
         detail = "the stream ended before the answer was complete"
@@ -713,6 +742,14 @@ async def _read_rest(content: aiohttp.StreamReader, stall_s: float) -> bytes:
 
 # SSE "data:" lines and NDJSON lines carry the JSON (not "data: [DONE]" nor SSE's "event:")
 _PAYLOAD = re.compile(rb"^(?:data:[ \t]*)?(\{.*)", re.MULTILINE)  # a trailing \r is JSON space
+# an SSE "error:" field: how older llama-server builds send an error once the 200 is out
+_ERROR_FIELD = re.compile(rb"^error:(.*)", re.MULTILINE)
+
+
+def _field_error(value: bytes) -> Any:
+    """The error object (else its text) of an SSE ``error:`` field's value."""
+    value = value.strip()
+    return _json_line(value) or value.decode(errors="replace")
 
 
 def _payloads(stream: bytes) -> list[bytes]:
@@ -899,6 +936,21 @@ def _sse_data(line: bytes) -> dict[str, Any] | None:
     if payload == b"[DONE]":
         return None
     return _json_line(payload)
+
+
+def _raise_error_event(line: bytes, obj: dict[str, Any] | None) -> None:
+    """Raise ``StreamError`` when ``line`` (``obj``: its ``data:``, parsed) is an error event
+    of an OpenAI-shaped stream: ``data: {"error": ...}`` (llama-server) or an SSE ``error:``
+    field (older llama-server builds)."""
+    if obj is not None:
+        if "error" not in obj or obj.get("choices"):
+            return
+        error = obj["error"]
+    elif line.startswith(b"error:"):
+        error = _field_error(line[6:])
+    else:
+        return
+    raise StreamError(translate.openai_error_message(json.dumps({"error": error}).encode()))
 
 
 def _ndjson(obj: dict[str, Any]) -> bytes:
