@@ -65,6 +65,14 @@ class StreamError(Exception):
 
 BUSY = (429, 503)  # the backend is full or loading: try another, nothing is wrong with it
 GATEWAY = (502, 504)  # a proxy in front of the backend lost it: a transport failure
+NOT_IMPLEMENTED = 501  # not started with that API (llama-server without --embeddings): no fault
+# What llama-server answers with a 500 when a request asks for what it was not started with
+# or a field has the wrong type (measured on the cached build, tests/router/
+# test_backend_refusals.py): the request's fault, so a 400 (clients retry a 500) that counts
+# nothing against the backend. Counted, five such requests ejected the model's only backend.
+REFUSED_REQUEST = re.compile(
+    r"requires --jinja flag|input is not supported|^Unknown reasoning format|^\[json\.exception\."
+)
 
 
 @dataclass
@@ -408,7 +416,10 @@ async def _attempt(
                 return None
             # an answered error belongs to this request: hand it back, leave health alone
             ok = True
-            bad = resp.status >= 500
+            status = resp.status
+            if status >= 500 and REFUSED_REQUEST.search(message):
+                status = outcome.status = 400
+            bad = status >= 500 and status != NOT_IMPLEMENTED
             note_outcome(router, backend, bad=bad, key=request_key(call.body) if bad else None)
             if bad:
                 backend.record_failure(time.monotonic(), "5xx")  # error score only
@@ -418,11 +429,11 @@ async def _attempt(
             outcome.error = message
             headers = route_headers(lease, call, outcome.attempts - 1)
             headers[REASON_HEADER] = "backend-error"
-            if _in_front_shape(call.front, body):  # keep its type/param/code as they are
-                headers["Content-Type"] = "application/json"
-                return web.Response(body=body, status=resp.status, headers=headers)
+            if status == resp.status and _in_front_shape(call.front, body):
+                headers["Content-Type"] = "application/json"  # its type/param/code as they are
+                return web.Response(body=body, status=status, headers=headers)
             return web.json_response(
-                error_body(call.front, resp.status, message), status=resp.status, headers=headers
+                error_body(call.front, status, message), status=status, headers=headers
             )
         router.record_success(backend)
         answer = await _relay(router, request, call, lease, resp, up, outcome)

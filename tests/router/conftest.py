@@ -147,7 +147,10 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None
         await asyncio.sleep(0.02)
 
 
-POISON_MESSAGE = "tools param requires --jinja flag"  # what llama-server answers, with a 500
+# a 500 that one request's content sets off, in no list the router knows (the refusals it
+# knows, such as llama-server's "tools param requires --jinja flag", are 400s: see
+# test_backend_refusals.py): only the error-rate rule keeps it from ejecting the backend
+POISON_MESSAGE = "this request's content breaks the backend"
 
 
 @dataclass
@@ -157,7 +160,7 @@ class FaultyBackend:
     ``mode``: ok | 500 | 502 (a gateway's HTML page) | stall (first chunk, then silence) |
     hang (accepts, never answers) | cut (first chunk, then drops the connection) | flood
     (streams without end, for clients that stop reading). In every mode a request whose body
-    contains ``poison`` gets llama-server's 500 for content it cannot handle, and ``delay_s``
+    contains ``poison`` gets a 500 for content it cannot handle, and ``delay_s``
     holds each answer that long after its first chunk (so concurrent requests overlap).
     """
 
