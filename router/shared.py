@@ -89,6 +89,18 @@ Mode = Literal["connected", "degraded", "off"]
 EventKind = Literal["load", "loaded", "load-failed", "evict", "drain", "undrain", "pin", "unpin"]
 
 
+def _supports_set_nx_get(version: str) -> bool:
+    """``SET key value NX GET`` (how a claim learns who holds a lease) came with Redis 7.0.
+
+    Example::
+
+        [_supports_set_nx_get(v) for v in ("7.0.15", "6.2.14", "8.0.2", "")]
+        # [True, False, True, True]
+    """
+    major = version.split(".")[0]
+    return not major.isdigit() or int(major) >= 7  # a server that does not say: let it try
+
+
 def pin_field(backend: str, model: str) -> str:
     """The admin hash's field of a pin: ``pinned:<backend>/<model>`` (a backend name has no
     ``/``; a model name may)."""
@@ -384,6 +396,13 @@ class SharedState:
         """(Re)connect: share admin changes made meanwhile, then read everyone's."""
         client = self.listener
         await client.ping()
+        version = str((await client.info("server")).get("redis_version", ""))
+        if not _supports_set_nx_get(version):
+            # every claim would fail as a syntax error, read as "Redis lost": say why, once
+            why = f"Redis {version} is too old: load leases need 7.0 or later (SET NX GET)"
+            if self.last_error != why:
+                log.error("shared state: %s; serving alone", why)
+            raise Unavailable(why)
         if self._pending_admin:  # ours are newer than what Redis holds: share, announce
             pending = dict(self._pending_admin)
             await client.hset(ADMIN_KEY, mapping=pending)  # type: ignore[misc]
@@ -452,6 +471,8 @@ class SharedState:
 
     def _lost(self, exc: BaseException) -> None:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if isinstance(exc, Unavailable):
+            detail = str(exc)  # our own words (a Redis too old), not a lost connection
         if self.connected:
             log.warning("shared state: Redis unreachable, serving alone (%s)", detail)
         self.connected = False

@@ -567,3 +567,31 @@ async def test_redis_password_never_shows(replicas, redis_server, caplog, tmp_pa
     assert "redis" in caplog.text.lower()  # the log did speak about Redis
     for text in seen:
         assert PASSWORD not in text
+
+
+async def test_a_redis_older_than_7_is_named_and_the_replica_serves_alone(
+    replicas, redis_server, standins, monkeypatch, caplog
+):
+    """Redis 6 refuses SET NX GET as a syntax error: every claim used to read as "Redis
+    unreachable", and the replica flapped between joined and degraded without saying why."""
+    real_info = redis.asyncio.Redis.info
+
+    async def info_of_an_old_redis(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {**await real_info(self, *args, **kwargs), "redis_version": "6.2.14"}
+
+    monkeypatch.setattr(redis.asyncio.Redis, "info", info_of_an_old_redis)
+    a = await replicas("router-a")
+    router = router_of(a)
+    await wait_for(lambda: router.shared is not None and router.shared.last_error is not None)
+    state = await (await a.get("/admin/state", headers=ADMIN)).json()
+    assert state["shared_state"]["mode"] == "degraded"
+    assert state["shared_state"]["last_error"] == (
+        "Redis 6.2.14 is too old: load leases need 7.0 or later (SET NX GET)"
+    )
+    resp = await a.post("/api/generate", json=gen("cold:1b"))
+    assert resp.status == 200  # alone, as with no Redis at all
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [
+        "shared state: Redis 6.2.14 is too old: load leases need 7.0 or later (SET NX GET); "
+        "serving alone"
+    ]
