@@ -418,10 +418,37 @@ def down_command(fleet: str) -> None:
 @click.option("--fleet", default=DEFAULT_FLEET, show_default=True, help="Name of the fleet.")
 def status_command(fleet: str) -> None:
     """The demo fleet's hosts and router."""
-    hosts = localfleet.status(fleet)
-    if not hosts:
-        click.echo(f"fleet {fleet!r} is not running (start it: modelfleet demo up)")
-        return
-    for host in hosts:
-        click.echo(f"{host.name:<11} {host.address:<12} {host.container}")
-    click.echo(f"router: {router_url(fleet)}")
+    try:
+        hosts = localfleet.status(fleet)
+        if not hosts:
+            click.echo(f"fleet {fleet!r} is not running (start it: modelfleet demo up)")
+            return
+        for host in hosts:
+            click.echo(f"{host.name:<11} {host.address:<12} {host.container}")
+        url = router_url(fleet)
+    except (DemoError, localfleet.LocalFleetError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"router: {url}  {router_summary(url)}")
+
+
+def _answer(url: str) -> Any:
+    """The JSON a GET of ``url`` answers, also with an error status (``/readyz``: 503)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return json.load(exc)
+
+
+def router_summary(url: str) -> str:
+    """What the router says of itself: ready or not, the backends in rotation, the models
+    loaded. Example: ``ready: 3 backends in rotation; loaded: gemma3-270m on cpu-llama1-cpu``."""
+    try:
+        ready = _answer(f"{url}/readyz")
+        loaded = _answer(f"{url}/api/ps").get("models", [])
+    except (OSError, ValueError) as exc:  # refused, reset, timed out, not JSON
+        return f"not answering ({exc}; modelfleet demo up starts what stopped)"
+    if not ready.get("ready"):
+        return "not ready: no backend in rotation (all unhealthy or drained)"
+    models = ", ".join(f"{m.get('name')} on {m.get('backend')}" for m in loaded) or "nothing"
+    return f"ready: {len(ready.get('backends', []))} backends in rotation; loaded: {models}"

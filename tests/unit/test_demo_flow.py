@@ -126,3 +126,80 @@ def test_the_local_inventory_names_the_fleets_that_run(monkeypatch: pytest.Monke
     monkeypatch.delenv("MODELFLEET_FLEET", raising=False)
     with pytest.raises(RuntimeError, match="fleet 'demo' runs: MODELFLEET_FLEET=demo"):
         runpy.run_path("inventory/local.py")
+
+
+@contextlib.contextmanager
+def fake_router(answers: dict[str, tuple[int, Any]]) -> Iterator[str]:
+    """A router on loopback answering each path with (status, JSON)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = answers.get(self.path, (404, {"error": "not found"}))
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+READY = {"ready": True, "backends": ["a-cpu", "b-gpu"], "shared_state": "off"}
+LOADED = {"models": [{"name": "gemma3-270m", "backend": "a-cpu", "status": "loaded"}]}
+
+
+@pytest.mark.parametrize(
+    ("answers", "summary"),
+    [
+        (
+            {"/readyz": (200, READY), "/api/ps": (200, LOADED)},
+            "ready: 2 backends in rotation; loaded: gemma3-270m on a-cpu",
+        ),
+        (
+            {"/readyz": (200, READY), "/api/ps": (200, {"models": []})},
+            "ready: 2 backends in rotation; loaded: nothing",
+        ),
+        (  # /readyz answers 503 with its JSON when no backend is in rotation
+            {"/readyz": (503, {"ready": False, "backends": []}), "/api/ps": (200, LOADED)},
+            "not ready: no backend in rotation (all unhealthy or drained)",
+        ),
+    ],
+    ids=["ready", "nothing-loaded", "not-ready"],
+)
+def test_demo_status_says_what_the_router_says(answers: dict, summary: str) -> None:
+    with fake_router(answers) as url:
+        assert demo.router_summary(url) == summary
+
+
+def test_demo_status_of_a_router_that_does_not_answer() -> None:
+    with fake_router({}) as url:
+        pass  # stopped: its port refuses
+    assert demo.router_summary(url).startswith("not answering (")
+
+
+def test_demo_status_without_the_router_host_is_a_message_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    host = localfleet.RunningHost("gpu-nv1", "demo-gpu-nv1", "10.89.0.11", "demo")
+    monkeypatch.setattr(localfleet, "status", lambda fleet: [host])
+    monkeypatch.setattr(demo, "published_router_port", lambda fleet: None)
+    result = CliRunner().invoke(demo.demo_command, ["status"])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "is not running (or publishes no port" in result.output
