@@ -42,7 +42,14 @@ from pathlib import Path
 
 import click
 
-from modelfleet.deploy.simulate import Request, SimulationError, write_trace, zipf_weights
+from modelfleet.deploy.simulate import (
+    Request,
+    SimulationError,
+    read_lines,
+    write_trace,
+    written,
+    zipf_weights,
+)
 
 COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
@@ -50,25 +57,19 @@ COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 def read_azure_csv(path: str | Path) -> list[tuple[float, int, int]]:
     """(unix time, context tokens, generated tokens) per row; errors name file and line."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SimulationError(f"{path}: cannot read: {exc.strerror}") from None
-    reader = csv.DictReader(text.splitlines())
+    reader = csv.DictReader(read_lines(path))
     if tuple(reader.fieldnames or ()) != COLUMNS:
         raise SimulationError(f"{path}: expected the columns {','.join(COLUMNS)}")
     rows = []
     for number, row in enumerate(reader, start=2):
         try:
-            rows.append(
-                (
-                    _timestamp(row["TIMESTAMP"]),
-                    int(row["ContextTokens"]),
-                    int(row["GeneratedTokens"]),
-                )
-            )
+            at = _timestamp(row["TIMESTAMP"])
+            context, generated = int(row["ContextTokens"]), int(row["GeneratedTokens"])
+            if context < 0 or generated < 0:
+                raise ValueError("a negative token count")
         except (ValueError, TypeError):
             raise SimulationError(f"{path}:{number}: not a valid Azure trace row: {row}") from None
+        rows.append((at, context, generated))
     if not rows:
         raise SimulationError(f"{path}: no requests")
     return rows
@@ -126,7 +127,8 @@ def main(services: tuple[str, ...], keep_every: int, zipf_s: float, seed: int, o
         trace = azure_trace(mapping, keep_every=keep_every, zipf_s=zipf_s, seed=seed)
     except SimulationError as exc:
         raise click.ClickException(str(exc)) from None
-    write_trace(trace, out)
+    with written(out):
+        write_trace(trace, out)
     click.echo(f"wrote {len(trace)} requests over {trace[-1].t:.0f} s to {out}")
 
 

@@ -25,6 +25,7 @@ The trace format (JSON lines) is documented in ``docs/simulate.md``.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import heapq
 import json
 import math
@@ -272,13 +273,27 @@ class Request:
     id: str = ""
 
 
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text input (a byte order mark is skipped); a file that cannot be
+    read, or a byte that is not UTF-8 (a UTF-16 file), is a :class:`SimulationError` naming
+    the file and line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SimulationError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SimulationError(
+            f"{path}:{line}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
+
+
 def read_trace(path: str | Path) -> list[Request]:
     """Read a JSON-lines trace (see docs/simulate.md); errors name the file and line."""
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise SimulationError(f"{path}: cannot read: {exc.strerror}") from None
+    lines = read_lines(path)
     requests = []
     for number, line in enumerate(lines, start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -318,7 +333,7 @@ def _parse_trace_line(line: str, where: str) -> Request:
 def write_trace(requests: Iterable[Request], path: str | Path) -> None:
     with Path(path).open("w") as out:
         for r in requests:
-            line = {"t": round(r.t, 3), "model": r.model}
+            line = {"t": r.t, "model": r.model}  # not rounded: a replay is the same run
             line |= {"prompt_tokens": r.prompt_tokens, "output_tokens": r.output_tokens}
             if r.id:
                 line["id"] = r.id
@@ -1209,10 +1224,7 @@ def trace_from_access_log(path: str | Path) -> list[Request]:
     lines (an Ollama load-only request) are skipped.
     """
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise SimulationError(f"{path}: cannot read: {exc.strerror}") from None
+    lines = read_lines(path)
     arrivals: list[tuple[float, str, int, int, str]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -1445,8 +1457,6 @@ def simulate_command(
         )
     except SimulationError as exc:
         raise click.ClickException(str(exc)) from None
-    if save_trace:
-        write_trace(trace, save_trace)
     click.echo(
         f"fleet {config.fleet or '-'}: {len(fleet.backends)} backends on "
         f"{len(fleet.hosts())} hosts, {fleet.describe()['vram_mb'] / 1024:.0f} GB VRAM, "
@@ -1465,11 +1475,25 @@ def simulate_command(
             click.echo(f"modelfleet policy knobs (others default): {changed}")
     for line in iter_table(result):
         click.echo(line)
+    # written after the table, so that a path that cannot be written loses no results
+    if save_trace:
+        with written(save_trace):
+            write_trace(trace, save_trace)
     if json_out:
         result["fleet"] = fleet.describe()
         result["policy_config"] = config.policy.model_dump()
-        Path(json_out).write_text(json.dumps(result, indent=1) + "\n")
+        with written(json_out):
+            Path(json_out).write_text(json.dumps(result, indent=1) + "\n")
         click.echo(f"wrote {json_out}")
+
+
+@contextlib.contextmanager
+def written(path: str) -> Iterator[None]:
+    """Around writing an output file: an OSError is a click error naming the file and why."""
+    try:
+        yield
+    except OSError as exc:
+        raise click.ClickException(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 main = simulate_command  # `python -m modelfleet.deploy.simulate` works without the CLI group
