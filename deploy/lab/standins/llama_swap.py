@@ -602,6 +602,9 @@ def parse_config(data: Any, source: str = "config.yaml") -> Config:
         if not cmd:
             raise ConfigError(f"{where}.cmd is empty")
         ttl = _typed(raw.get("ttl", -1), int, f"{where}.ttl")
+        ttl = global_ttl if ttl == -1 else ttl  # -1 (unset): globalTTL; 0: never unload
+        if ttl < 0:
+            raise ConfigError(f"{where}.ttl: invalid TTL value {ttl}")
         env: dict[str, str] = {}
         for n, line in enumerate(_typed(raw.get("env") or [], list, f"{where}.env")):
             key, sep, value = str(line).partition("=")
@@ -617,7 +620,7 @@ def parse_config(data: Any, source: str = "config.yaml") -> Config:
             ),
             proxy=_substitute(proxy_text, local, f"{where}.proxy", ()),
             check_endpoint=str(raw.get("checkEndpoint") or "/health"),
-            ttl=global_ttl if ttl < 0 else ttl,
+            ttl=ttl,
             unload_timeout=_typed(raw.get("unloadTimeout", 0), int, f"{where}.unloadTimeout")
             or global_unload,
             aliases=[str(a) for a in _typed(raw.get("aliases") or [], list, f"{where}.aliases")],
@@ -1579,10 +1582,14 @@ class LlamaSwapStandin:
 
     def upstream(self, h: Handler, path: str, query: str) -> None:
         rest = path.removeprefix("/upstream/")
-        # Model ids may contain "/": take the longest known prefix.
-        for model_id in sorted(self.config.models, key=len, reverse=True):
-            if rest == model_id or rest.startswith(model_id + "/"):
-                sub = rest[len(model_id) :] or "/"
+        # A model id or an alias (llama-swap resolves it like a request's "model"); names may
+        # contain "/": take the longest known prefix.
+        names = [*self.config.models, *(a for m in self.config.models.values() for a in m.aliases)]
+        for name in sorted(names, key=len, reverse=True):
+            if rest == name or rest.startswith(name + "/"):
+                sub = rest[len(name) :] or "/"
+                model_id = self.config.resolve(name)
+                assert model_id is not None
                 self._serve(h, model_id, sub + (f"?{query}" if query else ""), h.body)
                 return
         raise ApiError(404, f"could not find a model for /upstream/{rest}")

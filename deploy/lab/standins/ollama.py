@@ -80,28 +80,61 @@ MB = 1024**2
 # --------------------------------------------------------------------------- settings
 
 
-def parse_duration(value: Any, *, where: str = "keep_alive") -> float:
-    """Parse an Ollama keep-alive: a number of seconds or a Go duration ("5m", "1h30m", "-1s").
+GO_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0}
+GO_UNITS |= {"m": 60.0, "h": 3600.0}
+_GO_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)([^0-9.]*)")
 
-    Negative means forever (returned as FOREVER_S). Example: ``parse_duration("1m30s") == 90.0``.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"{where}: expected a duration, got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        text = str(value).strip()
-        if re.fullmatch(r"-?\d+(\.\d+)?", text):
-            seconds = float(text)
-        else:
-            match = re.fullmatch(r"(-?)((?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+)", text)
-            if not match:
-                raise ValueError(f"{where}: time: invalid duration {text!r}")
-            units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-            parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", match.group(2))
-            seconds = sum(float(num) * units[unit] for num, unit in parts)
-            if match.group(1):
-                seconds = -seconds
+
+def parse_go_duration(text: str) -> float:
+    """Seconds in a Go duration string, as ``time.ParseDuration`` reads it (``"1h30m"``,
+    ``"+5m"``, ``".5h"``, ``"-1s"``; a unit on every number, only ``"0"`` goes without), or
+    ValueError with Go's message. Example: ``parse_go_duration("1m30s") == 90.0``."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    rest = text[1:] if text[:1] in "+-" else text
+    if rest == "0":
+        return 0.0
+    if not rest:
+        raise ValueError(f"time: invalid duration {quoted}")
+    seconds = 0.0
+    while rest:
+        match = _GO_PART.match(rest)  # always matches: both parts may be empty
+        assert match is not None
+        number, unit = match.group(1), match.group(2)
+        if number.strip(".") == "":
+            raise ValueError(f"time: invalid duration {quoted}")
+        if not unit:
+            raise ValueError(f"time: missing unit in duration {quoted}")
+        if unit not in GO_UNITS:
+            raise ValueError(f"time: unknown unit {json.dumps(unit)} in duration {quoted}")
+        seconds += float(number) * GO_UNITS[unit]
+        rest = rest[match.end() :]
+    return -seconds if text.startswith("-") else seconds
+
+
+def parse_duration(value: Any) -> float:
+    """A request's ``keep_alive`` as Ollama binds it (api/types.go ``Duration``): a number of
+    seconds or a Go duration string; a string without a unit (``"300"``, ``"-1"``) is an
+    error, as in Ollama (a 400). Negative means forever (returned as FOREVER_S).
+    Example: ``parse_duration("1m30s") == 90.0``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"Unsupported type: '{type(value).__name__}'")
+    try:
+        seconds = parse_go_duration(value) if isinstance(value, str) else float(value)
+    except OverflowError:  # a number Go's float64 cannot hold either
+        raise ValueError(f"keep_alive: number {value} out of range") from None
+    return FOREVER_S if seconds < 0 else seconds
+
+
+def keep_alive_from_env(text: str) -> float:
+    """OLLAMA_KEEP_ALIVE as envconfig ``KeepAlive`` reads it: a Go duration, else whole seconds
+    (``"600"``, ``"-1"``), else, silently, the 5 minute default. Negative means forever."""
+    text = text.strip()
+    if not text:
+        return 300.0
+    try:
+        seconds = parse_go_duration(text)
+    except ValueError:
+        seconds = float(text) if re.fullmatch(r"[+-]?[0-9]+", text) else 300.0
     return FOREVER_S if seconds < 0 else seconds
 
 
@@ -212,7 +245,7 @@ class Settings:
             host=host,
             port=port,
             models_dir=Path(env.get("OLLAMA_MODELS") or Path.home() / ".ollama" / "models"),
-            keep_alive_s=parse_duration(env.get("OLLAMA_KEEP_ALIVE") or "5m", where="KEEP_ALIVE"),
+            keep_alive_s=keep_alive_from_env(env.get("OLLAMA_KEEP_ALIVE", "")),
             max_loaded_models=_env_int(env, "OLLAMA_MAX_LOADED_MODELS", 0),
             num_parallel=max(1, _env_int(env, "OLLAMA_NUM_PARALLEL", 1)),
             max_queue=_env_int(env, "OLLAMA_MAX_QUEUE", 512),
@@ -462,17 +495,19 @@ class Lease:
 class Scheduler:
     """Ollama's scheduling rules (server/sched.go), simplified to one VRAM pool.
 
-    A request whose model is ready takes a free slot at once. Otherwise it waits in the
-    pending queue (bounded by OLLAMA_MAX_QUEUE) for the single loader: at the loaded-model cap,
-    or when the model would not fit next to the residents, the loader unloads the idle runner
-    with the shortest keep_alive (ties: name) and tries again; with no idle runner it waits.
+    A request whose model is ready takes a free slot, or waits for one (outside the queue).
+    Otherwise it waits in the pending queue (bounded by OLLAMA_MAX_QUEUE) for the single
+    loader: at the loaded-model cap, or when the model would not fit next to the residents,
+    the loader unloads the idle runner with the shortest keep_alive (ties: name) and tries
+    again; with no idle runner it waits.
     """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.runners: dict[str, Runner] = {}
         self.cond = threading.Condition()
-        self.pending = 0
+        self.pending = 0  # requests waiting in acquire (for a load or for a slot)
+        self.queued = 0  # of those, the ones in Ollama's pending queue (they need a load)
         self.loading = False
         self.stats = {"loads": 0, "unloads": 0, "requests": 0, "rejected": 0, "cancelled": 0}
         self.load_counts: dict[str, int] = {}
@@ -513,18 +548,27 @@ class Scheduler:
 
         ``cancelled`` is polled while waiting: when it turns true the request leaves the queue.
         """
+        ctx = num_ctx or min(self.settings.context_length, model.context_length)
         with self.cond:
-            if self.pending >= self.settings.max_queue:
+            # Ollama's GetRunner: a request for a loaded model that needs no reload goes
+            # straight to its runner, where it waits for one of the OLLAMA_NUM_PARALLEL slots;
+            # only a request that needs a load enters the pending queue. That queue holds
+            # OLLAMA_MAX_QUEUE requests besides the one the scheduler is working on.
+            runner = self.runners.get(model.name)
+            usable = runner is not None and runner.ready and not runner.needs_reload
+            queued = 0 if usable and runner is not None and runner.num_ctx == ctx else 1
+            if queued and self.queued > self.settings.max_queue:
                 self.stats["rejected"] += 1
                 raise ServerBusyError(MAX_QUEUE_ERROR)
             self.pending += 1
+            self.queued += queued
             self.stats["requests"] += 1
         try:
-            default_ctx = min(self.settings.context_length, model.context_length)
-            return self._acquire(model, keep_alive_s, num_ctx or default_ctx, cancelled)
+            return self._acquire(model, keep_alive_s, ctx, cancelled)
         finally:
             with self.cond:
                 self.pending -= 1
+                self.queued -= queued
 
     def _acquire(
         self, model: ModelInfo, keep_alive_s: float, num_ctx: int, cancelled: Callable[[], bool]
@@ -1019,9 +1063,10 @@ class OllamaApi:
             inputs = []
         elif not isinstance(inputs, list) or not all(isinstance(t, str) for t in inputs):
             raise ApiError(400, "invalid input type")
+        keep_alive = self.keep_alive(body)
         model = self.require(body)
         started = time.monotonic()
-        lease = self.app.scheduler.acquire(model, self.keep_alive(body), None, h.client_gone)
+        lease = self.app.scheduler.acquire(model, keep_alive, None, h.client_gone)
         try:
             vectors = [fake_embedding(text, model.embedding_length) for text in inputs]
         finally:
@@ -1042,8 +1087,9 @@ class OllamaApi:
 
     def embeddings(self, h: Handler) -> None:
         body = h._body()
+        keep_alive = self.keep_alive(body)
         model = self.require(body)
-        lease = self.app.scheduler.acquire(model, self.keep_alive(body), None, h.client_gone)
+        lease = self.app.scheduler.acquire(model, keep_alive, None, h.client_gone)
         self.app.scheduler.release(lease)
         prompt = body.get("prompt") or ""  # empty: the model is loaded, no vector
         vector = fake_embedding(prompt, model.embedding_length) if prompt else []
@@ -1065,8 +1111,8 @@ class OllamaApi:
     def _generate(
         self, h: Handler, body: dict[str, Any], prompt: str, *, chat: bool, empty: bool
     ) -> None:
+        keep_alive = self.keep_alive(body)  # bound with the JSON body, before the model lookup
         model = self.require(body)
-        keep_alive = self.keep_alive(body)
         base = {"model": body["model"], "created_at": now_rfc3339()}
         if empty and keep_alive == 0:  # empty prompt + keep_alive 0: unload, any model
             self.app.scheduler.unload(model.name)
@@ -1545,6 +1591,7 @@ class OllamaStandin:
                     **sched.stats,
                     "load_counts": dict(sched.load_counts),
                     "pending": sched.pending,
+                    "queued": sched.queued,
                     "slots_in_use": {n: r.active for n, r in sched.runners.items()},
                     "pull_counts": self.puller.pull_counts,
                     "inference_requests": self.inference_requests,
