@@ -44,6 +44,7 @@ from modelfleet.deploy.inventory import (
     RouterSettings,
     Versions,
 )
+from modelfleet.roles.addresses import is_wildcard, listen_address
 from modelfleet.router.config import BackendConfig, ModelEntry, RouterConfig
 
 Accelerator = Literal["cuda", "rocm", "cpu"]
@@ -203,7 +204,7 @@ class FleetPlan(_Frozen):
         return RouterConfig.model_validate(
             {
                 **settings.options,
-                "listen": f"{settings.bind}:{settings.port}",
+                "listen": listen_address(settings.bind, settings.port),
                 "admin_token_file": settings.admin_token_file,
                 "api_keys_file": settings.api_keys_file,
                 "backends": backends,
@@ -420,7 +421,7 @@ def _plan_host(
         env = _visibility_env(accelerator, ids, backend.install)
         if backend.kind == "ollama":
             env = {
-                "OLLAMA_HOST": f"{backend.bind}:{port}",
+                "OLLAMA_HOST": listen_address(backend.bind, port),
                 "OLLAMA_MODELS": backend.models_dir,
                 "OLLAMA_KEEP_ALIVE": backend.keep_alive,
                 "OLLAMA_MAX_LOADED_MODELS": "0",  # filled in below, once models are known
@@ -499,6 +500,14 @@ def plan_fleet(fleet: Fleet, gpus_by_host: Mapping[str, HostHardware]) -> FleetP
                     f"host {spec.name}: the router (key router.port) and instance {inst.name} "
                     f"(key backend_port) both want port {inst.port}; move one of them"
                 )
+
+    routers = [spec.name for spec in fleet.router_hosts]
+    if len(routers) > 1 and not is_wildcard(fleet.router.bind):
+        problems.append(
+            f"router.bind {fleet.router.bind!r} is one address, but {len(routers)} hosts run the "
+            f"router ({', '.join(routers)}) and each would bind it (as would keepalived's "
+            "virtual IP): bind 0.0.0.0 and firewall the port instead"
+        )
 
     placed, misfits = _place_models(fleet, host_instances, host_models)
     skipped = _misfit_problems(fleet, host_instances, placed, misfits, problems)

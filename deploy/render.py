@@ -32,6 +32,7 @@ import yaml
 from modelfleet.deploy.inventory import Versions
 from modelfleet.deploy.plan import BackendInstance, FleetPlan, HostPlan, PlacedModel, RenderedFile
 from modelfleet.roles import knobs
+from modelfleet.roles.addresses import listen_address, local_host
 from modelfleet.roles.llama_server import defaults as llama_server_defaults
 from modelfleet.roles.llama_swap import defaults as llama_swap_defaults
 from modelfleet.roles.ollama import defaults as ollama_defaults
@@ -251,6 +252,7 @@ def render_llama_swap(inst: BackendInstance, values: Mapping[str, Any]) -> list[
         user=values["llama_swap_user"],
         root=values["llama_swap_root"],
         config_path=config_path,
+        listen=listen_address(inst.bind, inst.port),
     )
     config = RenderedFile(path=config_path, content=content, role="llama_swap", instance=inst.name)
     return [config, _unit(inst, unit)]
@@ -274,7 +276,7 @@ def render_llama_server(inst: BackendInstance, values: Mapping[str, Any]) -> lis
         "--models-max",
         str(inst.max_loaded),
         "--host",
-        inst.bind,
+        inst.bind.strip("[]"),  # llama-server takes an IPv6 address bare
         "--port",
         str(inst.port),
         *map(str, values["llama_server_extra_args"]),
@@ -391,7 +393,7 @@ def render_router(
     socket = render_template(
         "router/modelfleet-router.socket.j2",
         fleet=plan.fleet,
-        listen=f"{plan.router.bind}:{plan.router.port}",
+        listen=listen_address(plan.router.bind, plan.router.port),
     )
     return [
         RenderedFile(
@@ -463,7 +465,7 @@ def render_keepalived(
         priority=int(priority) if priority is not None else max(150 - 10 * position, 1),
         advert_int_s=int(values["keepalived_advert_int_s"]),
         vip=plan.router_vip,
-        router_port=plan.router.port,
+        router_address=listen_address(local_host(plan.router.bind), plan.router.port),
         check_interval_s=int(values["keepalived_check_interval_s"]),
         check_timeout_s=int(values["keepalived_check_timeout_s"]),
         fall=int(values["keepalived_check_fall"]),

@@ -1,8 +1,9 @@
 """A backend restart the router's clients do not see: drain, wait, restart, healthy, undrain.
 
 The router's admin API (``POST /admin/backends/<name>/drain|undrain``, ``GET /admin/state``)
-is asked **on the router host**, against ``127.0.0.1``, by a small Python program that reads
-the root-only admin token there: the token never crosses the controller, a command line or a
+is asked **on the router host**, at the router's bind address (``127.0.0.1`` when it listens
+on every address, ``roles/addresses.py``), by a small Python program that reads the root-only
+admin token there: the token never crosses the controller, a command line or a
 log. The router then sends no new request to the backend; the ones in flight finish (up to
 ``drain_timeout_s``, past which the restart goes ahead and the output says how many were cut
 short); the unit restarts; once it answers its health URL the backend is undrained. If the
@@ -23,6 +24,7 @@ Example (``deploy/apply/rollout.py`` does this in batches)::
         health_url="http://127.0.0.1:11434/api/version",
         router_host="cpu-llama1",
         router_port=11434,
+        router_bind="0.0.0.0",
         token_path="/etc/modelfleet/admin-token",
         _if=any_changed(unit, env),
     )
@@ -39,19 +41,22 @@ from pyinfra.api import FunctionCommand, OperationError, StringCommand, operatio
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS, pop_global_arguments
 from pyinfra.api.host import Host
 
+from modelfleet.roles.addresses import local_host
+
 # Runs on the router host with its python3: drain (and wait) or undrain one backend, or wait
 # (no drain) for its requests in flight on some models: those the router stopped routing there.
-# argv: action backend port token_path timeout_s [models, comma-separated, for "wait"].
+# argv: action backend address token_path timeout_s [models, comma-separated, for "wait"];
+# address: host:port where the router is reached on its host (local_host of its bind).
 # Prints one line saying what happened.
 ADMIN_PROGRAM = r"""
 import json, os, sys, time, urllib.error, urllib.request
-action, backend, port, token_path, timeout_s = sys.argv[1:6]
+action, backend, address, token_path, timeout_s = sys.argv[1:6]
 only = set(filter(None, sys.argv[6].split(","))) if len(sys.argv) > 6 else set()
 if not os.path.exists(token_path):
     print("no router on the router host yet (no %s): nothing to %s" % (token_path, action))
     sys.exit(0)
 token = open(token_path).read().strip()
-base = "http://127.0.0.1:%s" % port
+base = "http://%s" % address
 def call(method, path):
     request = urllib.request.Request(
         base + path, method=method, headers={"Authorization": "Bearer " + token})
@@ -75,7 +80,7 @@ except urllib.error.HTTPError as exc:
         sys.exit(0)
     raise
 except OSError as exc:
-    print("the router does not answer on port %s (%s): nothing to %s" % (port, exc, action))
+    print("the router does not answer on %s (%s): nothing to %s" % (address, exc, action))
     sys.exit(0)
 if action == "undrain":
     print("backend %s undrained: the router sends it requests again" % backend)
@@ -107,12 +112,15 @@ def connector_arguments(target: Host) -> dict[str, Any]:
 
 
 def router_admin(action: str, backend: str, router_host: str, port: int, token_path: str,
-                 timeout_s: float, models: Sequence[str] = ()) -> None:  # fmt: skip
+                 timeout_s: float, models: Sequence[str] = (), bind: str = "0.0.0.0",
+                 ) -> None:  # fmt: skip
     """Run ``ADMIN_PROGRAM`` on the router host; log its line, prefixed with this host.
 
-    It runs with the router host's sudo settings: the admin token file is root-only."""
+    It runs with the router host's sudo settings: the admin token file is root-only. The
+    router is called at ``bind`` (its ``router.bind``), at 127.0.0.1 for a wildcard."""
     target = inventory.get_host(router_host)
-    argv = [action, backend, str(port), token_path, str(timeout_s), ",".join(models)]
+    address = f"{local_host(bind)}:{int(port)}"
+    argv = [action, backend, address, token_path, str(timeout_s), ",".join(models)]
     program = shlex.join(["python3", "-c", ADMIN_PROGRAM, *argv])
     # Before its first deploy the router host may not even have python3: no router to drain.
     command = StringCommand(
@@ -144,6 +152,7 @@ def drained_restart(
     token_path: str = "/etc/modelfleet/admin-token",
     drain_timeout_s: float = 120,
     health_timeout_s: int = 120,
+    router_bind: str = "0.0.0.0",
 ):
     """
     Restart ``service`` with its backend drained in the router meanwhile (see the module).
@@ -152,9 +161,11 @@ def drained_restart(
 
     + service: the systemd unit, without ``.service``
     + backend: the router's name for it (the plan's instance name)
-    + health_url: answers 200 (from this host) when the backend serves again
+    + health_url: answers 200 (from this host) when the backend serves again: at the
+      backend's bind address (``roles/addresses.py``)
     + router_host: the inventory name of the router host (None: no router, plain restart)
     + router_port/token_path: the router's port and the admin token file on the router host
+    + router_bind: the router's bind address (``router.bind``): where it is called on its host
     + drain_timeout_s: how long requests in flight may take to finish before the restart
     + health_timeout_s: how long the restarted backend may take to answer ``health_url``
     """
@@ -174,12 +185,19 @@ def drained_restart(
         yield wait
         return
     admin = (router_host, router_port, token_path)
-    yield FunctionCommand(router_admin, ("drain", backend, *admin, drain_timeout_s), {})
-    yield FunctionCommand(restart_then_undrain, (restart, wait, backend, *admin), {})
+    bind = {"bind": router_bind}
+    yield FunctionCommand(router_admin, ("drain", backend, *admin, drain_timeout_s), bind)
+    yield FunctionCommand(restart_then_undrain, (restart, wait, backend, *admin), bind)
 
 
 def restart_then_undrain(
-    restart: str, wait: str, backend: str, router_host: str, port: int, token_path: str
+    restart: str,
+    wait: str,
+    backend: str,
+    router_host: str,
+    port: int,
+    token_path: str,
+    bind: str = "0.0.0.0",
 ) -> None:
     """On this host: ``restart``, then ``wait`` (for the health URL); then undrain ``backend``
     in the router **whatever happened** (a ``finally``), and fail naming what went wrong.
@@ -202,7 +220,7 @@ def restart_then_undrain(
             if not ok:
                 break
     finally:
-        router_admin("undrain", backend, router_host, port, token_path, 0)
+        router_admin("undrain", backend, router_host, port, token_path, 0, bind=bind)
     if not ok:
         raise OperationError(
             " | ".join(lines[-5:] or [f"{command} failed"])
@@ -218,6 +236,7 @@ def wait_unrouted(
     router_port: int = 11434,
     token_path: str = "/etc/modelfleet/admin-token",
     drain_timeout_s: float = 120,
+    router_bind: str = "0.0.0.0",
 ):
     """
     On the router host, after its live config stopped routing ``models`` to ``backend`` (or the
@@ -227,6 +246,7 @@ def wait_unrouted(
     + backend: the router's name for it
     + models: the models that leave it; empty: the whole backend leaves
     + router_port/token_path: the router's port and the admin token file on this host
+    + router_bind: the router's bind address: where it is called (127.0.0.1 for a wildcard)
     + drain_timeout_s: how long those requests may take before the change goes ahead
 
     Example::
@@ -236,4 +256,4 @@ def wait_unrouted(
     """
     action = "wait" if models else "drain"
     admin = (host.name, router_port, token_path, drain_timeout_s, list(models))
-    yield FunctionCommand(router_admin, (action, backend, *admin), {})
+    yield FunctionCommand(router_admin, (action, backend, *admin), {"bind": router_bind})

@@ -28,6 +28,7 @@ from modelfleet.roles import (
     system,
 )
 from modelfleet.roles import router as router_role
+from modelfleet.roles.addresses import local_host
 from modelfleet.roles.units import retired_units
 
 # Per backend kind: the role and the path that says "alive".
@@ -170,22 +171,23 @@ def router_vip(context: FleetContext) -> list[OperationMeta]:
 def health_check(
     context: FleetContext, host_plan: HostPlan, changes: Sequence[OperationMeta]
 ) -> None:
-    """Every instance answers on its port; the router (if here) answers /readyz."""
+    """Every instance answers on its port; the router (if here) answers /readyz. Each is
+    asked at its bind address (127.0.0.1 for a wildcard): the only one it accepts."""
     for inst in host_plan.instances:
         path = ROLES[inst.kind][1]
         timeout = _knob(inst.kind, "health_timeout_s") or DEFAULT_HEALTH_TIMEOUT_S
         health.answers(
             name=f"Health check {inst.service_name}",
-            url=f"http://127.0.0.1:{inst.port}{path}",
+            url=f"http://{local_host(inst.bind)}:{inst.port}{path}",
             what=f"{inst.kind} instance {inst.name}",
             after=changes,
             timeout_s=int(timeout),
         )
     if host_plan.router:
-        port = context.plan.router.port
+        router = context.plan.router
         health.answers(
             name="Health check: router /readyz",
-            url=f"http://127.0.0.1:{port}/readyz",
+            url=f"http://{local_host(router.bind)}:{router.port}/readyz",
             what="the modelfleet router",
             after=changes,
             timeout_s=int(host.data.get("router_health_timeout_s", 60)),

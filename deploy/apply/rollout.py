@@ -30,6 +30,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.operations.util import any_changed
 
 from modelfleet.deploy.plan import BackendInstance, FleetPlan, HostPlan
+from modelfleet.roles.addresses import local_host
 from modelfleet.roles.drain import drained_restart
 
 DEFAULTS: dict[str, Any] = {
@@ -122,11 +123,13 @@ class RestartRequests:
 
 @dataclass(frozen=True)
 class RouterAdmin:
-    """Where the deploy asks the router to drain: its host (inventory name), port, token."""
+    """Where the deploy asks the router to drain: its host (inventory name), port, token, and
+    the address it is bound to (``router.bind``: where it is called on its host)."""
 
     host: str
     port: int
     token_path: str
+    bind: str = "0.0.0.0"
 
 
 def rolling_restarts(
@@ -156,9 +159,12 @@ def rolling_restarts(
                     ),
                     service=inst.service_name,
                     backend=inst.name,
-                    health_url=f"http://127.0.0.1:{inst.port}{health_paths[inst.kind]}",
+                    health_url=(
+                        f"http://{local_host(inst.bind)}:{inst.port}{health_paths[inst.kind]}"
+                    ),
                     router_host=router.host if router else None,
                     router_port=router.port if router else 11434,
+                    router_bind=router.bind if router else "0.0.0.0",
                     token_path=router.token_path if router else "",
                     drain_timeout_s=float(knob(data, "rollout_drain_timeout_s")),
                     health_timeout_s=health_timeout_s[inst.kind],
@@ -173,4 +179,4 @@ def router_admin(plan: FleetPlan, token_path: str) -> RouterAdmin | None:
     routers: list[HostPlan] = [h for h in plan.hosts if h.router]
     if not routers:
         return None
-    return RouterAdmin(routers[0].inventory_name, plan.router.port, token_path)
+    return RouterAdmin(routers[0].inventory_name, plan.router.port, token_path, plan.router.bind)

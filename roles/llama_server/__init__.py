@@ -131,6 +131,7 @@ def backend(
         presets_reloaded(
             name=f"Apply the new presets of {inst.service_name} (GET /models?reload=1)",
             port=inst.port,
+            bind=inst.bind,
             _if=[
                 any_changed(*config_ops),
                 unit.did_not_change,

@@ -119,6 +119,7 @@ def models(instances: Sequence[BackendInstance]) -> list[OperationMeta]:
             ops.models(
                 name=f"Models of {inst.service_name}",
                 port=inst.port,
+                bind=inst.bind,
                 wanted=[m.ollama for m in inst.models if m.ollama],
                 prune=bool(host.data.ollama_prune_models),
                 wait_s=host.data.ollama_api_wait_s,

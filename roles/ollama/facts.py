@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 from pyinfra.api import FactBase
+
+from modelfleet.roles.addresses import local_host
 
 
 def normalize_tag(name: str) -> str:
@@ -13,18 +16,20 @@ def normalize_tag(name: str) -> str:
 
 
 class OllamaModels(FactBase[list[str] | None]):
-    """Model tags an Ollama instance on ``port`` has on disk (``GET /api/tags``), sorted.
+    """Model tags an Ollama instance on ``port`` has on disk (``GET /api/tags``), sorted; asked
+    at its ``bind`` address (127.0.0.1 for a wildcard, ``roles/addresses.py``).
 
     None when the instance does not answer (not installed or not started yet)::
 
         ["gemma3:270m", "llama3.1:8b"]
     """
 
-    def requires_command(self, port: int) -> str:
+    def requires_command(self, port: int, bind: str = "0.0.0.0") -> str:
         return "curl"
 
-    def command(self, port: int) -> str:
-        return f"curl -sf --max-time 5 http://127.0.0.1:{int(port)}/api/tags || true"
+    def command(self, port: int, bind: str = "0.0.0.0") -> str:
+        url = f"http://{local_host(bind)}:{int(port)}/api/tags"
+        return f"curl -sf --max-time 5 {shlex.quote(url)} || true"
 
     @staticmethod
     def default() -> list[str] | None:

@@ -42,6 +42,7 @@ from pyinfra.operations.util import any_changed
 
 from modelfleet.deploy.plan import RenderedFile
 from modelfleet.roles import drain
+from modelfleet.roles.addresses import local_host
 from modelfleet.roles.redis_state.defaults import DEFAULTS as REDIS_STATE
 from modelfleet.roles.router import operations as ops
 from modelfleet.roles.router.defaults import DEFAULTS
@@ -56,6 +57,11 @@ def listen_address(router_yaml: str) -> str:
 
 def listen_port(router_yaml: str) -> int:
     return int(listen_address(router_yaml).rpartition(":")[2])
+
+
+def listen_bind(router_yaml: str) -> str:
+    """The host part of ``listen``: what the router binds, where the deploy calls it."""
+    return listen_address(router_yaml).rpartition(":")[0]
 
 
 def without_leaving_models(live_yaml: str, new_yaml: str) -> str | None:
@@ -132,6 +138,7 @@ def withdraw_leaving_models(
         config=stage,
         config_path=config_path,
         listen_port=listen_port(stage),
+        listen_bind=listen_bind(stage),
         service=service,
         user=data.router_user,
         token_path=token_path,
@@ -148,6 +155,7 @@ def withdraw_leaving_models(
             backend=backend,
             models=models,
             router_port=listen_port(stage),
+            router_bind=listen_bind(stage),
             token_path=token_path,
             drain_timeout_s=drain_timeout_s,
         )
@@ -156,13 +164,16 @@ def withdraw_leaving_models(
     return [op, *waits]
 
 
-def wait_ready(port: int, timeout_s: float) -> str:
-    """Shell: wait until the router on ``port`` answers ``/readyz`` 200, else fail."""
-    message = shlex.quote(f"the router did not answer /readyz on port {port} within {timeout_s} s")
+def wait_ready(port: int, timeout_s: float, bind: str = "0.0.0.0") -> str:
+    """Shell: wait until the router on ``port`` answers ``/readyz`` 200, else fail; it is asked
+    at its ``bind`` address (127.0.0.1 for a wildcard, ``roles/addresses.py``)."""
+    address = f"{local_host(bind)}:{int(port)}"
+    message = shlex.quote(f"the router did not answer /readyz on {address} within {timeout_s} s")
+    url = shlex.quote(f"http://{address}/readyz")
     return (
         f"for i in $(seq {int(timeout_s) * 4}); do "
         f"[ \"$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 2 "
-        f'http://127.0.0.1:{int(port)}/readyz)" = 200 ] && exit 0; sleep 0.25; done; '
+        f'{url})" = 200 ] && exit 0; sleep 0.25; done; '
         f"echo {message} >&2; exit 1"
     )
 
@@ -275,6 +286,7 @@ def rollout(
         config=router_yaml,
         config_path=config_path,
         listen_port=listen_port(router_yaml),
+        listen_bind=listen_bind(router_yaml),
         service=service,
         user=user,
         token_path=token_path,
@@ -288,7 +300,9 @@ def rollout(
     )
     # A new unit or token needs a restart even when release and config stay the same (the
     # rollout script restarts on its own when it switches the release).
-    ready = wait_ready(listen_port(router_yaml), float(data.router_health_timeout_s))
+    ready = wait_ready(
+        listen_port(router_yaml), float(data.router_health_timeout_s), listen_bind(router_yaml)
+    )
     server.shell(
         name=f"Restart {service} (unit or a secret changed), then wait for /readyz",
         commands=[f"systemctl restart {service}.service", ready],

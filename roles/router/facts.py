@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra.api import FactBase
+
+from modelfleet.roles.addresses import local_host
 
 
 class PythonVersion(FactBase[str | None]):
@@ -23,16 +27,15 @@ class PythonVersion(FactBase[str | None]):
 
 
 class RouterReady(FactBase[bool]):
-    """Whether the router on ``port`` answers ``/readyz`` with 200 right now."""
+    """Whether the router on ``port`` answers ``/readyz`` with 200 right now; asked at its
+    ``bind`` address (127.0.0.1 for a wildcard, ``roles/addresses.py``)."""
 
-    def requires_command(self, port: int) -> str:
+    def requires_command(self, port: int, bind: str = "0.0.0.0") -> str:
         return "curl"
 
-    def command(self, port: int) -> str:
-        return (
-            f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 3 "
-            f"http://127.0.0.1:{int(port)}/readyz || true"
-        )
+    def command(self, port: int, bind: str = "0.0.0.0") -> str:
+        url = shlex.quote(f"http://{local_host(bind)}:{int(port)}/readyz")
+        return f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 3 {url} || true"
 
     @staticmethod
     def default() -> bool:

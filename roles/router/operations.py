@@ -20,6 +20,7 @@ from pyinfra.api import (
 from pyinfra.facts.files import File, Link, Sha256File
 from pyinfra.facts.systemd import SystemdStatus
 
+from modelfleet.roles.addresses import local_host
 from modelfleet.roles.router.facts import PythonVersion, RouterReady
 
 
@@ -102,6 +103,7 @@ def rollout(
     script: str = "/usr/local/lib/modelfleet/router-rollout.py",
     keep_releases: int = 3,
     restart: bool = False,
+    listen_bind: str = "0.0.0.0",
 ):
     """
     Make ``release_dir`` + ``config`` the live router, only if it passes ``/readyz`` first.
@@ -115,6 +117,8 @@ def rollout(
     + config: the rendered ``router.yaml`` for the whole fleet
     + config_path: where the live config lives
     + listen_port: the port in ``config``'s ``listen``
+    + listen_bind: the host in ``config``'s ``listen``: the router is called there on this
+      host (127.0.0.1 for a wildcard, ``roles/addresses.py``)
     + service/user: the systemd unit and the user it runs as
     + token_path: root-only admin token file, passed to the unit with ``LoadCredential=``
     + side_port: port the candidate is tried on
@@ -148,12 +152,13 @@ def rollout(
         live_release == release_dir
         and live_sha == wanted_sha
         and active
-        and host.get_fact(RouterReady, port=listen_port)
+        and host.get_fact(RouterReady, port=listen_port, bind=listen_bind)
     ):
         host.noop(f"{service} runs {posixpath.basename(release_dir)} with this config and is ready")
         return
 
     candidate = f"{config_path}.next"
+    call_host = local_host(listen_bind)
     yield FileUploadCommand(StringIO(config), candidate)
     yield StringCommand("chown", f"root:{user}", candidate)
     yield StringCommand("chmod", "0640", candidate)
@@ -183,6 +188,9 @@ def rollout(
             "--keep",
             str(keep_releases),
             *(["--restart"] if restart else []),
+            # only when it is not the script's default: a script a deploy left on the host
+            # before it knew --call-host runs the withdrawal step of the next deploy
+            *(["--call-host", call_host] if call_host != "127.0.0.1" else []),
         )
     )
 

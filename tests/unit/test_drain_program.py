@@ -15,8 +15,9 @@ from modelfleet.roles.drain import ADMIN_PROGRAM
 
 
 async def run_program(port: int, token: Path, action: str, models: str) -> str:
+    address = f"127.0.0.1:{port}"  # what router_admin passes: local_host(bind):port
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", ADMIN_PROGRAM, action, "nv", str(port), str(token), "30", models,
+        sys.executable, "-c", ADMIN_PROGRAM, action, "nv", address, str(token), "30", models,
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, _ = await proc.communicate()

@@ -213,14 +213,14 @@ def run_rollout_script(
         did.append(" ".join(args))
         return subprocess.CompletedProcess(["systemctl", *args], 0, "", "")
 
-    def admin_reload(port: int, token: str) -> tuple[bool, str]:
-        did.append(f"POST /admin/reload on {port}")
+    def admin_reload(address: str, token: str) -> tuple[bool, str]:
+        did.append(f"POST /admin/reload on {address}")
         return True, "reload HTTP 200"
 
     monkeypatch.setattr(script, "systemctl", systemctl)
     monkeypatch.setattr(script, "admin_reload", admin_reload)
     monkeypatch.setattr(script, "check_candidate", lambda args, config: (True, "HTTP 200"))
-    monkeypatch.setattr(script, "readyz", lambda port, timeout_s: (True, "HTTP 200"))
+    monkeypatch.setattr(script, "readyz", lambda address, timeout_s: (True, "HTTP 200"))
     monkeypatch.setattr(script, "journal_tail", lambda unit: "")
     argv = ["router-rollout.py", "--release", str(release), "--root", str(root)]
     argv += ["--config", str(config), "--candidate", str(candidate), "--service", "mf-router"]
@@ -236,7 +236,7 @@ def test_a_config_change_alone_is_reloaded_in_place(
 ) -> None:
     status, did = run_rollout_script(tmp_path, monkeypatch)
     assert status == 0
-    assert "POST /admin/reload on 11434" in did
+    assert "POST /admin/reload on 127.0.0.1:11434" in did
     assert not any(step.startswith("restart") for step in did)
 
 

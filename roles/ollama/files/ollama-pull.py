@@ -1,10 +1,12 @@
 """Pull models into an Ollama instance through its API, printing progress (stdlib only).
 
-    python3 ollama-pull.py --port 11434 llama3.1:8b gemma3:270m
+    python3 ollama-pull.py --host 127.0.0.1 --port 11434 llama3.1:8b gemma3:270m
 
 Streams ``POST /api/pull`` (NDJSON) for each model in turn and prints a line per status change
 and per 10 % of each layer, so a long pull shows life in pyinfra's output. Exits 1 naming the
 model on the first error line, a missing ``success`` or a server that does not answer.
+``--host`` is where the instance is reached from this host: its bind address, 127.0.0.1 when it
+listens on every address (the deploy passes it; an IPv6 literal in brackets).
 """
 
 from __future__ import annotations
@@ -17,22 +19,22 @@ import urllib.error
 import urllib.request
 
 
-def wait_for(port: int, timeout_s: float) -> None:
+def wait_for(address: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=2):
+            with urllib.request.urlopen(f"http://{address}/api/version", timeout=2):
                 return
         except (OSError, urllib.error.URLError):
             if time.monotonic() > deadline:
-                sys.exit(f"ollama-pull: no Ollama answering on 127.0.0.1:{port}")
+                sys.exit(f"ollama-pull: no Ollama answering on {address}")
             time.sleep(0.5)
 
 
-def pull(port: int, model: str) -> None:
+def pull(address: str, model: str) -> None:
     body = json.dumps({"model": model, "stream": True}).encode()
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/pull",
+        f"http://{address}/api/pull",
         data=body,
         headers={"Content-Type": "application/json"},
     )
@@ -66,13 +68,15 @@ def pull(port: int, model: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1", help="the instance's address from here")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the API")
     parser.add_argument("models", nargs="+")
     args = parser.parse_args()
-    wait_for(args.port, args.wait)
+    address = f"{args.host}:{args.port}"
+    wait_for(address, args.wait)
     for model in args.models:
-        pull(args.port, model)
+        pull(address, model)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Run by the router role as root with the *new* release's Python (it has PyYAML):
         --release /opt/modelfleet/releases/<id> --root /opt/modelfleet \
         --config /etc/modelfleet/router.yaml --candidate /etc/modelfleet/router.yaml.next \
         --service modelfleet-router --user modelfleet --token /etc/modelfleet/admin-token \
-        --side-port 18434
+        --side-port 18434 [--call-host 10.0.0.5]
 
 1. The candidate (new release + new config) starts as a transient unit on a side port, with the
    same user and credentials as the real service, and must answer ``/readyz`` with 200.
@@ -19,7 +19,11 @@ Run by the router role as root with the *new* release's Python (it has PyYAML):
 3. The service's listening socket belongs to ``<service>.socket``: a restart lets the old
    process finish its requests in flight (it stops accepting on SIGTERM) while new connections
    wait in the socket's backlog for the new process. Only the first switch to socket
-   activation, or a new listen address, binds the socket again with the service stopped.
+   activation, or a new listen address (host or port), binds the socket again with the service
+   stopped.
+4. The router is called where it listens: ``--call-host`` (the deploy passes its bind address,
+   or 127.0.0.1, the default, when it listens on every address; ``roles/addresses.py``). The
+   candidate listens on 127.0.0.1 and is called there.
 """
 
 from __future__ import annotations
@@ -41,13 +45,13 @@ def log(message: str) -> None:
     print(f"router-rollout: {message}", flush=True)
 
 
-def readyz(port: int, timeout_s: float) -> tuple[bool, str]:
-    """Poll ``/readyz`` until 200 or the timeout; return (ok, last answer)."""
+def readyz(address: str, timeout_s: float) -> tuple[bool, str]:
+    """Poll ``http://<address>/readyz`` until 200 or the timeout; return (ok, last answer)."""
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+            with urllib.request.urlopen(f"http://{address}/readyz", timeout=2) as resp:
                 return True, f"HTTP {resp.status}"
         except urllib.error.HTTPError as exc:
             last = f"HTTP {exc.code}: {exc.read()[:200].decode(errors='replace')}"
@@ -57,10 +61,10 @@ def readyz(port: int, timeout_s: float) -> tuple[bool, str]:
     return False, last
 
 
-def admin_reload(port: int, token: str) -> tuple[bool, str]:
-    """Ask the running router to re-read its config file."""
+def admin_reload(address: str, token: str) -> tuple[bool, str]:
+    """Ask the running router at ``address`` (host:port) to re-read its config file."""
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/admin/reload",
+        f"http://{address}/admin/reload",
         method="POST",
         headers={"Authorization": f"Bearer {token}"},
     )
@@ -73,8 +77,13 @@ def admin_reload(port: int, token: str) -> tuple[bool, str]:
         return False, f"reload failed: {exc}"
 
 
+def listen(config: dict) -> str:
+    """The config's ``listen`` (host:port): what the socket binds."""
+    return str(config.get("listen", "127.0.0.1:11434"))
+
+
 def listen_port(config: dict) -> int:
-    return int(str(config.get("listen", "127.0.0.1:11434")).rpartition(":")[2])
+    return int(listen(config).rpartition(":")[2])
 
 
 def systemctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -152,7 +161,7 @@ def check_candidate(args: argparse.Namespace, config: dict) -> tuple[bool, str]:
     if start.returncode != 0:
         return False, f"could not start the candidate: {start.stderr.strip()}"
     try:
-        ok, answer = readyz(args.side_port, args.timeout)
+        ok, answer = readyz(f"127.0.0.1:{args.side_port}", args.timeout)
         if not ok:
             answer = f"{answer}\n{journal_tail(unit)}"
         return ok, answer
@@ -166,10 +175,15 @@ def socket_listening(service: str) -> bool:
     return systemctl("is-active", "--quiet", f"{service}.socket", check=False).returncode == 0
 
 
+def socket_activated(service: str) -> bool:
+    """Whether the service has its socket unit (it has, once the router role wrote it)."""
+    return Path(f"/etc/systemd/system/{service}.socket").exists()
+
+
 def restart(service: str, rebind: bool) -> None:
     """Restart the service; its socket unit too when it must bind (again)."""
     socket_unit = f"{service}.socket"
-    if not Path(f"/etc/systemd/system/{socket_unit}").exists():
+    if not socket_activated(service):
         systemctl("restart", service, check=False)  # a unit without socket activation
         return
     systemctl("enable", socket_unit, check=False)
@@ -203,6 +217,8 @@ def main() -> int:
     # The unit or a secret it hands the service at start (admin token, Redis password) changed
     # too: a reload would keep the old ones, so restart even when only the config changed.
     parser.add_argument("--restart", action="store_true")
+    # Where the router is reached on this host: its bind address; 127.0.0.1 for a wildcard.
+    parser.add_argument("--call-host", default="127.0.0.1")
     args = parser.parse_args()
 
     candidate = yaml.safe_load(Path(args.candidate).read_text())
@@ -221,22 +237,26 @@ def main() -> int:
         shutil.copy2(config, backup)
     same_release = old_target == args.release
     running = systemctl("is-active", "--quiet", args.service, check=False).returncode == 0
-    port = listen_port(candidate)
-    same_port = backup.exists() and listen_port(yaml.safe_load(backup.read_text())) == port
-    if same_release and running and same_port and not args.restart:
+    address = f"{args.call_host}:{listen_port(candidate)}"
+    # The whole listen address (host and port): a new bind address on the same port must bind
+    # the socket again, and a running router cannot take it with a reload.
+    same_listen = backup.exists() and listen(yaml.safe_load(backup.read_text())) == listen(
+        candidate
+    )
+    if same_release and running and same_listen and not args.restart:
         # Only the config changed: the running router re-reads it (POST /admin/reload) and
         # keeps its in-flight requests and learned state.
         switch(link, args.release, config, Path(args.candidate))
-        ok, answer = admin_reload(port, Path(args.token).read_text().strip())
+        ok, answer = admin_reload(address, Path(args.token).read_text().strip())
         if ok:
-            ok, answer = readyz(port, args.timeout)
+            ok, answer = readyz(address, args.timeout)
         action = "reloaded its config"
     else:
         switch(link, args.release, config, Path(args.candidate))
         systemctl("daemon-reload")
         systemctl("enable", args.service)
-        restart(args.service, rebind=not (same_port and socket_listening(args.service)))
-        ok, answer = readyz(port, args.timeout)
+        restart(args.service, rebind=not (same_listen and socket_listening(args.service)))
+        ok, answer = readyz(address, args.timeout)
         action = f"serves release {Path(args.release).name}"
     if ok:
         log(f"{args.service} {action} ({answer})")
@@ -250,8 +270,13 @@ def main() -> int:
         return 1
     shutil.copy2(backup, args.candidate)
     switch(link, old_target, config, Path(args.candidate))
-    restart(args.service, rebind=not same_port)
-    back_ok, back_answer = readyz(listen_port(yaml.safe_load(config.read_text())), args.timeout)
+    restart(args.service, rebind=not same_listen)
+    # The socket binds what its unit says: the deploy wrote the new unit before this script
+    # ran, so the old pair serves on the new listen address (the old config's only without a
+    # socket unit, where the router binds it itself).
+    if not socket_activated(args.service):
+        address = f"{args.call_host}:{listen_port(yaml.safe_load(config.read_text()))}"
+    back_ok, back_answer = readyz(address, args.timeout)
     log(f"rolled back to {Path(old_target).name}: /readyz {back_answer}")
     return 1 if back_ok else 2
 
