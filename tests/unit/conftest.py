@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from modelfleet.deploy.lab.standins import llama_swap
 
 
 @pytest.fixture
@@ -22,3 +26,18 @@ def write_inventory(tmp_path: Path):
         return str(path)
 
     return write
+
+
+@pytest.fixture
+def swap() -> Iterator[Callable[..., llama_swap.RunningStandin]]:
+    """Factory: ``swap(config, **knobs)`` starts a llama-swap stand-in; stopped after the test."""
+    started: list[llama_swap.RunningStandin] = []
+
+    def start(config: Any, **knobs: Any) -> llama_swap.RunningStandin:
+        server = llama_swap.start_in_thread(config, **knobs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

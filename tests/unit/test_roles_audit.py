@@ -7,13 +7,9 @@ backend host's and the router host's shells faked.
 
 from __future__ import annotations
 
-import importlib.util
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -29,6 +25,7 @@ from modelfleet.roles.drain import (
     router_admin,
     wait_unrouted,
 )
+from tests.unit.rollout_script import run_rollout
 
 Shell = Callable[[str, dict[str, Any]], tuple[bool, CommandOutput]]
 
@@ -183,61 +180,14 @@ def test_the_restart_itself_runs_with_the_backend_hosts_sudo() -> None:
 
 # -- router: a new unit or secret with a new config of the same release must restart ------------
 
-ROLLOUT_SCRIPT = Path(__file__).parents[2] / "roles" / "router" / "files" / "router-rollout.py"
-
-
-def rollout_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("router_rollout", ROLLOUT_SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_rollout_script(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *flags: str
-) -> tuple[int, list[str]]:
-    """The script on a router that runs release r1 with an older config, given a new config
-    for the same release; returns its exit status and what it did to the service."""
-    script = rollout_script()
-    root, release = tmp_path / "opt", tmp_path / "opt" / "releases" / "r1"
-    release.mkdir(parents=True)
-    (root / "current").symlink_to(release)
-    config, candidate, token = tmp_path / "router.yaml", tmp_path / "next.yaml", tmp_path / "tok"
-    config.write_text("listen: 127.0.0.1:11434\nbackends: []\n")
-    candidate.write_text("listen: 127.0.0.1:11434\nbackends: []\nrecent_decisions: 5\n")
-    token.write_text("new-token\n")
-    did: list[str] = []
-
-    def systemctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        did.append(" ".join(args))
-        return subprocess.CompletedProcess(["systemctl", *args], 0, "", "")
-
-    def admin_reload(address: str, token: str) -> tuple[bool, str]:
-        did.append(f"POST /admin/reload on {address}")
-        return True, "reload HTTP 200"
-
-    monkeypatch.setattr(script, "systemctl", systemctl)
-    monkeypatch.setattr(script, "admin_reload", admin_reload)
-    monkeypatch.setattr(script, "check_candidate", lambda args, config: (True, "HTTP 200"))
-    monkeypatch.setattr(script, "readyz", lambda address, timeout_s: (True, "HTTP 200"))
-    monkeypatch.setattr(script, "journal_tail", lambda unit: "")
-    argv = ["router-rollout.py", "--release", str(release), "--root", str(root)]
-    argv += ["--config", str(config), "--candidate", str(candidate), "--service", "mf-router"]
-    argv += ["--user", "modelfleet", "--token", str(token), "--side-port", "18434", *flags]
-    monkeypatch.setattr(sys, "argv", argv)
-    status = script.main()
-    assert config.read_text().endswith("recent_decisions: 5\n")  # the new config is live
-    return status, did
-
 
 def test_a_config_change_alone_is_reloaded_in_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    status, did = run_rollout_script(tmp_path, monkeypatch)
-    assert status == 0
-    assert "POST /admin/reload on 127.0.0.1:11434" in did
-    assert not any(step.startswith("restart") for step in did)
+    done = run_rollout(tmp_path, monkeypatch, "127.0.0.1:11434", "127.0.0.1:11434")
+    assert done.status == 0
+    assert "reload 127.0.0.1:11434" in done.asked
+    assert not any(step.startswith("restart") for step in done.did)
 
 
 def test_a_config_change_with_a_new_unit_or_secret_restarts_the_router(
@@ -246,10 +196,10 @@ def test_a_config_change_with_a_new_unit_or_secret_restarts_the_router(
     # Before: the script reloaded the config (same release, running, same port) and the role's
     # own restart was skipped because the rollout had changed something: the new unit (or the
     # new admin token, which the unit copies at start) never reached the running router.
-    status, did = run_rollout_script(tmp_path, monkeypatch, "--restart")
-    assert status == 0
-    assert "restart mf-router" in did
-    assert not any(step.startswith("POST") for step in did)
+    done = run_rollout(tmp_path, monkeypatch, "127.0.0.1:11434", "127.0.0.1:11434", "--restart")
+    assert done.status == 0
+    assert "restart mf-router" in done.did
+    assert not any(step.startswith("reload") for step in done.asked)
 
 
 # -- rollout knobs: a typo or a bad value is named before any host is touched -------------------

@@ -136,28 +136,14 @@ def test_ollama_keep_alive_environment_as_envconfig_reads_it(value: str, seconds
 # --------------------------------------------------------------------------- llama-swap
 
 
-@pytest.fixture
-def swap_standin() -> Iterator[Callable[..., llama_swap.RunningStandin]]:
-    started: list[llama_swap.RunningStandin] = []
-
-    def start(config: Any, **knobs: Any) -> llama_swap.RunningStandin:
-        server = llama_swap.start_in_thread(config, **knobs)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 def test_upstream_path_resolves_an_alias(
-    swap_standin: Callable[..., llama_swap.RunningStandin],
+    swap: Callable[..., llama_swap.RunningStandin],
 ) -> None:
     """internal/server ``handleUpstream``: the model in ``/upstream/<model>/...`` is resolved
     with ``RealModelName`` (ids and aliases), so ``/upstream/<alias>/health`` starts the
     aliased model. The old stand-in only knew model ids: 404."""
     config = models_yaml("a", "b").replace("  b:\n", "  b:\n    aliases: [bee, org/bee]\n")
-    url = swap_standin(config).url
+    url = swap(config).url
     assert call(url, "/upstream/bee/health") == (200, {"status": "ok"})
     assert running(url) == {"b": "ready"}
     assert call(url, "/upstream/org/bee/health")[0] == 200

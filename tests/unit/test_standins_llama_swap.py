@@ -10,7 +10,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,20 +64,6 @@ def models_yaml(*names: str, extra: str = "") -> str:
         lines += [f"  {name}:", f"    cmd: llama-server --port ${{PORT}} -m /m/{name}.gguf"]
         lines += ["    metadata:", "      size_mb: 100"]
     return "\n".join(lines) + "\n" + textwrap.dedent(extra)
-
-
-@pytest.fixture
-def swap() -> Iterator[Callable[..., RunningStandin]]:
-    started: list[RunningStandin] = []
-
-    def start(config: Any, **knobs: Any) -> RunningStandin:
-        server = llama_swap.start_in_thread(config, **knobs)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 # --------------------------------------------------------------------------- YAML subset
