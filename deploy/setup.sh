@@ -21,7 +21,9 @@ setup_python() {
     command -v python3 >/dev/null || apt_install python3
     python3 -c 'import sys; assert sys.version_info >= (3, 11), "modelfleet needs Python >= 3.11"'
     python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-    [ -x .venv/bin/python ] || python3 -m venv .venv
+    # Check pip, not python: an interrupted `python3 -m venv` (or one run before python3-venv was
+    # installed) leaves .venv/bin/python without pip; venv run again on the folder completes it.
+    [ -x .venv/bin/pip ] || python3 -m venv .venv
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -e '.[test]'
 }

@@ -104,6 +104,9 @@ $(tail -n 5 "$work/debootstrap.log")"
 
     started=$SECONDS
     say "[3/3] podman save to $TARBALL (about 3 s)"
+    # podman save refuses a non-empty output file ("docker-archive doesn't support modifying
+    # existing images"), so the leftover of an interrupted save goes first.
+    rm -f "$TARBALL.partial"
     podman save --quiet -o "$TARBALL.partial" "$IMAGE" >/dev/null
     mv -f "$TARBALL.partial" "$TARBALL"
     rm -rf "$work"

@@ -11,7 +11,8 @@ ANSIBLE_WHEEL_VERSION=${MODELFLEET_ANSIBLE_VERSION:-12.3.0}
 COLLECTIONS=$VENV/collections
 say() { echo "molecule-venv: $*"; }
 
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+# pip, not python: an interrupted venv leaves bin/python without pip (venv again completes it).
+[ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
 if ! "$VENV/bin/python" -c 'import molecule, molecule_plugins, testinfra, pyinfra' 2>/dev/null; then
     say "pip install molecule, molecule-plugins[podman], ansible-core, pytest-testinfra (about 20 s)"
     "$VENV/bin/pip" install -q --upgrade pip
