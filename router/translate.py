@@ -112,11 +112,35 @@ def _args_to_object(args: Any) -> Any:
     return args or {}
 
 
+def _messages_to_openai(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ollama messages -> OpenAI ones, each ``tool`` result tied to the call it answers.
+
+    Ollama clients name the tool (``tool_name``) and seldom send ``tool_call_id``; OpenAI
+    ties a result to its call by id. A result without one gets the id of the first call of
+    the assistant message before it not yet answered: the one of that name, else in order.
+    """
+    out = []
+    pending: list[dict[str, Any]] = []  # the last assistant message's calls not yet answered
+    for msg in messages:
+        converted = _message_to_openai(msg)
+        if converted.get("tool_calls"):
+            pending = list(converted["tool_calls"])
+        elif converted["role"] == "tool":
+            if "tool_call_id" not in converted and pending:
+                named = [c for c in pending if c["function"]["name"] == msg.get("tool_name")]
+                converted["tool_call_id"] = (named or pending)[0]["id"]
+            pending = [c for c in pending if c["id"] != converted.get("tool_call_id")]
+        else:
+            pending = []
+        out.append(converted)
+    return out
+
+
 def chat_request(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
     """Ollama ``/api/chat`` body -> OpenAI ``/v1/chat/completions`` body."""
     out: dict[str, Any] = {
         "model": upstream_model,
-        "messages": [_message_to_openai(m) for m in body.get("messages") or []],
+        "messages": _messages_to_openai(body.get("messages") or []),
         "stream": body.get("stream", True) is not False,
     }
     if out["stream"]:
@@ -207,6 +231,8 @@ def openai_infill_request(body: dict[str, Any], upstream_model: str) -> dict[str
     for key, target in OPENAI_NATIVE_FIELDS.items():
         if body.get(key) is not None:
             out[target] = body[key]
+    if isinstance(out.get("stop"), str):  # OpenAI allows one string; /infill reads only a list
+        out["stop"] = [out["stop"]]
     return out
 
 
@@ -337,14 +363,15 @@ class OllamaReply:
         for choice in obj.get("choices") or []:
             delta = choice.get("delta") or {}
             content = delta.get("content") or choice.get("text") or ""
-            thinking = delta.get("reasoning_content") or ""
+            thinking = delta.get("reasoning_content") or delta.get("reasoning") or ""
             if content or thinking:
                 self.timing.first_token = self.timing.first_token or time.monotonic()
                 self.pending.append(self._piece(content, thinking))
                 self.text.append(content)
             for call in delta.get("tool_calls") or []:
                 index = call.get("index", len(self.tool_calls))
-                slot = self.tool_calls.setdefault(index, {"name": "", "arguments": ""})
+                slot = self.tool_calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+                slot["id"] = call.get("id") or slot["id"]
                 function = call.get("function") or {}
                 slot["name"] += function.get("name") or ""
                 slot["arguments"] += function.get("arguments") or ""
@@ -360,10 +387,11 @@ class OllamaReply:
         choice = (obj.get("choices") or [{}])[0]
         message = choice.get("message") or {}
         self.text.append(message.get("content") or choice.get("text") or "")
-        self.thinking.append(message.get("reasoning_content") or "")
+        self.thinking.append(message.get("reasoning_content") or message.get("reasoning") or "")
         for i, call in enumerate(message.get("tool_calls") or []):
             function = call.get("function") or {}
             self.tool_calls[i] = {
+                "id": call.get("id") or "",
                 "name": function.get("name", ""),
                 "arguments": function.get("arguments", ""),
             }
@@ -374,10 +402,14 @@ class OllamaReply:
         return out
 
     def _ollama_tool_calls(self) -> list[dict[str, Any]]:
-        return [
-            {"function": {"name": c["name"], "arguments": _args_to_object(c["arguments"])}}
-            for _, c in sorted(self.tool_calls.items())
-        ]
+        """Ollama's tool calls: ``arguments`` an object; the backend's ``id`` when it gave one
+        (Ollama's own answers carry one, and its clients send it back as ``tool_call_id``)."""
+        calls = []
+        for _, c in sorted(self.tool_calls.items()):
+            call = {"id": c["id"]} if c["id"] else {}
+            call["function"] = {"name": c["name"], "arguments": _args_to_object(c["arguments"])}
+            calls.append(call)
+        return calls
 
     def tool_call_line(self) -> dict[str, Any] | None:
         """Streamed tool calls are buffered and sent as one chunk before the final one."""
@@ -444,6 +476,9 @@ def openai_error_message(body: bytes) -> str:
 # tell a hung backend from a slow answer on every request. The answer is then put together
 # here, in the shape the backend would have sent had it been asked for one object.
 
+# where an OpenAI-shaped answer carries reasoning: llama-server's name, then Ollama's /v1 one
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
 StreamFormat = Literal["openai", "ollama", "responses", "anthropic", "llama"]
 
 
@@ -497,8 +532,11 @@ class StreamAssembler:
                 slot["chat"] = True
                 if delta.get("content"):
                     slot["content"].append(delta["content"])
-                if delta.get("reasoning_content"):
-                    slot["reasoning"].append(delta["reasoning_content"])
+                for key in REASONING_FIELDS:  # one of them: a backend may send both
+                    if delta.get(key):
+                        slot["reasoning"].append(delta[key])
+                        slot["reasoning_key"] = key  # answered under the backend's own name
+                        break
                 for call in delta.get("tool_calls") or []:
                     tool = slot["tools"].setdefault(
                         call.get("index", len(slot["tools"])),
@@ -577,7 +615,7 @@ class StreamAssembler:
                 message: dict[str, Any] = {"role": "assistant", "content": text}
                 reasoning = "".join(slot["reasoning"])
                 if reasoning:
-                    message["reasoning_content"] = reasoning
+                    message[slot.get("reasoning_key", "reasoning_content")] = reasoning
                 if slot["tools"]:
                     message["tool_calls"] = [t for _, t in sorted(slot["tools"].items())]
                     message["content"] = text or None

@@ -179,7 +179,8 @@ async def test_tool_calls_become_objects_for_ollama_clients(make_router, aiohttp
     )
     lines = await ndjson(resp)
     calls = [line["message"]["tool_calls"] for line in lines if line["message"].get("tool_calls")]
-    assert calls == [[{"function": {"name": "get_weather", "arguments": {"city": "Tokyo"}}}]]
+    call = {"id": "c1", "function": {"name": "get_weather", "arguments": {"city": "Tokyo"}}}
+    assert calls == [[call]]
     assert lines[-1]["done"] is True and lines[-1]["done_reason"] == "stop"
 
 
