@@ -103,13 +103,15 @@ def test_ollama_client(router_url: str) -> None:
     assert len(vectors) == 2 and len(vectors[0]) == 640
     tools = client.chat("gemma-tools", messages=HI, tools=TOOLS, options=options)
     assert tools.done  # accepted and answered; a 270M base model calls no tool
-    # backend limits come back with the backend's status and message
+    # backend limits come back with the backend's message: an API the backend was not started
+    # with as its 501; what it refuses by how it was started (llama-server's 500 for tools
+    # without --jinja) as the request's 400 (router/proxy.py REFUSED_REQUEST)
     with pytest.raises(ollama.ResponseError) as fim:
         client.generate("gemma", prompt="def add(a, b):\n", suffix="\n", options=options)
     assert fim.value.status_code == 501 and "Infill is not supported" in fim.value.error
     with pytest.raises(ollama.ResponseError) as no_tools:
         client.chat("gemma", messages=HI, tools=TOOLS, options=options)
-    assert no_tools.value.status_code == 500 and "--jinja" in no_tools.value.error
+    assert no_tools.value.status_code == 400 and "--jinja" in no_tools.value.error
     with pytest.raises(ollama.ResponseError) as unknown:
         client.chat("nope", messages=HI)
     assert unknown.value.status_code == 404 and "nope" in unknown.value.error
@@ -148,6 +150,9 @@ def test_openai_client(router_url: str) -> None:
     with pytest.raises(openai.APIStatusError) as fim:
         client.completions.create(model="gemma", prompt="def f(", suffix="):", max_tokens=4)
     assert fim.value.status_code == 501 and "Infill is not supported" in fim.value.message
+    with pytest.raises(openai.BadRequestError) as no_tools:
+        client.chat.completions.create(model="gemma", messages=HI, max_tokens=4, tools=TOOLS)
+    assert "tools param requires --jinja flag" in no_tools.value.message
     with pytest.raises(openai.NotFoundError) as unknown:
         client.chat.completions.create(model="nope", messages=HI)
     assert "nope" in unknown.value.message
