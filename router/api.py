@@ -18,7 +18,12 @@ from aiohttp.web_protocol import RequestPayloadError
 from modelfleet.router import schemas, translate
 from modelfleet.router.backends import MIB, BackendError, ollama_details
 from modelfleet.router.core import Router
-from modelfleet.router.health import note_outcome, request_key, transport_failure
+from modelfleet.router.health import (
+    backend_at_fault,
+    note_outcome,
+    request_key,
+    transport_failure,
+)
 from modelfleet.router.proxy import (
     BACKEND_HEADER,
     BUSY,
@@ -718,7 +723,7 @@ async def _load_or_unload(router: Router, call: Call) -> web.Response:
         # the backend answered this request with an error (an embedding model asked to
         # generate ...): the request's fault, handed back with the backend's message
         ok = True  # the slot was used normally
-        if exc.status >= 500:
+        if backend_at_fault(exc.status):
             note_outcome(router, lease.backend, bad=True, key=request_key(call.body))
         router.access_log.write({**record, "status": exc.status, "error": exc.detail})
         return error_response(

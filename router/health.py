@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -107,6 +108,28 @@ async def run_forever(loop: Callable[[], Awaitable[None]], name: str) -> None:
 # outcomes across many *different* requests: the same poisoned request sent again and again
 # counts once, and answered 5xx only count when the backend fails clearly more often than
 # its peers (a request that breaks every backend is the request's fault, not theirs).
+
+
+# What llama-server answers with a 500 when a request asks for what it was not started with
+# or a field has the wrong type (measured on the cached build, tests/router/
+# test_backend_refusals.py): the request's fault, answered 400 (clients retry a 500). Counted,
+# five such requests ejected the model's only backend.
+REFUSED_REQUEST = re.compile(
+    r"requires --jinja flag|input is not supported|^Unknown reasoning format|^\[json\.exception\."
+)
+NOT_IMPLEMENTED = 501  # not started with that API (llama-server without --embeddings)
+
+
+def answered_status(status: int, message: str) -> int:
+    """The status an answered error goes back to the client with: its own, but 400 for a
+    500 that is one of llama-server's refusals (``REFUSED_REQUEST``)."""
+    return 400 if status >= 500 and REFUSED_REQUEST.search(message) else status
+
+
+def backend_at_fault(status: int) -> bool:
+    """Whether an answered error (after ``answered_status``) counts against the backend: a
+    5xx but 501, which says the backend was not started with that API."""
+    return status >= 500 and status != NOT_IMPLEMENTED
 
 
 def request_key(body: bytes | dict[str, Any]) -> str:

@@ -36,7 +36,13 @@ from aiohttp import web
 from modelfleet.router import translate
 from modelfleet.router.backends import upstream_base, upstream_headers
 from modelfleet.router.core import Router
-from modelfleet.router.health import note_outcome, request_key, transport_failure
+from modelfleet.router.health import (
+    answered_status,
+    backend_at_fault,
+    note_outcome,
+    request_key,
+    transport_failure,
+)
 from modelfleet.router.scheduler import Lease, NoBackend, RoutingError
 from modelfleet.router.state import BackendState
 
@@ -65,14 +71,6 @@ class StreamError(Exception):
 
 BUSY = (429, 503)  # the backend is full or loading: try another, nothing is wrong with it
 GATEWAY = (502, 504)  # a proxy in front of the backend lost it: a transport failure
-NOT_IMPLEMENTED = 501  # not started with that API (llama-server without --embeddings): no fault
-# What llama-server answers with a 500 when a request asks for what it was not started with
-# or a field has the wrong type (measured on the cached build, tests/router/
-# test_backend_refusals.py): the request's fault, so a 400 (clients retry a 500) that counts
-# nothing against the backend. Counted, five such requests ejected the model's only backend.
-REFUSED_REQUEST = re.compile(
-    r"requires --jinja flag|input is not supported|^Unknown reasoning format|^\[json\.exception\."
-)
 
 
 @dataclass
@@ -416,10 +414,8 @@ async def _attempt(
                 return None
             # an answered error belongs to this request: hand it back, leave health alone
             ok = True
-            status = resp.status
-            if status >= 500 and REFUSED_REQUEST.search(message):
-                status = outcome.status = 400
-            bad = status >= 500 and status != NOT_IMPLEMENTED
+            status = outcome.status = answered_status(resp.status, message)
+            bad = backend_at_fault(status)
             note_outcome(router, backend, bad=bad, key=request_key(call.body) if bad else None)
             if bad:
                 backend.record_failure(time.monotonic(), "5xx")  # error score only

@@ -105,7 +105,7 @@ def test_ollama_client(router_url: str) -> None:
     assert tools.done  # accepted and answered; a 270M base model calls no tool
     # backend limits come back with the backend's message: an API the backend was not started
     # with as its 501; what it refuses by how it was started (llama-server's 500 for tools
-    # without --jinja) as the request's 400 (router/proxy.py REFUSED_REQUEST)
+    # without --jinja) as the request's 400 (router/health.py REFUSED_REQUEST)
     with pytest.raises(ollama.ResponseError) as fim:
         client.generate("gemma", prompt="def add(a, b):\n", suffix="\n", options=options)
     assert fim.value.status_code == 501 and "Infill is not supported" in fim.value.error
