@@ -107,6 +107,22 @@ async def openai_upstream(
     return str(server.make_url("")).rstrip("/")
 
 
+def sse_chat(
+    chunks: list[dict[str, Any]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A ``/v1/chat/completions`` handler that streams ``chunks`` as SSE, then ``[DONE]``."""
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for chunk in chunks:
+            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    return chat
+
+
 def router_of(client: TestClient[Any, Any]) -> Router:
     assert isinstance(client.server, TestServer)
     return client.server.app[ROUTER]

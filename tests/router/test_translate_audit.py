@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +22,7 @@ from modelfleet.router.translate import (
     chat_request,
     openai_infill_request,
 )
-from tests.router.conftest import ndjson, openai_upstream
+from tests.router.conftest import ndjson, openai_upstream, sse_chat
 
 # -- stop as a string to /infill --------------------------------------------------------------
 
@@ -83,19 +82,14 @@ def test_ollama_reply_takes_reasoning_as_thinking():
 async def test_openai_client_non_streaming_keeps_reasoning(aiohttp_server, make_router):
     """A whole answer from a backend that streams ``reasoning``: the client gets it."""
 
-    async def chat(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        chunks = [
+    chat = sse_chat(
+        [
             _chunk({"role": "assistant", "content": "", "reasoning": "2+2 is 4"}),
             _chunk({"content": "4"}, "stop"),
             {"id": "c", "model": "m", "choices": [], "usage": {"prompt_tokens": 5,
              "completion_tokens": 6, "total_tokens": 11}},
-        ]  # fmt: skip
-        for chunk in chunks:
-            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
+        ]
+    )  # fmt: skip
 
     url = await openai_upstream(aiohttp_server, chat, "m")
     client = await make_router([{"name": "o", "url": url, "kind": "openai"}])
@@ -160,23 +154,21 @@ def test_tool_messages_without_names_answer_the_calls_in_order():
 async def test_ollama_client_gets_the_backends_tool_call_id(aiohttp_server, make_router):
     """Ollama's tool calls carry an ``id``; the backend's is kept."""
 
-    async def chat(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        if not body.get("stream"):  # never asked: the router streams upstream
-            raise AssertionError("expected a stream")
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        first = {"index": 0, "id": "call_xyz", "type": "function"}
-        first["function"] = {"name": "get_weather", "arguments": '{"city": '}
-        chunks = [
+    first = {"index": 0, "id": "call_xyz", "type": "function"}
+    first["function"] = {"name": "get_weather", "arguments": '{"city": '}
+    stream = sse_chat(
+        [
             _chunk({"tool_calls": [first]}),
             _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"Tokyo"}'}}]}),
             _chunk({}, "tool_calls"),
         ]
-        for chunk in chunks:
-            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
+    )
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if not body.get("stream"):  # never asked: the router streams upstream
+            raise AssertionError("expected a stream")
+        return await stream(request)
 
     url = await openai_upstream(aiohttp_server, chat, "m")
     client = await make_router([{"name": "o", "url": url, "kind": "openai"}])
